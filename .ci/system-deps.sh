@@ -1,0 +1,27 @@
+#!/bin/bash
+# System packages and tools the tests drive for real. Idempotent; needs root (CI runs as root).
+set -euo pipefail
+
+packages=(
+    cloud-init      # `cloud-init schema` validates every rendered user data
+    caddy           # `caddy validate` checks the rendered Caddyfile
+    adduser sudo    # the hub creates Unix accounts for its users
+)
+# configurable-http-proxy needs Node.js and npm; a machine may already have both from
+# another source (whose nodejs package bundles npm and conflicts with Debian's npm).
+command -v npm >/dev/null || packages+=(nodejs npm)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The version the hub VMs install (renderers/cloud_init.py); npm only warns about Node 20.
+chp_version=5.3.0
+if [[ "$(configurable-http-proxy --version 2>/dev/null || true)" != "$chp_version" ]]; then
+    npm install --global --no-audit --no-fund --loglevel=error "configurable-http-proxy@$chp_version"
+fi

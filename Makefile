@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh machine:
+#   make plan STACK=dev     plan a stack offline (no cloud, no Pulumi CLI)
+#   make test               run the test suite
+# Both build .venv from the system Python on first use.
+
+PYTHON    ?= /usr/bin/python3
+VENV      := .venv
+PY        := $(VENV)/bin/python
+STACK     ?= dev
+JSON      ?=
+PYTEST_ARGS ?=
+
+.PHONY: plan test lint bench venv clean system-deps
+
+venv: $(VENV)/.installed
+
+# The venv is built from the system interpreter, not a per-user one, because the tests start
+# notebook servers as other Unix users who must be able to read it.
+$(VENV)/.installed: requirements.txt requirements-dev.txt hub/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+plan: venv
+	$(PY) -m planner --stack $(STACK) $(if $(JSON),--json $(JSON))
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+bench: venv
+	$(PY) -m bench.plan_time
+
+# Services and tools some tests drive for real (Debian packages, npm). .ci/run calls this.
+system-deps:
+	bash .ci/system-deps.sh
+
+clean:
+	rm -rf $(VENV) plan .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,87 @@
+"""Jetstream2 (OpenStack at Indiana University) catalog.
+
+Sources:
+- Flavors and SU rates: https://docs.jetstream-cloud.org/general/instance-flavors/
+  ("1 SU is equivalent to 1 vCPU for 1 hour"; Large Memory r3.* cost 2 SU per vCPU-hour;
+  GPU g3.* cost 2 SU per vCPU-hour on the current page, after an earlier rate of 4).
+- Featured images: https://docs.jetstream-cloud.org/general/featured/
+- Networking (`public` external network, `auto_allocated_network`, one router per
+  allocation): https://docs.jetstream-cloud.org/ui/cli/network/ and
+  https://docs.jetstream-cloud.org/general/network/
+- DNS (Designate zone per allocation):
+  https://docs.jetstream-cloud.org/general/dns/
+- Default quotas: https://docs.jetstream-cloud.org/alloc/storage/ and
+  https://docs.jetstream-cloud.org/general/quotas/
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class Flavor:
+    name: str
+    vcpus: int
+    ram_gb: float
+    root_disk_gb: int
+    su_per_vcpu_hour: float
+    gpu_fraction: float = 0.0
+
+    @property
+    def su_per_hour(self) -> float:
+        return self.vcpus * self.su_per_vcpu_hour
+
+
+def _flavors(*flavors: Flavor) -> Mapping[str, Flavor]:
+    return MappingProxyType({f.name: f for f in flavors})
+
+
+FLAVORS: Mapping[str, Flavor] = _flavors(
+    Flavor("m3.tiny", 1, 3, 20, 1),
+    Flavor("m3.small", 2, 6, 20, 1),
+    Flavor("m3.quad", 4, 15, 20, 1),
+    Flavor("m3.medium", 8, 30, 60, 1),
+    Flavor("m3.large", 16, 60, 60, 1),
+    Flavor("m3.xl", 32, 125, 60, 1),
+    Flavor("m3.2xl", 64, 250, 60, 1),
+    Flavor("r3.large", 64, 500, 60, 2),
+    Flavor("r3.xl", 128, 1000, 60, 2),
+    Flavor("g3.small", 4, 15, 60, 2, gpu_fraction=0.2),
+    Flavor("g3.medium", 8, 30, 60, 2, gpu_fraction=0.25),
+    Flavor("g3.large", 16, 60, 60, 2, gpu_fraction=0.5),
+    Flavor("g3.xl", 32, 125, 60, 2, gpu_fraction=1.0),
+)
+
+FEATURED_IMAGES: tuple[str, ...] = ("Featured-Ubuntu24", "Featured-Ubuntu22")
+
+EXTERNAL_NETWORK = "public"
+AUTO_ALLOCATED_NETWORK = "auto_allocated_network"
+AUTO_ALLOCATED_SUBNET = "auto_allocated_subnet_v4"
+DNS_ZONE_SUFFIX = "projects.jetstream-cloud.org"
+
+# Let's Encrypt refuses a certificate whose common name is longer than 64 characters.
+LETSENCRYPT_MAX_CN = 64
+
+# The account the featured Ubuntu images create for the key pair.
+DEFAULT_LOGIN_USER = "ubuntu"
+
+
+@dataclass(frozen=True)
+class Quotas:
+    volumes: int
+    volume_gb: int
+    floating_ips: int
+    routers: int
+
+
+# A new research allocation's defaults (10 volumes / 1 TB of block storage, 10 floating IPs,
+# one router); operators raise them by ticket to Jetstream2 support.
+DEFAULT_QUOTAS = Quotas(volumes=10, volume_gb=1000, floating_ips=10, routers=1)
+
+
+def allocation_zone(allocation: str) -> str:
+    """The Designate zone Jetstream2 creates for an allocation, with its trailing dot."""
+    return f"{allocation.lower()}.{DNS_ZONE_SUFFIX}."

@@ -1,0 +1,87 @@
+"""jupyterhub_config.py for a hub VM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from renderers import render
+from stackconfig import AuthConfig, StackConfig
+
+ACCESS_IDP = "https://access-ci.org/idp"
+
+
+@dataclass(frozen=True)
+class HubPaths:
+    """Where things live on the hub VM. Tests point these at a scratch folder."""
+
+    data_root: str = "/data"
+    venv: str = "/opt/jupyterhub"
+    config_dir: str = "/etc/jupyterhub"
+    proxy_command: str = "/usr/local/bin/configurable-http-proxy"
+    add_user_command: str = "/usr/local/sbin/jshub-add-user"
+
+    @property
+    def state_dir(self) -> str:
+        return f"{self.data_root}/hub"
+
+    @property
+    def home_root(self) -> str:
+        return f"{self.data_root}/home"
+
+
+@dataclass(frozen=True)
+class HubConfigSpec:
+    public_url: str
+    auth: AuthConfig
+    concurrent_users: int
+    user_memory_gb: float
+    user_cpu: float
+    idle_timeout_s: int
+    paths: HubPaths = field(default_factory=HubPaths)
+    bind_url: str = "http://127.0.0.1:8000"
+    hub_bind_url: str = "http://127.0.0.1:8081"
+    hub_connect_url: str | None = None
+
+    @classmethod
+    def from_config(cls, cfg: StackConfig, paths: HubPaths | None = None) -> HubConfigSpec:
+        return cls(
+            public_url=cfg.hub_url,
+            auth=cfg.auth,
+            concurrent_users=cfg.concurrent_users,
+            user_memory_gb=cfg.user_memory_gb,
+            user_cpu=cfg.user_cpu,
+            idle_timeout_s=cfg.idle_timeout_minutes * 60,
+            paths=paths or HubPaths(),
+        )
+
+    @property
+    def mem_limit(self) -> str:
+        return f"{int(self.user_memory_gb * 1024)}M"
+
+    @property
+    def cpu_limit(self) -> float:
+        return float(self.user_cpu)
+
+    @property
+    def cull_every_s(self) -> int:
+        return max(60, min(600, self.idle_timeout_s // 5))
+
+    @property
+    def cilogon_idps(self) -> dict[str, Any]:
+        idps: dict[str, Any] = {}
+        for entity in self.auth.allowed_idps:
+            if entity == ACCESS_IDP:
+                derivation = {
+                    "username_claim": "eppn",
+                    "action": "strip_idp_domain",
+                    "domain": "access-ci.org",
+                }
+            else:
+                derivation = {"username_claim": "eppn"}
+            idps[entity] = {"username_derivation": derivation, "allow_all": self.auth.allow_all}
+        return idps
+
+
+def render_jupyterhub_config(spec: HubConfigSpec) -> str:
+    return render("jupyterhub_config.py.j2", spec=spec)

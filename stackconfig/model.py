@@ -1,0 +1,217 @@
+"""The stack configuration model.
+
+Every key a stack file may set is a field here, with its type, default, range and the
+description that `Pulumi.yaml` shows (tests keep the two in step). Cross-field rules live in
+`model_validator`s so that a stack that cannot work is refused before any resource exists.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from catalog import (
+    AUTO_ALLOCATED_NETWORK,
+    AUTO_ALLOCATED_SUBNET,
+    FEATURED_IMAGES,
+    FLAVORS,
+    allocation_zone,
+)
+
+Scenario = Literal["single", "hpc", "swarm", "k8s"]
+SCENARIOS: tuple[str, ...] = ("single", "hpc", "swarm", "k8s")
+
+# Memory the OS, JupyterHub, the proxy and the reverse proxy need on a hub VM.
+HUB_OVERHEAD_GB = 1.0
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
+_GITHUB_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+
+
+def _flavor(name: str) -> str:
+    if name not in FLAVORS:
+        raise ValueError(f"not a Jetstream2 flavor; allowed: {', '.join(FLAVORS)}")
+    return name
+
+
+def _image(name: str) -> str:
+    if name not in FEATURED_IMAGES:
+        raise ValueError(f"not a Jetstream2 featured image; allowed: {', '.join(FEATURED_IMAGES)}")
+    return name
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        raise ValueError(
+            f"not a CIDR ({exc}); write a network address and prefix, e.g. 203.0.113.0/24"
+        ) from None
+
+
+def _dns_label(value: str) -> str:
+    if not _LABEL.match(value):
+        raise ValueError(
+            "not a DNS label: use 1-63 lowercase letters, digits and hyphens, "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _dns_zone(value: str) -> str:
+    zone = value if value.endswith(".") else value + "."
+    labels = zone[:-1].split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError(
+            "not a DNS zone: use dot-separated lowercase labels, e.g. abc123.projects.jetstream-cloud.org."
+        )
+    return zone
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError("not an email address (Let's Encrypt sends expiry notices to it)")
+    return value
+
+
+Flavor = Annotated[str, AfterValidator(_flavor)]
+Image = Annotated[str, AfterValidator(_image)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+DnsZone = Annotated[str, AfterValidator(_dns_zone)]
+Email = Annotated[str, AfterValidator(_email)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        str_strip_whitespace=True,
+    )
+
+
+class AuthConfig(_Model):
+    """Who may log in, through which identity provider."""
+
+    type: Literal["github", "cilogon"] = Field(
+        description="Identity provider: github (GitHub OAuth app) or cilogon (CILogon, e.g. ACCESS IdP)."
+    )
+    client_id: str = Field(min_length=1, description="OAuth client ID of the app registered for this hub.")
+    admins: list[str] = Field(default_factory=list, description="Usernames with JupyterHub admin rights.")
+    allowed_users: list[str] = Field(default_factory=list, description="Usernames allowed to log in.")
+    allowed_organizations: list[str] = Field(
+        default_factory=list, description="GitHub organizations (or org:team) whose members may log in."
+    )
+    allowed_idps: list[str] = Field(
+        default_factory=lambda: ["https://access-ci.org/idp"],
+        description="CILogon identity providers (entity IDs) allowed; default: the ACCESS IdP.",
+    )
+    allow_all: bool = Field(
+        default=False, description="Let anyone the identity provider authenticates log in."
+    )
+
+    @model_validator(mode="after")
+    def _someone_can_log_in(self) -> AuthConfig:
+        if self.type == "github":
+            bad = [u for u in self.admins + self.allowed_users if not _GITHUB_LOGIN.match(u)]
+            if bad:
+                raise ValueError(f"not GitHub logins: {bad}")
+        if self.type == "cilogon" and not self.allowed_idps:
+            raise ValueError("cilogon needs at least one entry in allowedIdps")
+        if self.type != "github" and self.allowed_organizations:
+            raise ValueError("allowedOrganizations works only with type github")
+        if not (self.allow_all or self.allowed_users or self.admins or self.allowed_organizations):
+            raise ValueError(
+                "nobody could log in: set allowedUsers, admins or allowedOrganizations, "
+                "or allowAll: true"
+            )
+        return self
+
+
+class StackConfig(_Model):
+    """Everything a stack file sets under the project's namespace."""
+
+    scenario: Scenario = Field(
+        description="Architecture to deploy: single (one hub VM), hpc (SLURM batch jobs), swarm (Docker Swarm) or k8s (Kubernetes + Rook/Ceph + Z2JH)."
+    )
+    allocation: str = Field(
+        pattern=r"^[a-z][a-z0-9]{2,31}$",
+        description="Jetstream2 allocation (project) name in lowercase, e.g. cis230000; it names the DNS zone.",
+    )
+    dns_zone: DnsZone | None = Field(
+        default=None,
+        description="Designate zone for the hub's record; empty means <allocation>.projects.jetstream-cloud.org.",
+    )
+    hub_hostname: DnsLabel = Field(default="hub", description="DNS label of the hub inside the zone.")
+    lets_encrypt_email: Email = Field(description="Contact address for the Let's Encrypt certificate.")
+    admin_cidrs: list[Cidr] = Field(
+        min_length=1, description="Networks allowed to SSH to the VMs, e.g. [\"203.0.113.7/32\"]."
+    )
+    allow_ssh_from_anywhere: bool = Field(
+        default=False, description="Permit 0.0.0.0/0 or ::/0 in adminCidrs (off: SSH stays closed to the world)."
+    )
+    key_pair: str = Field(min_length=1, description="Name of an existing OpenStack key pair for the ubuntu user.")
+    network_mode: Literal["existing", "create"] = Field(
+        default="existing",
+        description="existing: use the allocation's network (an allocation may own only one router); create: a new network, subnet and router.",
+    )
+    network_name: str = Field(
+        default=AUTO_ALLOCATED_NETWORK, min_length=1, description="Network to use (existing) or to create (create)."
+    )
+    subnet_name: str = Field(
+        default=AUTO_ALLOCATED_SUBNET, min_length=1, description="Subnet to use (existing) or to create (create)."
+    )
+    subnet_cidr: Cidr = Field(default="10.42.0.0/24", description="CIDR of the subnet when networkMode is create.")
+    image: Image = Field(default="Featured-Ubuntu24", description="Featured image for every VM.")
+    hub_flavor: Flavor = Field(default="m3.small", description="Flavor of the hub VM.")
+    hub_data_volume_gb: int = Field(
+        default=100, ge=10, le=1000, description="Size of the protected volume holding homes and hub state (GB)."
+    )
+    concurrent_users: int = Field(
+        default=5, ge=1, le=5000, description="Users expected to run servers at the same time (sizing and server limit)."
+    )
+    user_memory_gb: float = Field(default=1.0, gt=0, le=250, description="Memory each user's server may use (GB).")
+    user_cpu: float = Field(default=1.0, gt=0, le=64, description="CPU cores each user's server may use.")
+    idle_timeout_minutes: int = Field(
+        default=60, ge=5, le=10080, description="Stop servers idle this long (minutes)."
+    )
+    auth: AuthConfig = Field(description="Authentication: {type, clientId, admins, allowedUsers, ...}.")
+    oauth_client_secret: SecretStr = Field(
+        json_schema_extra={"secret": True},
+        description="OAuth client secret of the app (pulumi config set --secret oauthClientSecret ...).",
+    )
+
+    @property
+    def zone(self) -> str:
+        """The DNS zone with its trailing dot."""
+        return self.dns_zone or allocation_zone(self.allocation)
+
+    @property
+    def hub_fqdn(self) -> str:
+        return f"{self.hub_hostname}.{self.zone.rstrip('.')}"
+
+    @property
+    def hub_url(self) -> str:
+        return f"https://{self.hub_fqdn}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_zone_means_default(cls, data: object) -> object:
+        # Pulumi.yaml needs a default for every optional key; "" stands for "derive it".
+        if isinstance(data, dict) and data.get("dnsZone") == "":
+            data = {k: v for k, v in data.items() if k != "dnsZone"}
+        return data
