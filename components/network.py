@@ -1,0 +1,71 @@
+"""JetstreamNetwork: the allocation's own network, or a new one with its router."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pulumi
+import pulumi_openstack as openstack
+
+from catalog import EXTERNAL_NETWORK
+
+
+@dataclass(frozen=True)
+class JetstreamNetworkArgs:
+    mode: Literal["existing", "create"]
+    network_name: str
+    subnet_name: str
+    cidr: str
+    dns_nameservers: tuple[str, ...] = ("8.8.8.8", "1.1.1.1")
+
+
+class JetstreamNetwork(pulumi.ComponentResource):
+    """An allocation may own only one router, which Jetstream2 already spent on
+    `auto_allocated_network`: `existing` reuses that network; `create` builds a new network,
+    subnet and router (for allocations whose quota allows a second router)."""
+
+    network_id: pulumi.Output[str]
+    subnet_id: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: JetstreamNetworkArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("jshub:index:JetstreamNetwork", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        if args.mode == "existing":
+            network = openstack.networking.get_network_output(name=args.network_name, opts=invoke)
+            subnet = openstack.networking.get_subnet_output(
+                name=args.subnet_name, network_id=network.id, opts=invoke
+            )
+            self.network_id = network.id
+            self.subnet_id = subnet.id
+        else:
+            external = openstack.networking.get_network_output(
+                name=EXTERNAL_NETWORK, external=True, opts=invoke
+            )
+            net = openstack.networking.Network(
+                f"{name}-network", name=args.network_name, admin_state_up=True, opts=child
+            )
+            sub = openstack.networking.Subnet(
+                f"{name}-subnet",
+                name=args.subnet_name,
+                network_id=net.id,
+                cidr=args.cidr,
+                ip_version=4,
+                dns_nameservers=list(args.dns_nameservers),
+                opts=child,
+            )
+            router = openstack.networking.Router(
+                f"{name}-router",
+                name=f"{args.network_name}-router",
+                external_network_id=external.id,
+                opts=child,
+            )
+            openstack.networking.RouterInterface(
+                f"{name}-router-interface", router_id=router.id, subnet_id=sub.id, opts=child
+            )
+            self.network_id = net.id
+            self.subnet_id = sub.id
+        self.register_outputs({"network_id": self.network_id, "subnet_id": self.subnet_id})

@@ -1,0 +1,149 @@
+"""JetstreamVM: a port with the role's security groups, an instance booted with cloud-init,
+and optionally protected data volumes, a floating IP and a DNS record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_openstack as openstack
+
+from catalog import EXTERNAL_NETWORK
+
+VolumeIds = Mapping[str, pulumi.Output[str]]
+UserData = pulumi.Input[str] | Callable[[VolumeIds], pulumi.Input[str]]
+
+
+@dataclass(frozen=True)
+class DataVolume:
+    """A Cinder volume holding user data. It is protected and retained on delete: replacing the
+    VM, or even `pulumi destroy`, leaves it (and the files on it) in the allocation."""
+
+    name: str
+    size_gb: int
+    description: str
+
+
+@dataclass(frozen=True)
+class DnsRecord:
+    zone: str
+    hostname: str
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.hostname}.{self.zone.rstrip('.')}"
+
+
+@dataclass(frozen=True)
+class JetstreamVMArgs:
+    role: str
+    flavor: str
+    image: str
+    key_pair: str
+    network_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    security_group_ids: Sequence[pulumi.Input[str]]
+    # cloud-init text, or a function of the data volumes' IDs that returns it.
+    user_data: UserData
+    floating_ip: bool = False
+    data_volumes: Sequence[DataVolume] = field(default_factory=tuple)
+    dns: DnsRecord | None = None
+
+
+class JetstreamVM(pulumi.ComponentResource):
+    instance_id: pulumi.Output[str]
+    private_ip: pulumi.Output[str]
+    public_ip: pulumi.Output[str] | None
+    volume_ids: dict[str, pulumi.Output[str]]
+    fqdn: str | None
+
+    def __init__(
+        self, name: str, args: JetstreamVMArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("jshub:index:JetstreamVM", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        port = openstack.networking.Port(
+            f"{name}-port",
+            name=name,
+            network_id=args.network_id,
+            fixed_ips=[openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id)],
+            security_group_ids=list(args.security_group_ids),
+            admin_state_up=True,
+            opts=child,
+        )
+
+        volumes = {
+            vol.name: openstack.blockstorage.Volume(
+                f"{name}-{vol.name}",
+                name=f"{name}-{vol.name}",
+                size=vol.size_gb,
+                description=vol.description,
+                enable_online_resize=True,
+                opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+            )
+            for vol in args.data_volumes
+        }
+        self.volume_ids = {vol_name: vol.id for vol_name, vol in volumes.items()}
+        user_data = args.user_data(self.volume_ids) if callable(args.user_data) else args.user_data
+
+        # A Cinder volume attaches to one server at a time, so a replacement server must not
+        # come up (and try to attach) before the old one is gone.
+        instance = openstack.compute.Instance(
+            f"{name}-server",
+            name=name,
+            flavor_name=args.flavor,
+            image_name=args.image,
+            key_pair=args.key_pair,
+            networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
+            user_data=user_data,
+            metadata={"role": args.role, "managed-by": "jupyterhub-jetstream"},
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        for vol_name, vol in volumes.items():
+            openstack.compute.VolumeAttach(
+                f"{name}-{vol_name}-attach",
+                instance_id=instance.id,
+                volume_id=vol.id,
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            )
+
+        self.instance_id = instance.id
+        self.private_ip = port.all_fixed_ips.apply(lambda ips: ips[0] if ips else "")
+        self.public_ip = None
+        self.fqdn = None
+        if args.floating_ip:
+            fip = openstack.networking.FloatingIp(
+                f"{name}-fip",
+                pool=EXTERNAL_NETWORK,
+                port_id=port.id,
+                description=f"{name} ({args.role})",
+                opts=child,
+            )
+            self.public_ip = fip.address
+            if args.dns is not None:
+                zone = openstack.dns.get_dns_zone_output(
+                    name=args.dns.zone, opts=pulumi.InvokeOutputOptions(parent=self)
+                )
+                openstack.dns.RecordSet(
+                    f"{name}-dns",
+                    zone_id=zone.id,
+                    name=f"{args.dns.fqdn}.",
+                    type="A",
+                    ttl=300,
+                    records=[fip.address],
+                    opts=child,
+                )
+                self.fqdn = args.dns.fqdn
+        elif args.dns is not None:
+            raise ValueError(f"{name}: a DNS record needs a floating IP")
+
+        self.register_outputs(
+            {
+                "instance_id": self.instance_id,
+                "private_ip": self.private_ip,
+                "public_ip": self.public_ip,
+                "volume_ids": self.volume_ids,
+            }
+        )

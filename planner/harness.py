@@ -1,0 +1,88 @@
+"""Run a Pulumi program (the real `__main__.py`, or any function) under the planner's mocks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import runpy
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import settings, stack
+
+from planner.mocks import PlanMocks, RecordingMonitor, Registration, scrub
+
+
+@dataclass
+class Recording:
+    registrations: list[Registration]
+    invokes: list[dict[str, Any]]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def mocked_runtime(
+    project: str, stack_name: str, config: dict[str, str], secret_keys: list[str]
+) -> Iterator[RecordingMonitor]:
+    """A fresh event loop, mocks and config; everything is reset on the way out, because
+    `set_mocks` is process-global."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    monitor = RecordingMonitor(PlanMocks())
+    pulumi.runtime.set_all_config(config, secret_keys)
+    pulumi.runtime.set_mocks(PlanMocks(), project=project, stack=stack_name, preview=False, monitor=monitor)
+    try:
+        yield monitor
+    finally:
+        settings.reset_options()
+        pulumi.runtime.set_all_config({}, [])
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def _run(func: Callable[[], None]) -> None:
+    asyncio.get_event_loop().run_until_complete(stack.run_pulumi_func(func))
+
+
+def _resolve_outputs() -> dict[str, Any]:
+    root = settings.get_root_resource()
+    exported = dict(getattr(root, "outputs", {}) or {})
+
+    async def resolve() -> dict[str, Any]:
+        result = {}
+        for key, value in exported.items():
+            output = pulumi.Output.from_input(value)
+            resolved = await output.future(with_unknowns=True)
+            result[key] = "[secret]" if await output.is_secret() else scrub(resolved)
+        return result
+
+    return asyncio.get_event_loop().run_until_complete(resolve())
+
+
+def run_program(program: Callable[[], None], project: str, stack_name: str,
+                config: dict[str, str], secret_keys: list[str]) -> Recording:
+    with mocked_runtime(project, stack_name, config, secret_keys) as monitor:
+        _run(program)
+        outputs = _resolve_outputs()
+        return Recording(monitor.registrations, monitor.invokes, outputs)
+
+
+def main_program(project_dir: Path) -> Callable[[], None]:
+    """The project's `__main__.py`, run as `pulumi up` runs it (from the project folder)."""
+
+    def program() -> None:
+        previous = Path.cwd()
+        os.chdir(project_dir)
+        sys.path.insert(0, str(project_dir))
+        try:
+            runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
+        finally:
+            sys.path.remove(str(project_dir))
+            os.chdir(previous)
+
+    return program

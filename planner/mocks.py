@@ -1,0 +1,122 @@
+"""Pulumi mocks that stand in for the cloud, and a monitor that records every registration.
+
+Mock IDs, addresses and keys are placeholders (documentation ranges, deterministic UUIDs),
+never real values; the planner says so in its output."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulumi.runtime import mocks, rpc
+
+SECRET = "[secret]"
+UNKNOWN = "[unknown]"
+_NAMESPACE = uuid.UUID("6f1c3a52-2d0e-4f55-9a4f-3b7e0f6c1d20")
+
+
+def placeholder_id(kind: str, name: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{kind}/{name}"))
+
+
+def _placeholder_ip(prefix: str, name: str) -> str:
+    return f"{prefix}.{uuid.uuid5(_NAMESPACE, name).int % 250 + 2}"
+
+
+# Outputs the providers compute, by type token; camelCase keys as the engine returns them.
+def _computed(args: mocks.MockResourceArgs) -> dict[str, Any]:
+    name = args.name
+    match args.typ:
+        case "openstack:networking/port:Port":
+            return {"allFixedIps": [_placeholder_ip("10.0.0", name)]}
+        case "openstack:networking/floatingIp:FloatingIp":
+            return {"address": _placeholder_ip("203.0.113", name)}  # TEST-NET-3
+        case "openstack:compute/instance:Instance":
+            return {"accessIpV4": _placeholder_ip("10.0.0", name)}
+        case "tls:index/privateKey:PrivateKey":
+            return {
+                "publicKeyOpenssh": f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5placeholder{name} jshub-deploy\n",
+                "privateKeyOpenssh": "-----BEGIN OPENSSH PRIVATE KEY-----\nplaceholder\n-----END OPENSSH PRIVATE KEY-----\n",
+            }
+        case "random:index/randomPassword:RandomPassword":
+            return {"result": "placeholder" + "0" * 37}
+        case "command:remote:Command":
+            return {"stdout": "", "stderr": ""}
+    return {}
+
+
+class PlanMocks(mocks.Mocks):
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        return placeholder_id(args.typ, args.name), {**args.inputs, **_computed(args)}
+
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        name = str(args.args.get("name", ""))
+        return {**args.args, "id": placeholder_id(args.token, name)}, []
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    urn: str
+    parent_urn: str
+    custom: bool
+    inputs: dict[str, Any]
+    protect: bool
+    retain_on_delete: bool
+    delete_before_replace: bool
+    dependency_urns: list[str]
+    additional_secret_outputs: list[str]
+    secret_inputs: list[str] = field(default_factory=list)
+
+
+def scrub(value: Any, path: str = "", secret_paths: list[str] | None = None) -> Any:
+    """Replace secrets by "[secret]" and unknowns by "[unknown]", recording secret paths."""
+    if rpc.is_rpc_secret(value):
+        if secret_paths is not None:
+            secret_paths.append(path)
+        return SECRET
+    if value == rpc.UNKNOWN:
+        return UNKNOWN
+    if isinstance(value, dict):
+        return {k: scrub(v, f"{path}.{k}".lstrip("."), secret_paths) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, f"{path}[{i}]", secret_paths) for i, v in enumerate(value)]
+    return value
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, mock: mocks.Mocks) -> None:
+        super().__init__(mock)
+        self.registrations: list[Registration] = []
+        self.invokes: list[dict[str, Any]] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC name)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            secret_paths: list[str] = []
+            inputs = scrub(
+                rpc.deserialize_properties(request.object, keep_unknowns=True), "", secret_paths
+            )
+            self.registrations.append(
+                Registration(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent_urn=request.parent,
+                    custom=bool(request.custom),
+                    inputs=inputs,
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
+                    dependency_urns=list(request.dependencies),
+                    additional_secret_outputs=list(request.additionalSecretOutputs),
+                    secret_inputs=secret_paths,
+                )
+            )
+        return response
+
+    def Invoke(self, request: Any) -> Any:  # noqa: N802 (gRPC name)
+        self.invokes.append({"token": request.tok, "args": scrub(rpc.deserialize_properties(request.args))})
+        return super().Invoke(request)

@@ -1,0 +1,116 @@
+"""Turn a recording into the plan: JSON contract, a readable tree, cost, rendered files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from catalog import FLAVORS
+from planner.harness import Recording
+from planner.mocks import SECRET, UNKNOWN
+
+PLACEHOLDER_NOTE = (
+    "IDs, IP addresses, keys and tokens in this plan are placeholders from offline mocks; "
+    "the cloud assigns the real ones at `pulumi up`."
+)
+INSTANCE = "openstack:compute/instance:Instance"
+REMOTE_COMMAND = "command:remote:Command"
+
+
+def build_plan(stack: str, scenario: str, recording: Recording) -> dict[str, Any]:
+    by_urn = {r.urn: r for r in recording.registrations}
+    resources = []
+    for r in recording.registrations:
+        parent = by_urn.get(r.parent_urn)
+        resources.append(
+            {
+                "type": r.type,
+                "name": r.name,
+                "parent": parent.name if parent else None,
+                "custom": r.custom,
+                "inputs": r.inputs,
+                "protect": r.protect,
+                "retain_on_delete": r.retain_on_delete,
+                "delete_before_replace": r.delete_before_replace,
+                "depends_on": sorted({by_urn[u].name for u in r.dependency_urns if u in by_urn}),
+                "secret_inputs": r.secret_inputs,
+            }
+        )
+    return {
+        "stack": stack,
+        "scenario": scenario,
+        "note": PLACEHOLDER_NOTE,
+        "resources": resources,
+        "invokes": recording.invokes,
+        "outputs": recording.outputs,
+        "cost": cost(resources),
+    }
+
+
+def cost(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    instances = []
+    for r in resources:
+        if r["type"] != INSTANCE:
+            continue
+        flavor = FLAVORS[r["inputs"]["flavorName"]]
+        instances.append({"name": r["name"], "flavor": flavor.name, "su_per_hour": flavor.su_per_hour})
+    per_hour = sum(i["su_per_hour"] for i in instances)
+    return {
+        "su_per_hour": per_hour,
+        "su_per_day": per_hour * 24,
+        "su_per_30_days": per_hour * 24 * 30,
+        "instances": instances,
+        "basis": "Jetstream2 charges running instances by flavor (vCPUs × SU rate per hour); "
+        "volumes, floating IPs and shelved instances cost no SUs.",
+    }
+
+
+def tree(plan: dict[str, Any]) -> str:
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for r in plan["resources"]:
+        children.setdefault(r["parent"], []).append(r)
+    lines: list[str] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for r in children.get(parent, []):
+            flags = [f for f, on in (("protected", r["protect"]), ("retained on delete", r["retain_on_delete"])) if on]
+            extra = f"  [{', '.join(flags)}]" if flags else ""
+            lines.append(f"{'  ' * depth}+ {r['type']}  {r['name']}{extra}")
+            walk(r["name"], depth + 1)
+
+    walk(None, 0)
+    return "\n".join(lines)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def write_artifacts(plan: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Every file the plan would put on a machine: each VM's user data, the files it writes,
+    and the scripts remote commands run."""
+    written: list[Path] = []
+
+    def write(path: Path, text: str, mode: int = 0o644) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(mode)
+        written.append(path)
+
+    for r in plan["resources"]:
+        folder = out_dir / _safe(r["name"])
+        user_data = r["inputs"].get("userData") if r["type"] == INSTANCE else None
+        if isinstance(user_data, str) and user_data not in (SECRET, UNKNOWN):
+            write(folder / "cloud-init.yaml", user_data)
+            for item in (yaml.safe_load(user_data) or {}).get("write_files", []):
+                mode = int(str(item.get("permissions", "0644")), 8)
+                write(folder / "files" / item["path"].lstrip("/"), item.get("content", ""), mode)
+        if r["type"] == REMOTE_COMMAND:
+            for phase in ("create", "update", "delete"):
+                script = r["inputs"].get(phase)
+                if isinstance(script, str) and script not in (SECRET, UNKNOWN):
+                    write(folder / f"{phase}.sh", script, 0o755)
+    return written

@@ -1,0 +1,63 @@
+"""The `config:` block of Pulumi.yaml, generated from the model so the two cannot drift.
+
+`python -m stackconfig.document` prints the block; tests fail when Pulumi.yaml differs."""
+
+from __future__ import annotations
+
+import sys
+import types
+import typing
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, SecretStr
+
+from stackconfig.model import StackConfig
+
+
+def _pulumi_type(annotation: Any) -> str | None:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _pulumi_type(args[0]) if len(args) == 1 else None
+    if origin is typing.Annotated:
+        return _pulumi_type(typing.get_args(annotation)[0])
+    if origin is list:
+        return "array"
+    if origin is typing.Literal or annotation in (str, SecretStr):
+        return "string"
+    if annotation is bool:
+        return "boolean"
+    if annotation is int:
+        return "integer"
+    return None  # floats and objects: Pulumi.yaml has no such type; the model checks them
+
+
+def config_block(model: type[BaseModel] = StackConfig) -> dict[str, Any]:
+    block: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        entry: dict[str, Any] = {}
+        kind = _pulumi_type(field.annotation)
+        if kind:
+            entry["type"] = kind
+        if kind == "array":
+            entry["items"] = {"type": "string"}
+        entry["description"] = field.description
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if extra.get("secret"):
+            entry["secret"] = True
+        if not field.is_required():
+            default = field.get_default(call_default_factory=True)
+            # Pulumi treats a declared key without a default as required; "" means unset.
+            entry["default"] = "" if default is None else default
+        block[key] = entry
+    return block
+
+
+def render() -> str:
+    return yaml.safe_dump({"config": config_block()}, sort_keys=False, width=100)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

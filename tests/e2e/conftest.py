@@ -1,0 +1,365 @@
+"""Fixtures for end-to-end tests that run the rendered JupyterHub config for real on loopback.
+
+The hub runs as root, creates real Unix accounts through the rendered add-user script and
+starts notebook servers as those accounts, exactly as on a hub VM. Everything lives in a
+scratch folder under the system temp dir; teardown stops every process and removes every
+account the hub created, even when a test fails half way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import requests
+
+import stackconfig
+from renderers.hub_config import HubConfigSpec, HubPaths, render_jupyterhub_config
+from renderers.scripts import render_add_user_script
+
+T = TypeVar("T")
+
+TIMEOUT_S = 60.0
+SCRATCH_PREFIX = "jshub-e2e-"
+ADMIN = "e2e-admin"
+
+# The smallest stack a user could deploy with GitHub login; the e2e tests change only paths,
+# host names and ports of what the production renderer makes of it.
+STACK = {
+    "scenario": "single",
+    "allocation": "cis230000",
+    "letsEncryptEmail": "ops@example.org",
+    "adminCidrs": ["203.0.113.7/32"],
+    "keyPair": "e2e",
+    "auth": {"type": "github", "clientId": "e2e-client-id", "admins": [ADMIN]},
+    "oauthClientSecret": "e2e-not-a-real-secret",
+}
+
+
+# --- requirements -------------------------------------------------------------------------
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require(ok: bool, reason: str) -> None:
+    """Skip the test when `ok` is false; on CI (env CI set) fail instead, so a runner that
+    lacks a prerequisite cannot pass the suite by skipping it."""
+    if ok:
+        return
+    if in_ci():
+        pytest.fail(f"e2e prerequisite missing on CI: {reason}", pytrace=False)
+    print(f"\nSKIP: {reason}", file=sys.stderr)
+    pytest.skip(reason)
+
+
+def require_tool(name: str) -> str:
+    """The absolute path of `name` on PATH, or skip (fail on CI) when it is not there."""
+    path = shutil.which(name)
+    require(path is not None, f"{name!r} is not on PATH (make system-deps installs it)")
+    assert path is not None
+    return path
+
+
+def require_root() -> None:
+    require(os.geteuid() == 0, "needs root: the hub creates Unix accounts and spawns as them")
+
+
+# --- small utilities ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def random_username() -> str:
+    return "e2e-" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(6))
+
+
+def pids_of(user: str, pattern: str | None = None) -> set[int]:
+    cmd = ["pgrep", "-u", user] + (["-f", pattern] if pattern else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+    return {int(p) for p in out.split()}
+
+
+def _stale_scratch_home(home: str) -> bool:
+    """A home in a scratch folder of an earlier run that no longer exists (it crashed)."""
+    tmp = Path(tempfile.gettempdir())
+    path = Path(home)
+    if tmp not in path.parents:
+        return False
+    scratch = path.relative_to(tmp).parts[0]
+    return scratch.startswith(SCRATCH_PREFIX) and not (tmp / scratch).exists()
+
+
+def remove_account(user: str) -> None:
+    """Kill every process of `user`, then delete the account, its group and its home."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        subprocess.run(["pkill", "-KILL", "-u", user], check=False)
+        if not pids_of(user):
+            break
+        time.sleep(0.2)
+    if shutil.which("userdel"):
+        cmd = ["userdel", "--remove", user]
+    else:
+        cmd = ["deluser", "--quiet", "--remove-home", user]
+    subprocess.run(cmd, capture_output=True, check=False)
+
+
+# --- the hub --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Hub:
+    """One JupyterHub process run from a rendered config file, as the systemd unit runs it."""
+
+    root: Path
+    paths: HubPaths
+    config_file: Path
+    public_url: str
+    proxy_api_url: str
+    admin_token: str
+    proxy_command: str
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    http: requests.Session = dataclasses.field(default_factory=requests.Session)
+
+    def __post_init__(self) -> None:
+        self.http.trust_env = False  # no HTTP(S)_PROXY detours for loopback
+        self.http.headers["Authorization"] = f"token {self.admin_token}"
+
+    # process control
+
+    def env(self) -> dict[str, str]:
+        # What the systemd unit gives the hub: PATH with the venv first, and the two secrets
+        # its EnvironmentFile holds. Nothing else leaks in from the test runner.
+        path = [f"{self.paths.venv}/bin", "/usr/local/bin", "/usr/bin", "/bin"]
+        for tool in (self.proxy_command, shutil.which("node")):
+            if tool and os.path.dirname(tool) not in path:
+                path.append(os.path.dirname(tool))
+        return {
+            "PATH": ":".join(path),
+            "LANG": "C.UTF-8",
+            "HOME": pwd.getpwuid(os.getuid()).pw_dir,
+            "OAUTH_CLIENT_SECRET": "e2e-dummy-client-secret",
+            "JSHUB_ADMIN_TOKEN": self.admin_token,
+        }
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None, "hub already running"
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== jupyterhub start {time.strftime('%H:%M:%S')} =====\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                [
+                    f"{self.paths.venv}/bin/jupyterhub",
+                    "--config",
+                    str(self.config_file),
+                    # The proxy's REST API is not in the rendered file (the default
+                    # 127.0.0.1:8001 is free on a hub VM); a free port avoids clashes here.
+                    f"--ConfigurableHTTPProxy.api_url={self.proxy_api_url}",
+                ],
+                cwd=self.paths.state_dir,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: the proxy and services too
+            )
+        self.wait_for(self._answers, "the hub to answer GET /hub/api/ through the proxy")
+
+    def _answers(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(
+                f"jupyterhub exited with code {self.process.returncode}\n{self.log_tail()}"
+            )
+        try:
+            response = self.http.get(f"{self.public_url}/hub/api/", timeout=5)
+        except requests.ConnectionError:
+            return False
+        return response.status_code == 200 and "version" in response.json()
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM the hub process only, as systemd does (KillMode=process), and wait."""
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+    def kill_group(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.process.poll() is None:
+            self.process.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        assert self.process is not None
+        assert self.process.returncode == 0, (
+            f"jupyterhub exited with code {self.process.returncode} on SIGTERM\n{self.log_tail()}"
+        )
+        self.start()
+
+    # diagnostics and waiting
+
+    def log_tail(self, lines: int = 50) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError as exc:
+            return f"(no hub log: {exc})"
+        tail = "\n".join(text.splitlines()[-lines:])
+        return f"--- last {lines} lines of {self.log_path} ---\n{tail}"
+
+    def wait_for(
+        self, probe: Callable[[], T | None], what: str, timeout: float = TIMEOUT_S
+    ) -> T:
+        """Call `probe` until it returns something truthy; fail with the hub's log after
+        `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        last_error: BaseException | None = None
+        while time.monotonic() < deadline:
+            try:
+                result = probe()
+            except AssertionError:
+                raise
+            except (requests.RequestException, ValueError) as exc:
+                last_error, result = exc, None
+            if result:
+                return result
+            time.sleep(0.25)
+        detail = f" (last error: {last_error!r})" if last_error else ""
+        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{detail}\n{self.log_tail()}")
+
+    @staticmethod
+    def pids_of(user: str, pattern: str | None = None) -> set[int]:
+        """Processes running as `user` (whose command line matches `pattern`)."""
+        return pids_of(user, pattern)
+
+    # HTTP, always through the proxy at the public bind URL
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.http.request(method, f"{self.public_url}/hub/api{path}", timeout=30, **kwargs)
+
+    def user_api(self, user: str, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.http.request(method, f"{self.public_url}/user/{user}/api{path}", timeout=30, **kwargs)
+
+    def expect(self, response: requests.Response, *codes: int) -> requests.Response:
+        assert response.status_code in codes, (
+            f"{response.request.method} {response.url} -> {response.status_code}, "
+            f"expected {codes}: {response.text[:500]}\n{self.log_tail()}"
+        )
+        return response
+
+
+@pytest.fixture(scope="module")
+def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
+    """A JupyterHub running the production-rendered config, on free loopback ports."""
+    require_root()
+    require_tool("adduser")
+    proxy_command = require_tool("configurable-http-proxy")
+
+    root = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+    accounts_before = {entry.pw_name for entry in pwd.getpwall()}
+    hub: Hub | None = None
+
+    def teardown() -> None:
+        if hub is not None:
+            hub.stop(timeout=15)
+            hub.kill_group()
+            hub.http.close()
+        # Servers run in sessions of their own (cleanup_servers is off), so kill them by owner
+        # along with the accounts the hub created: those with a home in this scratch folder,
+        # and any an earlier run that crashed left behind.
+        home_root = f"{root}/data/home/"
+        for entry in pwd.getpwall():
+            mine = entry.pw_dir.startswith(home_root) and entry.pw_name not in accounts_before
+            if mine or _stale_scratch_home(entry.pw_dir):
+                remove_account(entry.pw_name)
+        shutil.rmtree(root, ignore_errors=True)
+
+    request.addfinalizer(teardown)
+
+    # Notebook servers run as their user's account: every folder above a home must be
+    # traversable by others. The hub's state is private to root, as on the VM.
+    root.chmod(0o755)
+    data_root = root / "data"
+    data_root.mkdir(mode=0o755)
+    (data_root / "hub").mkdir(mode=0o700)
+    (data_root / "home").mkdir(mode=0o755)
+    config_dir = root / "etc"
+    config_dir.mkdir(mode=0o755)
+    sbin = root / "sbin"
+    sbin.mkdir(mode=0o755)
+
+    paths = HubPaths(
+        data_root=str(data_root),
+        venv=str(Path(sys.executable).parent.parent),
+        config_dir=str(config_dir),
+        proxy_command=proxy_command,
+        add_user_command=str(sbin / "jshub-add-user"),
+    )
+    add_user = Path(paths.add_user_command)
+    add_user.write_text(render_add_user_script(paths.home_root))
+    add_user.chmod(0o755)
+
+    cfg = stackconfig.parse(STACK, secret_keys=["oauthClientSecret"])
+    public_port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
+    spec = dataclasses.replace(
+        HubConfigSpec.from_config(cfg, paths=paths),
+        bind_url=f"http://127.0.0.1:{public_port}",
+        hub_bind_url=f"http://127.0.0.1:{hub_port}",
+    )
+    config_file = config_dir / "jupyterhub_config.py"
+    config_file.write_text(render_jupyterhub_config(spec))
+
+    hub = Hub(
+        root=root,
+        paths=paths,
+        config_file=config_file,
+        public_url=f"http://127.0.0.1:{public_port}",
+        proxy_api_url=f"http://127.0.0.1:{proxy_api_port}",
+        admin_token=secrets.token_hex(32),
+        proxy_command=proxy_command,
+        log_path=root / "jupyterhub.log",
+    )
+    hub.start()
+    yield hub
+
+
+@pytest.fixture(scope="module")
+def username() -> str:
+    """A fresh name for the hub user (and Unix account) the tests create."""
+    while True:
+        name = random_username()
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            return name
