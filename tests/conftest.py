@@ -1,0 +1,76 @@
+"""Shared fixtures: a valid base config, the mocks harness, and tool requirements.
+
+The mocks harness is `planner.harness.run_program`: a fresh event loop, `set_mocks`,
+`set_all_config` and `reset_options()` on the way out, for every call. Tests build their
+Outputs inside the program function, never at import time."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from planner.harness import Recording, run_program
+from planner.mocks import Registration
+from stackconfig import PROJECT, StackConfig, parse
+
+BASE_CONFIG: dict[str, Any] = {
+    "scenario": "single",
+    "allocation": "cis230000",
+    "letsEncryptEmail": "ops@example.org",
+    "adminCidrs": ["203.0.113.7/32"],
+    "keyPair": "ops-key",
+    "auth": {"type": "github", "clientId": "abc123", "admins": ["octocat"]},
+    "oauthClientSecret": "not-a-real-secret",
+}
+SECRET_KEYS = [f"{PROJECT}:oauthClientSecret"]
+
+
+def as_pulumi_config(values: dict[str, Any]) -> dict[str, str]:
+    """Config as the Pulumi engine hands it to a program: namespaced, every value a string."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (dict, list)):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        out[f"{PROJECT}:{key}"] = text
+    return out
+
+
+def make_config(**overrides: Any) -> StackConfig:
+    return parse(as_pulumi_config({**BASE_CONFIG, **overrides}), secret_keys=SECRET_KEYS)
+
+
+def run_mocked(program: Callable[[], None], config: dict[str, Any] | None = None) -> Recording:
+    return run_program(
+        program, PROJECT, "test", as_pulumi_config(config or BASE_CONFIG), SECRET_KEYS
+    )
+
+
+def by_type(recording: Recording, type_token: str) -> list[Registration]:
+    return [r for r in recording.registrations if r.type == type_token]
+
+
+def one(recording: Recording, type_token: str) -> Registration:
+    found = by_type(recording, type_token)
+    assert len(found) == 1, f"expected one {type_token}, got {[r.name for r in found]}"
+    return found[0]
+
+
+def require_tool(name: str, why: str) -> str:
+    """The path of a tool a test drives for real. In CI a missing tool fails the test (CI
+    installs it); elsewhere the test is skipped with the reason printed."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed ({why}); `make system-deps` installs it"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
