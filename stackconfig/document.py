@@ -50,7 +50,9 @@ def config_block(model: type[BaseModel] = StackConfig) -> dict[str, Any]:
         if not field.is_required():
             default = field.get_default(call_default_factory=True)
             # Pulumi treats a declared key without a default as required; "" means unset.
-            entry["default"] = "" if default is None else default
+            if default is None:
+                default = "" if kind == "string" else {}
+            entry["default"] = default
         block[key] = entry
     return block
 

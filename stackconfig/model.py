@@ -210,8 +210,9 @@ class StackConfig(_Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _empty_zone_means_default(cls, data: object) -> object:
-        # Pulumi.yaml needs a default for every optional key; "" stands for "derive it".
-        if isinstance(data, dict) and data.get("dnsZone") == "":
-            data = {k: v for k, v in data.items() if k != "dnsZone"}
-        return data
+    def _empty_means_unset(cls, data: object) -> object:
+        # Pulumi.yaml must give every optional key a default; "" or {} there means "unset".
+        if not isinstance(data, dict):
+            return data
+        optional = {f.alias or n for n, f in cls.model_fields.items() if f.default is None}
+        return {k: v for k, v in data.items() if not (k in optional and v in ("", {}))}
