@@ -37,6 +37,9 @@ class HubVM(pulumi.ComponentResource):
     admin_token: pulumi.Output[str]
     deploy_public_key: pulumi.Output[str]
     data_volume_id: pulumi.Output[str]
+    instance_id: pulumi.Output[str]
+    # How the stack's remote commands reach this VM (holds the deploy key: secret).
+    connection: command.remote.ConnectionArgs
 
     def __init__(self, name: str, args: HubVMArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jshub:index:HubVM", name, None, opts)
@@ -87,16 +90,17 @@ class HubVM(pulumi.ComponentResource):
         env_file = pulumi.Output.all(
             pulumi.Output.secret(cfg.oauth_client_secret.get_secret_value()), admin_token.result
         ).apply(lambda values: hub_env_file(values[0], values[1]))
+        self.connection = command.remote.ConnectionArgs(
+            host=vm.public_ip,
+            user=DEFAULT_LOGIN_USER,
+            private_key=deploy_key.private_key_openssh,
+            # The VM is still booting when this starts: keep dialling for ~10 minutes.
+            dial_error_limit=60,
+            per_dial_timeout=10,
+        )
         command.remote.Command(
             f"{name}-secrets",
-            connection=command.remote.ConnectionArgs(
-                host=vm.public_ip,
-                user=DEFAULT_LOGIN_USER,
-                private_key=deploy_key.private_key_openssh,
-                # The VM is still booting when this starts: keep dialling for ~10 minutes.
-                dial_error_limit=60,
-                per_dial_timeout=10,
-            ),
+            connection=self.connection,
             create=render_install_secrets_script(HUB_ENV_FILE, "jupyterhub.service"),
             stdin=pulumi.Output.secret(env_file),
             logging=command.remote.Logging.NONE,
@@ -114,6 +118,7 @@ class HubVM(pulumi.ComponentResource):
         self.admin_token = pulumi.Output.secret(admin_token.result)
         self.deploy_public_key = deploy_key.public_key_openssh.apply(str.strip)
         self.data_volume_id = vm.volume_ids["data"]
+        self.instance_id = vm.instance_id
         self.register_outputs(
             {
                 "url": self.url,

@@ -9,10 +9,12 @@ from typing import Any
 import yaml
 
 from renderers import render
-from renderers.hub_config import HubConfigSpec, render_jupyterhub_config
+from renderers.hub_config import HubConfigSpec, SlurmSpawnerSpec, render_jupyterhub_config
 from renderers.scripts import render_add_user_script, render_data_volume_script
 
 HUB_REQUIREMENTS = Path(__file__).parent.parent / "hub" / "requirements.txt"
+# The spawner of scenario hpc, installed next to jupyterhub_config.py.
+HUB_SLURM_SPAWNER = Path(__file__).parent.parent / "hub" / "jshub_slurm.py"
 # Pinned like the Python side; 5.3.0 still runs on Node 18/20 (Ubuntu's nodejs).
 CONFIGURABLE_HTTP_PROXY = "configurable-http-proxy@5.3.0"
 HUB_ENV_FILE = "/etc/jupyterhub/secrets/hub.env"
@@ -93,4 +95,8 @@ def render_hub_cloud_init(spec: HubBootSpec) -> str:
             ["systemctl", "restart", "caddy.service"],
         ],
     }
+    if isinstance(spec.hub.spawner, SlurmSpawnerSpec):
+        config["write_files"].insert(  # type: ignore[attr-defined]
+            1, _file(f"{paths.config_dir}/jshub_slurm.py", HUB_SLURM_SPAWNER.read_text())
+        )
     return to_user_data(config)

@@ -7,8 +7,11 @@ from typing import Any
 
 from renderers import render
 from stackconfig import AuthConfig, StackConfig
+from stackconfig.hpc import HpcConfig
 
 ACCESS_IDP = "https://access-ci.org/idp"
+# The hub's REST API port; in hpc direct mode compute nodes reach it (and only they may).
+HUB_API_PORT = 8081
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,7 @@ class HubPaths:
     config_dir: str = "/etc/jupyterhub"
     proxy_command: str = "/usr/local/bin/configurable-http-proxy"
     add_user_command: str = "/usr/local/sbin/jshub-add-user"
+    run_dir: str = "/run/jupyterhub"
 
     @property
     def state_dir(self) -> str:
@@ -28,6 +32,66 @@ class HubPaths:
     @property
     def home_root(self) -> str:
         return f"{self.data_root}/home"
+
+    @property
+    def hpc_dir(self) -> str:
+        """The hub's SSH key for the HPC login node and the pinned known_hosts (root only)."""
+        return f"{self.config_dir}/hpc"
+
+
+@dataclass(frozen=True)
+class LocalSpawnerSpec:
+    """Servers run on the hub VM as the users' own Unix accounts."""
+
+    template: str = "spawners/local.py.j2"
+    local_accounts: bool = True
+    authenticator_prefix: str = "Local"
+
+
+@dataclass(frozen=True)
+class SlurmSpawnerSpec:
+    """Servers run as SLURM jobs on an HPC system, submitted over SSH (hub/jshub_slurm.py)."""
+
+    hpc: HpcConfig
+    login_host: str
+    login_port: int
+    key_file: str
+    known_hosts_file: str
+    control_dir: str
+    # The hub as compute nodes reach it: its API port (direct) or its public HTTPS URL.
+    job_hub_url: str
+    template: str = "spawners/slurm.py.j2"
+    local_accounts: bool = False
+    authenticator_prefix: str = ""
+
+    @classmethod
+    def from_config(cls, hpc: HpcConfig, hub_fqdn: str, paths: HubPaths) -> SlurmSpawnerSpec:
+        if hpc.connectivity == "direct":
+            job_hub_url = f"http://{hub_fqdn}:{HUB_API_PORT}/hub/"
+        else:
+            job_hub_url = f"https://{hub_fqdn}/hub/"
+        return cls(
+            hpc=hpc,
+            login_host=hpc.login_host,
+            login_port=hpc.login_port,
+            key_file=f"{paths.hpc_dir}/id_hpc",
+            known_hosts_file=f"{paths.hpc_dir}/known_hosts",
+            control_dir=f"{paths.run_dir}/ssh",
+            job_hub_url=job_hub_url,
+        )
+
+    @property
+    def partitions(self) -> list[dict[str, Any]]:
+        return [p.model_dump(mode="json") for p in self.hpc.partitions]
+
+    @property
+    def known_hosts(self) -> str:
+        """The one host key the hub trusts for the login node."""
+        host = self.login_host if self.login_port == 22 else f"[{self.login_host}]:{self.login_port}"
+        return f"{host} {self.hpc.host_key}\n"
+
+
+SpawnerSpec = LocalSpawnerSpec | SlurmSpawnerSpec
 
 
 @dataclass(frozen=True)
@@ -42,17 +106,31 @@ class HubConfigSpec:
     bind_url: str = "http://127.0.0.1:8000"
     hub_bind_url: str = "http://127.0.0.1:8081"
     hub_connect_url: str | None = None
+    spawner: SpawnerSpec = field(default_factory=LocalSpawnerSpec)
 
     @classmethod
     def from_config(cls, cfg: StackConfig, paths: HubPaths | None = None) -> HubConfigSpec:
+        paths = paths or HubPaths()
+        spawner: SpawnerSpec = LocalSpawnerSpec()
+        hub_bind_url, hub_connect_url = "http://127.0.0.1:8081", None
+        if cfg.scenario == "hpc" and cfg.hpc is not None:
+            spawner = SlurmSpawnerSpec.from_config(cfg.hpc, cfg.hub_fqdn, paths)
+            if cfg.hpc.connectivity == "direct":
+                # Compute nodes call the API port directly (the security group admits only
+                # them); the proxy keeps reaching the hub on loopback.
+                hub_bind_url = f"http://0.0.0.0:{HUB_API_PORT}"
+                hub_connect_url = f"http://127.0.0.1:{HUB_API_PORT}"
         return cls(
+            spawner=spawner,
+            hub_bind_url=hub_bind_url,
+            hub_connect_url=hub_connect_url,
             public_url=cfg.hub_url,
             auth=cfg.auth,
             concurrent_users=cfg.concurrent_users,
             user_memory_gb=cfg.user_memory_gb,
             user_cpu=cfg.user_cpu,
             idle_timeout_s=cfg.idle_timeout_minutes * 60,
-            paths=paths or HubPaths(),
+            paths=paths,
         )
 
     @property

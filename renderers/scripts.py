@@ -35,3 +35,13 @@ def render_install_secrets_script(env_file: str, service: str) -> str:
     return render(
         "install-secrets.sh.j2", env_file=env_file, secrets_dir=secrets_dir, service=service
     )
+
+
+def render_install_hpc_key_script(key_file: str, known_hosts_file: str, known_hosts: str) -> str:
+    return render(
+        "install-hpc-key.sh.j2",
+        hpc_dir=key_file.rsplit("/", 1)[0],
+        key_file=key_file,
+        known_hosts_file=known_hosts_file,
+        known_hosts=known_hosts.strip(),
+    )

@@ -84,7 +84,8 @@ def parse(
     declared_secret = {k.rpartition(":")[2] for k in secret_keys}
     problems = [
         Problem(key, f"holds a secret and must be stored encrypted: pulumi config set --secret {key} ...")
-        for key in sorted(_secret_keys(StackConfig) & values.keys() - declared_secret)
+        # An optional secret left at its empty default (Pulumi.yaml) holds nothing to protect.
+        for key in sorted(_secret_keys(StackConfig) & {k for k, v in values.items() if v != ""} - declared_secret)
     ]
     try:
         cfg = StackConfig.model_validate(values)

@@ -28,6 +28,7 @@ from catalog import (
     FLAVORS,
     allocation_zone,
 )
+from stackconfig.hpc import HpcConfig
 
 Scenario = Literal["single", "hpc", "swarm", "k8s"]
 SCENARIOS: tuple[str, ...] = ("single", "hpc", "swarm", "k8s")
@@ -193,6 +194,18 @@ class StackConfig(_Model):
     oauth_client_secret: SecretStr = Field(
         json_schema_extra={"secret": True},
         description="OAuth client secret of the app (pulumi config set --secret oauthClientSecret ...).",
+    )
+    hpc: HpcConfig | None = Field(
+        default=None,
+        description="Scenario hpc: {loginHost, loginPort, hostKey, accountMode, usernamePattern, communityAccount, "
+        "slurmAccount, partitions: [{name, maxCores, maxMemoryGb, maxGpus, maxWallHours}], environmentSetup, "
+        "connectivity: direct|ssh-tunnel, computeCidrs, ...}; see docs/hpc.md.",
+    )
+    hpc_ssh_private_key: SecretStr | None = Field(
+        default=None,
+        json_schema_extra={"secret": True},
+        description="Scenario hpc: an OpenSSH private key the hub uses on the login node; empty: the stack makes one "
+        "(output hpc_public_key).",
     )
 
     @property

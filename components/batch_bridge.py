@@ -1,0 +1,84 @@
+"""BatchBridge: the hub's way onto an HPC system. Owns the hub→login-node SSH key, delivers
+it and the login node's pinned host key to the hub VM, and says how the hub's spawner drives
+SLURM there (renderers.hub_config.SlurmSpawnerSpec, which the HubVM's config includes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+import pulumi_tls as tls
+
+from components.firewall import Ingress
+from renderers.hub_config import HUB_API_PORT, HubPaths, SlurmSpawnerSpec
+from renderers.scripts import render_install_hpc_key_script
+from stackconfig import StackConfig
+
+
+def hub_api_ingress(cfg: StackConfig) -> list[Ingress]:
+    """direct mode: only the compute nodes' networks may call the hub API; ssh-tunnel: none."""
+    if cfg.hpc is None or cfg.hpc.connectivity != "direct":
+        return []
+    return [
+        Ingress(f"hub API from compute nodes {cidr}", "tcp", HUB_API_PORT, HUB_API_PORT, cidr=cidr)
+        for cidr in cfg.hpc.compute_cidrs
+    ]
+
+
+def spawner_spec(cfg: StackConfig, paths: HubPaths | None = None) -> SlurmSpawnerSpec:
+    if cfg.hpc is None:
+        raise ValueError("BatchBridge needs the stack's hpc section")
+    return SlurmSpawnerSpec.from_config(cfg.hpc, cfg.hub_fqdn, paths or HubPaths())
+
+
+@dataclass(frozen=True)
+class BatchBridgeArgs:
+    config: StackConfig
+    # The hub VM, as its remote commands reach it, and its instance (a new VM needs the key again).
+    hub_connection: command.remote.ConnectionArgs
+    hub_instance_id: pulumi.Input[str]
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class BatchBridge(pulumi.ComponentResource):
+    spawner: SlurmSpawnerSpec
+    public_key: pulumi.Output[str]
+    known_hosts: str
+
+    def __init__(self, name: str, args: BatchBridgeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("jshub:index:BatchBridge", name, None, opts)
+        cfg = args.config
+        self.spawner = spawner_spec(cfg)
+        self.known_hosts = self.spawner.known_hosts
+
+        given = cfg.hpc_ssh_private_key
+        key: tls.PrivateKey | None = None
+        if given is None:
+            key = tls.PrivateKey(f"{name}-key", algorithm="ED25519", opts=pulumi.ResourceOptions(parent=self))
+            private_key = key.private_key_openssh
+        else:
+            private_key = pulumi.Output.secret(given.get_secret_value().strip() + "\n")
+
+        install = command.remote.Command(
+            f"{name}-install-key",
+            connection=args.hub_connection,
+            create=render_install_hpc_key_script(
+                self.spawner.key_file, self.spawner.known_hosts_file, self.known_hosts
+            ),
+            stdin=pulumi.Output.secret(private_key),
+            logging=command.remote.Logging.NONE,
+            triggers=[args.hub_instance_id],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=list(args.depends_on),
+                # stdout is the public key only; stdin holds the private key.
+                additional_secret_outputs=["stdin", "stderr"],
+            ),
+        )
+        if key is not None:
+            self.public_key = key.public_key_openssh.apply(str.strip)
+        else:
+            self.public_key = install.stdout.apply(lambda out: out.strip())
+        self.register_outputs({"public_key": self.public_key, "known_hosts": self.known_hosts})
