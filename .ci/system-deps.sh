@@ -6,6 +6,8 @@ packages=(
     cloud-init      # `cloud-init schema` validates every rendered user data
     caddy           # `caddy validate` checks the rendered Caddyfile
     adduser sudo    # the hub creates Unix accounts for its users
+    slurm-wlm munge # scenario hpc: a single-node SLURM cluster (tests/services/start-slurm.sh)
+    openssh-server openssh-client   # scenario hpc: the hub reaches the login node over SSH
 )
 # configurable-http-proxy needs Node.js and npm; a machine may already have both from
 # another source (whose nodejs package bundles npm and conflicts with Debian's npm).

@@ -21,6 +21,7 @@ from typing import Any
 import jinja2
 from batchspawner import JobStatus, SlurmSpawner
 from jupyterhub.utils import random_port
+from tornado import web
 from traitlets import Dict, Float, Integer, List, Unicode, default
 
 # SLURM pending reasons that waiting does not cure: the request exceeds what the partition,
@@ -102,8 +103,24 @@ def render_batch_script(**values: Any) -> str:
     return _SCRIPT.render(**values)
 
 
-class RequestError(ValueError):
+class JobError(web.HTTPError):
+    """A spawn that cannot go on, with a message the user sees on the spawn page and in the
+    API's answer (JupyterHub shows an HTTPError's message; other errors become "error")."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.status, message.replace("%", "%%"))
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class RequestError(JobError):
     """A user's request the operator's limits do not allow; the message says what would."""
+
+    status = 400
 
 
 @dataclass(frozen=True)
@@ -448,9 +465,12 @@ class JetstreamSlurmSpawner(SlurmSpawner):
         if self.server:
             self.server.port = 0
 
-        await self.submit_batch_script()
+        try:
+            await self.submit_batch_script()
+        except RuntimeError as exc:
+            raise JobError(f"Could not submit the notebook job: {exc}") from None
         if not self.job_id:
-            raise RuntimeError(f"sbatch on {self.login_host} printed no job ID")
+            raise JobError(f"sbatch on {self.login_host} printed no job ID")
         deadline = time.monotonic() + self.queue_timeout
         while True:
             status = await self.query_job_status()
@@ -467,19 +487,19 @@ class JetstreamSlurmSpawner(SlurmSpawner):
                     )
                 if time.monotonic() > deadline:
                     await self._give_up()
-                    raise TimeoutError(
+                    raise JobError(
                         f"Job waited in the queue for {self.queue_timeout // 60} minutes without starting; "
                         "it was cancelled. Try a smaller request or another partition."
                     )
             elif status != JobStatus.UNKNOWN:
                 reason = await self.job_end_reason()
                 self.clear_state()
-                raise RuntimeError(f"The notebook job ended before its server started: {reason}")
+                raise JobError(f"The notebook job ended before its server started: {reason}")
             await asyncio.sleep(self.startup_poll_interval)
 
         host = self.state_gethost()
         if not host:
-            raise RuntimeError(f"SLURM did not say where job {self.job_id} runs ({self.job_status!r})")
+            raise JobError(f"SLURM did not say where job {self.job_id} runs ({self.job_status!r})")
         self.ip = host
         # The server reports its port to the hub's API (batchspawner-singleuser) once it runs.
         checked = time.monotonic()
@@ -490,7 +510,7 @@ class JetstreamSlurmSpawner(SlurmSpawner):
                 if await self.query_job_status() not in (JobStatus.RUNNING, JobStatus.UNKNOWN):
                     reason = await self.job_end_reason()
                     self.clear_state()
-                    raise RuntimeError(f"The notebook job ended before its server started: {reason}")
+                    raise JobError(f"The notebook job ended before its server started: {reason}")
         self.db.commit()
         self.remote_ip, self.remote_port = host, int(self.port)
         if self.connectivity == "ssh-tunnel":
@@ -565,13 +585,13 @@ class JetstreamSlurmSpawner(SlurmSpawner):
                 assert self._tunnel.stderr is not None
                 error = (await self._tunnel.stderr.read()).decode(errors="replace").strip()
                 self._tunnel = None
-                raise RuntimeError(f"SSH tunnel through {self.login_host} failed: {error}")
+                raise JobError(f"SSH tunnel through {self.login_host} failed: {error}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
                     return
             except OSError:
                 await asyncio.sleep(0.1)
-        raise RuntimeError(f"SSH tunnel through {self.login_host} did not open within 30 s")
+        raise JobError(f"SSH tunnel through {self.login_host} did not open within 30 s")
 
     async def close_tunnel(self) -> None:
         tunnel, self._tunnel = self._tunnel, None

@@ -1,0 +1,184 @@
+"""Notebooks as SLURM jobs submitted over SSH, for real: the hpc scenario's rendered hub config
+spawns a server as a batch job of the login node's account, the server answers through the
+proxy and runs a kernel inside the job, a cancelled job shows as a stopped server and a new spawn
+works, and a request beyond the limits is refused with nothing left queued. Both connectivity
+modes: direct (hub reaches the compute node, the notebook calls the hub API port) and
+ssh-tunnel (through the login node; the notebook calls the hub at its public address)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websocket
+
+from tests.e2e_hpc.conftest import Hub, LoginNode, processes_mentioning, spawn, squeue, start_hub
+
+pytestmark = pytest.mark.e2e
+
+
+def run_code(hub: Hub, name: str, code: str) -> str:
+    """Start a kernel in the user's server and run `code` there; return what it printed."""
+    kernel = hub.expect(hub.user_api(name, "POST", "/kernels", json={}), 201).json()
+    url = hub.public_url.replace("http://", "ws://") + f"/user/{name}/api/kernels/{kernel['id']}/channels"
+    ws = websocket.create_connection(url, header=[f"Authorization: token {hub.admin_token}"], timeout=60)
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(
+            json.dumps(
+                {
+                    "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": name,
+                               "session": uuid.uuid4().hex, "version": "5.3"},
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": {"code": code, "silent": False, "store_history": False,
+                                "user_expressions": {}, "allow_stdin": False},
+                    "channel": "shell",
+                    "buffers": [],
+                }
+            )
+        )  # fmt: skip
+        out = []
+        while True:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            if msg["msg_type"] == "error":
+                raise AssertionError(f"kernel error: {msg['content']}")
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return "".join(out)
+    finally:
+        ws.close()
+        hub.user_api(name, "DELETE", f"/kernels/{kernel['id']}")
+
+
+def tunnels(hub: Hub) -> list[int]:
+    """ssh -L processes of this hub (their command line names its scratch folder)."""
+    found = []
+    for pid in processes_mentioning(str(hub.root)):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-L" in argv:
+            found.append(pid)
+    return found
+
+
+def job_of(login: LoginNode, hub_user: str) -> str:
+    jobs = [line.split() for line in squeue(login.account)]
+    mine = [job_id for job_id, job_name, state in jobs if job_name == f"jupyterhub-{hub_user}" and state == "RUNNING"]
+    assert len(mine) == 1, f"expected one running job for {hub_user}, squeue says {jobs}"
+    return mine[0]
+
+
+def assert_server_in_job(hub: Hub, login: LoginNode, name: str) -> str:
+    status = hub.expect(hub.user_api(name, "GET", "/status"), 200).json()
+    assert "started" in status, status
+    job_id = job_of(login, name)
+    printed = run_code(hub, name, "import os; print(os.getuid(), os.environ.get('SLURM_JOB_ID'))")
+    assert printed.split() == [str(login.uid), job_id], f"kernel says {printed!r}"
+    return job_id
+
+
+def refuses(hub: Hub, login: LoginNode, name: str, options: dict[str, Any], words: str) -> None:
+    response = hub.api("POST", f"/users/{name}/server", data=json.dumps(options))
+
+    def failed() -> str | None:
+        if response.status_code >= 400:
+            return response.text
+        events = hub.api("GET", f"/users/{name}/server/progress", stream=True, timeout=30)
+        for line in events.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:") and '"failed": true' in line:
+                return line
+        return None
+
+    text = hub.wait_for(failed, f"the spawn of {options} to fail")
+    assert words in text, text
+    assert hub.server(name) is None
+    assert not squeue(login.account), f"something is left queued: {squeue(login.account)}"
+
+
+@pytest.fixture(scope="module")
+def direct_hub(login_node: LoginNode, scratch: Path) -> Iterator[Hub]:
+    hub = start_hub(scratch / "hub-direct", login_node, "direct", accountMode="community",
+                    communityAccount=login_node.account)  # fmt: skip
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def tunnel_hub(login_node: LoginNode, scratch: Path) -> Iterator[Hub]:
+    hub = start_hub(scratch / "hub-tunnel", login_node, "ssh-tunnel", accountMode="per-user")
+    yield hub
+    hub.stop()
+
+
+def test_direct_spawn_runs_in_a_job_and_a_cancelled_job_stops_the_server(
+    direct_hub: Hub, login_node: LoginNode
+) -> None:
+    hub, name = direct_hub, "alice"  # community account: any hub user runs as the gateway account
+    hub.expect(hub.api("POST", f"/users/{name}"), 201)
+    server = spawn(hub, name, {"partition": "debug", "cores": 2, "memory_gb": 1, "wall_hours": 0.25})
+    assert server["url"] == f"/user/{name}/"
+    job_id = assert_server_in_job(hub, login_node, name)
+    detail = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
+    assert "NumCPUs=2" in detail and "TimeLimit=00:15:00" in detail and "Partition=debug" in detail, detail
+    # The community account keeps each hub user's files in a folder of their own.
+    assert (login_node.home / "jupyterhub" / name).is_dir()
+
+    subprocess.run(["scancel", job_id], check=True)
+    hub.wait_for(lambda: hub.server(name) is None, "the hub to notice the cancelled job", timeout=45)
+    assert f"batch job {job_id} CANCELLED" in hub.log_text(), hub.log_tail()
+
+    spawn(hub, name)
+    assert_server_in_job(hub, login_node, name)
+    hub.expect(hub.api("DELETE", f"/users/{name}/server"), 202, 204)
+    hub.wait_for(lambda: hub.server(name) is None, "the server to stop")
+    hub.wait_for(lambda: not squeue(login_node.account), "the job to leave the queue")
+
+
+def test_requests_beyond_the_limits_are_refused_and_nothing_stays_queued(
+    direct_hub: Hub, login_node: LoginNode
+) -> None:
+    hub, name = direct_hub, "bob"
+    hub.expect(hub.api("POST", f"/users/{name}"), 201)
+    # Beyond the operator's limit: refused by the hub before anything reaches SLURM.
+    refuses(hub, login_node, name, {"partition": "debug", "cores": 64}, "cores = 64 is outside what partition")
+    refuses(hub, login_node, name, {"partition": "nope"}, "partition 'nope' is not offered here")
+    refuses(hub, login_node, name, {"cores": 1, "nprocs": 999}, "unknown options ['nprocs']")
+    # Within the operator's limit but more than any node has: SLURM would never start it, so
+    # the spawner cancels the job and says why.
+    refuses(hub, login_node, name, {"partition": "compute", "cores": 256}, "will never start this job")
+
+
+def test_ssh_tunnel_spawn_per_user_account(tunnel_hub: Hub, login_node: LoginNode) -> None:
+    hub = tunnel_hub
+    name = login_node.account  # per-user: the hub user's HPC account is usernamePattern {username}
+    hub.expect(hub.api("POST", f"/users/{name}"), 201)
+    server = spawn(hub, name)
+    job_id = assert_server_in_job(hub, login_node, name)
+    # The hub reaches the notebook through a local forward, not the compute node directly.
+    model = hub.expect(hub.api("GET", f"/users/{name}", params={"include_stopped_servers": "1"}), 200).json()
+    assert server["ready"] and model["servers"][""]["ready"]
+    assert tunnels(hub), "no ssh -L tunnel process"
+
+    # A cancelled job: the next spawn request notices it and starts a fresh job.
+    subprocess.run(["scancel", job_id], check=True)
+    hub.wait_for(lambda: not squeue(login_node.account), "the cancelled job to leave the queue")
+    spawn(hub, name)
+    new_job = assert_server_in_job(hub, login_node, name)
+    assert new_job != job_id
+    assert f"batch job {job_id} CANCELLED" in hub.log_text(), hub.log_tail()
+
+    hub.expect(hub.api("DELETE", f"/users/{name}/server"), 202, 204)
+    hub.wait_for(lambda: hub.server(name) is None, "the server to stop")
+    hub.wait_for(lambda: not squeue(login_node.account), "the job to leave the queue")
+    hub.wait_for(lambda: not tunnels(hub), "the tunnel to close")
