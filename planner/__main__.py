@@ -24,10 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the machine-readable plan here")
     parser.add_argument("--out", type=Path, help="folder for rendered files (default plan/<stack>)")
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR)
+    parser.add_argument("--stack-file", type=Path, help="read config from this file instead")
     args = parser.parse_args(argv)
 
     try:
-        stack = stackfile.load(args.project_dir, args.stack)
+        stack = stackfile.load(args.project_dir, args.stack, args.stack_file)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -62,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for i in c["instances"]:
         print(f"  {i['name']}: {i['flavor']} {i['su_per_hour']:g} SU/hour")
-    print(f"\nRendered files ({len(files)}) under {out_dir.relative_to(Path.cwd()) if out_dir.is_relative_to(Path.cwd()) else out_dir}/")
+    print(
+        f"\nRendered files ({len(files)}) under {out_dir.relative_to(Path.cwd()) if out_dir.is_relative_to(Path.cwd()) else out_dir}/"
+    )
     print(f"\nNote: {report.PLACEHOLDER_NOTE}")
     return 0
 

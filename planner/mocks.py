@@ -96,9 +96,7 @@ class RecordingMonitor(mocks.MockMonitor):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             secret_paths: list[str] = []
-            inputs = scrub(
-                rpc.deserialize_properties(request.object, keep_unknowns=True), "", secret_paths
-            )
+            inputs = scrub(rpc.deserialize_properties(request.object, keep_unknowns=True), "", secret_paths)
             self.registrations.append(
                 Registration(
                     type=request.type,

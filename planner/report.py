@@ -76,7 +76,11 @@ def tree(plan: dict[str, Any]) -> str:
 
     def walk(parent: str | None, depth: int) -> None:
         for r in children.get(parent, []):
-            flags = [f for f, on in (("protected", r["protect"]), ("retained on delete", r["retain_on_delete"])) if on]
+            flags = [
+                f
+                for f, on in (("protected", r["protect"]), ("retained on delete", r["retain_on_delete"]))
+                if on
+            ]
             extra = f"  [{', '.join(flags)}]" if flags else ""
             lines.append(f"{'  ' * depth}+ {r['type']}  {r['name']}{extra}")
             walk(r["name"], depth + 1)

@@ -34,21 +34,21 @@ def _full_key(project: str, key: str) -> str:
     return key if ":" in key else f"{project}:{key}"
 
 
-def load(project_dir: Path, stack: str) -> StackFile:
+def load(project_dir: Path, stack: str, stack_file: Path | None = None) -> StackFile:
     project_file = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
     project = project_file["name"]
-    path = project_dir / f"Pulumi.{stack}.yaml"
+    path = stack_file or project_dir / f"Pulumi.{stack}.yaml"
     if not path.exists():
         known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
         raise FileNotFoundError(f"no stack file {path.name}; stacks here: {', '.join(known)}")
-    stack_file = yaml.safe_load(path.read_text()) or {}
+    stack_data = yaml.safe_load(path.read_text()) or {}
 
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, decl in (project_file.get("config") or {}).items():
         if isinstance(decl, dict) and "default" in decl:
             config[_full_key(project, key)] = _as_config_string(decl["default"])
-    for key, value in (stack_file.get("config") or {}).items():
+    for key, value in (stack_data.get("config") or {}).items():
         full = _full_key(project, key)
         if isinstance(value, dict) and set(value) == {"secure"}:
             config[full] = SECRET_PLACEHOLDER

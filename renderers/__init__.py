@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
-
-import shlex
 
 import jinja2
 

@@ -136,8 +136,7 @@ class AuthConfig(_Model):
             raise ValueError("allowedOrganizations works only with type github")
         if not (self.allow_all or self.allowed_users or self.admins or self.allowed_organizations):
             raise ValueError(
-                "nobody could log in: set allowedUsers, admins or allowedOrganizations, "
-                "or allowAll: true"
+                "nobody could log in: set allowedUsers, admins or allowedOrganizations, or allowAll: true"
             )
         return self
 
@@ -159,32 +158,49 @@ class StackConfig(_Model):
     hub_hostname: DnsLabel = Field(default="hub", description="DNS label of the hub inside the zone.")
     lets_encrypt_email: Email = Field(description="Contact address for the Let's Encrypt certificate.")
     admin_cidrs: list[Cidr] = Field(
-        min_length=1, description="Networks allowed to SSH to the VMs, e.g. [\"203.0.113.7/32\"]."
+        min_length=1, description='Networks allowed to SSH to the VMs, e.g. ["203.0.113.7/32"].'
     )
     allow_ssh_from_anywhere: bool = Field(
-        default=False, description="Permit 0.0.0.0/0 or ::/0 in adminCidrs (off: SSH stays closed to the world)."
+        default=False,
+        description="Permit 0.0.0.0/0 or ::/0 in adminCidrs (off: SSH stays closed to the world).",
     )
-    key_pair: str = Field(min_length=1, description="Name of an existing OpenStack key pair for the ubuntu user.")
+    key_pair: str = Field(
+        min_length=1, description="Name of an existing OpenStack key pair for the ubuntu user."
+    )
     network_mode: Literal["existing", "create"] = Field(
         default="existing",
         description="existing: use the allocation's network (an allocation may own only one router); create: a new network, subnet and router.",
     )
     network_name: str = Field(
-        default=AUTO_ALLOCATED_NETWORK, min_length=1, description="Network to use (existing) or to create (create)."
+        default=AUTO_ALLOCATED_NETWORK,
+        min_length=1,
+        description="Network to use (existing) or to create (create).",
     )
     subnet_name: str = Field(
-        default=AUTO_ALLOCATED_SUBNET, min_length=1, description="Subnet to use (existing) or to create (create)."
+        default=AUTO_ALLOCATED_SUBNET,
+        min_length=1,
+        description="Subnet to use (existing) or to create (create).",
     )
-    subnet_cidr: Cidr = Field(default="10.42.0.0/24", description="CIDR of the subnet when networkMode is create.")
+    subnet_cidr: Cidr = Field(
+        default="10.42.0.0/24", description="CIDR of the subnet when networkMode is create."
+    )
     image: Image = Field(default="Featured-Ubuntu24", description="Featured image for every VM.")
     hub_flavor: Flavor = Field(default="m3.small", description="Flavor of the hub VM.")
     hub_data_volume_gb: int = Field(
-        default=100, ge=10, le=1000, description="Size of the protected volume holding homes and hub state (GB)."
+        default=100,
+        ge=10,
+        le=1000,
+        description="Size of the protected volume holding homes and hub state (GB).",
     )
     concurrent_users: int = Field(
-        default=5, ge=1, le=5000, description="Users expected to run servers at the same time (sizing and server limit)."
+        default=5,
+        ge=1,
+        le=5000,
+        description="Users expected to run servers at the same time (sizing and server limit).",
     )
-    user_memory_gb: float = Field(default=1.0, gt=0, le=250, description="Memory each user's server may use (GB).")
+    user_memory_gb: float = Field(
+        default=1.0, gt=0, le=250, description="Memory each user's server may use (GB)."
+    )
     user_cpu: float = Field(default=1.0, gt=0, le=64, description="CPU cores each user's server may use.")
     idle_timeout_minutes: int = Field(
         default=60, ge=5, le=10080, description="Stop servers idle this long (minutes)."
