@@ -23,7 +23,8 @@ REMOTE_COMMAND = "command:remote:Command"
 def build_plan(stack: str, scenario: str, recording: Recording) -> dict[str, Any]:
     by_urn = {r.urn: r for r in recording.registrations}
     resources = []
-    for r in recording.registrations:
+    # Registration order depends on when asynchronous inputs resolve; sort for stable plans.
+    for r in sorted(recording.registrations, key=lambda r: (r.name, r.type)):
         parent = by_urn.get(r.parent_urn)
         resources.append(
             {
