@@ -17,8 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SDK_IMPORTS = (
-    "import pulumi, pulumi_openstack, pulumi_command, pulumi_tls, pulumi_random, "
-    "pydantic, jinja2, yaml"
+    "import pulumi, pulumi_openstack, pulumi_command, pulumi_tls, pulumi_random, pydantic, jinja2, yaml"
 )
 
 
@@ -61,7 +60,9 @@ def main() -> None:
                 result = measure(argv, args.runs)
             finally:
                 os.chdir(cwd)
-            print(f"{'make plan STACK=' + stack:32} {result[0]:9.3f} {result[1]:8.3f} {result[2]:9.0f} {result[0] / floor[0]:8.2f}")
+            print(
+                f"{'make plan STACK=' + stack:32} {result[0]:9.3f} {result[1]:8.3f} {result[2]:9.0f} {result[0] / floor[0]:8.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -96,11 +96,11 @@ class HubVM(pulumi.ComponentResource):
             create=render_install_secrets_script(HUB_ENV_FILE, "jupyterhub.service"),
             stdin=pulumi.Output.secret(env_file),  # type: ignore[arg-type]
             logging=command.remote.Logging.NONE,
-            # A new server (new instance ID) needs its secrets again.
+            # A new server (new instance ID) needs its secrets again. No depends_on on the
+            # whole VM: the script itself waits for cloud-init, which waits for the volume.
             triggers=[vm.instance_id],
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[vm],
                 additional_secret_outputs=["stdin", "stdout", "stderr"],
             ),
         )

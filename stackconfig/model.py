@@ -141,6 +141,24 @@ class AuthConfig(_Model):
         return self
 
 
+class QuotaConfig(_Model):
+    """The allocation's quotas. Defaults: a Jetstream2 startup/research CPU allocation
+    (docs.jetstream-cloud.org/general/quotas: 150 cores, 585 GB RAM, 10 floating IPs; 10 volumes
+    and 1 TB of block storage; one router, held by auto_allocated_network) and OpenStack
+    Neutron's defaults for security groups (10) and rules (100). Education allocations get
+    200 cores, 780 GB and 25 floating IPs."""
+
+    instances: int | None = Field(default=None, ge=0, description="Instances (unchecked when unset).")
+    cores: int = Field(default=150, ge=0, description="vCPUs.")
+    ram_gb: int = Field(default=585, ge=0, description="RAM in GB.")
+    floating_ips: int = Field(default=10, ge=0, description="Floating IPs.")
+    volumes: int = Field(default=10, ge=0, description="Block-storage volumes.")
+    volume_gb: int = Field(default=1000, ge=0, description="Block storage in GB.")
+    routers: int = Field(default=1, ge=0, description="Routers (auto_allocated_network already holds one).")
+    security_groups: int = Field(default=10, ge=0, description="Security groups (the default group counts).")
+    security_group_rules: int = Field(default=100, ge=0, description="Security group rules, all groups.")
+
+
 class StackConfig(_Model):
     """Everything a stack file sets under the project's namespace."""
 
@@ -204,6 +222,10 @@ class StackConfig(_Model):
     user_cpu: float = Field(default=1.0, gt=0, le=64, description="CPU cores each user's server may use.")
     idle_timeout_minutes: int = Field(
         default=60, ge=5, le=10080, description="Stop servers idle this long (minutes)."
+    )
+    quotas: QuotaConfig = Field(
+        default_factory=QuotaConfig,
+        description="The allocation's quotas, checked by the planner before anything is created: {cores, ramGb, floatingIps, volumes, volumeGb, routers, securityGroups, securityGroupRules, instances}.",
     )
     auth: AuthConfig = Field(description="Authentication: {type, clientId, admins, allowedUsers, ...}.")
     oauth_client_secret: SecretStr = Field(
