@@ -6,8 +6,8 @@ says where its order of magnitude comes from. Adjust them here when real timings
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
