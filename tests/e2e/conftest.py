@@ -32,6 +32,7 @@ import requests
 import websocket
 
 import stackconfig
+from renderers import render
 from renderers.hub_config import HubConfigSpec, HubPaths, render_jupyterhub_config
 from renderers.scripts import render_add_user_script
 
@@ -154,9 +155,14 @@ class Hub:
     # process control
 
     def env(self) -> dict[str, str]:
-        # What the systemd unit gives the hub: PATH with the venv first, and the two secrets
-        # its EnvironmentFile holds. Nothing else leaks in from the test runner.
-        path = [f"{self.paths.venv}/bin", "/usr/local/bin", "/usr/bin", "/bin"]
+        # What the rendered systemd unit gives the hub: its PATH, and the two secrets its
+        # EnvironmentFile holds. Nothing else leaks in from the test runner.
+        unit = render("jupyterhub.service.j2", paths=self.paths, env_file="/unused")
+        path = next(
+            line.removeprefix("Environment=PATH=").split(":")
+            for line in unit.splitlines()
+            if line.startswith("Environment=PATH=")
+        )
         for tool in (self.proxy_command, shutil.which("node")):
             if tool and os.path.dirname(tool) not in path:
                 path.append(os.path.dirname(tool))
@@ -302,6 +308,9 @@ class Hub:
             "buffers": [],
         }
         stdout: list[str] = []
+        # The reply comes on the shell channel, output on iopub, in no set order; iopub's
+        # "idle" for the request follows all of its output.
+        replied = idle = False
         deadline = time.monotonic() + timeout
         try:
             conn.send(json.dumps(request))
@@ -316,10 +325,14 @@ class Hub:
                     raise AssertionError(f"kernel error: {content.get('ename')}: {content.get('evalue')}")
                 elif kind == "execute_reply":
                     assert content["status"] == "ok", content
+                    replied = True
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    idle = True
+                if replied and idle:
                     return "".join(stdout)
         finally:
             conn.close()
-        raise AssertionError(f"no execute_reply within {timeout:g}s\n{self.log_tail()}")
+        raise AssertionError(f"the kernel did not finish within {timeout:g}s\n{self.log_tail()}")
 
     def expect(self, response: requests.Response, *codes: int) -> requests.Response:
         assert response.status_code in codes, (
