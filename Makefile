@@ -8,9 +8,12 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 STACK     ?= dev
 JSON      ?=
+HOURS     ?=
 PYTEST_ARGS ?=
 
-.PHONY: plan test lint bench venv clean system-deps
+SET       ?=
+
+.PHONY: plan diff diagrams test lint bench venv clean system-deps
 
 venv: $(VENV)/.installed
 
@@ -22,7 +25,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt hub/requirements.txt
 	touch $@
 
 plan: venv
-	$(PY) -m planner --stack $(STACK) $(if $(JSON),--json $(JSON))
+	$(PY) -m planner --stack $(STACK) $(if $(JSON),--json $(JSON)) $(if $(HOURS),--hours $(HOURS))
+
+# make diff STACK=dev SET="image=Featured-Ubuntu22 hubFlavor=m3.quad"
+diff: venv
+	$(PY) -m planner.diff --stack $(STACK) $(foreach s,$(SET),--set '$(s)')
+
+# Refresh the architecture pictures the README embeds (tests check they are current).
+diagrams: venv
+	$(PY) -m planner.diagram
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -8,7 +8,7 @@ from stackconfig import ConfigError, from_pulumi
 try:
     config = from_pulumi()
     build = stacks.builder(config.scenario)
-except (ConfigError, stacks.ScenarioNotImplemented) as error:
+except (ConfigError, stacks.ScenarioNotImplementedError) as error:
     # Raised before any resource is registered; RunError prints without a traceback.
     raise pulumi.RunError(str(error)) from None
 

@@ -3,11 +3,11 @@
 from catalog.jetstream2 import (
     AUTO_ALLOCATED_NETWORK,
     AUTO_ALLOCATED_SUBNET,
+    DEFAULT_QUOTAS,
     DNS_ZONE_SUFFIX,
     EXTERNAL_NETWORK,
     FEATURED_IMAGES,
     FLAVORS,
-    DEFAULT_QUOTAS,
     Flavor,
     Quotas,
     allocation_zone,

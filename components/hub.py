@@ -48,9 +48,7 @@ class HubVM(pulumi.ComponentResource):
 
         # The stack's own SSH key, for its remote commands; the operator's key pair stays theirs.
         deploy_key = tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
-        admin_token = random.RandomPassword(
-            f"{name}-admin-token", length=48, special=False, opts=child
-        )
+        admin_token = random.RandomPassword(f"{name}-admin-token", length=48, special=False, opts=child)
         hub_spec = HubConfigSpec.from_config(cfg)
 
         def user_data(volumes: VolumeIds) -> pulumi.Output[str]:
@@ -78,16 +76,14 @@ class HubVM(pulumi.ComponentResource):
                 security_group_ids=args.security_group_ids,
                 user_data=user_data,
                 floating_ip=True,
-                data_volumes=[
-                    DataVolume("data", cfg.hub_data_volume_gb, "JupyterHub homes and hub state")
-                ],
+                data_volumes=[DataVolume("data", cfg.hub_data_volume_gb, "JupyterHub homes and hub state")],
                 dns=DnsRecord(zone=cfg.zone, hostname=cfg.hub_hostname),
             ),
             opts=child,
         )
         assert vm.public_ip is not None
 
-        env_file = pulumi.Output.all(
+        env_file: pulumi.Output[str] = pulumi.Output.all(
             pulumi.Output.secret(cfg.oauth_client_secret.get_secret_value()), admin_token.result
         ).apply(lambda values: hub_env_file(values[0], values[1]))
         self.connection = command.remote.ConnectionArgs(
@@ -102,13 +98,13 @@ class HubVM(pulumi.ComponentResource):
             f"{name}-secrets",
             connection=self.connection,
             create=render_install_secrets_script(HUB_ENV_FILE, "jupyterhub.service"),
-            stdin=pulumi.Output.secret(env_file),
+            stdin=pulumi.Output.secret(env_file),  # type: ignore[arg-type]
             logging=command.remote.Logging.NONE,
-            # A new server (new instance ID) needs its secrets again.
+            # A new server (new instance ID) needs its secrets again. No depends_on on the
+            # whole VM: the script itself waits for cloud-init, which waits for the volume.
             triggers=[vm.instance_id],
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[vm],
                 additional_secret_outputs=["stdin", "stdout", "stderr"],
             ),
         )

@@ -58,9 +58,7 @@ class JetstreamVM(pulumi.ComponentResource):
     volume_ids: dict[str, pulumi.Output[str]]
     fqdn: str | None
 
-    def __init__(
-        self, name: str, args: JetstreamVMArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: JetstreamVMArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jshub:index:JetstreamVM", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 

@@ -10,12 +10,8 @@ import shutil
 import sys
 from pathlib import Path
 
-import pulumi
-
-from planner import report, stackfile
-from planner.harness import main_program, run_program
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from planner import diagram, report
+from planner.plan import PROJECT_DIR, PlanError, plan_stack
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,45 +20,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the machine-readable plan here")
     parser.add_argument("--out", type=Path, help="folder for rendered files (default plan/<stack>)")
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR)
+    parser.add_argument("--stack-file", type=Path, help="read config from this file instead")
     args = parser.parse_args(argv)
 
     try:
-        stack = stackfile.load(args.project_dir, args.stack)
-    except FileNotFoundError as exc:
+        plan = plan_stack(args.stack, project_dir=args.project_dir, stack_file=args.stack_file)
+    except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    try:
-        recording = run_program(
-            main_program(args.project_dir), stack.project, stack.stack, stack.config, stack.secret_keys
-        )
-    except pulumi.RunError as exc:
-        print(f"error: stack {args.stack!r}: {exc}", file=sys.stderr)
-        return 2
-
-    scenario = stack.config.get(f"{stack.project}:scenario", "?")
-    plan = report.build_plan(stack.stack, scenario, recording)
-    out_dir = args.out or args.project_dir / "plan" / stack.stack
+    scenario = plan["scenario"]
+    out_dir = args.out or args.project_dir / "plan" / args.stack
     shutil.rmtree(out_dir, ignore_errors=True)
     files = report.write_artifacts(plan, out_dir)
+    (out_dir / "architecture.svg").write_text(diagram.render_svg(plan))
     (out_dir / "plan.json").write_text(json.dumps(plan, indent=2, sort_keys=False) + "\n")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(plan, indent=2) + "\n")
 
     custom = [r for r in plan["resources"] if r["custom"]]
-    print(f"Plan for stack {stack.stack!r} (scenario {scenario}): {len(custom)} cloud resources\n")
+    print(f"Plan for stack {args.stack!r} (scenario {scenario}): {len(custom)} cloud resources\n")
     print(report.tree(plan))
     print()
     for key, value in plan["outputs"].items():
         print(f"output {key}: {value}")
     c = plan["cost"]
     print(
-        f"\nCost: {c['su_per_hour']:g} SU/hour ({c['su_per_day']:g} SU/day, "
-        f"{c['su_per_30_days']:g} SU per 30 days) while running"
+        f"\nCost: {c['su_per_hour']:g} SU/hour while running: {c['su_per_day']:g} SU/day, "
+        f"{c['su_for_workshop']:g} SU for a {c['workshop_hours']:g}-hour workshop, "
+        f"{c['su_per_user_hour']:g} SU per concurrent user-hour"
     )
     for i in c["instances"]:
         print(f"  {i['name']}: {i['flavor']} {i['su_per_hour']:g} SU/hour")
-    print(f"\nRendered files ({len(files)}) under {out_dir.relative_to(Path.cwd()) if out_dir.is_relative_to(Path.cwd()) else out_dir}/")
+    floor = ", ".join(f"{n} × {f}" for f, n in sorted(c["floor_flavors"].items()))
+    print(f"  floor for the same users: {c['floor_su_per_hour']:g} SU/hour ({floor}); {c['floor_basis']}")
+    e = plan["estimate"]
+    print(
+        f"\nTime to a working hub: about {e['critical_path_s'] / 60:.0f} min on the critical path "
+        f"({e['serial_s'] / 60:.0f} min if every step ran in turn)"
+    )
+    print("  critical path: " + " -> ".join(e["critical_path"]))
+    for wait in e["explicit_waits_on_critical_path"]:
+        print(f"  ! {wait['to']} waits for {wait['from']} without a data dependency (+{wait['extra_s']} s)")
+    print("\nQuotas: " + ", ".join(f"{q['key']} {q['needed']:g}/{q['quota']}" for q in plan["quotas"]))
+    print(
+        f"\nRendered files ({len(files)}) under {out_dir.relative_to(Path.cwd()) if out_dir.is_relative_to(Path.cwd()) else out_dir}/"
+    )
     print(f"\nNote: {report.PLACEHOLDER_NOTE}")
     return 0
 

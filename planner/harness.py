@@ -64,8 +64,9 @@ def _resolve_outputs() -> dict[str, Any]:
     return asyncio.get_event_loop().run_until_complete(resolve())
 
 
-def run_program(program: Callable[[], None], project: str, stack_name: str,
-                config: dict[str, str], secret_keys: list[str]) -> Recording:
+def run_program(
+    program: Callable[[], None], project: str, stack_name: str, config: dict[str, str], secret_keys: list[str]
+) -> Recording:
     with mocked_runtime(project, stack_name, config, secret_keys) as monitor:
         _run(program)
         outputs = _resolve_outputs()

@@ -67,6 +67,9 @@ class Registration:
     retain_on_delete: bool
     delete_before_replace: bool
     dependency_urns: list[str]
+    # input name -> URNs its value came from (the data dependencies); the rest of
+    # dependency_urns were added by depends_on.
+    property_dependency_urns: dict[str, list[str]]
     additional_secret_outputs: list[str]
     secret_inputs: list[str] = field(default_factory=list)
 
@@ -96,9 +99,7 @@ class RecordingMonitor(mocks.MockMonitor):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             secret_paths: list[str] = []
-            inputs = scrub(
-                rpc.deserialize_properties(request.object, keep_unknowns=True), "", secret_paths
-            )
+            inputs = scrub(rpc.deserialize_properties(request.object, keep_unknowns=True), "", secret_paths)
             self.registrations.append(
                 Registration(
                     type=request.type,
@@ -111,6 +112,9 @@ class RecordingMonitor(mocks.MockMonitor):
                     retain_on_delete=bool(request.retainOnDelete),
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     dependency_urns=list(request.dependencies),
+                    property_dependency_urns={
+                        key: list(deps.urns) for key, deps in request.propertyDependencies.items()
+                    },
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     secret_inputs=secret_paths,
                 )

@@ -8,7 +8,6 @@ from typing import Any
 
 import yaml
 
-from catalog import FLAVORS
 from planner.harness import Recording
 from planner.mocks import SECRET, UNKNOWN
 
@@ -23,7 +22,8 @@ REMOTE_COMMAND = "command:remote:Command"
 def build_plan(stack: str, scenario: str, recording: Recording) -> dict[str, Any]:
     by_urn = {r.urn: r for r in recording.registrations}
     resources = []
-    for r in recording.registrations:
+    # Registration order depends on when asynchronous inputs resolve; sort for stable plans.
+    for r in sorted(recording.registrations, key=lambda r: (r.name, r.type)):
         parent = by_urn.get(r.parent_urn)
         resources.append(
             {
@@ -36,6 +36,11 @@ def build_plan(stack: str, scenario: str, recording: Recording) -> dict[str, Any
                 "retain_on_delete": r.retain_on_delete,
                 "delete_before_replace": r.delete_before_replace,
                 "depends_on": sorted({by_urn[u].name for u in r.dependency_urns if u in by_urn}),
+                "data_dependencies": {
+                    key: sorted({by_urn[u].name for u in urns if u in by_urn})
+                    for key, urns in sorted(r.property_dependency_urns.items())
+                    if any(u in by_urn for u in urns)
+                },
                 "secret_inputs": r.secret_inputs,
             }
         )
@@ -46,25 +51,6 @@ def build_plan(stack: str, scenario: str, recording: Recording) -> dict[str, Any
         "resources": resources,
         "invokes": recording.invokes,
         "outputs": recording.outputs,
-        "cost": cost(resources),
-    }
-
-
-def cost(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    instances = []
-    for r in resources:
-        if r["type"] != INSTANCE:
-            continue
-        flavor = FLAVORS[r["inputs"]["flavorName"]]
-        instances.append({"name": r["name"], "flavor": flavor.name, "su_per_hour": flavor.su_per_hour})
-    per_hour = sum(i["su_per_hour"] for i in instances)
-    return {
-        "su_per_hour": per_hour,
-        "su_per_day": per_hour * 24,
-        "su_per_30_days": per_hour * 24 * 30,
-        "instances": instances,
-        "basis": "Jetstream2 charges running instances by flavor (vCPUs × SU rate per hour); "
-        "volumes, floating IPs and shelved instances cost no SUs.",
     }
 
 
@@ -76,7 +62,11 @@ def tree(plan: dict[str, Any]) -> str:
 
     def walk(parent: str | None, depth: int) -> None:
         for r in children.get(parent, []):
-            flags = [f for f, on in (("protected", r["protect"]), ("retained on delete", r["retain_on_delete"])) if on]
+            flags = [
+                f
+                for f, on in (("protected", r["protect"]), ("retained on delete", r["retain_on_delete"]))
+                if on
+            ]
             extra = f"  [{', '.join(flags)}]" if flags else ""
             lines.append(f"{'  ' * depth}+ {r['type']}  {r['name']}{extra}")
             walk(r["name"], depth + 1)

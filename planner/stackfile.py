@@ -34,25 +34,48 @@ def _full_key(project: str, key: str) -> str:
     return key if ":" in key else f"{project}:{key}"
 
 
-def load(project_dir: Path, stack: str) -> StackFile:
+def _set_path(config: dict[str, Any], project: str, dotted: str, value: Any) -> None:
+    """`auth.clientId=x` sets a key inside the object config `auth`."""
+    key, *rest = dotted.split(".")
+    full = _full_key(project, key)
+    if not rest:
+        config[full] = value
+        return
+    node = config.setdefault(full, {})
+    if isinstance(node, str):
+        node = config[full] = json.loads(node)
+    for part in rest[:-1]:
+        node = node.setdefault(part, {})
+    node[rest[-1]] = value
+
+
+def load(
+    project_dir: Path,
+    stack: str,
+    stack_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> StackFile:
     project_file = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
     project = project_file["name"]
-    path = project_dir / f"Pulumi.{stack}.yaml"
+    path = stack_file or project_dir / f"Pulumi.{stack}.yaml"
     if not path.exists():
         known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
         raise FileNotFoundError(f"no stack file {path.name}; stacks here: {', '.join(known)}")
-    stack_file = yaml.safe_load(path.read_text()) or {}
+    stack_data = yaml.safe_load(path.read_text()) or {}
 
-    config: dict[str, str] = {}
+    values: dict[str, Any] = {}
     secret_keys: list[str] = []
     for key, decl in (project_file.get("config") or {}).items():
         if isinstance(decl, dict) and "default" in decl:
-            config[_full_key(project, key)] = _as_config_string(decl["default"])
-    for key, value in (stack_file.get("config") or {}).items():
+            values[_full_key(project, key)] = decl["default"]
+    for key, value in (stack_data.get("config") or {}).items():
         full = _full_key(project, key)
         if isinstance(value, dict) and set(value) == {"secure"}:
-            config[full] = SECRET_PLACEHOLDER
+            values[full] = SECRET_PLACEHOLDER
             secret_keys.append(full)
         else:
-            config[full] = _as_config_string(value)
+            values[full] = value
+    for dotted, value in (overrides or {}).items():
+        _set_path(values, project, dotted, value)
+    config = {key: _as_config_string(value) for key, value in values.items()}
     return StackFile(project=project, stack=stack, config=config, secret_keys=secret_keys)

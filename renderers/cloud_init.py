@@ -87,7 +87,13 @@ def render_hub_cloud_init(spec: HubBootSpec) -> str:
         "runcmd": [
             ["/usr/local/sbin/jshub-setup-data-volume"],
             ["python3", "-m", "venv", paths.venv],
-            [f"{paths.venv}/bin/pip", "install", "--no-cache-dir", "-r", f"{paths.config_dir}/requirements.txt"],
+            [
+                f"{paths.venv}/bin/pip",
+                "install",
+                "--no-cache-dir",
+                "-r",
+                f"{paths.config_dir}/requirements.txt",
+            ],
             ["npm", "install", "--global", CONFIGURABLE_HTTP_PROXY],
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", "jshub-block-metadata.service"],

@@ -32,9 +32,7 @@ def render_data_volume_script(
 
 def render_install_secrets_script(env_file: str, service: str) -> str:
     secrets_dir = env_file.rsplit("/", 1)[0]
-    return render(
-        "install-secrets.sh.j2", env_file=env_file, secrets_dir=secrets_dir, service=service
-    )
+    return render("install-secrets.sh.j2", env_file=env_file, secrets_dir=secrets_dir, service=service)
 
 
 def render_install_hpc_key_script(key_file: str, known_hosts_file: str, known_hosts: str) -> str:

@@ -52,6 +52,8 @@ def config_block(model: type[BaseModel] = StackConfig) -> dict[str, Any]:
             # Pulumi treats a declared key without a default as required; "" means unset.
             if default is None:
                 default = "" if kind == "string" else {}
+            elif isinstance(default, BaseModel):
+                default = {}  # the model fills in each sub-key's default
             entry["default"] = default
         block[key] = entry
     return block

@@ -137,10 +137,27 @@ class AuthConfig(_Model):
             raise ValueError("allowedOrganizations works only with type github")
         if not (self.allow_all or self.allowed_users or self.admins or self.allowed_organizations):
             raise ValueError(
-                "nobody could log in: set allowedUsers, admins or allowedOrganizations, "
-                "or allowAll: true"
+                "nobody could log in: set allowedUsers, admins or allowedOrganizations, or allowAll: true"
             )
         return self
+
+
+class QuotaConfig(_Model):
+    """The allocation's quotas. Defaults: a Jetstream2 startup/research CPU allocation
+    (docs.jetstream-cloud.org/general/quotas: 150 cores, 585 GB RAM, 10 floating IPs; 10 volumes
+    and 1 TB of block storage; one router, held by auto_allocated_network) and OpenStack
+    Neutron's defaults for security groups (10) and rules (100). Education allocations get
+    200 cores, 780 GB and 25 floating IPs."""
+
+    instances: int | None = Field(default=None, ge=0, description="Instances (unchecked when unset).")
+    cores: int = Field(default=150, ge=0, description="vCPUs.")
+    ram_gb: int = Field(default=585, ge=0, description="RAM in GB.")
+    floating_ips: int = Field(default=10, ge=0, description="Floating IPs.")
+    volumes: int = Field(default=10, ge=0, description="Block-storage volumes.")
+    volume_gb: int = Field(default=1000, ge=0, description="Block storage in GB.")
+    routers: int = Field(default=1, ge=0, description="Routers (auto_allocated_network already holds one).")
+    security_groups: int = Field(default=10, ge=0, description="Security groups (the default group counts).")
+    security_group_rules: int = Field(default=100, ge=0, description="Security group rules, all groups.")
 
 
 class StackConfig(_Model):
@@ -160,35 +177,56 @@ class StackConfig(_Model):
     hub_hostname: DnsLabel = Field(default="hub", description="DNS label of the hub inside the zone.")
     lets_encrypt_email: Email = Field(description="Contact address for the Let's Encrypt certificate.")
     admin_cidrs: list[Cidr] = Field(
-        min_length=1, description="Networks allowed to SSH to the VMs, e.g. [\"203.0.113.7/32\"]."
+        min_length=1, description='Networks allowed to SSH to the VMs, e.g. ["203.0.113.7/32"].'
     )
     allow_ssh_from_anywhere: bool = Field(
-        default=False, description="Permit 0.0.0.0/0 or ::/0 in adminCidrs (off: SSH stays closed to the world)."
+        default=False,
+        description="Permit 0.0.0.0/0 or ::/0 in adminCidrs (off: SSH stays closed to the world).",
     )
-    key_pair: str = Field(min_length=1, description="Name of an existing OpenStack key pair for the ubuntu user.")
+    key_pair: str = Field(
+        min_length=1, description="Name of an existing OpenStack key pair for the ubuntu user."
+    )
     network_mode: Literal["existing", "create"] = Field(
         default="existing",
         description="existing: use the allocation's network (an allocation may own only one router); create: a new network, subnet and router.",
     )
     network_name: str = Field(
-        default=AUTO_ALLOCATED_NETWORK, min_length=1, description="Network to use (existing) or to create (create)."
+        default=AUTO_ALLOCATED_NETWORK,
+        min_length=1,
+        description="Network to use (existing) or to create (create).",
     )
     subnet_name: str = Field(
-        default=AUTO_ALLOCATED_SUBNET, min_length=1, description="Subnet to use (existing) or to create (create)."
+        default=AUTO_ALLOCATED_SUBNET,
+        min_length=1,
+        description="Subnet to use (existing) or to create (create).",
     )
-    subnet_cidr: Cidr = Field(default="10.42.0.0/24", description="CIDR of the subnet when networkMode is create.")
+    subnet_cidr: Cidr = Field(
+        default="10.42.0.0/24", description="CIDR of the subnet when networkMode is create."
+    )
     image: Image = Field(default="Featured-Ubuntu24", description="Featured image for every VM.")
     hub_flavor: Flavor = Field(default="m3.small", description="Flavor of the hub VM.")
     hub_data_volume_gb: int = Field(
-        default=100, ge=10, le=1000, description="Size of the protected volume holding homes and hub state (GB)."
+        default=100,
+        ge=10,
+        le=1000,
+        description="Size of the protected volume holding homes and hub state (GB).",
     )
     concurrent_users: int = Field(
-        default=5, ge=1, le=5000, description="Users expected to run servers at the same time (sizing and server limit)."
+        default=5,
+        ge=1,
+        le=5000,
+        description="Users expected to run servers at the same time (sizing and server limit).",
     )
-    user_memory_gb: float = Field(default=1.0, gt=0, le=250, description="Memory each user's server may use (GB).")
+    user_memory_gb: float = Field(
+        default=1.0, gt=0, le=250, description="Memory each user's server may use (GB)."
+    )
     user_cpu: float = Field(default=1.0, gt=0, le=64, description="CPU cores each user's server may use.")
     idle_timeout_minutes: int = Field(
         default=60, ge=5, le=10080, description="Stop servers idle this long (minutes)."
+    )
+    quotas: QuotaConfig = Field(
+        default_factory=QuotaConfig,
+        description="The allocation's quotas, checked by the planner before anything is created: {cores, ramGb, floatingIps, volumes, volumeGb, routers, securityGroups, securityGroupRules, instances}.",
     )
     auth: AuthConfig = Field(description="Authentication: {type, clientId, admins, allowedUsers, ...}.")
     oauth_client_secret: SecretStr = Field(

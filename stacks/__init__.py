@@ -10,13 +10,13 @@ from stackconfig import StackConfig
 IMPLEMENTED = ("single", "hpc")
 
 
-class ScenarioNotImplemented(ValueError):
+class ScenarioNotImplementedError(ValueError):
     pass
 
 
 def builder(scenario: str) -> Callable[[StackConfig], None]:
     if scenario not in IMPLEMENTED:
-        raise ScenarioNotImplemented(
+        raise ScenarioNotImplementedError(
             f"scenario = {scenario!r}: not implemented yet; implemented: {', '.join(IMPLEMENTED)}"
         )
     module = importlib.import_module(f"stacks.{scenario}")

@@ -49,9 +49,7 @@ def make_config(**overrides: Any) -> StackConfig:
 
 
 def run_mocked(program: Callable[[], None], config: dict[str, Any] | None = None) -> Recording:
-    return run_program(
-        program, PROJECT, "test", as_pulumi_config(config or BASE_CONFIG), SECRET_KEYS
-    )
+    return run_program(program, PROJECT, "test", as_pulumi_config(config or BASE_CONFIG), SECRET_KEYS)
 
 
 def by_type(recording: Recording, type_token: str) -> list[Registration]:

@@ -32,7 +32,10 @@ RULE = "openstack:networking/secGroupRule:SecGroupRule"
 def test_existing_network_is_looked_up_not_created() -> None:
     rec = run_mocked(
         lambda: JetstreamNetwork(
-            "net", JetstreamNetworkArgs("existing", "auto_allocated_network", "auto_allocated_subnet_v4", "10.0.0.0/24")
+            "net",
+            JetstreamNetworkArgs(
+                "existing", "auto_allocated_network", "auto_allocated_subnet_v4", "10.0.0.0/24"
+            ),
         )
     )
     assert not [r for r in rec.registrations if r.type.startswith("openstack:networking/")]
@@ -43,7 +46,9 @@ def test_existing_network_is_looked_up_not_created() -> None:
 
 def test_created_network_has_subnet_router_and_interface() -> None:
     rec = run_mocked(
-        lambda: JetstreamNetwork("net", JetstreamNetworkArgs("create", "hub-net", "hub-subnet", "10.42.0.0/24"))
+        lambda: JetstreamNetwork(
+            "net", JetstreamNetworkArgs("create", "hub-net", "hub-subnet", "10.42.0.0/24")
+        )
     )
     subnet = one(rec, "openstack:networking/subnet:Subnet")
     assert subnet.inputs["cidr"] == "10.42.0.0/24"
@@ -68,7 +73,9 @@ def test_security_group_rules_match_ingress_and_stay_off_the_world_except_web() 
     rules = by_type(rec, RULE)
     world = [r for r in rules if r.inputs.get("remoteIpPrefix") in ("0.0.0.0/0", "::/0")]
     assert sorted({r.inputs["portRangeMin"] for r in world}) == [80, 443]
-    ssh = {r.inputs["remoteIpPrefix"]: r.inputs["ethertype"] for r in rules if r.inputs.get("portRangeMin") == 22}
+    ssh = {
+        r.inputs["remoteIpPrefix"]: r.inputs["ethertype"] for r in rules if r.inputs.get("portRangeMin") == 22
+    }
     assert ssh == {"203.0.113.7/32": "IPv4", "2001:db8::/48": "IPv6"}
     cluster = next(r for r in rules if r.inputs.get("portRangeMin") == 2377)
     group = one(rec, "openstack:networking/secGroup:SecGroup")

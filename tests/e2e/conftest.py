@@ -8,7 +8,9 @@ account the hub created, even when a test fails half way.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import pwd
 import secrets
@@ -20,14 +22,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import requests
+import websocket
 
 import stackconfig
+from renderers import render
 from renderers.hub_config import HubConfigSpec, HubPaths, render_jupyterhub_config
 from renderers.scripts import render_add_user_script
 
@@ -140,6 +145,7 @@ class Hub:
     proxy_command: str
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    groups: list[int] = dataclasses.field(default_factory=list)  # one per hub started
     http: requests.Session = dataclasses.field(default_factory=requests.Session)
 
     def __post_init__(self) -> None:
@@ -149,9 +155,14 @@ class Hub:
     # process control
 
     def env(self) -> dict[str, str]:
-        # What the systemd unit gives the hub: PATH with the venv first, and the two secrets
-        # its EnvironmentFile holds. Nothing else leaks in from the test runner.
-        path = [f"{self.paths.venv}/bin", "/usr/local/bin", "/usr/bin", "/bin"]
+        # What the rendered systemd unit gives the hub: its PATH, and the two secrets its
+        # EnvironmentFile holds. Nothing else leaks in from the test runner.
+        unit = render("jupyterhub.service.j2", paths=self.paths, env_file="/unused")
+        path = next(
+            line.removeprefix("Environment=PATH=").split(":")
+            for line in unit.splitlines()
+            if line.startswith("Environment=PATH=")
+        )
         for tool in (self.proxy_command, shutil.which("node")):
             if tool and os.path.dirname(tool) not in path:
                 path.append(os.path.dirname(tool))
@@ -182,15 +193,14 @@ class Hub:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: the proxy and services too
+                process_group=0,  # a group of its own, which its proxy and services join
             )
+            self.groups.append(self.process.pid)
         self.wait_for(self._answers, "the hub to answer GET /hub/api/ through the proxy")
 
     def _answers(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(
-                f"jupyterhub exited with code {self.process.returncode}\n{self.log_tail()}"
-            )
+            raise AssertionError(f"jupyterhub exited with code {self.process.returncode}\n{self.log_tail()}")
         try:
             response = self.http.get(f"{self.public_url}/hub/api/", timeout=5)
         except requests.ConnectionError:
@@ -210,14 +220,12 @@ class Hub:
                 process.kill()
                 process.wait(10)
 
-    def kill_group(self) -> None:
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.process.poll() is None:
+    def kill_groups(self) -> None:
+        """SIGKILL whatever is left of every hub started: the hub, its proxy, its services."""
+        for group in self.groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+        if self.process is not None and self.process.poll() is None:
             self.process.wait(10)
 
     def restart(self) -> None:
@@ -238,9 +246,7 @@ class Hub:
         tail = "\n".join(text.splitlines()[-lines:])
         return f"--- last {lines} lines of {self.log_path} ---\n{tail}"
 
-    def wait_for(
-        self, probe: Callable[[], T | None], what: str, timeout: float = TIMEOUT_S
-    ) -> T:
+    def wait_for(self, probe: Callable[[], T | None], what: str, timeout: float = TIMEOUT_S) -> T:
         """Call `probe` until it returns something truthy; fail with the hub's log after
         `timeout` seconds."""
         deadline = time.monotonic() + timeout
@@ -271,6 +277,63 @@ class Hub:
     def user_api(self, user: str, method: str, path: str, **kwargs: Any) -> requests.Response:
         return self.http.request(method, f"{self.public_url}/user/{user}/api{path}", timeout=30, **kwargs)
 
+    def run_in_kernel(self, user: str, kernel_id: str, code: str, timeout: float = TIMEOUT_S) -> str:
+        """Execute `code` in a kernel over its websocket, through the proxy; return stdout."""
+        ws_url = self.public_url.replace("http://", "ws://", 1)
+        conn = websocket.create_connection(
+            f"{ws_url}/user/{user}/api/kernels/{kernel_id}/channels",
+            header=[f"Authorization: token {self.admin_token}"],
+            timeout=timeout,
+        )
+        msg_id = uuid.uuid4().hex
+        request = {
+            "header": {
+                "msg_id": msg_id,
+                "msg_type": "execute_request",
+                "session": uuid.uuid4().hex,
+                "username": "e2e",
+                "version": "5.3",
+            },
+            "parent_header": {},
+            "metadata": {},
+            "content": {
+                "code": code,
+                "silent": False,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+            "channel": "shell",
+            "buffers": [],
+        }
+        stdout: list[str] = []
+        # The reply comes on the shell channel, output on iopub, in no set order; iopub's
+        # "idle" for the request follows all of its output.
+        replied = idle = False
+        deadline = time.monotonic() + timeout
+        try:
+            conn.send(json.dumps(request))
+            while time.monotonic() < deadline:
+                message = json.loads(conn.recv())
+                if message.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind, content = message["msg_type"], message["content"]
+                if kind == "stream" and content.get("name") == "stdout":
+                    stdout.append(content["text"])
+                elif kind == "error":
+                    raise AssertionError(f"kernel error: {content.get('ename')}: {content.get('evalue')}")
+                elif kind == "execute_reply":
+                    assert content["status"] == "ok", content
+                    replied = True
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    idle = True
+                if replied and idle:
+                    return "".join(stdout)
+        finally:
+            conn.close()
+        raise AssertionError(f"the kernel did not finish within {timeout:g}s\n{self.log_tail()}")
+
     def expect(self, response: requests.Response, *codes: int) -> requests.Response:
         assert response.status_code in codes, (
             f"{response.request.method} {response.url} -> {response.status_code}, "
@@ -284,6 +347,7 @@ def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
     """A JupyterHub running the production-rendered config, on free loopback ports."""
     require_root()
     require_tool("adduser")
+    require_tool("pgrep")
     proxy_command = require_tool("configurable-http-proxy")
 
     root = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
@@ -293,9 +357,9 @@ def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
     def teardown() -> None:
         if hub is not None:
             hub.stop(timeout=15)
-            hub.kill_group()
+            hub.kill_groups()
             hub.http.close()
-        # Servers run in sessions of their own (cleanup_servers is off), so kill them by owner
+        # Servers leave the hub's process group (and cleanup_servers is off): kill them by owner
         # along with the accounts the hub created: those with a home in this scratch folder,
         # and any an earlier run that crashed left behind.
         home_root = f"{root}/data/home/"

@@ -65,20 +65,18 @@ def test_user_gets_account_home_server_and_kernel(hub: Hub, username: str) -> No
 
     server = start_server(hub, username)
     assert server["url"] == f"/user/{username}/"
-    servers = hub.pids_of(username, SINGLEUSER)
-    assert servers, f"no {SINGLEUSER} process runs as {username}\n{hub.log_tail()}"
+    assert hub.pids_of(username, SINGLEUSER), f"no {SINGLEUSER} process runs as {username}\n{hub.log_tail()}"
     assert_reachable(hub, username)
 
     kernel = hub.expect(hub.user_api(username, "POST", "/kernels", json={}), 201).json()
     assert kernel.get("id"), kernel
-    hub.wait_for(
-        lambda: hub.expect(hub.user_api(username, "GET", f"/kernels/{kernel['id']}"), 200)
-        .json()
-        .get("execution_state")
-        in ("idle", "busy"),
-        "the kernel to come up",
-    )
     assert hub.pids_of(username, "ipykernel"), f"no kernel process runs as {username}"
+    # The kernel runs code, as the user, in their home (notebook_dir is ~).
+    out = hub.run_in_kernel(username, kernel["id"], "import os; print(os.getuid(), os.getcwd())")
+    assert out.split() == [str(account.pw_uid), str(home)]
+    assert hub.expect(hub.user_api(username, "GET", f"/kernels/{kernel['id']}"), 200).json()[
+        "execution_state"
+    ] in ("idle", "busy")
 
     stop_server(hub, username)
     assert user_model(hub, username)["servers"] == {}
@@ -87,25 +85,26 @@ def test_user_gets_account_home_server_and_kernel(hub: Hub, username: str) -> No
 def test_hub_restart_keeps_users_and_running_servers(hub: Hub, username: str) -> None:
     if hub.api("GET", f"/users/{username}").status_code == 404:
         hub.expect(hub.api("POST", f"/users/{username}"), 201)  # the first test did not run
+    start_server(hub, username)
+    running = hub.pids_of(username, SINGLEUSER)
+    assert running
 
-    # The user lives in the hub's sqlite database on the data volume, not in the process.
+    # Restart the hub process only, as systemd does. The user lives in the hub's sqlite
+    # database on the data volume; cleanup_servers is off, so the running server outlives
+    # the hub and the new hub finds it again and routes to it through its new proxy.
     hub.restart()
     assert user_model(hub, username)["name"] == username
-    assert hub.api("GET", f"/users/{username}").status_code == 200
+    # (The hub may go on checking servers in the background after init_spawners_timeout.)
+    hub.wait_for(
+        lambda: (user_model(hub, username)["servers"].get("") or {}).get("ready"),
+        f"the restarted hub to find {username}'s running server",
+    )
+    assert hub.pids_of(username, SINGLEUSER) == running, "the server was restarted, not kept"
+    assert_reachable(hub, username)
+    stop_server(hub, username)
 
-    # A second start, after the restart, works.
+    # A second start, by the restarted hub, works.
     start_server(hub, username)
     assert_reachable(hub, username)
-    before = hub.pids_of(username, SINGLEUSER)
-    assert before
-
-    # cleanup_servers is off: the running server outlives a hub restart and the new hub
-    # finds it again, and routes to it through the proxy it starts afresh.
-    hub.restart()
-    server = user_model(hub, username)["servers"].get("")
-    assert server and server["ready"], f"server lost over the restart: {server}\n{hub.log_tail()}"
-    assert hub.pids_of(username, SINGLEUSER) == before, "the server was restarted, not kept"
-    assert_reachable(hub, username)
-
     stop_server(hub, username)
     assert user_model(hub, username)["servers"] == {}

@@ -1,0 +1,81 @@
+"""Does the stack fit the allocation? Count what the plan creates against the quotas: the
+most common reason a `pulumi up` dies half way is a quota hit at resource 30 of 40."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from catalog import FLAVORS
+from stackconfig.model import QuotaConfig
+
+# Every allocation already holds these: the `default` security group (2 ingress + 2 egress
+# rules) and the router of auto_allocated_network.
+DEFAULT_GROUPS = 1
+DEFAULT_GROUP_RULES = 4
+EXISTING_ROUTERS = 1
+# OpenStack adds two egress rules (IPv4, IPv6) to every new security group.
+EGRESS_RULES_PER_GROUP = 2
+
+
+@dataclass(frozen=True)
+class QuotaLine:
+    key: str  # the config key under `quotas`
+    what: str
+    needed: float
+    quota: float | None
+
+    @property
+    def fits(self) -> bool:
+        return self.quota is None or self.needed <= self.quota
+
+
+def _of(resources: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [r for r in resources if r["type"] == kind and r["custom"]]
+
+
+def needs(resources: list[dict[str, Any]]) -> dict[str, float]:
+    instances = _of(resources, "openstack:compute/instance:Instance")
+    flavors = [
+        FLAVORS[i["inputs"]["flavorName"]] for i in instances if i["inputs"].get("flavorName") in FLAVORS
+    ]
+    volumes = _of(resources, "openstack:blockstorage/volume:Volume")
+    groups = _of(resources, "openstack:networking/secGroup:SecGroup")
+    return {
+        "instances": len(instances),
+        "cores": sum(f.vcpus for f in flavors),
+        "ramGb": sum(f.ram_gb for f in flavors),
+        "floatingIps": len(_of(resources, "openstack:networking/floatingIp:FloatingIp")),
+        "volumes": len(volumes),
+        "volumeGb": sum(float(v["inputs"].get("size", 0)) for v in volumes),
+        "routers": len(_of(resources, "openstack:networking/router:Router")) + EXISTING_ROUTERS,
+        "securityGroups": len(groups) + DEFAULT_GROUPS,
+        "securityGroupRules": len(_of(resources, "openstack:networking/secGroupRule:SecGroupRule"))
+        + EGRESS_RULES_PER_GROUP * len(groups)
+        + DEFAULT_GROUP_RULES,
+    }
+
+
+WHAT = {
+    "instances": "instances",
+    "cores": "vCPUs",
+    "ramGb": "GB of RAM",
+    "floatingIps": "floating IPs",
+    "volumes": "volumes",
+    "volumeGb": "GB of block storage",
+    "routers": "routers (including auto_allocated_network's)",
+    "securityGroups": "security groups (including default)",
+    "securityGroupRules": "security group rules (including default's and egress rules)",
+}
+
+
+def check(resources: list[dict[str, Any]], quotas: QuotaConfig) -> list[QuotaLine]:
+    limits = quotas.model_dump(by_alias=True)
+    return [QuotaLine(key, WHAT[key], value, limits[key]) for key, value in needs(resources).items()]
+
+
+def describe(line: QuotaLine) -> str:
+    return (
+        f"quotas.{line.key}: the stack needs {line.needed:g} {line.what}, the allocation's quota is "
+        f"{line.quota:g}; raise it with Jetstream2 support (then set quotas.{line.key}) or shrink the stack"
+    )

@@ -1,0 +1,54 @@
+"""User data survives every change short of a deliberate delete: for each example stack, plan
+it as it is and with a change, and compare the two resource sets under mocks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from planner.diff import dangerous, diff_plans
+from planner.plan import plan_stack
+
+VOLUME = "openstack:blockstorage/volume:Volume"
+ATTACH = "openstack:compute/volumeAttach:VolumeAttach"
+
+# (stack, change): changes of image, flavor and cloud-init (anything rendered into user data),
+# and shrinking, for every example stack.
+CHANGES: list[tuple[str, dict[str, Any]]] = [
+    ("dev", {"image": "Featured-Ubuntu22"}),
+    ("dev", {"hubFlavor": "m3.medium"}),
+    ("dev", {"idleTimeoutMinutes": 240}),  # re-rendered jupyterhub_config.py: new user data
+    ("dev", {"auth": {"type": "cilogon", "clientId": "cilogon:/client_id/x", "admins": ["jdoe"]}}),
+    ("dev", {"concurrentUsers": 2}),
+]
+
+
+@pytest.fixture(scope="module")
+def baselines() -> dict[str, dict[str, Any]]:
+    return {stack: plan_stack(stack) for stack in {s for s, _ in CHANGES}}
+
+
+def _data_volumes(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in plan["resources"] if r["type"] == VOLUME}
+
+
+@pytest.mark.parametrize(("stack", "change"), CHANGES, ids=[f"{s}:{','.join(c)}" for s, c in CHANGES])
+def test_change_never_replaces_or_deletes_a_data_volume(
+    baselines: dict[str, dict[str, Any]], stack: str, change: dict[str, Any]
+) -> None:
+    before = baselines[stack]
+    after = plan_stack(stack, overrides=change)
+    changes = diff_plans(before, after)
+    assert changes, "the change must change something, or this test proves nothing"
+    assert not dangerous(changes)
+    volumes_before, volumes_after = _data_volumes(before), _data_volumes(after)
+    assert volumes_before.keys() <= volumes_after.keys()
+    for name, volume in volumes_after.items():
+        assert volume["protect"] and volume["retain_on_delete"], name
+        if name in volumes_before:
+            assert volume["inputs"] == volumes_before[name]["inputs"], f"{name} changed"
+    # An attachment may move to a replacement server, but never disappears.
+    attach_before = {r["name"] for r in before["resources"] if r["type"] == ATTACH}
+    attach_after = {r["name"] for r in after["resources"] if r["type"] == ATTACH}
+    assert attach_before <= attach_after

@@ -1,0 +1,230 @@
+"""The planner as a decision tool: diff with replacement warnings, quotas, time, cost, diagram."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalog import FLAVORS
+from planner import diagram, estimate
+from planner.cost import floor_su_per_hour, users_per_vm
+from planner.diff import dangerous, diff_plans
+from planner.diff import main as diff_main
+from planner.plan import PROJECT_DIR, PlanError, plan_stack
+from planner.quota import check
+from stackconfig.model import QuotaConfig
+
+
+@pytest.fixture(scope="module")
+def dev() -> dict[str, Any]:
+    return plan_stack("dev")
+
+
+def _actions(changes: list[Any]) -> dict[str, str]:
+    return {c.name: c.action for c in changes}
+
+
+def test_new_image_replaces_the_vm_and_keeps_the_volume(dev: dict[str, Any]) -> None:
+    after = plan_stack("dev", overrides={"image": "Featured-Ubuntu22"})
+    changes = diff_plans(dev, after)
+    actions = _actions(changes)
+    assert actions["hub-vm-server"] == "replace"
+    assert actions["hub-vm-data-attach"] == "replace"  # re-attached to the new server
+    assert "hub-vm-data" not in actions
+    assert not dangerous(changes)
+    server = next(c for c in changes if c.name == "hub-vm-server")
+    assert server.changed["imageName"] == ("Featured-Ubuntu24", "Featured-Ubuntu22")
+    assert any("VM REPLACED" in w for w in server.warnings)
+
+
+def test_make_diff_bar_exits_zero_and_flags_the_vm(capsys: pytest.CaptureFixture[str]) -> None:
+    assert diff_main(["--stack", "dev", "--set", "image=Featured-Ubuntu22"]) == 0
+    out = capsys.readouterr().out
+    assert "+- replace  openstack:compute/instance:Instance  hub-vm-server" in out
+    assert "VM REPLACED" in out and "No data volume is replaced or deleted." in out
+
+
+def test_a_new_flavor_resizes_in_place(dev: dict[str, Any]) -> None:
+    changes = diff_plans(dev, plan_stack("dev", overrides={"hubFlavor": "m3.quad"}))
+    assert _actions(changes) == {"hub-vm-server": "update"}
+
+
+def test_growing_the_data_volume_is_an_update_flagged_as_touching_data(dev: dict[str, Any]) -> None:
+    changes = diff_plans(dev, plan_stack("dev", overrides={"hubDataVolumeGb": 200}))
+    (change,) = changes
+    assert (change.name, change.action) == ("hub-vm-data", "update")
+    assert change.changed["size"] == (100, 200)
+    assert any("DATA VOLUME" in w for w in change.warnings)
+    assert not dangerous(changes)
+
+
+def test_losing_a_data_volume_is_dangerous(dev: dict[str, Any]) -> None:
+    after = copy.deepcopy(dev)
+    after["resources"] = [r for r in after["resources"] if r["name"] != "hub-vm-data"]
+    changes = diff_plans(dev, after)
+    assert [(c.name, c.action) for c in dangerous(changes)] == [("hub-vm-data", "delete")]
+
+
+def test_diff_exits_3_when_data_would_be_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    import planner.diff as diff_module
+
+    real = diff_module.plan_stack
+
+    def without_volume(stack: str, **kw: Any) -> dict[str, Any]:
+        plan = real(stack, **kw)
+        if kw.get("overrides"):
+            plan["resources"] = [r for r in plan["resources"] if r["name"] != "hub-vm-data"]
+        return plan
+
+    monkeypatch.setattr(diff_module, "plan_stack", without_volume)
+    assert diff_main(["--stack", "dev", "--set", "hubHostname=jupyter"]) == 3
+
+
+def test_make_diff_from_the_command_line() -> None:
+    result = subprocess.run(
+        ["make", "-s", "diff", "STACK=dev", "SET=image=Featured-Ubuntu22 hubFlavor=m3.quad"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "hub-vm-server" in result.stdout and "flavorName: m3.small => m3.quad" in result.stdout
+
+
+def test_quota_overrun_fails_naming_the_quota() -> None:
+    with pytest.raises(
+        PlanError, match=r"quotas.floatingIps: the stack needs 1 floating IPs, the allocation's quota is 0"
+    ):
+        plan_stack("dev", overrides={"quotas": {"floatingIps": 0}})
+
+
+def test_eleven_floating_ips_do_not_fit_a_quota_of_ten(dev: dict[str, Any]) -> None:
+    fip = next(r for r in dev["resources"] if r["type"] == "openstack:networking/floatingIp:FloatingIp")
+    resources = dev["resources"] + [dict(fip, name=f"extra-{i}") for i in range(10)]
+    lines = {q.key: q for q in check(resources, QuotaConfig())}
+    assert lines["floatingIps"].needed == 11 and not lines["floatingIps"].fits
+    assert all(q.fits for k, q in lines.items() if k != "floatingIps")
+
+
+def test_a_second_router_does_not_fit_the_default_allocation() -> None:
+    with pytest.raises(PlanError, match=r"quotas.routers: the stack needs 2 routers"):
+        plan_stack(
+            "dev", overrides={"networkMode": "create", "networkName": "hub-net", "subnetName": "hub-subnet"}
+        )
+    plan = plan_stack(
+        "dev",
+        overrides={
+            "networkMode": "create",
+            "networkName": "hub-net",
+            "subnetName": "hub",
+            "quotas": {"routers": 2},
+        },
+    )
+    assert {q["key"]: q["needed"] for q in plan["quotas"]}["routers"] == 2
+
+
+def test_plan_json_carries_estimate_and_cost_fields(dev: dict[str, Any]) -> None:
+    e, c = dev["estimate"], dev["cost"]
+    assert 0 < e["critical_path_s"] <= e["serial_s"]
+    assert e["critical_path"] == ["hub-vm-data", "hub-vm-server", "hub-secrets"]
+    assert e["explicit_waits_on_critical_path"] == []
+    assert c["su_per_hour"] == 2 and c["floor_su_per_hour"] == 2
+    assert c["su_for_workshop"] == 16
+
+
+def test_critical_path_follows_the_longest_chain_and_reports_explicit_waits() -> None:
+    def res(
+        name: str, type_: str, deps: list[str], data: dict[str, list[str]] | None = None
+    ) -> dict[str, Any]:
+        return {
+            "name": name,
+            "type": type_,
+            "custom": True,
+            "depends_on": deps,
+            "data_dependencies": data or {},
+        }
+
+    vm, vol, cmd = (
+        "openstack:compute/instance:Instance",
+        "openstack:blockstorage/volume:Volume",
+        "command:remote:Command",
+    )
+    resources = [
+        res("vol", vol, []),
+        res("vm", vm, ["vol"], {"userData": ["vol"]}),
+        res("slow-dns", "openstack:dns/recordSet:RecordSet", ["vm"]),
+        res("cmd", cmd, ["vm", "slow-dns"], {"triggers": ["vm"]}),
+    ]
+    result = estimate.estimate(resources)
+    lat = estimate.LATENCY
+    expected = (
+        lat[vol].seconds
+        + lat[vm].seconds
+        + lat["openstack:dns/recordSet:RecordSet"].seconds
+        + lat[cmd].seconds
+    )
+    assert result["critical_path"] == ["vol", "vm", "slow-dns", "cmd"]
+    assert result["critical_path_s"] == round(expected + estimate.TLS_CERTIFICATE_S)
+    assert (
+        result["explicit_waits_on_critical_path"]
+        == [
+            {
+                "from": "slow-dns",
+                "to": "cmd",
+                "extra_s": round(lat["openstack:dns/recordSet:RecordSet"].seconds),
+            },
+            {"from": "vm", "to": "slow-dns", "extra_s": round(lat[vol].seconds + lat[vm].seconds)},
+        ][::-1]
+    )
+
+
+def test_cost_floor_packs_users_onto_the_cheapest_flavors() -> None:
+    # 32 users of (1 vCPU, 3.5 GB): an m3.xl (32 vCPU, 125 GB) holds 32 by CPU, 35 by memory.
+    assert users_per_vm(FLAVORS["m3.xl"], 1, 3.5) == 32
+    total, mix = floor_su_per_hour(32, 1, 3.5)
+    assert total == 32 and sum(FLAVORS[f].su_per_hour * n for f, n in mix.items()) == 32
+    # Memory-bound: 10 users × 6 GB. One m3.small holds only 1 (6 GB), so 10 of them cost
+    # 20 SU; 16 SU (one m3.large, or two m3.medium of 5 users each) is the floor.
+    total, mix = floor_su_per_hour(10, 1, 6)
+    assert total == 16 and sum(users_per_vm(FLAVORS[f], 1, 6) * n for f, n in mix.items()) >= 10
+    with pytest.raises(ValueError, match="no Jetstream2 flavor"):
+        floor_su_per_hour(1, 1, 2000)
+
+
+def test_diagram_is_valid_svg_naming_url_role_flavor_and_volume(dev: dict[str, Any]) -> None:
+    svg = diagram.render_svg(dev)
+    root = ET.fromstring(svg)
+    assert root.tag.endswith("svg")
+    texts = " ".join(t.text or "" for t in root.iter() if t.tag.endswith("text"))
+    assert "https://hub.cis000000.projects.jetstream-cloud.org" in texts
+    assert "m3.small, Featured-Ubuntu24" in texts and "floating IP" in texts
+    assert "volume hub-vm-data, 100 GB" in texts and "protected" in texts
+
+
+def test_readme_embeds_the_diagram_of_each_example_stack() -> None:
+    readme = (PROJECT_DIR / "README.md").read_text()
+    for stack_file in PROJECT_DIR.glob("Pulumi.*.yaml"):
+        stack = stack_file.name[len("Pulumi.") : -len(".yaml")]
+        svg = PROJECT_DIR / "docs" / f"{stack}-architecture.svg"
+        assert f"docs/{stack}-architecture.svg" in readme
+        assert svg.read_text() == diagram.render_svg(plan_stack(stack)), f"run: make diagrams ({stack})"
+
+
+def test_planner_cli_writes_the_diagram(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "planner", "--stack", "dev", "--out", str(tmp_path)],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "architecture.svg").exists()
+    assert "Time to a working hub" in result.stdout and "floor for the same users" in result.stdout

@@ -1,0 +1,154 @@
+"""`make plan`: the real __main__.py under mocks, its JSON contract, files and failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import stacks
+from planner.__main__ import PROJECT_DIR, main
+from planner.stackfile import SECRET_PLACEHOLDER
+from tests.conftest import require_tool
+
+RULE = "openstack:networking/secGroupRule:SecGroupRule"
+WORLD = ("0.0.0.0/0", "::/0")
+
+
+def plan(tmp_path: Path, stack: str = "dev", stack_file: Path | None = None) -> tuple[int, dict[str, Any]]:
+    out = tmp_path / "out"
+    argv = ["--stack", stack, "--json", str(tmp_path / "plan.json"), "--out", str(out)]
+    if stack_file:
+        argv += ["--stack-file", str(stack_file)]
+    code = main(argv)
+    data = json.loads((tmp_path / "plan.json").read_text()) if code == 0 else {}
+    return code, data
+
+
+@pytest.fixture(scope="module")
+def dev_plan(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("dev")
+    code, data = plan(tmp)
+    assert code == 0
+    return tmp / "out", data
+
+
+def test_plan_json_follows_the_contract(dev_plan: tuple[Path, dict[str, Any]]) -> None:
+    _, data = dev_plan
+    assert {"stack", "scenario", "resources", "outputs", "cost"} <= set(data)
+    assert data["stack"] == "dev" and data["scenario"] == "single"
+    for r in data["resources"]:
+        assert {"type", "name", "parent", "inputs", "protect", "retain_on_delete", "depends_on"} <= set(r)
+    types = [r["type"] for r in data["resources"]]
+    assert types.count("openstack:compute/instance:Instance") == 1
+    volumes = [r for r in data["resources"] if r["type"] == "openstack:blockstorage/volume:Volume"]
+    assert volumes and all(v["protect"] or v["retain_on_delete"] for v in volumes)
+    assert data["cost"]["su_per_hour"] == 2  # one m3.small
+    assert "placeholders" in data["note"]
+
+
+def test_no_rule_opens_ssh_or_hub_ports_to_the_world(dev_plan: tuple[Path, dict[str, Any]]) -> None:
+    _, data = dev_plan
+    rules = [r["inputs"] for r in data["resources"] if r["type"] == RULE]
+    assert rules
+    for rule in rules:
+        if rule.get("remoteIpPrefix") in WORLD:
+            assert (rule["portRangeMin"], rule["portRangeMax"]) in ((80, 80), (443, 443)), rule
+    for port in (22, 8000, 8081):
+        assert not [
+            r
+            for r in rules
+            if r.get("remoteIpPrefix") in WORLD and r["portRangeMin"] <= port <= r["portRangeMax"]
+        ]
+
+
+def test_secrets_appear_only_as_placeholders(dev_plan: tuple[Path, dict[str, Any]]) -> None:
+    out, data = dev_plan
+    assert data["outputs"]["admin_token"] == "[secret]"
+    everything = json.dumps(data) + "".join(p.read_text() for p in out.rglob("*") if p.is_file())
+    assert SECRET_PLACEHOLDER not in everything
+    secrets = next(r for r in data["resources"] if r["type"] == "command:remote:Command")
+    assert secrets["inputs"]["stdin"] == "[secret]"
+
+
+def test_every_rendered_file_is_written(dev_plan: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = dev_plan
+    vm = out / "hub-vm-server"
+    cloud = yaml.safe_load((vm / "cloud-init.yaml").read_text())
+    for item in cloud["write_files"]:
+        written = vm / "files" / item["path"].lstrip("/")
+        assert written.read_text() == item["content"]
+        assert oct(written.stat().st_mode & 0o777) == oct(int(item["permissions"], 8))
+    assert (out / "hub-secrets" / "create.sh").exists()
+    assert (out / "plan.json").exists()
+
+
+def test_rendered_cloud_init_passes_cloud_init_schema(dev_plan: tuple[Path, dict[str, Any]]) -> None:
+    cloud_init = require_tool("cloud-init", "validates rendered user data")
+    out, _ = dev_plan
+    for path in out.rglob("cloud-init.yaml"):
+        result = subprocess.run(
+            [cloud_init, "schema", "--config-file", str(path)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _bad_stack(tmp_path: Path, **changes: Any) -> Path:
+    data = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())
+    for key, value in changes.items():
+        data["config"][f"jupyterhub-jetstream:{key}"] = value
+    path = tmp_path / "Pulumi.bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"hubFlavor": "m3.enormous"}, "hubFlavor = 'm3.enormous'"),
+        ({"scenario": "mainframe"}, "scenario = 'mainframe'"),
+        ({"adminCidrs": ["300.1.2.3/32"]}, "adminCidrs.0 = '300.1.2.3/32'"),
+        ({"concurrentUsers": -1}, "concurrentUsers = '-1'"),
+    ],
+)
+def test_invalid_stack_file_fails_before_any_resource(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, Any], key: str
+) -> None:
+    code, _ = plan(tmp_path, "bad", _bad_stack(tmp_path, **changes))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert key in err, err
+    assert not (tmp_path / "out").exists(), "nothing may be planned for an invalid stack"
+
+
+def test_unimplemented_scenario_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stacks, "IMPLEMENTED", ("single",))
+    with pytest.raises(stacks.ScenarioNotImplementedError, match="scenario = 'k8s': not implemented yet"):
+        stacks.builder("k8s")
+
+
+def test_make_plan_runs_from_the_command_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "planner", "--stack", "dev", "--out", str(tmp_path / "o")],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "openstack:compute/instance:Instance  hub-vm-server" in result.stdout
+    assert "Cost: 2 SU/hour" in result.stdout
+    assert "placeholders" in result.stdout
+
+
+def test_pulumi_yaml_documents_every_key_of_the_model() -> None:
+    from stackconfig.document import config_block
+
+    declared = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())
+    assert declared["config"] == config_block(), "run: python -m stackconfig.document, and update Pulumi.yaml"
+    assert declared["runtime"]["options"]["virtualenv"] == ".venv"
