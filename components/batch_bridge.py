@@ -67,7 +67,7 @@ class BatchBridge(pulumi.ComponentResource):
             create=render_install_hpc_key_script(
                 self.spawner.key_file, self.spawner.known_hosts_file, self.known_hosts
             ),
-            stdin=pulumi.Output.secret(private_key),
+            stdin=pulumi.Output.secret(private_key),  # type: ignore[arg-type]
             logging=command.remote.Logging.NONE,
             triggers=[args.hub_instance_id],
             opts=pulumi.ResourceOptions(

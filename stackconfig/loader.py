@@ -85,7 +85,9 @@ def parse(
     problems = [
         Problem(key, f"holds a secret and must be stored encrypted: pulumi config set --secret {key} ...")
         # An optional secret left at its empty default (Pulumi.yaml) holds nothing to protect.
-        for key in sorted(_secret_keys(StackConfig) & {k for k, v in values.items() if v != ""} - declared_secret)
+        for key in sorted(
+            _secret_keys(StackConfig) & {k for k, v in values.items() if v != ""} - declared_secret
+        )
     ]
     try:
         cfg = StackConfig.model_validate(values)

@@ -113,7 +113,9 @@ def hpc_consistent(cfg: StackConfig) -> list[Problem]:
     if hpc.account_mode == "per-user":
         if "{username}" not in hpc.username_pattern:
             problems.append(
-                Problem("hpc.usernamePattern", "must contain {username}, e.g. gw_{username}", hpc.username_pattern)
+                Problem(
+                    "hpc.usernamePattern", "must contain {username}, e.g. gw_{username}", hpc.username_pattern
+                )
             )
         else:
             sample = hpc.username_pattern.replace("{username}", SAMPLE_USER)
@@ -121,12 +123,18 @@ def hpc_consistent(cfg: StackConfig) -> list[Problem]:
                 unix_name(sample)
             except ValueError as exc:
                 problems.append(
-                    Problem("hpc.usernamePattern", f"gives {sample!r} for user {SAMPLE_USER}: {exc}", hpc.username_pattern)
+                    Problem(
+                        "hpc.usernamePattern",
+                        f"gives {sample!r} for user {SAMPLE_USER}: {exc}",
+                        hpc.username_pattern,
+                    )
                 )
     names = [p.name for p in hpc.partitions]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        problems.append(Problem("hpc.partitions", f"each name once; repeated: {', '.join(duplicates)}", names))
+        problems.append(
+            Problem("hpc.partitions", f"each name once; repeated: {', '.join(duplicates)}", names)
+        )
     first = hpc.partitions[0]
     for key, value, limit, limit_key in (
         ("defaultCores", hpc.default_cores, first.max_cores, "maxCores"),
@@ -166,7 +174,9 @@ def hpc_consistent(cfg: StackConfig) -> list[Problem]:
         )
     if hpc.connectivity == "ssh-tunnel" and hpc.compute_cidrs:
         problems.append(
-            Problem("hpc.computeCidrs", "only used with connectivity direct; remove it", list(hpc.compute_cidrs))
+            Problem(
+                "hpc.computeCidrs", "only used with connectivity direct; remove it", list(hpc.compute_cidrs)
+            )
         )
     return problems
 

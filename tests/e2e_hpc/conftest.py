@@ -10,6 +10,7 @@ account's jobs, ends every process this run started and removes the account.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -107,10 +108,8 @@ def processes_mentioning(text: str) -> list[int]:
 
 def kill_pids(pids: list[int]) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def squeue(account: str) -> list[str]:
@@ -201,7 +200,10 @@ def login_node(slurm: None, scratch: Path) -> Iterator[LoginNode]:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             subprocess.run(["pkill", "-KILL", "-u", account], check=False)
-            if not squeue(account) and subprocess.run(["pgrep", "-u", account], capture_output=True).returncode:
+            if (
+                not squeue(account)
+                and subprocess.run(["pgrep", "-u", account], capture_output=True).returncode
+            ):
                 break
             time.sleep(0.3)
         subprocess.run(["userdel", "--remove", account], check=False, capture_output=True)
@@ -270,10 +272,8 @@ class Hub:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(15)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.http.close()
 
     def log_tail(self, lines: int = 60) -> str:
@@ -336,16 +336,15 @@ def start_hub(root: Path, login: LoginNode, connectivity: str, **hpc: Any) -> Hu
         run_dir=str(root / "run"),
     )
     cfg = stackconfig.parse(
-        stack(connectivity, login.account, login.port, login.host_key, **hpc), secret_keys=["oauthClientSecret"]
+        stack(connectivity, login.account, login.port, login.host_key, **hpc),
+        secret_keys=["oauthClientSecret"],
     )
     public_port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
     spec = HubConfigSpec.from_config(cfg, paths=paths)
     assert isinstance(spec.spawner, SlurmSpawnerSpec)
     public_url = f"http://127.0.0.1:{public_port}"
-    if connectivity == "direct":
-        job_hub_url = f"http://127.0.0.1:{hub_port}/hub/"  # production: http://<hub fqdn>:8081/hub/
-    else:
-        job_hub_url = f"{public_url}/hub/"  # production: https://<hub fqdn>/hub/
+    # Production: http://<hub fqdn>:8081/hub/ (direct) or https://<hub fqdn>/hub/ (ssh-tunnel).
+    job_hub_url = f"http://127.0.0.1:{hub_port}/hub/" if connectivity == "direct" else f"{public_url}/hub/"
     spec = dataclasses.replace(
         spec,
         bind_url=public_url,

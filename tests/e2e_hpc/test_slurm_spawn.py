@@ -74,7 +74,11 @@ def tunnels(hub: Hub) -> list[int]:
 
 def job_of(login: LoginNode, hub_user: str) -> str:
     jobs = [line.split() for line in squeue(login.account)]
-    mine = [job_id for job_id, job_name, state in jobs if job_name == f"jupyterhub-{hub_user}" and state == "RUNNING"]
+    mine = [
+        job_id
+        for job_id, job_name, state in jobs
+        if job_name == f"jupyterhub-{hub_user}" and state == "RUNNING"
+    ]
     assert len(mine) == 1, f"expected one running job for {hub_user}, squeue says {jobs}"
     return mine[0]
 
@@ -151,7 +155,9 @@ def test_requests_beyond_the_limits_are_refused_and_nothing_stays_queued(
     hub, name = direct_hub, "bob"
     hub.expect(hub.api("POST", f"/users/{name}"), 201)
     # Beyond the operator's limit: refused by the hub before anything reaches SLURM.
-    refuses(hub, login_node, name, {"partition": "debug", "cores": 64}, "cores = 64 is outside what partition")
+    refuses(
+        hub, login_node, name, {"partition": "debug", "cores": 64}, "cores = 64 is outside what partition"
+    )
     refuses(hub, login_node, name, {"partition": "nope"}, "partition 'nope' is not offered here")
     refuses(hub, login_node, name, {"cores": 1, "nprocs": 999}, "unknown options ['nprocs']")
     # Within the operator's limit but more than any node has: SLURM would never start it, so
