@@ -471,7 +471,8 @@ class JetstreamSlurmSpawner(SlurmSpawner):
             raise JobError(f"Could not submit the notebook job: {exc}") from None
         if not self.job_id:
             raise JobError(f"sbatch on {self.login_host} printed no job ID")
-        deadline = time.monotonic() + self.queue_timeout
+        submitted = time.monotonic()
+        deadline = submitted + self.queue_timeout
         while True:
             status = await self.query_job_status()
             if status == JobStatus.RUNNING:
@@ -495,7 +496,7 @@ class JetstreamSlurmSpawner(SlurmSpawner):
                 reason = await self.job_end_reason()
                 self.clear_state()
                 raise JobError(f"The notebook job ended before its server started: {reason}")
-            await asyncio.sleep(self.startup_poll_interval)
+            await asyncio.sleep(self.queue_poll_delay(time.monotonic() - submitted))
 
         host = self.state_gethost()
         if not host:
@@ -504,7 +505,7 @@ class JetstreamSlurmSpawner(SlurmSpawner):
         # The server reports its port to the hub's API (batchspawner-singleuser) once it runs.
         checked = time.monotonic()
         while self.port == 0:
-            await asyncio.sleep(self.startup_poll_interval)
+            await asyncio.sleep(0.1)  # a local attribute the hub's API sets: no remote cost
             if time.monotonic() - checked > 5:
                 checked = time.monotonic()
                 if await self.query_job_status() not in (JobStatus.RUNNING, JobStatus.UNKNOWN):
@@ -520,6 +521,15 @@ class JetstreamSlurmSpawner(SlurmSpawner):
             return "127.0.0.1", self.tunnel_port
         self.log.info("Job %s of %s runs at %s:%s", self.job_id, self.user.name, host, self.port)
         return host, int(self.port)
+
+    def queue_poll_delay(self, waited: float) -> float:
+        """Seconds until the next squeue: quick while a job is likely to start any moment, then
+        gentler on the login node for a job that waits in the queue."""
+        if waited < 15:
+            return 0.25
+        if waited < 120:
+            return float(self.startup_poll_interval)
+        return max(5.0, float(self.startup_poll_interval))
 
     async def _give_up(self) -> None:
         try:

@@ -47,7 +47,9 @@ PARTITION_LIMITS = {"name": "debug", "maxCores": 4, "maxMemoryGb": 4, "maxWallHo
 BIG_PARTITION = {"name": "compute", "maxCores": 512, "maxMemoryGb": 64, "maxWallHours": 1}
 
 
-def stack(connectivity: str, account: str, login_port: int, host_key: str, **hpc: Any) -> dict[str, Any]:
+def stack(
+    connectivity: str, login_port: int, host_key: str, hpc: dict[str, Any], top: dict[str, Any]
+) -> dict[str, Any]:
     """The hpc stack a gateway operator would write, pointed at the loopback login node."""
     section = {
         "loginHost": "127.0.0.1",
@@ -73,6 +75,7 @@ def stack(connectivity: str, account: str, login_port: int, host_key: str, **hpc
         "auth": {"type": "github", "clientId": "e2e-client-id", "admins": [ADMIN]},
         "oauthClientSecret": "e2e-not-a-real-secret",
         "hpc": section,
+        **top,
     }
 
 
@@ -220,6 +223,7 @@ class Hub:
     proxy_api_url: str
     admin_token: str
     log_path: Path
+    extra_args: list[str] = dataclasses.field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     http: requests.Session = dataclasses.field(default_factory=requests.Session)
 
@@ -247,6 +251,7 @@ class Hub:
                     "--config",
                     str(self.config_file),
                     f"--ConfigurableHTTPProxy.api_url={self.proxy_api_url}",
+                    *self.extra_args,
                 ],
                 cwd=self.paths.state_dir,
                 env=env,
@@ -319,9 +324,17 @@ class Hub:
         return server
 
 
-def start_hub(root: Path, login: LoginNode, connectivity: str, **hpc: Any) -> Hub:
+def start_hub(
+    root: Path,
+    login: LoginNode,
+    connectivity: str,
+    hpc: dict[str, Any] | None = None,
+    top: dict[str, Any] | None = None,
+    extra_args: dict[str, str] | None = None,
+) -> Hub:
     """Render the hpc config with the production renderer and run it; host names, ports and
-    paths are the only changes."""
+    paths are the only changes (`hpc` and `top` are stack config, as an operator writes it;
+    `extra_args` are command-line overrides, used only by the benchmark's floor)."""
     root.mkdir(mode=0o755)
     data_root = root / "data"
     (data_root / "hub").mkdir(parents=True, mode=0o700)
@@ -336,7 +349,7 @@ def start_hub(root: Path, login: LoginNode, connectivity: str, **hpc: Any) -> Hu
         run_dir=str(root / "run"),
     )
     cfg = stackconfig.parse(
-        stack(connectivity, login.account, login.port, login.host_key, **hpc),
+        stack(connectivity, login.port, login.host_key, hpc or {}, top or {}),
         secret_keys=["oauthClientSecret"],
     )
     public_port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
@@ -370,6 +383,7 @@ def start_hub(root: Path, login: LoginNode, connectivity: str, **hpc: Any) -> Hu
         proxy_api_url=f"http://127.0.0.1:{proxy_api_port}",
         admin_token=secrets.token_hex(32),
         log_path=root / "jupyterhub.log",
+        extra_args=[f"--{key}={value}" for key, value in (extra_args or {}).items()],
     )
     hub.start()
     return hub

@@ -112,15 +112,19 @@ def refuses(hub: Hub, login: LoginNode, name: str, options: dict[str, Any], word
 
 @pytest.fixture(scope="module")
 def direct_hub(login_node: LoginNode, scratch: Path) -> Iterator[Hub]:
-    hub = start_hub(scratch / "hub-direct", login_node, "direct", accountMode="community",
-                    communityAccount=login_node.account)  # fmt: skip
+    hub = start_hub(
+        scratch / "hub-direct",
+        login_node,
+        "direct",
+        {"accountMode": "community", "communityAccount": login_node.account},
+    )
     yield hub
     hub.stop()
 
 
 @pytest.fixture(scope="module")
 def tunnel_hub(login_node: LoginNode, scratch: Path) -> Iterator[Hub]:
-    hub = start_hub(scratch / "hub-tunnel", login_node, "ssh-tunnel", accountMode="per-user")
+    hub = start_hub(scratch / "hub-tunnel", login_node, "ssh-tunnel", {"accountMode": "per-user"})
     yield hub
     hub.stop()
 
