@@ -512,7 +512,6 @@ class JetstreamSlurmSpawner(SlurmSpawner):
                     reason = await self.job_end_reason()
                     self.clear_state()
                     raise JobError(f"The notebook job ended before its server started: {reason}")
-        self.db.commit()
         self.remote_ip, self.remote_port = host, int(self.port)
         if self.connectivity == "ssh-tunnel":
             await self.open_tunnel()
