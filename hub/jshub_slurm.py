@@ -40,6 +40,13 @@ REASONS = {
     "PartitionTimeLimit": "the wall time exceeds the partition's limit",
     "PartitionNodeLimit": "the node count exceeds the partition's limit",
     "BadConstraints": "no node has the requested features",
+    "PartitionDown": "the partition is down",
+    "PartitionInactive": "the partition is not accepting jobs now",
+    "BeginTime": "waiting for its start time",
+    "JobHeldUser": "held by the account owner",
+    "JobHeldAdmin": "held by the administrators",
+    "QOSMaxJobsPerUserLimit": "the account already runs as many jobs as its QOS allows",
+    "AssocGrpCPULimit": "the account's group is at its CPU limit",
 }
 ENDED = {
     "CANCELLED": "the job was cancelled",

@@ -281,6 +281,13 @@ class Hub:
                 os.killpg(self.process.pid, signal.SIGKILL)
         self.http.close()
 
+    def restart(self) -> None:
+        """SIGTERM the hub process only, as systemd does (KillMode=process), then start it."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+        self.start()
+
     def log_tail(self, lines: int = 60) -> str:
         try:
             text = self.log_path.read_text(errors="replace")

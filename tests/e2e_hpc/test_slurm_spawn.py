@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import websocket
 
-from tests.e2e_hpc.conftest import Hub, LoginNode, processes_mentioning, spawn, squeue, start_hub
+from tests.e2e_hpc.conftest import Hub, LoginNode, kill_pids, processes_mentioning, spawn, squeue, start_hub
 
 pytestmark = pytest.mark.e2e
 
@@ -98,10 +98,11 @@ def refuses(hub: Hub, login: LoginNode, name: str, options: dict[str, Any], word
     def failed() -> str | None:
         if response.status_code >= 400:
             return response.text
-        events = hub.api("GET", f"/users/{name}/server/progress", stream=True, timeout=30)
-        for line in events.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:") and '"failed": true' in line:
-                return line
+        url = f"{hub.public_url}/hub/api/users/{name}/server/progress"
+        with hub.http.get(url, stream=True, timeout=(5, 60)) as events:
+            for line in events.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:") and json.loads(line[5:]).get("failed"):
+                    return line
         return None
 
     text = hub.wait_for(failed, f"the spawn of {options} to fail")
@@ -153,6 +154,37 @@ def test_direct_spawn_runs_in_a_job_and_a_cancelled_job_stops_the_server(
     hub.wait_for(lambda: not squeue(login_node.account), "the job to leave the queue")
 
 
+def test_the_progress_page_shows_the_queue_while_a_job_waits(direct_hub: Hub, login_node: LoginNode) -> None:
+    hub, name = direct_hub, "carol"
+    hub.expect(hub.api("POST", f"/users/{name}"), 201)
+    # A partition that is down keeps the job pending (reason PartitionDown) until it is up.
+    subprocess.run(["scontrol", "update", "PartitionName=compute", "State=DOWN"], check=True)
+    try:
+        hub.expect(hub.api("POST", f"/users/{name}/server", data=json.dumps({"partition": "compute"})), 202)
+        messages: list[str] = []
+        with hub.http.get(
+            f"{hub.public_url}/hub/api/users/{name}/server/progress", stream=True, timeout=(5, 60)
+        ) as events:
+            for line in events.iter_lines(decode_unicode=True):
+                if not line or not line.startswith("data:"):
+                    continue
+                event = json.loads(line[5:])
+                assert not event.get("failed"), event
+                messages.append(event.get("message", ""))
+                if "is PENDING in partition compute: the partition is down" in messages[-1]:
+                    subprocess.run(["scontrol", "update", "PartitionName=compute", "State=UP"], check=True)
+                if event.get("ready"):
+                    break
+    finally:
+        subprocess.run(["scontrol", "update", "PartitionName=compute", "State=UP"], check=True)
+    assert any("is PENDING in partition compute: the partition is down" in m for m in messages), messages
+    assert any("is running on localhost; waiting for the notebook server" in m for m in messages), messages
+    assert_server_in_job(hub, login_node, name)
+    hub.expect(hub.api("DELETE", f"/users/{name}/server"), 202, 204)
+    hub.wait_for(lambda: hub.server(name) is None, "the server to stop")
+    hub.wait_for(lambda: not squeue(login_node.account), "the job to leave the queue")
+
+
 def test_requests_beyond_the_limits_are_refused_and_nothing_stays_queued(
     direct_hub: Hub, login_node: LoginNode
 ) -> None:
@@ -179,6 +211,19 @@ def test_ssh_tunnel_spawn_per_user_account(tunnel_hub: Hub, login_node: LoginNod
     model = hub.expect(hub.api("GET", f"/users/{name}", params={"include_stopped_servers": "1"}), 200).json()
     assert server["ready"] and model["servers"][""]["ready"]
     assert tunnels(hub), "no ssh -L tunnel process"
+
+    # The hub restarts (its state is in its database): it finds the job and its tunnel again.
+    hub.restart()
+    hub.wait_for(lambda: (hub.server(name) or {}).get("ready"), "the restarted hub to find the running job")
+    hub.expect(hub.user_api(name, "GET", "/status"), 200)
+    # A tunnel that dropped is opened again when the hub next checks the job.
+    kill_pids(tunnels(hub))
+    hub.wait_for(lambda: not tunnels(hub), "the tunnel to be gone")
+    response = hub.api("POST", f"/users/{name}/server", data=json.dumps({}))
+    assert response.status_code == 400 and "already running" in response.text, response.text
+    assert tunnels(hub), "the tunnel was not opened again"
+    hub.expect(hub.user_api(name, "GET", "/status"), 200)
+    assert job_of(login_node, name) == job_id
 
     # A cancelled job: the next spawn request notices it and starts a fresh job.
     subprocess.run(["scancel", job_id], check=True)
