@@ -61,7 +61,10 @@ def _problem(error: Mapping[str, Any]) -> Problem:
         hint = f"did you mean {close[0]!r}? " if close else ""
         return Problem(key, f"unknown key; {hint}known keys: {', '.join(sorted(known))}")
     if kind == "missing":
-        return Problem(key, f"is required: pulumi config set {PROJECT}:{loc[0]} ...")
+        if len(loc) == 1:
+            return Problem(key, f"is required: pulumi config set {PROJECT}:{loc[0]} ...")
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        return Problem(key, f"is required: pulumi config set --path '{path}' ...")
     message = str(error["msg"]).removeprefix("Value error, ")
     if "pattern" in kind:
         message += " (lowercase letters and digits, starting with a letter)"

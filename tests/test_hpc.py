@@ -114,7 +114,15 @@ def test_hpc_section_parses_with_defaults() -> None:
             "one shell",
         ),
         ({"scenario": "hpc", "hpc": {**HPC, "loginHost": "bad host"}}, "hpc.loginHost", "host name"),
-        ({"scenario": "hpc", "hpc": {**HPC, "loginHots": "x"}}, "hpc.loginHots", "unknown key"),
+        ({"scenario": "hpc", "hpc": {**HPC, "loginHots": "x"}}, "hpc.loginHots", "did you mean 'loginHost'?"),
+        (
+            {
+                "scenario": "hpc",
+                "hpc": {**HPC, "partitions": [{"name": "a", "maxCores": 1, "maxMemoryGb": 1}]},
+            },
+            "hpc.partitions.0.maxWallHours",
+            "pulumi config set --path 'hpc.partitions[0].maxWallHours'",
+        ),
     ],
 )
 def test_hpc_config_errors_name_the_key(overrides: dict[str, Any], key: str, words: str) -> None:
