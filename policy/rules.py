@@ -312,6 +312,7 @@ _SECRET_PAIRS = frozenset(
     }
 )
 _ENCODING_WORDS = frozenset({"pem", "openssh", "data", "b64", "base64", "pkcs8", "value"})
+_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
 _PRIVATE_KEY_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY")
 # Inputs that carry secrets whatever their name: a remote command's standard input is how the
 # program hands it secrets, off the command line.
@@ -328,8 +329,8 @@ def secret_key(key: str) -> bool:
 
 
 def _walk(value: Any, path: str) -> Iterator[tuple[str, str, Any]]:
-    """Every (path, key, value) below `value`; for Kubernetes-style `{name, value}` pairs the key
-    is the pair's name."""
+    """Every (path, key, value) below `value`. For Kubernetes-style `{name, value}` pairs the key
+    is the pair's name; a `NAME=value` string in a list is also seen as key NAME."""
     if isinstance(value, Mapping):
         name = value.get("name")
         for key, item in value.items():
@@ -341,7 +342,13 @@ def _walk(value: Any, path: str) -> Iterator[tuple[str, str, Any]]:
             yield from _walk(item, child)
     elif isinstance(value, Sequence) and not isinstance(value, str):
         for i, item in enumerate(value):
-            yield from _walk(item, f"{path}[{i}]")
+            child = f"{path}[{i}]"
+            if isinstance(item, str):
+                # Docker-style environment lists: "NAME=value".
+                assignment = _ASSIGNMENT.match(item)
+                yield (child, assignment.group(1), assignment.group(2)) if assignment else (child, "", item)
+            else:
+                yield from _walk(item, child)
 
 
 def no_plaintext_secrets(resource_type: str, props: Mapping[str, Any], meta: ResourceMeta) -> list[str]:
