@@ -76,6 +76,9 @@ class Violation:
     message: str
     enforcement: str = MANDATORY
 
+    def __str__(self) -> str:
+        return f"{self.enforcement}: {self.rule}: {self.resource}: {self.message}"
+
 
 Rule = Callable[[str, Mapping[str, Any], ResourceMeta], list[str]]
 

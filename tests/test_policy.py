@@ -490,6 +490,9 @@ def test_opening_the_hub_api_to_the_world_is_a_mandatory_violation(
         "security-group-ingress", "dev-hub-tcp-8081-anywhere-ipv4", violation.message, "mandatory"
     )
     assert "8081 (JupyterHub hub API)" in violation.message
+    assert str(violation).startswith(
+        "mandatory: security-group-ingress: dev-hub-tcp-8081-anywhere-ipv4: ingress tcp"
+    )
 
 
 def test_plan_with_an_unprotected_volume_or_plaintext_secret_fails(
