@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 
 from planner import cost, estimate, quota, report, stackfile
+from policy.rules import check_plan
 from planner.harness import main_program, run_program
 from stackconfig import parse
 
@@ -45,6 +46,11 @@ def plan_stack(
         plan["resources"], cfg.concurrent_users, cpu_guarantee, cfg.user_memory_gb, workshop_hours
     )
     plan["estimate"] = estimate.estimate(plan["resources"])
+    # The policy pack's own rules, on the planned inputs (secrets known by their markers).
+    plan["policy_violations"] = [
+        {"rule": v.rule, "resource": v.resource, "message": v.message, "enforcement": v.enforcement}
+        for v in check_plan(plan["resources"], allow_world_ssh=cfg.allow_ssh_from_anywhere)
+    ]
     lines = quota.check(plan["resources"], cfg.quotas)
     plan["quotas"] = [{"key": q.key, "needed": q.needed, "quota": q.quota, "fits": q.fits} for q in lines]
     over = [quota.describe(q) for q in lines if not q.fits]
