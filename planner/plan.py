@@ -8,8 +8,8 @@ from typing import Any
 import pulumi
 
 from planner import cost, estimate, quota, report, stackfile
-from policy.rules import check_plan
 from planner.harness import main_program, run_program
+from policy.rules import check_plan
 from stackconfig import parse
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent

@@ -162,7 +162,9 @@ def test_plan_fails_on_a_mandatory_policy_violation(
 
     real = stacks.common.web_ingress
     monkeypatch.setattr(
-        stacks.common, "web_ingress", lambda: [*real(), Ingress("hub api", "tcp", 8081, 8081, cidr="0.0.0.0/0")]
+        stacks.common,
+        "web_ingress",
+        lambda: [*real(), Ingress("hub api", "tcp", 8081, 8081, cidr="0.0.0.0/0")],
     )
     code = main(["--stack", "dev", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
