@@ -37,6 +37,7 @@ def build_plan(stack: str, scenario: str, recording: Recording) -> dict[str, Any
                 "delete_before_replace": r.delete_before_replace,
                 "depends_on": sorted({by_urn[u].name for u in r.dependency_urns if u in by_urn}),
                 "secret_inputs": r.secret_inputs,
+                "deleted_with": by_urn[r.deleted_with_urn].name if r.deleted_with_urn in by_urn else None,
             }
         )
     return {

@@ -19,10 +19,17 @@ FILESYSTEM_DATA_POOL = "data0"
 
 @dataclass(frozen=True)
 class StorageNode:
-    """A k3s node with a raw Cinder volume for one OSD, named by its stable udev path."""
+    """A k3s node with a raw Cinder volume for one OSD."""
 
     node_name: str
-    device_path: str
+    volume_id: str
+
+    @property
+    def device_filter(self) -> str:
+        """The volume's stable udev links: virtio-blk names the disk by the first 20 characters
+        of the volume ID (`virtio-<id20>`), virtio-scsi by the whole ID
+        (`scsi-0QEMU_QEMU_HARDDISK_<id>`); both contain the prefix, no other disk does."""
+        return f"^/dev/disk/by-id/.*{self.volume_id[:20]}"
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,7 @@ def _storage(spec: RookSpec) -> dict[str, Any]:
             "useAllNodes": False,
             "useAllDevices": False,
             "nodes": [
-                {"name": node.node_name, "devices": [{"name": node.device_path}]}
+                {"name": node.node_name, "devicePathFilter": node.device_filter}
                 for node in spec.storage_nodes
             ],
         }

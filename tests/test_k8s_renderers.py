@@ -128,7 +128,7 @@ def test_admin_hook_compiles_and_makes_only_the_shared_mount_writable_for_admins
 # --- Rook ---------------------------------------------------------------------------------
 
 K3S_NODES = tuple(
-    rook.StorageNode(f"k8s-cp-{i}", f"/dev/disk/by-id/virtio-0f2c9a4e-{i}1b2-4c3d") for i in range(3)
+    rook.StorageNode(f"k8s-cp-{i}", f"0f2c9a4e-{i}1b2-4c3d-9e8f-0123456789ab") for i in range(3)
 )
 SPECS = {
     "k3s": rook.RookSpec(
@@ -166,8 +166,9 @@ def test_rook_ha_layout() -> None:
     assert cluster["mon"] == {"count": 3, "allowMultiplePerNode": False}
     assert cluster["storage"]["nodes"][0] == {
         "name": "k8s-cp-0",
-        "devices": [{"name": "/dev/disk/by-id/virtio-0f2c9a4e-01b2-4c3d"}],
+        "devicePathFilter": "^/dev/disk/by-id/.*0f2c9a4e-01b2-4c3d-9",
     }
+    assert cluster["storage"]["useAllDevices"] is False and cluster["storage"]["useAllNodes"] is False
     (pool,) = values["cephBlockPools"]
     assert pool["spec"] == {
         "failureDomain": "host",
