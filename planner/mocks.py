@@ -67,7 +67,8 @@ def _computed(args: mocks.MockResourceArgs) -> dict[str, Any]:
             return {"result": "placeholder" + "0" * 37}
         case "command:remote:Command":
             create = str(args.inputs.get("create", ""))
-            return {"stdout": PLACEHOLDER_KUBECONFIG if "/etc/rancher/k3s/k3s.yaml" in create else "", "stderr": ""}
+            stdout = PLACEHOLDER_KUBECONFIG if "/etc/rancher/k3s/k3s.yaml" in create else ""
+            return {"stdout": stdout, "stderr": ""}
         case "openstack:containerinfra/cluster:Cluster":
             return {"kubeconfig": {"raw_config": PLACEHOLDER_KUBECONFIG, "host": "https://203.0.113.20:6443"}}
     return {}
