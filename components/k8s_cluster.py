@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 import pulumi
@@ -42,7 +43,13 @@ def cluster_ports() -> list[Ingress]:
 
 
 def api_ingress(cidrs: list[str]) -> list[Ingress]:
-    return [Ingress(f"Kubernetes API from {c}", "tcp", 6443, 6443, cidr=c) for c in cidrs]
+    """The API from the admin networks, never from the whole internet, even when
+    allowSshFromAnywhere lets SSH be."""
+    return [
+        Ingress(f"Kubernetes API from {c}", "tcp", 6443, 6443, cidr=c)
+        for c in cidrs
+        if ipaddress.ip_network(c).prefixlen > 0
+    ]
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,9 @@ class K8sCluster(pulumi.ComponentResource):
                     ]
                     if osd
                     else [],
+                    # A new k3s version or token must not replace every node at once (etcd and
+                    # Ceph would go with them); upgrade nodes in place instead.
+                    replace_on_user_data_change=False,
                 ),
                 opts=child,
             )

@@ -98,6 +98,7 @@ class Registration:
     additional_secret_outputs: list[str]
     secret_inputs: list[str] = field(default_factory=list)
     deleted_with_urn: str = ""
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 def scrub(value: Any, path: str = "", secret_paths: list[str] | None = None) -> Any:
@@ -143,6 +144,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     secret_inputs=secret_paths,
                     deleted_with_urn=str(getattr(request, "deletedWith", "") or ""),
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response

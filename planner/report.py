@@ -38,6 +38,7 @@ def build_plan(stack: str, scenario: str, recording: Recording) -> dict[str, Any
                 "depends_on": sorted({by_urn[u].name for u in r.dependency_urns if u in by_urn}),
                 "secret_inputs": r.secret_inputs,
                 "deleted_with": by_urn[r.deleted_with_urn].name if r.deleted_with_urn in by_urn else None,
+                "ignore_changes": r.ignore_changes,
             }
         )
     return {

@@ -201,7 +201,8 @@ def operator_values() -> dict[str, Any]:
     return {
         "crds": {"enabled": True},
         "monitoring": {"enabled": False},
-        "csi": {"enableRbdDriver": True, "enableCephfsDriver": True},
+        # Rook 1.20 runs Ceph CSI through the ceph-csi-operator subchart.
+        "csi": {"installCsiOperator": True},
     }
 
 

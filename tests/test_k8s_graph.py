@@ -248,6 +248,25 @@ def test_k3s_nodes_join_the_first_server_by_its_private_address(k3s_rec: Recordi
         assert config["node-label"] == [f"hub.jupyter.org/node-purpose={role}"]
 
 
+def test_k3s_nodes_are_not_replaced_when_their_user_data_changes(k3s_rec: Recording) -> None:
+    servers = by_type(k3s_rec, INSTANCE)
+    assert servers and all(s.ignore_changes == ["userData"] for s in servers)
+    # The default stays: a hub VM's new user data still gives a new server.
+    from stacks.single import build as build_single
+
+    hub = one(run_mocked(lambda: build_single(make_config())), INSTANCE)
+    assert hub.ignore_changes == []
+
+
+def test_k3s_api_stays_closed_to_the_world_even_when_ssh_is_open() -> None:
+    config = {**k8s_config(), "adminCidrs": ["0.0.0.0/0", "203.0.113.7/32"], "allowSshFromAnywhere": True}
+    rec = build(config)
+    api = [r.inputs.get("remoteIpPrefix") for r in by_type(rec, RULE) if r.inputs.get("portRangeMin") == 6443]
+    assert sorted(a for a in api if a) == ["203.0.113.7/32"]
+    ssh = [r.inputs.get("remoteIpPrefix") for r in by_type(rec, RULE) if r.inputs.get("portRangeMin") == 22]
+    assert "0.0.0.0/0" in ssh
+
+
 def test_k3s_worker_count_follows_sizing(k3s_rec: Recording) -> None:
     # m3.medium: (30 - 2) / 2 = 14 users per worker; 20 users -> 2 workers.
     workers = [r for r in by_type(k3s_rec, INSTANCE) if "worker" in r.name]

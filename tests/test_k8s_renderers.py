@@ -16,7 +16,14 @@ from renderers import k3s, k8s_objects, rook
 from renderers.z2jh import SHARED_DATA_CLAIM, Z2JHSpec, z2jh_values
 from stackconfig import StackConfig
 from tests.conftest import make_config, require_tool
-from tests.upstream_schemas import deep_merge, rook_cluster_defaults, rook_errors, z2jh_errors
+from tests.upstream_schemas import (
+    deep_merge,
+    rook_cluster_defaults,
+    rook_errors,
+    rook_operator_defaults,
+    unknown_keys,
+    z2jh_errors,
+)
 
 KUBERNETES_VERSION = "1.33.0"
 
@@ -149,6 +156,33 @@ def test_rook_custom_resources_validate_against_the_crds(name: str) -> None:
         assert rook_errors("CephBlockPool", pool["spec"]) == []
     for fs in values["cephFileSystems"]:
         assert rook_errors("CephFilesystem", fs["spec"]) == []
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_rook_chart_values_use_only_keys_the_charts_know(name: str) -> None:
+    assert unknown_keys(rook.operator_values(), rook_operator_defaults()) == []
+    values = rook.cluster_values(SPECS[name])
+    # cephClusterSpec is checked against the CephCluster CRD above; the rest against the chart.
+    rest = {k: v for k, v in values.items() if k != "cephClusterSpec"}
+    assert unknown_keys(rest, rook_cluster_defaults()) == []
+    # Each pool's and filesystem's `spec` is checked against its CRD above.
+    for pool in values["cephBlockPools"]:
+        assert (
+            unknown_keys(
+                {k: v for k, v in pool.items() if k != "spec"}, rook_cluster_defaults()["cephBlockPools"][0]
+            )
+            == []
+        )
+    for fs in values["cephFileSystems"]:
+        assert (
+            unknown_keys(
+                {k: v for k, v in fs.items() if k != "spec"}, rook_cluster_defaults()["cephFileSystems"][0]
+            )
+            == []
+        )
+    assert unknown_keys({"csi": {"enableRbdDriver": True}}, rook_operator_defaults()) == [
+        "csi.enableRbdDriver"
+    ]
 
 
 def test_rook_crd_check_catches_a_misspelt_field() -> None:

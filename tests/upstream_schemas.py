@@ -59,6 +59,27 @@ def rook_cluster_defaults() -> dict[str, Any]:
     return _load(ROOK / "rook-ceph-cluster.values.yaml")
 
 
+@functools.cache
+def rook_operator_defaults() -> dict[str, Any]:
+    return _load(ROOK / "rook-ceph.values.yaml")
+
+
+def unknown_keys(values: Any, defaults: Any, path: str = "") -> list[str]:
+    """Keys in `values` that the chart's defaults do not have. Rook's charts ship no values
+    schema, and Helm ignores unknown keys silently; where a default is an empty map or null
+    (free-form), anything goes."""
+    if not (isinstance(values, dict) and isinstance(defaults, dict) and defaults):
+        return []
+    found = []
+    for key, value in values.items():
+        here = f"{path}.{key}".lstrip(".")
+        if key not in defaults:
+            found.append(here)
+        else:
+            found += unknown_keys(value, defaults[key], here)
+    return found
+
+
 def _strict(schema: Any) -> Any:
     """The API server prunes unknown fields silently; `kubectl apply --validate=strict` refuses
     them. Close every object schema that does not preserve unknown fields, so a misspelt key
