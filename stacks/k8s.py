@@ -8,6 +8,7 @@ import pulumi
 from components.k8s_cluster import K8sCluster, K8sClusterArgs
 from components.rook_ceph import RookCeph, RookCephArgs
 from components.z2jh import Z2JH, Z2JHArgs
+from catalog import DEFAULT_QUOTAS
 from renderers import k3s
 from stackconfig import StackConfig, sizing
 from stacks.common import network, openstack_provider
@@ -16,6 +17,14 @@ from stacks.common import network, openstack_provider
 def build(cfg: StackConfig) -> None:
     assert cfg.k8s is not None, "the config rules require the k8s section for scenario k8s"
     k8s = cfg.k8s
+    if k8s.engine == "k3s":
+        volume_gb = k8s.control_plane_count * k8s.ceph_volume_gb
+        if volume_gb > DEFAULT_QUOTAS.volume_gb:
+            pulumi.log.warn(
+                f"the Ceph volumes take {k8s.control_plane_count} × {k8s.ceph_volume_gb} GB = {volume_gb} GB, "
+                f"above Jetstream2's default volume quota of {DEFAULT_QUOTAS.volume_gb} GB: check "
+                "`openstack quota show` and ask Jetstream2 support for more before `pulumi up`"
+            )
     opts = pulumi.ResourceOptions(providers=[openstack_provider()])
     net = network(cfg, opts)
     cluster = K8sCluster(

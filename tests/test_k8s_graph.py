@@ -347,6 +347,16 @@ def test_workshop_plan_opens_no_cluster_port_to_the_world(workshop_plan: dict[st
     assert api == ["203.0.113.7/32"]
 
 
+def test_ceph_volumes_above_the_default_quota_are_announced(caplog: pytest.LogCaptureFixture) -> None:
+    build(k8s_config(cephVolumeGb=300))
+    assert not any("volume quota" in m for m in caplog.messages)
+    build(k8s_config(cephVolumeGb=400))
+    assert any(
+        "3 × 400 GB = 1200 GB, above Jetstream2's default volume quota of 1000 GB" in m
+        for m in caplog.messages
+    )
+
+
 def test_workshop_plan_meets_the_bars(workshop_plan: dict[str, Any]) -> None:
     releases = {r["inputs"]["chart"]: r for r in workshop_plan["resources"] if r["type"] == RELEASE}
     hub = releases["jupyterhub"]["inputs"]
@@ -384,8 +394,9 @@ def test_workshop_plan_cloud_init_passes_cloud_init_schema(
         assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
 
 
-def test_one_node_dev_cluster_keeps_one_mon_and_one_copy() -> None:
+def test_one_node_dev_cluster_keeps_one_mon_and_one_copy(caplog: pytest.LogCaptureFixture) -> None:
     rec = build(k8s_config(controlPlaneCount=1, cephVolumeGb=200))
+    assert any("a dev cluster that loses its data with one disk" in m for m in caplog.messages)
     values = release(rec, "rook-ceph-cluster").inputs["values"]
     assert values["cephClusterSpec"]["mon"]["count"] == 1
     assert values["cephBlockPools"][0]["spec"]["replicated"] == {"size": 1, "requireSafeReplicaSize": False}
