@@ -76,6 +76,9 @@ class K8sCluster(pulumi.ComponentResource):
     # The resource whose deletion takes the whole cluster with it: in-cluster objects name it in
     # `deleted_with`, so `pulumi destroy` does not uninstall charts from a cluster that is going.
     lifeline: pulumi.Resource
+    # Done when every worker has joined and is Ready: charts whose pods run on workers (the
+    # hub's image puller and placeholders) wait for it.
+    workers_ready: list[pulumi.Resource]
 
     def __init__(self, name: str, args: K8sClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jshub:index:K8sCluster", name, None, opts)
@@ -264,8 +267,21 @@ class K8sCluster(pulumi.ComponentResource):
                 additional_secret_outputs=["stdout", "stderr"],
             ),
         )
+        workers_ready = command.remote.Command(
+            f"{name}-workers-ready",
+            connection=connection(first),
+            create=k3s.render_wait_for_nodes_script(f"{k3s.NODE_PURPOSE}=user", len(workers)),
+            # Runs again when the worker count changes.
+            triggers=[len(workers)],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[fetch, *token_commands[len(servers) :]],
+                additional_secret_outputs=["stderr"],
+            ),
+        )
         self.ingress_ip = entry_ip
         self.lifeline = first
+        self.workers_ready = [workers_ready]
         return pulumi.Output.all(fetch.stdout, entry_ip).apply(
             lambda v: k3s.rewrite_kubeconfig(v[0], v[1], cfg.hub_fqdn)
         )
@@ -327,4 +343,6 @@ class K8sCluster(pulumi.ComponentResource):
         )
         self.ingress_ip = address.address
         self.lifeline = cluster
+        # Magnum reports the cluster created once its nodes are up.
+        self.workers_ready = [cluster]
         return cluster.kubeconfig.apply(lambda kc: kc["raw_config"])

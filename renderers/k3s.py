@@ -110,6 +110,10 @@ def render_fetch_kubeconfig_script(control_planes: int, wait_s: int = 1800) -> s
     )
 
 
+def render_wait_for_nodes_script(selector: str, want: int, wait_s: int = 1800) -> str:
+    return render("k3s-wait-nodes.sh.j2", selector=selector, want=want, wait_s=wait_s)
+
+
 def rewrite_kubeconfig(kubeconfig: str, address: str, server_name: str) -> str:
     """k3s writes `server: https://127.0.0.1:6443`; point it at the node's floating IP and check
     the certificate against `server_name`, a name k3s put in the certificate (`tls-san`)."""

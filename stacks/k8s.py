@@ -52,6 +52,7 @@ def build(cfg: StackConfig) -> None:
             config=cfg,
             storage=[ceph.cluster],
             load_balancer_ip=cluster.ingress_ip if k8s.engine == "magnum" else None,
+            depends_on=cluster.workers_ready,
             deleted_with=cluster.lifeline,
         ),
         opts=in_cluster,

@@ -186,6 +186,16 @@ def test_k3s_provider_uses_the_fetched_kubeconfig(k3s_rec: Recording) -> None:
     assert {t.urn for t in tokens} <= set(fetch.dependency_urns)
 
 
+def test_hub_waits_for_the_workers(k3s_rec: Recording, magnum_rec: Recording) -> None:
+    ready = named(k3s_rec, "k8s-workers-ready")
+    worker_tokens = {named(k3s_rec, f"k8s-worker-{i}-join-token").urn for i in range(2)}
+    assert worker_tokens <= set(ready.dependency_urns)
+    assert "--selector hub.jupyter.org/node-purpose=user" in ready.inputs["create"]
+    assert "want=2" in ready.inputs["create"]
+    assert ready.urn in release(k3s_rec, "jupyterhub").dependency_urns
+    assert one(magnum_rec, MAGNUM).urn in release(magnum_rec, "jupyterhub").dependency_urns
+
+
 def test_k3s_kubeconfig_is_rewritten_to_the_floating_ip() -> None:
     seen: list[str] = []
 

@@ -300,6 +300,7 @@ def _scripts() -> dict[str, str]:
         "install-agent": k3s.render_k3s_install_script(agent),
         "install-token": k3s.render_install_token_script(),
         "fetch-kubeconfig": k3s.render_fetch_kubeconfig_script(3),
+        "wait-for-workers": k3s.render_wait_for_nodes_script("hub.jupyter.org/node-purpose=user", 300),
     }
 
 
