@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pulumi
 
+from catalog import DEFAULT_QUOTAS
 from components.k8s_cluster import K8sCluster, K8sClusterArgs
 from components.rook_ceph import RookCeph, RookCephArgs
 from components.z2jh import Z2JH, Z2JHArgs
-from catalog import DEFAULT_QUOTAS
 from renderers import k3s
 from stackconfig import StackConfig, sizing
 from stacks.common import network, openstack_provider
@@ -20,9 +20,10 @@ def build(cfg: StackConfig) -> None:
     if k8s.engine == "k3s":
         volume_gb = k8s.control_plane_count * k8s.ceph_volume_gb
         if volume_gb > DEFAULT_QUOTAS.volume_gb:
+            quota = DEFAULT_QUOTAS.volume_gb
             pulumi.log.warn(
-                f"the Ceph volumes take {k8s.control_plane_count} × {k8s.ceph_volume_gb} GB = {volume_gb} GB, "
-                f"above Jetstream2's default volume quota of {DEFAULT_QUOTAS.volume_gb} GB: check "
+                f"the Ceph volumes take {k8s.control_plane_count} × {k8s.ceph_volume_gb} GB = "
+                f"{volume_gb} GB, above Jetstream2's default volume quota of {quota} GB: check "
                 "`openstack quota show` and ask Jetstream2 support for more before `pulumi up`"
             )
     opts = pulumi.ResourceOptions(providers=[openstack_provider()])
