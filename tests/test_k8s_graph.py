@@ -229,10 +229,17 @@ def test_k3s_join_token_travels_on_stdin_through_the_first_node(k3s_rec: Recordi
     tokens = [r for r in by_type(k3s_rec, COMMAND) if r.name.endswith("-join-token")]
     servers = by_type(k3s_rec, INSTANCE)
     assert len(tokens) == len(servers) == 3 + 2  # three control-plane nodes, two workers
+    fip = named(k3s_rec, "k8s-cp-0-fip")
     for t in tokens:
         assert t.inputs["stdin"] == SECRET and t.inputs["logging"] == "none"
         assert {"stdin", "stdout", "stderr"} <= set(t.additional_secret_outputs)
         assert t.inputs["connection"] == SECRET  # it carries the deploy private key
+        # Every node is reached through the first node's floating IP (directly, or as the
+        # jump host for a node's private address).
+        assert fip.urn in t.dependency_urns, t.name
+        node = t.name.removesuffix("-join-token")
+        if node != "k8s-cp-0":
+            assert named(k3s_rec, f"{node}-port").urn in t.dependency_urns
     for server in servers:
         user_data = server.inputs["userData"]
         assert user_data not in (UNKNOWN, SECRET), "the cloud-init apply must have run"
