@@ -317,6 +317,20 @@ def test_magnum_cluster_from_the_template_feeds_the_provider(magnum_rec: Recordi
     assert not by_type(magnum_rec, INSTANCE) and not by_type(magnum_rec, VOLUME)
 
 
+def test_magnum_kubeconfig_is_the_clusters_own() -> None:
+    from planner.mocks import PLACEHOLDER_KUBECONFIG
+
+    seen: list[str] = []
+    config = k8s_config(engine="magnum")
+
+    def program() -> None:
+        cluster = K8sCluster("k8s", K8sClusterArgs(config=make_config(**config), network_id="n", subnet_id="s"))
+        cluster.kubeconfig.apply(seen.append)
+
+    run_mocked(program, config)
+    assert seen == [PLACEHOLDER_KUBECONFIG], "the kubeconfig apply must have run under mocks"
+
+
 def test_magnum_osds_on_pvcs_and_the_proxy_on_the_reserved_address(magnum_rec: Recording) -> None:
     values = release(magnum_rec, "rook-ceph-cluster").inputs["values"]
     (device_set,) = values["cephClusterSpec"]["storage"]["storageClassDeviceSets"]
