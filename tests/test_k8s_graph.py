@@ -50,9 +50,7 @@ def k8s_config(**section: Any) -> dict[str, Any]:
 def build(config: dict[str, Any]) -> Recording:
     from stacks.k8s import build as build_k8s
 
-    cfg = make_config(
-        **{k: v for k, v in config.items() if k not in BASE_CONFIG or config[k] != BASE_CONFIG[k]}
-    )
+    cfg = make_config(**config)
     return run_mocked(lambda: build_k8s(cfg), config)
 
 
@@ -324,7 +322,9 @@ def test_magnum_kubeconfig_is_the_clusters_own() -> None:
     config = k8s_config(engine="magnum")
 
     def program() -> None:
-        cluster = K8sCluster("k8s", K8sClusterArgs(config=make_config(**config), network_id="n", subnet_id="s"))
+        cluster = K8sCluster(
+            "k8s", K8sClusterArgs(config=make_config(**config), network_id="n", subnet_id="s")
+        )
         cluster.kubeconfig.apply(seen.append)
 
     run_mocked(program, config)
