@@ -46,7 +46,8 @@ def shared_data_claim(ns: str, size_gb: int) -> dict[str, Any]:
 def storage_ready_job(ns: str) -> dict[str, Any]:
     """A Job that completes only when both Ceph storage classes work: it mounts the shared
     CephFS claim and a fresh RBD volume, writes to each, and hands the shared folder to the
-    notebook user. Pulumi waits for the Job, so the hub is installed on working storage."""
+    notebook user. Pulumi waits for the Job, so the hub is installed on working storage. It has
+    no TTL: the Job stays (one finished pod), so a refresh does not find it gone and rerun it."""
     script = (
         "set -eu; "
         "echo ok > /check/block/probe; "
@@ -60,7 +61,6 @@ def storage_ready_job(ns: str) -> dict[str, Any]:
         "spec": {
             "backoffLimit": 30,
             "activeDeadlineSeconds": 3600,
-            "ttlSecondsAfterFinished": 86400,
             "template": {
                 "metadata": {"labels": dict(LABELS)},
                 "spec": {
