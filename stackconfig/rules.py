@@ -100,6 +100,33 @@ def k8s_section_matches_scenario(cfg: StackConfig) -> list[Problem]:
     return []
 
 
+_ENGINE_ONLY = {
+    "magnum": ("max_worker_count", "magnum_template", "osd_storage_class"),
+    "k3s": ("k3s_version",),
+}
+
+
+def k8s_keys_match_engine(cfg: StackConfig) -> list[Problem]:
+    if cfg.scenario != "k8s" or cfg.k8s is None:
+        return []
+    k8s = cfg.k8s
+    problems = []
+    for engine, fields in _ENGINE_ONLY.items():
+        if k8s.engine == engine:
+            continue
+        for name in fields:
+            if name in k8s.model_fields_set:
+                key = type(k8s).model_fields[name].alias or name
+                problems.append(
+                    Problem(
+                        f"k8s.{key}",
+                        f"applies only to engine {engine}, and engine is {k8s.engine}; remove it",
+                        getattr(k8s, name),
+                    )
+                )
+    return problems
+
+
 def k8s_guarantees_within_limits(cfg: StackConfig) -> list[Problem]:
     if cfg.scenario != "k8s" or cfg.k8s is None:
         return []
@@ -123,7 +150,11 @@ def k8s_guarantees_within_limits(cfg: StackConfig) -> list[Problem]:
     for i, p in enumerate(k8s.profiles):
         pairs = (
             ("cpu", p.cpu_guarantee or k8s.user_cpu_guarantee, p.cpu_limit or cfg.user_cpu),
-            ("memory", p.memory_guarantee_gb or k8s.user_memory_guarantee_gb, p.memory_limit_gb or cfg.user_memory_gb),
+            (
+                "memory",
+                p.memory_guarantee_gb or k8s.user_memory_guarantee_gb,
+                p.memory_limit_gb or cfg.user_memory_gb,
+            ),
         )
         for kind, guarantee, limit in pairs:
             if guarantee > limit:
@@ -148,10 +179,14 @@ def k8s_workers_fit_users(cfg: StackConfig) -> list[Problem]:
     problems = []
     # A server's limit above what a worker has can never be reached; say so rather than
     # letting users discover it.
-    limits = [("userMemoryGb", cfg.user_memory_gb, fit.memory_gb, "GB"), ("userCpu", cfg.user_cpu, fit.cpu, "vCPUs")]
+    limits = [
+        ("userMemoryGb", cfg.user_memory_gb, fit.memory_gb, "GB"),
+        ("userCpu", cfg.user_cpu, fit.cpu, "vCPUs"),
+    ]
     for p in k8s.profiles:
-        limits.append((f"k8s.profiles[{p.display_name!r}].memoryLimitGb", p.memory_limit_gb or 0, fit.memory_gb, "GB"))
-        limits.append((f"k8s.profiles[{p.display_name!r}].cpuLimit", p.cpu_limit or 0, fit.cpu, "vCPUs"))
+        where = f"k8s.profiles[{p.display_name!r}]"
+        limits.append((f"{where}.memoryLimitGb", p.memory_limit_gb or 0, fit.memory_gb, "GB"))
+        limits.append((f"{where}.cpuLimit", p.cpu_limit or 0, fit.cpu, "vCPUs"))
     for key, value, room, unit in limits:
         if value > room:
             problems.append(
@@ -184,8 +219,9 @@ def k8s_workers_fit_users(cfg: StackConfig) -> list[Problem]:
         problems.append(
             Problem(
                 "k8s.workerCount",
-                f"too few workers: {arithmetic}; set workerCount to at least {needed}, choose a larger "
-                "workerFlavor, lower the guarantees or concurrentUsers, or leave workerCount unset to derive it",
+                f"too few workers: {arithmetic}; set workerCount to at least {needed}, choose a "
+                "larger workerFlavor, lower the guarantees or concurrentUsers, or leave workerCount "
+                "unset to derive it",
                 k8s.worker_count,
             )
         )
@@ -259,6 +295,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     single_vm_fits_users,
     network_mode_consistent,
     k8s_section_matches_scenario,
+    k8s_keys_match_engine,
     k8s_guarantees_within_limits,
     k8s_workers_fit_users,
     k8s_control_plane_fits_ceph,

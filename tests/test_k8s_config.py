@@ -126,6 +126,14 @@ def test_nested_typos_are_named_with_a_suggestion() -> None:
     assert message.startswith("k8s.k3sVersion = '1.33': not a k3s release tag")
 
 
+def test_keys_of_the_other_engine_are_refused() -> None:
+    found = problems(**k8s(maxWorkerCount=5, magnumTemplate="t"))
+    assert "k8s.maxWorkerCount = 5: applies only to engine magnum, and engine is k3s; remove it" in found
+    assert "k8s.magnumTemplate = 't': applies only to engine magnum, and engine is k3s; remove it" in found
+    (message,) = problems(**k8s(engine="magnum", k3sVersion="v1.33.5+k3s1"))
+    assert message.startswith("k8s.k3sVersion = 'v1.33.5+k3s1': applies only to engine k3s")
+
+
 def test_profiles_are_checked_against_limits_and_default() -> None:
     found = problems(
         **k8s(
