@@ -145,6 +145,8 @@ def test_profiles_are_checked_against_limits_and_default() -> None:
     )
     assert "k8s.profiles[0] = 'Big': memory guarantee 8 exceeds its limit 6" in found
     assert "k8s.profiles: more than one profile has default: true" in found
+    (message,) = problems(**k8s(profiles=[{"displayName": "Huge", "memoryLimitGb": 200}]))
+    assert message.startswith("k8s.profiles['Huge'].memoryLimitGb = 200.0: more than one m3.xl worker offers")
 
 
 def test_pulumi_yaml_documents_the_k8s_section() -> None:
