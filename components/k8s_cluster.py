@@ -139,7 +139,7 @@ class K8sCluster(pulumi.ComponentResource):
             entry: bool = False,
             osd: bool = False,
         ) -> JetstreamVM:
-            kind = "server" if role == "control-plane" else "agent"
+            kind = "server" if role == "control-plane" else "worker"
 
             def user_data(_volumes: VolumeIds) -> pulumi.Output[str]:
                 server = server_ip if server_ip is not None else pulumi.Output.from_input("")

@@ -25,7 +25,7 @@ NODE_PURPOSE = "hub.jupyter.org/node-purpose"
 @dataclass(frozen=True)
 class K3sNodeSpec:
     node_name: str
-    role: Literal["server", "agent"]
+    role: Literal["server", "worker"]
     version: str
     deploy_public_key: str
     # The first server starts the embedded etcd cluster; every other node joins it here.
@@ -64,12 +64,15 @@ def k3s_config(spec: K3sNodeSpec) -> dict[str, Any]:
 
 
 def render_k3s_install_script(spec: K3sNodeSpec) -> str:
+    if spec.role == "worker" and not spec.server_url:
+        raise ValueError(f"{spec.node_name}: a worker needs the URL of a server to join")
     return render(
         "k3s-install.sh.j2",
         token_file=TOKEN_FILE,
         wait_s=spec.wait_for_token_s,
         version=spec.version,
         role=spec.role,
+        server_url=spec.server_url or "",
     )
 
 

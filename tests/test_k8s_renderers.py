@@ -257,14 +257,14 @@ def _node_specs() -> list[k3s.K3sNodeSpec]:
         **common,
     )
     server = k3s.K3sNodeSpec("k8s-cp-1", "server", server_url="https://10.0.0.5:6443", **common)
-    agent = k3s.K3sNodeSpec(
+    worker = k3s.K3sNodeSpec(
         "k8s-worker-0",
-        "agent",
+        "worker",
         server_url="https://10.0.0.5:6443",
         labels={k3s.NODE_PURPOSE: "user"},
         **common,
     )
-    return [first, server, agent]
+    return [first, server, worker]
 
 
 @pytest.mark.parametrize("spec", _node_specs(), ids=lambda s: s.node_name)
@@ -277,27 +277,35 @@ def test_each_node_cloud_init_passes_cloud_init_schema(spec: k3s.K3sNodeSpec, tm
 
 
 def test_k3s_config_per_role_and_no_token_in_user_data() -> None:
-    first, server, agent = _node_specs()
+    first, server, worker_spec = _node_specs()
     cfg = k3s.k3s_config(first)
     assert cfg["cluster-init"] is True and "server" not in cfg
     assert cfg["tls-san"] == ["hub.cis230000.projects.jetstream-cloud.org"]
     assert cfg["token-file"] == k3s.TOKEN_FILE and "token" not in cfg
     joined = k3s.k3s_config(server)
     assert joined["server"] == "https://10.0.0.5:6443" and "cluster-init" not in joined
-    worker = k3s.k3s_config(agent)
+    worker = k3s.k3s_config(worker_spec)
     assert worker["node-label"] == ["hub.jupyter.org/node-purpose=user"]
     assert "tls-san" not in worker and "cluster-init" not in worker
-    user_data = yaml.safe_load(k3s.render_k3s_cloud_init(agent))
+    user_data = yaml.safe_load(k3s.render_k3s_cloud_init(worker_spec))
     assert user_data["runcmd"] == [[k3s.INSTALL_SCRIPT]]
     install = next(f for f in user_data["write_files"] if f["path"] == k3s.INSTALL_SCRIPT)
-    assert "INSTALL_K3S_EXEC=agent" in install["content"] and "v1.33.5+k3s1" in install["content"]
+    # The installer joins a node as a worker when K3S_URL is set and no command is given.
+    assert (
+        "K3S_URL=https://10.0.0.5:6443" in install["content"] and "INSTALL_K3S_EXEC" not in install["content"]
+    )
+    assert 'K3S_TOKEN_FILE="$token_file"' in install["content"] and "v1.33.5+k3s1" in install["content"]
+    server_install = k3s.render_k3s_install_script(server)
+    assert "INSTALL_K3S_EXEC=server" in server_install and "K3S_URL" not in server_install
+    with pytest.raises(ValueError, match="needs the URL of a server"):
+        k3s.render_k3s_install_script(k3s.K3sNodeSpec("w", "worker", "v1.33.5+k3s1", "ssh-ed25519 A"))
 
 
 def _scripts() -> dict[str, str]:
-    first, _, agent = _node_specs()
+    first, _, worker = _node_specs()
     return {
         "install-server": k3s.render_k3s_install_script(first),
-        "install-agent": k3s.render_k3s_install_script(agent),
+        "install-worker": k3s.render_k3s_install_script(worker),
         "install-token": k3s.render_install_token_script(),
         "fetch-kubeconfig": k3s.render_fetch_kubeconfig_script(3),
         "wait-for-workers": k3s.render_wait_for_nodes_script("hub.jupyter.org/node-purpose=user", 300),
