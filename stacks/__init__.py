@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from stackconfig import StackConfig
 
-IMPLEMENTED = ("single",)
+IMPLEMENTED = ("single", "k8s")
 
 
 class ScenarioNotImplementedError(ValueError):
