@@ -49,6 +49,10 @@ class JetstreamVMArgs:
     floating_ip: bool = False
     data_volumes: Sequence[DataVolume] = field(default_factory=tuple)
     dns: DnsRecord | None = None
+    # False: user data serves the first boot only, and a later change to it leaves the server
+    # alone instead of replacing it (cluster nodes, whose replacement all at once would lose
+    # the cluster's state).
+    replace_on_user_data_change: bool = True
 
 
 class JetstreamVM(pulumi.ComponentResource):
@@ -97,7 +101,11 @@ class JetstreamVM(pulumi.ComponentResource):
             networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
             user_data=user_data,
             metadata={"role": args.role, "managed-by": "jupyterhub-jetstream"},
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                delete_before_replace=True,
+                ignore_changes=None if args.replace_on_user_data_change else ["userData"],
+            ),
         )
         for vol_name, vol in volumes.items():
             openstack.compute.VolumeAttach(

@@ -1,6 +1,7 @@
 """`python -m planner --stack dev [--json plan.json]`: plan a stack offline.
 
-Exit status: 0 planned; 2 the stack's configuration is invalid (nothing would be created)."""
+Exit status: 0 planned; 1 planned, but a mandatory policy rule is violated; 2 the stack cannot
+be planned (invalid configuration, or it does not fit the allocation's quotas)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         f"\nRendered files ({len(files)}) under {out_dir.relative_to(Path.cwd()) if out_dir.is_relative_to(Path.cwd()) else out_dir}/"
     )
     print(f"\nNote: {report.PLACEHOLDER_NOTE}")
-    return 0
+    violations = plan["policy_violations"]
+    if violations:
+        print(f"\nPolicy violations ({len(violations)}):", file=sys.stderr)
+        for v in violations:
+            print(f"  {v['enforcement']}: {v['rule']}: {v['resource']}: {v['message']}", file=sys.stderr)
+    else:
+        print("\nPolicy: no violation of the policy pack's rules (policy/).")
+    return 1 if any(v["enforcement"] == "mandatory" for v in violations) else 0
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ def mocked_runtime(
         asyncio.set_event_loop(None)
 
 
-def _run(func: Callable[[], None]) -> None:
+def run_pulumi(func: Callable[[], None]) -> None:
+    """Run a program inside an active `mocked_runtime` and wait for every registration."""
     asyncio.get_event_loop().run_until_complete(stack.run_pulumi_func(func))
 
 
@@ -68,7 +69,7 @@ def run_program(
     program: Callable[[], None], project: str, stack_name: str, config: dict[str, str], secret_keys: list[str]
 ) -> Recording:
     with mocked_runtime(project, stack_name, config, secret_keys) as monitor:
-        _run(program)
+        run_pulumi(program)
         outputs = _resolve_outputs()
         return Recording(monitor.registrations, monitor.invokes, outputs)
 

@@ -24,6 +24,30 @@ def _placeholder_ip(prefix: str, name: str) -> str:
     return f"{prefix}.{uuid.uuid5(_NAMESPACE, name).int % 250 + 2}"
 
 
+# What `k3s` writes to /etc/rancher/k3s/k3s.yaml and Magnum returns as raw_config, with
+# placeholder credentials; the k8s components rewrite and pass it to the kubernetes provider.
+PLACEHOLDER_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: default
+  cluster:
+    certificate-authority-data: cGxhY2Vob2xkZXI=
+    server: https://127.0.0.1:6443
+contexts:
+- name: default
+  context:
+    cluster: default
+    user: default
+current-context: default
+users:
+- name: default
+  user:
+    client-certificate-data: cGxhY2Vob2xkZXI=
+    client-key-data: cGxhY2Vob2xkZXI=
+"""
+
+
 # Outputs the providers compute, by type token; camelCase keys as the engine returns them.
 def _computed(args: mocks.MockResourceArgs) -> dict[str, Any]:
     name = args.name
@@ -42,7 +66,11 @@ def _computed(args: mocks.MockResourceArgs) -> dict[str, Any]:
         case "random:index/randomPassword:RandomPassword":
             return {"result": "placeholder" + "0" * 37}
         case "command:remote:Command":
-            return {"stdout": "", "stderr": ""}
+            create = str(args.inputs.get("create", ""))
+            stdout = PLACEHOLDER_KUBECONFIG if "/etc/rancher/k3s/k3s.yaml" in create else ""
+            return {"stdout": stdout, "stderr": ""}
+        case "openstack:containerinfra/cluster:Cluster":
+            return {"kubeconfig": {"raw_config": PLACEHOLDER_KUBECONFIG, "host": "https://203.0.113.20:6443"}}
     return {}
 
 
@@ -72,6 +100,8 @@ class Registration:
     property_dependency_urns: dict[str, list[str]]
     additional_secret_outputs: list[str]
     secret_inputs: list[str] = field(default_factory=list)
+    deleted_with_urn: str = ""
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 def scrub(value: Any, path: str = "", secret_paths: list[str] | None = None) -> Any:
@@ -117,6 +147,8 @@ class RecordingMonitor(mocks.MockMonitor):
                     },
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     secret_inputs=secret_paths,
+                    deleted_with_urn=str(getattr(request, "deletedWith", "") or ""),
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response

@@ -9,13 +9,23 @@ import pulumi
 
 from planner import cost, estimate, quota, report, stackfile
 from planner.harness import main_program, run_program
-from stackconfig import parse
+from policy.rules import check_plan
+from stackconfig import StackConfig, parse
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class PlanError(Exception):
     """The stack cannot be planned: no such stack file, or invalid configuration."""
+
+
+def user_guarantees(cfg: StackConfig) -> tuple[float, float]:
+    """What each user is guaranteed (vCPU, GB): the floor packs these, nothing else."""
+    if cfg.k8s is not None and cfg.scenario == "k8s":
+        return cfg.k8s.user_cpu_guarantee, cfg.k8s.user_memory_guarantee_gb
+    if cfg.scenario == "single":
+        return 0.0, cfg.user_memory_gb  # one VM shares its cores; memory is set aside
+    return cfg.user_cpu, cfg.user_memory_gb
 
 
 def plan_stack(
@@ -39,12 +49,16 @@ def plan_stack(
         raise PlanError(f"stack {stack!r}: {exc}") from None
     cfg = parse(loaded.config, secret_keys=loaded.secret_keys, namespace=loaded.project)
     plan = report.build_plan(loaded.stack, cfg.scenario, recording)
-    # A single VM shares its cores among users; only memory is set aside for each.
-    cpu_guarantee = 0.0 if cfg.scenario == "single" else cfg.user_cpu
+    cpu_guarantee, memory_guarantee = user_guarantees(cfg)
     plan["cost"] = cost.cost(
-        plan["resources"], cfg.concurrent_users, cpu_guarantee, cfg.user_memory_gb, workshop_hours
+        plan["resources"], cfg.concurrent_users, cpu_guarantee, memory_guarantee, workshop_hours
     )
     plan["estimate"] = estimate.estimate(plan["resources"])
+    # The policy pack's own rules, on the planned inputs (secrets known by their markers).
+    plan["policy_violations"] = [
+        {"rule": v.rule, "resource": v.resource, "message": v.message, "enforcement": v.enforcement}
+        for v in check_plan(plan["resources"], allow_world_ssh=cfg.allow_ssh_from_anywhere)
+    ]
     lines = quota.check(plan["resources"], cfg.quotas)
     plan["quotas"] = [{"key": q.key, "needed": q.needed, "quota": q.quota, "fits": q.fits} for q in lines]
     over = [quota.describe(q) for q in lines if not q.fits]

@@ -42,6 +42,8 @@ def build_plan(stack: str, scenario: str, recording: Recording) -> dict[str, Any
                     if any(u in by_urn for u in urns)
                 },
                 "secret_inputs": r.secret_inputs,
+                "deleted_with": by_urn[r.deleted_with_urn].name if r.deleted_with_urn in by_urn else None,
+                "ignore_changes": r.ignore_changes,
             }
         )
     return {

@@ -160,6 +160,123 @@ class QuotaConfig(_Model):
     security_group_rules: int = Field(default=100, ge=0, description="Security group rules, all groups.")
 
 
+def _container_image(value: str) -> str:
+    name, _, tag = value.rpartition(":")
+    if not name or "/" in tag or not tag or tag == "latest":
+        raise ValueError(
+            "not a pinned container image: write <registry>/<name>:<tag> with a fixed tag, "
+            "e.g. quay.io/jupyter/scipy-notebook:2025-03-17 (never :latest)"
+        )
+    return value
+
+
+ContainerImage = Annotated[str, AfterValidator(_container_image)]
+_K3S_VERSION = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$")
+
+
+def _k3s_version(value: str) -> str:
+    if not _K3S_VERSION.match(value):
+        raise ValueError(
+            "not a k3s release tag: write it as on github.com/k3s-io/k3s/releases, e.g. v1.33.5+k3s1"
+        )
+    return value
+
+
+K3sVersion = Annotated[str, AfterValidator(_k3s_version)]
+
+
+class ProfileConfig(_Model):
+    """One entry of the spawn page's profile list; unset values fall back to the k8s defaults."""
+
+    display_name: str = Field(min_length=1, description="Name shown on the spawn page.")
+    description: str = Field(default="", description="One line under the name.")
+    default: bool = Field(default=False, description="Preselect this profile.")
+    image: ContainerImage | None = Field(default=None, description="Image of this profile's servers.")
+    cpu_guarantee: float | None = Field(default=None, gt=0, le=64, description="CPU cores reserved.")
+    cpu_limit: float | None = Field(default=None, gt=0, le=64, description="CPU cores allowed.")
+    memory_guarantee_gb: float | None = Field(default=None, gt=0, le=250, description="Memory reserved (GB).")
+    memory_limit_gb: float | None = Field(default=None, gt=0, le=250, description="Memory allowed (GB).")
+
+
+class K8sConfig(_Model):
+    """The Kubernetes cluster, its Ceph storage and the Zero to JupyterHub release (scenario k8s).
+
+    Per-user limits are the top-level userCpu and userMemoryGb; the guarantees here are what
+    the scheduler reserves, and what sizing counts."""
+
+    engine: Literal["k3s", "magnum"] = Field(
+        default="k3s",
+        description="k3s: VMs this stack builds and installs (any OpenStack); magnum: Jetstream2's Cluster API Magnum.",
+    )
+    k3s_version: K3sVersion = Field(
+        default="v1.33.5+k3s1",
+        alias="k3sVersion",
+        description="k3s release installed on every node (engine k3s), e.g. v1.33.5+k3s1.",
+    )
+    control_plane_count: Literal[1, 3] = Field(
+        default=3, description="Control-plane nodes: 3 (etcd quorum, Ceph on three hosts) or 1 (dev only)."
+    )
+    control_plane_flavor: Flavor = Field(
+        default="m3.medium",
+        description="Flavor of control-plane nodes; with k3s they also run Ceph, the hub and the proxy.",
+    )
+    worker_flavor: Flavor = Field(default="m3.xl", description="Flavor of the nodes running user servers.")
+    worker_count: int | None = Field(
+        default=None,
+        ge=1,
+        le=500,
+        description="Worker nodes; unset: derived from concurrentUsers and the guarantees.",
+    )
+    max_worker_count: int | None = Field(
+        default=None, ge=1, le=500, description="magnum: autoscaler upper bound (default: workerCount)."
+    )
+    magnum_template: str = Field(
+        default="kubernetes-1-33-jammy",
+        min_length=1,
+        description="magnum: cluster template name (openstack coe cluster template list).",
+    )
+    osd_storage_class: str = Field(
+        default="default",
+        min_length=1,
+        description="magnum: Cinder StorageClass for the PVCs that back Ceph OSDs and mons.",
+    )
+    ceph_volume_gb: int = Field(
+        default=200,
+        ge=20,
+        le=10000,
+        description="Size of each Ceph OSD volume (GB); one per storage node (3 with magnum).",
+    )
+    user_storage_gb: int = Field(
+        default=5, ge=1, le=1000, description="Home directory size of each user (GB)."
+    )
+    shared_data_gb: int = Field(
+        default=50,
+        ge=1,
+        le=10000,
+        description="Shared folder, read-only for users and writable for admins (GB).",
+    )
+    user_cpu_guarantee: float = Field(
+        default=0.5, gt=0, le=64, description="CPU cores reserved for each user."
+    )
+    user_memory_guarantee_gb: float = Field(
+        default=1.0, gt=0, le=250, description="Memory reserved for each user (GB); sizing counts this."
+    )
+    user_image: ContainerImage = Field(
+        default="quay.io/jupyter/scipy-notebook:2025-03-17",
+        description="Single-user server image, pinned: <registry>/<name>:<tag>.",
+    )
+    profiles: list[ProfileConfig] = Field(
+        default_factory=list,
+        description="Optional spawn-page choices: [{displayName, image, cpuLimit, ...}].",
+    )
+    placeholder_fraction: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Placeholder pods kept as spare room, as a fraction of concurrentUsers.",
+    )
+
+
 class StackConfig(_Model):
     """Everything a stack file sets under the project's namespace."""
 
@@ -227,6 +344,12 @@ class StackConfig(_Model):
     quotas: QuotaConfig = Field(
         default_factory=QuotaConfig,
         description="The allocation's quotas, checked by the planner before anything is created: {cores, ramGb, floatingIps, volumes, volumeGb, routers, securityGroups, securityGroupRules, instances}.",
+    )
+    k8s: K8sConfig | None = Field(
+        default=None,
+        alias="k8s",
+        description="Scenario k8s: {engine, controlPlaneCount, workerFlavor, workerCount, cephVolumeGb, "
+        "userStorageGb, sharedDataGb, userCpuGuarantee, userMemoryGuaranteeGb, userImage, profiles, ...}.",
     )
     auth: AuthConfig = Field(description="Authentication: {type, clientId, admins, allowedUsers, ...}.")
     oauth_client_secret: SecretStr = Field(

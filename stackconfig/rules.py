@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable
 
 from catalog import FLAVORS
 from catalog.jetstream2 import LETSENCRYPT_MAX_CN
+from stackconfig import sizing
 from stackconfig.errors import Problem
 from stackconfig.hpc import SAMPLE_USER, unix_name
 from stackconfig.model import HUB_OVERHEAD_GB, StackConfig
@@ -181,6 +183,209 @@ def hpc_consistent(cfg: StackConfig) -> list[Problem]:
     return problems
 
 
+def k8s_section_matches_scenario(cfg: StackConfig) -> list[Problem]:
+    if cfg.scenario == "k8s" and cfg.k8s is None:
+        return [
+            Problem(
+                "k8s",
+                "scenario k8s needs a k8s section with at least one key (an empty one reads as unset), "
+                "e.g. k8s: {engine: k3s, workerFlavor: m3.xl}; see Pulumi.workshop-k8s.yaml",
+            )
+        ]
+    if cfg.scenario != "k8s" and cfg.k8s is not None:
+        return [Problem("k8s", f"is used only by scenario k8s, not {cfg.scenario}; remove it")]
+    return []
+
+
+_ENGINE_ONLY = {
+    "magnum": ("max_worker_count", "magnum_template", "osd_storage_class"),
+    "k3s": ("k3s_version",),
+}
+
+
+def k8s_keys_match_engine(cfg: StackConfig) -> list[Problem]:
+    if cfg.scenario != "k8s" or cfg.k8s is None:
+        return []
+    k8s = cfg.k8s
+    problems = []
+    for engine, fields in _ENGINE_ONLY.items():
+        if k8s.engine == engine:
+            continue
+        for name in fields:
+            if name in k8s.model_fields_set:
+                key = type(k8s).model_fields[name].alias or name
+                problems.append(
+                    Problem(
+                        f"k8s.{key}",
+                        f"applies only to engine {engine}, and engine is {k8s.engine}; remove it",
+                        getattr(k8s, name),
+                    )
+                )
+    return problems
+
+
+def k8s_guarantees_within_limits(cfg: StackConfig) -> list[Problem]:
+    if cfg.scenario != "k8s" or cfg.k8s is None:
+        return []
+    k8s, problems = cfg.k8s, []
+    if k8s.user_cpu_guarantee > cfg.user_cpu:
+        problems.append(
+            Problem(
+                "k8s.userCpuGuarantee",
+                f"exceeds the limit userCpu {cfg.user_cpu:g}; a guarantee is at most the limit",
+                k8s.user_cpu_guarantee,
+            )
+        )
+    if k8s.user_memory_guarantee_gb > cfg.user_memory_gb:
+        problems.append(
+            Problem(
+                "k8s.userMemoryGuaranteeGb",
+                f"exceeds the limit userMemoryGb {cfg.user_memory_gb:g}; a guarantee is at most the limit",
+                k8s.user_memory_guarantee_gb,
+            )
+        )
+    for i, p in enumerate(k8s.profiles):
+        pairs = (
+            ("cpu", p.cpu_guarantee or k8s.user_cpu_guarantee, p.cpu_limit or cfg.user_cpu),
+            (
+                "memory",
+                p.memory_guarantee_gb or k8s.user_memory_guarantee_gb,
+                p.memory_limit_gb or cfg.user_memory_gb,
+            ),
+        )
+        for kind, guarantee, limit in pairs:
+            if guarantee > limit:
+                problems.append(
+                    Problem(
+                        f"k8s.profiles[{i}]",
+                        f"{kind} guarantee {guarantee:g} exceeds its limit {limit:g}",
+                        p.display_name,
+                    )
+                )
+    if sum(p.default for p in k8s.profiles) > 1:
+        problems.append(Problem("k8s.profiles", "more than one profile has default: true"))
+    return problems
+
+
+def k8s_workers_fit_users(cfg: StackConfig) -> list[Problem]:
+    if cfg.scenario != "k8s" or cfg.k8s is None:
+        return []
+    k8s = cfg.k8s
+    fit = sizing.worker_fit(k8s)
+    flavor = fit.flavor
+    problems = []
+    # A server's limit above what a worker has can never be reached; say so rather than
+    # letting users discover it.
+    limits = [
+        ("userMemoryGb", cfg.user_memory_gb, fit.memory_gb, "GB"),
+        ("userCpu", cfg.user_cpu, fit.cpu, "vCPUs"),
+    ]
+    for p in k8s.profiles:
+        where = f"k8s.profiles[{p.display_name!r}]"
+        limits.append((f"{where}.memoryLimitGb", p.memory_limit_gb or 0, fit.memory_gb, "GB"))
+        limits.append((f"{where}.cpuLimit", p.cpu_limit or 0, fit.cpu, "vCPUs"))
+    for key, value, room, unit in limits:
+        if value > room:
+            problems.append(
+                Problem(
+                    key,
+                    f"more than one {flavor.name} worker offers after the node's reserve "
+                    f"({room:g} {unit}); choose a larger k8s.workerFlavor",
+                    value,
+                )
+            )
+    if fit.users == 0:
+        problems.append(
+            Problem("k8s.workerFlavor", f"holds no user server: {fit.explain(k8s)}", k8s.worker_flavor)
+        )
+        return problems
+    needed = sizing.workers_needed(cfg)
+    overhead = sizing.worker_overhead(k8s)
+    slots = overhead.slots(k8s)
+    extra = (
+        f" + {slots} slots for Ceph and the hub pods on the workers "
+        f"({overhead.memory_gb:g} GB, {overhead.cpu:g} CPU)"
+        if slots
+        else ""
+    )
+    arithmetic = (
+        f"{fit.explain(k8s)}; concurrentUsers {cfg.concurrent_users}{extra} "
+        f"÷ {fit.users} per worker = {needed} workers"
+    )
+    if k8s.worker_count is not None and k8s.worker_count < needed:
+        problems.append(
+            Problem(
+                "k8s.workerCount",
+                f"too few workers: {arithmetic}; set workerCount to at least {needed}, choose a "
+                "larger workerFlavor, lower the guarantees or concurrentUsers, or leave workerCount "
+                "unset to derive it",
+                k8s.worker_count,
+            )
+        )
+    count = sizing.worker_count(cfg)
+    if k8s.engine == "magnum" and k8s.max_worker_count is not None and k8s.max_worker_count < count:
+        problems.append(
+            Problem(
+                "k8s.maxWorkerCount",
+                f"below the {count} workers the cluster starts with ({arithmetic})",
+                k8s.max_worker_count,
+            )
+        )
+    return problems
+
+
+def k8s_control_plane_fits_ceph(cfg: StackConfig) -> list[Problem]:
+    if cfg.scenario != "k8s" or cfg.k8s is None or cfg.k8s.engine != "k3s":
+        return []
+    k8s = cfg.k8s
+    flavor = FLAVORS[k8s.control_plane_flavor]
+    need = sizing.control_plane_need(k8s)
+    memory = flavor.ram_gb - sizing.NODE_RESERVED_MEMORY_GB
+    cpu = flavor.vcpus - sizing.NODE_RESERVED_CPU
+    if need.memory_gb <= memory and need.cpu <= cpu:
+        return []
+    fits = [
+        f.name
+        for f in FLAVORS.values()
+        if f.gpu_fraction == 0
+        and f.ram_gb - sizing.NODE_RESERVED_MEMORY_GB >= need.memory_gb
+        and f.vcpus - sizing.NODE_RESERVED_CPU >= need.cpu
+    ]
+    return [
+        Problem(
+            "k8s.controlPlaneFlavor",
+            f"each k3s control-plane node runs k3s with etcd ({sizing.K3S_SERVER_GB:g} GB), a Ceph OSD "
+            f"({sizing.CEPH_OSD_GB:g}), mon ({sizing.CEPH_MON_GB:g}), mgr ({sizing.CEPH_MGR_GB:g}), "
+            f"MDS ({sizing.CEPH_MDS_GB:g}) and the hub pods ({sizing.HUB_PODS_GB:g}) = {need.memory_gb:g} GB "
+            f"and {need.cpu:g} CPU, but {flavor.name} offers {memory:g} GB and {cpu:g} CPU after the node's "
+            f"reserve; the smallest flavor that fits is {fits[0]}",
+            k8s.control_plane_flavor,
+        )
+    ]
+
+
+def k8s_ceph_holds_homes(cfg: StackConfig) -> list[Problem]:
+    if cfg.scenario != "k8s" or cfg.k8s is None:
+        return []
+    cap = sizing.ceph_capacity(cfg)
+    if cap.needed_gb <= cap.usable_gb:
+        return []
+    k8s = cfg.k8s
+    nodes = sizing.storage_node_count(k8s)
+    minimum = math.ceil(cap.needed_gb * cap.replicas / sizing.CEPH_USABLE_FRACTION / nodes)
+    return [
+        Problem(
+            "k8s.cephVolumeGb",
+            f"Ceph holds {nodes} OSDs × {k8s.ceph_volume_gb} GB = {cap.raw_gb} GB raw ÷ {cap.replicas} "
+            f"replicas × {sizing.CEPH_USABLE_FRACTION:g} (nearfull) = {cap.usable_gb:g} GB usable, but "
+            f"concurrentUsers {cfg.concurrent_users} × userStorageGb {k8s.user_storage_gb} + sharedDataGb "
+            f"{k8s.shared_data_gb} + {sizing.HUB_DB_GB} GB hub database = {cap.needed_gb} GB; set "
+            f"cephVolumeGb to at least {minimum}, or lower userStorageGb or sharedDataGb",
+            k8s.ceph_volume_gb,
+        )
+    ]
+
+
 RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     hub_name_fits_certificate,
     ssh_not_open_to_world,
@@ -188,6 +393,12 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     network_mode_consistent,
     hpc_section_matches_scenario,
     hpc_consistent,
+    k8s_section_matches_scenario,
+    k8s_keys_match_engine,
+    k8s_guarantees_within_limits,
+    k8s_workers_fit_users,
+    k8s_control_plane_fits_ceph,
+    k8s_ceph_holds_homes,
 )
 
 

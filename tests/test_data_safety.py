@@ -21,6 +21,12 @@ CHANGES: list[tuple[str, dict[str, Any]]] = [
     ("dev", {"idleTimeoutMinutes": 240}),  # re-rendered jupyterhub_config.py: new user data
     ("dev", {"auth": {"type": "cilogon", "clientId": "cilogon:/client_id/x", "admins": ["jdoe"]}}),
     ("dev", {"concurrentUsers": 2}),
+    ("workshop-k8s", {"image": "Featured-Ubuntu22"}),
+    ("workshop-k8s", {"k8s.workerFlavor": "m3.2xl", "quotas.cores": 300, "quotas.ramGb": 1000}),
+    ("workshop-k8s", {"k8s.controlPlaneFlavor": "m3.large"}),
+    ("workshop-k8s", {"k8s.workerCount": 2}),  # shrinking the cluster
+    ("workshop-k8s", {"k8s.k3sVersion": "v1.33.6+k3s1"}),  # new node user data
+    ("workshop-k8s", {"idleTimeoutMinutes": 90}),
 ]
 
 

@@ -152,3 +152,26 @@ def test_pulumi_yaml_documents_every_key_of_the_model() -> None:
     declared = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())
     assert declared["config"] == config_block(), "run: python -m stackconfig.document, and update Pulumi.yaml"
     assert declared["runtime"]["options"]["virtualenv"] == ".venv"
+
+
+def test_plan_fails_on_a_mandatory_policy_violation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import stacks.common
+    from components import Ingress
+
+    real = stacks.common.web_ingress
+    monkeypatch.setattr(
+        stacks.common,
+        "web_ingress",
+        lambda: [*real(), Ingress("hub api", "tcp", 8081, 8081, cidr="0.0.0.0/0")],
+    )
+    code = main(["--stack", "dev", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "mandatory: security-group-ingress: dev-hub-tcp-8081-anywhere-ipv4" in err and "8081" in err
+
+
+def test_clean_plan_reports_no_policy_violation(dev_plan: tuple[Path, dict[str, Any]]) -> None:
+    _, data = dev_plan
+    assert data["policy_violations"] == []

@@ -1,0 +1,348 @@
+"""K8sCluster: a Kubernetes cluster on Jetstream2, built from VMs with k3s or by Magnum, and a
+`kubernetes.Provider` for it."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+import pulumi_kubernetes as kubernetes
+import pulumi_openstack as openstack
+import pulumi_random as random
+import pulumi_tls as tls
+
+from catalog import EXTERNAL_NETWORK
+from catalog.jetstream2 import DEFAULT_LOGIN_USER
+from components.firewall import Ingress, RoleSecurityGroup, RoleSecurityGroupArgs, ssh_ingress, web_ingress
+from components.vm import DataVolume, DnsRecord, JetstreamVM, JetstreamVMArgs, VolumeIds
+from renderers import k3s
+from stackconfig import StackConfig, sizing
+from stackconfig.model import K8sConfig
+
+OSD_VOLUME = "ceph"
+# Remote commands start while the VM boots: keep dialling for ~10 minutes.
+DIAL_ERROR_LIMIT = 60
+PER_DIAL_TIMEOUT_S = 10
+
+
+def cluster_ports() -> list[Ingress]:
+    """Ports the nodes use among themselves, open only to members of the nodes' own group."""
+    ports = [
+        ("ssh between nodes (the stack's jump host)", "tcp", 22, 22),
+        ("Kubernetes API from nodes", "tcp", 6443, 6443),
+        ("kubelet", "tcp", 10250, 10250),
+        ("etcd", "tcp", 2379, 2380),
+        ("flannel VXLAN", "udp", 8472, 8472),
+        ("Ceph mon (msgr2)", "tcp", 3300, 3300),
+        ("Ceph mon (msgr1)", "tcp", 6789, 6789),
+        ("Ceph OSD, mgr and MDS", "tcp", 6800, 7300),
+    ]
+    return [Ingress(d, proto, lo, hi, from_self=True) for d, proto, lo, hi in ports]  # type: ignore[arg-type]
+
+
+def api_ingress(cidrs: list[str]) -> list[Ingress]:
+    """The API from the admin networks, never from the whole internet, even when
+    allowSshFromAnywhere lets SSH be."""
+    return [
+        Ingress(f"Kubernetes API from {c}", "tcp", 6443, 6443, cidr=c)
+        for c in cidrs
+        if ipaddress.ip_network(c).prefixlen > 0
+    ]
+
+
+@dataclass(frozen=True)
+class K8sClusterArgs:
+    config: StackConfig
+    network_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+
+
+class K8sCluster(pulumi.ComponentResource):
+    """k3s: control-plane VMs with embedded etcd (each with a protected Ceph volume), worker
+    VMs, a join token delivered over SSH, and the kubeconfig fetched over SSH. magnum: a
+    `containerinfra.Cluster` from a template looked up by name. Either way a provider with a
+    stable `cluster_identifier`, so a new kubeconfig (a rotated certificate, a new address)
+    updates the provider instead of replacing everything deployed through it."""
+
+    engine: str
+    kubeconfig: pulumi.Output[str]
+    provider: kubernetes.Provider
+    ingress_ip: pulumi.Output[str]
+    # k3s: node name -> Cinder volume ID of the node's Ceph OSD. Empty with magnum.
+    osd_volume_ids: dict[str, pulumi.Output[str]]
+    node_names: list[str]
+    # The resource whose deletion takes the whole cluster with it: in-cluster objects name it in
+    # `deleted_with`, so `pulumi destroy` does not uninstall charts from a cluster that is going.
+    lifeline: pulumi.Resource
+    # Done when every worker has joined and is Ready: charts whose pods run on workers (the
+    # hub's image puller and placeholders) wait for it.
+    workers_ready: list[pulumi.Resource]
+
+    def __init__(self, name: str, args: K8sClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("jshub:index:K8sCluster", name, None, opts)
+        cfg = args.config
+        if cfg.k8s is None:
+            raise ValueError("K8sCluster needs the k8s section of the stack configuration")
+        self.engine = cfg.k8s.engine
+        self.osd_volume_ids = {}
+        self.node_names = []
+        if cfg.k8s.engine == "k3s":
+            kubeconfig = self._k3s(name, cfg, cfg.k8s, args)
+        else:
+            kubeconfig = self._magnum(name, cfg, cfg.k8s, args)
+        self.kubeconfig = pulumi.Output.secret(kubeconfig)
+        self.provider = kubernetes.Provider(
+            f"{name}-provider",
+            kubeconfig=self.kubeconfig,
+            cluster_identifier=f"{pulumi.get_project()}-{pulumi.get_stack()}-{name}",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs(
+            {
+                "kubeconfig": self.kubeconfig,
+                "ingress_ip": self.ingress_ip,
+                "osd_volume_ids": self.osd_volume_ids,
+            }
+        )
+
+    # --- k3s -------------------------------------------------------------------------------
+
+    def _k3s(self, name: str, cfg: StackConfig, k8s: K8sConfig, args: K8sClusterArgs) -> pulumi.Output[str]:
+        child = pulumi.ResourceOptions(parent=self)
+        stack = pulumi.get_stack()
+        deploy_key = tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
+        token = random.RandomPassword(f"{name}-join-token", length=64, special=False, opts=child)
+        nodes_group = RoleSecurityGroup(
+            f"{stack}-{name}-nodes",
+            RoleSecurityGroupArgs(
+                role="k8s-node",
+                ingress=ssh_ingress(list(cfg.admin_cidrs))
+                + api_ingress(list(cfg.admin_cidrs))
+                + cluster_ports(),
+            ),
+            opts=child,
+        )
+        web_group = RoleSecurityGroup(
+            f"{stack}-{name}-web",
+            RoleSecurityGroupArgs(role="k8s-hub-entry", ingress=web_ingress()),
+            opts=child,
+        )
+
+        def node(
+            node_name: str,
+            role: str,
+            flavor: str,
+            labels: dict[str, str],
+            server_ip: pulumi.Output[str] | None,
+            entry: bool = False,
+            osd: bool = False,
+        ) -> JetstreamVM:
+            kind = "server" if role == "control-plane" else "worker"
+
+            def user_data(_volumes: VolumeIds) -> pulumi.Output[str]:
+                server = server_ip if server_ip is not None else pulumi.Output.from_input("")
+                return pulumi.Output.all(server, deploy_key.public_key_openssh).apply(
+                    lambda v: k3s.render_k3s_cloud_init(
+                        k3s.K3sNodeSpec(
+                            node_name=node_name,
+                            role=kind,  # type: ignore[arg-type]
+                            version=k8s.k3s_version,
+                            deploy_public_key=v[1],
+                            server_url=f"https://{v[0]}:{k3s.API_PORT}" if v[0] else None,
+                            tls_sans=(cfg.hub_fqdn,) if kind == "server" else (),
+                            labels=labels,
+                        )
+                    )
+                )
+
+            groups = [nodes_group.group_id] + ([web_group.group_id] if entry else [])
+            vm = JetstreamVM(
+                node_name,
+                JetstreamVMArgs(
+                    role=f"k8s-{role}",
+                    flavor=flavor,
+                    image=cfg.image,
+                    key_pair=cfg.key_pair,
+                    network_id=args.network_id,
+                    subnet_id=args.subnet_id,
+                    security_group_ids=groups,
+                    user_data=user_data,
+                    floating_ip=entry,
+                    dns=DnsRecord(zone=cfg.zone, hostname=cfg.hub_hostname) if entry else None,
+                    data_volumes=[
+                        DataVolume(
+                            OSD_VOLUME,
+                            k8s.ceph_volume_gb,
+                            f"Ceph OSD of {node_name}: users' homes and shared data",
+                        )
+                    ]
+                    if osd
+                    else [],
+                    # A new k3s version or token must not replace every node at once (etcd and
+                    # Ceph would go with them); upgrade nodes in place instead.
+                    replace_on_user_data_change=False,
+                ),
+                opts=child,
+            )
+            self.node_names.append(node_name)
+            if osd:
+                self.osd_volume_ids[node_name] = vm.volume_ids[OSD_VOLUME]
+            return vm
+
+        core = {k3s.NODE_PURPOSE: "core"}
+        first = node(
+            f"{name}-cp-0", "control-plane", k8s.control_plane_flavor, core, None, entry=True, osd=True
+        )
+        assert first.public_ip is not None
+        entry_ip = first.public_ip
+        servers = [first] + [
+            node(
+                f"{name}-cp-{i}", "control-plane", k8s.control_plane_flavor, core, first.private_ip, osd=True
+            )
+            for i in range(1, k8s.control_plane_count)
+        ]
+        workers = [
+            node(
+                f"{name}-worker-{i}",
+                "worker",
+                k8s.worker_flavor,
+                {k3s.NODE_PURPOSE: "user"},
+                first.private_ip,
+            )
+            for i in range(sizing.worker_count(cfg))
+        ]
+
+        def connection(vm: JetstreamVM) -> command.remote.ConnectionArgs:
+            if vm is first:
+                return command.remote.ConnectionArgs(
+                    host=entry_ip,
+                    user=DEFAULT_LOGIN_USER,
+                    private_key=deploy_key.private_key_openssh,
+                    dial_error_limit=DIAL_ERROR_LIMIT,
+                    per_dial_timeout=PER_DIAL_TIMEOUT_S,
+                )
+            # Only the first node has a public address; reach the others through it.
+            return command.remote.ConnectionArgs(
+                host=vm.private_ip,
+                user=DEFAULT_LOGIN_USER,
+                private_key=deploy_key.private_key_openssh,
+                proxy=command.remote.ProxyConnectionArgs(
+                    host=entry_ip,
+                    user=DEFAULT_LOGIN_USER,
+                    private_key=deploy_key.private_key_openssh,
+                    dial_error_limit=DIAL_ERROR_LIMIT,
+                    per_dial_timeout=PER_DIAL_TIMEOUT_S,
+                ),
+                dial_error_limit=DIAL_ERROR_LIMIT,
+                per_dial_timeout=PER_DIAL_TIMEOUT_S,
+            )
+
+        token_commands: list[command.remote.Command] = []
+        for vm_name, vm in zip(self.node_names, servers + workers, strict=True):
+            token_command = command.remote.Command(
+                f"{vm_name}-join-token",
+                connection=connection(vm),
+                create=k3s.render_install_token_script(),
+                stdin=pulumi.Output.secret(token.result),  # type: ignore[arg-type]
+                logging=command.remote.Logging.NONE,
+                # A new server (new instance ID) needs the token again.
+                triggers=[vm.instance_id],
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[vm], additional_secret_outputs=["stdin", "stdout", "stderr"]
+                ),
+            )
+            token_commands.append(token_command)
+
+        fetch = command.remote.Command(
+            f"{name}-kubeconfig",
+            connection=connection(first),
+            create=k3s.render_fetch_kubeconfig_script(k8s.control_plane_count),
+            logging=command.remote.Logging.NONE,
+            triggers=[first.instance_id],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=token_commands[: len(servers)],
+                additional_secret_outputs=["stdout", "stderr"],
+            ),
+        )
+        workers_ready = command.remote.Command(
+            f"{name}-workers-ready",
+            connection=connection(first),
+            create=k3s.render_wait_for_nodes_script(f"{k3s.NODE_PURPOSE}=user", len(workers)),
+            # Runs again when the worker count changes.
+            triggers=[len(workers)],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[fetch, *token_commands[len(servers) :]],
+                additional_secret_outputs=["stderr"],
+            ),
+        )
+        self.ingress_ip = entry_ip
+        self.lifeline = first
+        self.workers_ready = [workers_ready]
+        return pulumi.Output.all(fetch.stdout, entry_ip).apply(
+            lambda v: k3s.rewrite_kubeconfig(v[0], v[1], cfg.hub_fqdn)
+        )
+
+    # --- magnum ----------------------------------------------------------------------------
+
+    def _magnum(
+        self, name: str, cfg: StackConfig, k8s: K8sConfig, args: K8sClusterArgs
+    ) -> pulumi.Output[str]:
+        child = pulumi.ResourceOptions(parent=self)
+        template = openstack.containerinfra.get_cluster_template_output(
+            name=k8s.magnum_template, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        workers = sizing.worker_count(cfg)
+        maximum = k8s.max_worker_count or workers
+        cluster = openstack.containerinfra.Cluster(
+            f"{name}-cluster",
+            name=f"{pulumi.get_stack()}-{name}",
+            cluster_template_id=template.id,
+            keypair=cfg.key_pair,
+            master_count=k8s.control_plane_count,
+            master_flavor=k8s.control_plane_flavor,
+            flavor=k8s.worker_flavor,
+            # Jetstream2's Cluster API driver cannot scale a node group to zero; sizing keeps
+            # at least one worker. This stack makes only the default node group: Jetstream2
+            # does not allow creating node groups in parallel.
+            node_count=workers,
+            fixed_network=args.network_id,
+            fixed_subnet=args.subnet_id,
+            master_lb_enabled=k8s.control_plane_count > 1,
+            floating_ip_enabled=False,
+            merge_labels=True,
+            labels={
+                "auto_scaling_enabled": "true" if maximum > workers else "false",
+                "min_node_count": str(workers),
+                "max_node_count": str(maximum),
+                "api_master_lb_allowed_cidrs": ",".join(cfg.admin_cidrs),
+            },
+            create_timeout=120,
+            opts=child,
+        )
+        # The proxy's load balancer takes this address (loadBalancerIP), so the DNS name exists
+        # before the cluster does.
+        address = openstack.networking.FloatingIp(
+            f"{name}-hub-ip",
+            pool=EXTERNAL_NETWORK,
+            description=f"{cfg.hub_fqdn} (JupyterHub proxy)",
+            opts=child,
+        )
+        zone = openstack.dns.get_dns_zone_output(name=cfg.zone, opts=pulumi.InvokeOutputOptions(parent=self))
+        openstack.dns.RecordSet(
+            f"{name}-dns",
+            zone_id=zone.id,
+            name=f"{cfg.hub_fqdn}.",
+            type="A",
+            ttl=300,
+            records=[address.address],
+            opts=child,
+        )
+        self.ingress_ip = address.address
+        self.lifeline = cluster
+        # Magnum reports the cluster created once its nodes are up.
+        self.workers_ready = [cluster]
+        return cluster.kubeconfig.apply(lambda kc: kc["raw_config"])

@@ -1,0 +1,104 @@
+"""Z2JH: JupyterHub from the Zero to JupyterHub chart, on storage that has been shown to work:
+a Job mounts both Ceph storage classes before the release is installed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as kubernetes
+
+from renderers import k8s_objects, z2jh
+from stackconfig import StackConfig
+
+# Image pulls by the pre-puller hook and certificate issuance can take a while on a new cluster.
+RELEASE_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class Z2JHArgs:
+    config: StackConfig
+    # Ceph must be in place before anything claims a volume.
+    storage: Sequence[pulumi.Resource]
+    # magnum: the floating IP the proxy's load balancer takes.
+    load_balancer_ip: pulumi.Input[str] | None = None
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    # The cluster itself (see K8sCluster.lifeline).
+    deleted_with: pulumi.Resource | None = None
+
+
+class Z2JH(pulumi.ComponentResource):
+    release: kubernetes.helm.v3.Release
+    url: str
+
+    def __init__(self, name: str, args: Z2JHArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("jshub:index:Z2JH", name, None, opts)
+        cfg = args.config
+        if cfg.k8s is None:
+            raise ValueError("Z2JH needs the k8s section of the stack configuration")
+        ns_name = z2jh.NAMESPACE
+
+        def manifest(obj: dict) -> dict:
+            return {"metadata": obj["metadata"], **({"spec": obj["spec"]} if "spec" in obj else {})}
+
+        ns_obj = k8s_objects.namespace(ns_name)
+        namespace = kubernetes.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=ns_obj["metadata"],
+            opts=pulumi.ResourceOptions(parent=self, deleted_with=args.deleted_with),
+        )
+        # Deleting the namespace deletes what is in it; and all of it goes with the cluster.
+        gone_with = args.deleted_with or namespace
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace], deleted_with=gone_with)
+
+        secret_obj = k8s_objects.oauth_secret(ns_name, "")
+        secret = kubernetes.core.v1.Secret(
+            f"{name}-oauth",
+            metadata=secret_obj["metadata"],
+            type=secret_obj["type"],
+            string_data={
+                z2jh.OAUTH_SECRET_KEY: pulumi.Output.secret(cfg.oauth_client_secret.get_secret_value())
+            },
+            opts=in_ns,
+        )
+        # Shared data: its volume is reclaimed with Retain, and the claim is protected too, so
+        # `pulumi destroy` stops here until an operator unprotects it.
+        shared = kubernetes.core.v1.PersistentVolumeClaim(
+            f"{name}-shared-data",
+            **manifest(k8s_objects.shared_data_claim(ns_name, cfg.k8s.shared_data_gb)),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[namespace, *args.storage], protect=True, retain_on_delete=True
+            ),
+        )
+        ready = kubernetes.batch.v1.Job(
+            f"{name}-storage-ready",
+            **manifest(k8s_objects.storage_ready_job(ns_name)),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[shared, *args.storage],
+                deleted_with=gone_with,
+                custom_timeouts=pulumi.CustomTimeouts(create="60m"),
+            ),
+        )
+
+        def values(ip: str | None) -> dict:
+            return z2jh.z2jh_values(z2jh.Z2JHSpec.from_config(cfg, load_balancer_ip=ip or None))
+
+        self.release = kubernetes.helm.v3.Release(
+            f"{name}-release",
+            name="jupyterhub",
+            chart=z2jh.CHART,
+            version=z2jh.CHART_VERSION,
+            repository_opts=kubernetes.helm.v3.RepositoryOptsArgs(repo=z2jh.CHART_REPO),
+            namespace=ns_name,
+            values=pulumi.Output.from_input(args.load_balancer_ip).apply(values),
+            timeout=RELEASE_TIMEOUT_S,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[secret, shared, ready, *args.storage, *args.depends_on],
+                deleted_with=gone_with,
+            ),
+        )
+        self.url = cfg.hub_url
+        self.register_outputs({"url": self.url, "status": self.release.status})

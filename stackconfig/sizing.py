@@ -1,0 +1,179 @@
+"""Sizing arithmetic for scenario k8s: how many users a worker holds, how many workers the
+expected concurrent users need, and how much Ceph capacity their homes take.
+
+Pure functions of the config model; the rules in `rules.py` turn shortfalls into problems that
+show this arithmetic, and the k8s stack uses the derived worker count."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from catalog import FLAVORS, Flavor
+from stackconfig.model import K8sConfig, StackConfig
+
+# What a node keeps for itself before any pod is scheduled: the OS, kubelet and container
+# runtime, the CNI and kube-proxy, and per-node daemons (Ceph CSI plugins, the image puller).
+NODE_RESERVED_MEMORY_GB = 2.0
+NODE_RESERVED_CPU = 0.5
+# Kubernetes' default pod limit per node, less room for the per-node daemons.
+USER_PODS_PER_NODE = 100
+
+# Requests of the Rook cluster chart's defaults (rook-ceph-cluster values.yaml v1.20.6):
+# OSD 4 GiB/1 CPU, mon 1 GiB/1 CPU, mgr 0.5 GiB/0.5 CPU, MDS 4 GiB/1 CPU.
+CEPH_OSD_GB, CEPH_OSD_CPU = 4.0, 1.0
+CEPH_MON_GB, CEPH_MON_CPU = 1.0, 1.0
+CEPH_MGR_GB, CEPH_MGR_CPU = 0.5, 0.5
+CEPH_MDS_GB, CEPH_MDS_CPU = 4.0, 1.0
+# The hub, the proxy, the user schedulers and the Let's Encrypt sidecar together.
+HUB_PODS_GB, HUB_PODS_CPU = 2.0, 1.0
+# k3s server with embedded etcd on a control-plane node.
+K3S_SERVER_GB, K3S_SERVER_CPU = 2.0, 1.0
+
+# With magnum, Ceph's OSDs sit on this many PVC-backed device sets.
+MAGNUM_OSD_COUNT = 3
+# Ceph warns at 85 % full (nearfull ratio); plan to stay below it.
+CEPH_USABLE_FRACTION = 0.85
+HUB_DB_GB = 1
+
+
+def _g(value: float) -> str:
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class WorkerFit:
+    """How many user servers one worker holds, and why."""
+
+    flavor: Flavor
+    memory_gb: float
+    cpu: float
+    by_memory: int
+    by_cpu: int
+
+    @property
+    def users(self) -> int:
+        return min(self.by_memory, self.by_cpu, USER_PODS_PER_NODE)
+
+    def explain(self, k8s: K8sConfig) -> str:
+        return (
+            f"each {self.flavor.name} worker has {_g(self.flavor.ram_gb)} GB − "
+            f"{_g(NODE_RESERVED_MEMORY_GB)} GB reserved = {_g(self.memory_gb)} GB, "
+            f"÷ userMemoryGuaranteeGb {_g(k8s.user_memory_guarantee_gb)} = {self.by_memory} users; "
+            f"{self.flavor.vcpus} vCPUs − {_g(NODE_RESERVED_CPU)} reserved = {_g(self.cpu)}, "
+            f"÷ userCpuGuarantee {_g(k8s.user_cpu_guarantee)} = {self.by_cpu} users; "
+            f"so {self.users} users per worker"
+        )
+
+
+def worker_fit(k8s: K8sConfig) -> WorkerFit:
+    flavor = FLAVORS[k8s.worker_flavor]
+    memory = flavor.ram_gb - NODE_RESERVED_MEMORY_GB
+    cpu = flavor.vcpus - NODE_RESERVED_CPU
+    # A small epsilon keeps 2.0 / 0.5 from flooring to 3 through float rounding.
+    return WorkerFit(
+        flavor=flavor,
+        memory_gb=memory,
+        cpu=cpu,
+        by_memory=max(0, math.floor(memory / k8s.user_memory_guarantee_gb + 1e-9)),
+        by_cpu=max(0, math.floor(cpu / k8s.user_cpu_guarantee + 1e-9)),
+    )
+
+
+def storage_node_count(k8s: K8sConfig) -> int:
+    """Nodes (k3s) or device sets (magnum) that carry a Ceph OSD."""
+    return k8s.control_plane_count if k8s.engine == "k3s" else MAGNUM_OSD_COUNT
+
+
+def ceph_replicas(k8s: K8sConfig) -> int:
+    """Replicas of each pool: 3 across three hosts; a one-node dev cluster can keep only one."""
+    return min(3, storage_node_count(k8s))
+
+
+def ceph_mons(k8s: K8sConfig) -> int:
+    return 3 if storage_node_count(k8s) >= 3 else 1
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """Memory and CPU the cluster's own pods take on the workers (magnum puts Ceph there)."""
+
+    memory_gb: float
+    cpu: float
+
+    def slots(self, k8s: K8sConfig) -> int:
+        """The overhead in user-server slots, rounded up."""
+        return math.ceil(
+            max(self.memory_gb / k8s.user_memory_guarantee_gb, self.cpu / k8s.user_cpu_guarantee) - 1e-9
+        )
+
+
+def ceph_overhead(k8s: K8sConfig) -> Overhead:
+    osds, mons = storage_node_count(k8s), ceph_mons(k8s)
+    mgrs, mdss = (2, 2) if mons == 3 else (1, 1)
+    return Overhead(
+        memory_gb=osds * CEPH_OSD_GB + mons * CEPH_MON_GB + mgrs * CEPH_MGR_GB + mdss * CEPH_MDS_GB,
+        cpu=osds * CEPH_OSD_CPU + mons * CEPH_MON_CPU + mgrs * CEPH_MGR_CPU + mdss * CEPH_MDS_CPU,
+    )
+
+
+def worker_overhead(k8s: K8sConfig) -> Overhead:
+    """k3s keeps Ceph and the hub on the control-plane nodes; magnum's control plane takes no
+    pods, so everything runs on the workers."""
+    if k8s.engine == "k3s":
+        return Overhead(0.0, 0.0)
+    ceph = ceph_overhead(k8s)
+    return Overhead(ceph.memory_gb + HUB_PODS_GB, ceph.cpu + HUB_PODS_CPU)
+
+
+def workers_needed(cfg: StackConfig) -> int:
+    k8s = _k8s(cfg)
+    per_worker = worker_fit(k8s).users
+    if per_worker == 0:
+        return 0
+    return max(1, math.ceil((cfg.concurrent_users + worker_overhead(k8s).slots(k8s)) / per_worker))
+
+
+def worker_count(cfg: StackConfig) -> int:
+    """The operator's workerCount, or the count sizing derives."""
+    k8s = _k8s(cfg)
+    return k8s.worker_count if k8s.worker_count is not None else workers_needed(cfg)
+
+
+def control_plane_need(k8s: K8sConfig) -> Overhead:
+    """What each k3s control-plane node runs: k3s with etcd, one OSD, one mon, and a share of
+    the managers, metadata servers and hub pods (any one node may carry them after a failure)."""
+    return Overhead(
+        K3S_SERVER_GB + CEPH_OSD_GB + CEPH_MON_GB + CEPH_MGR_GB + CEPH_MDS_GB + HUB_PODS_GB,
+        K3S_SERVER_CPU + CEPH_OSD_CPU + CEPH_MON_CPU + CEPH_MGR_CPU + CEPH_MDS_CPU + HUB_PODS_CPU,
+    )
+
+
+@dataclass(frozen=True)
+class CephCapacity:
+    raw_gb: int
+    replicas: int
+    usable_gb: float
+    needed_gb: int
+
+
+def ceph_capacity(cfg: StackConfig) -> CephCapacity:
+    k8s = _k8s(cfg)
+    raw = storage_node_count(k8s) * k8s.ceph_volume_gb
+    replicas = ceph_replicas(k8s)
+    return CephCapacity(
+        raw_gb=raw,
+        replicas=replicas,
+        usable_gb=raw / replicas * CEPH_USABLE_FRACTION,
+        needed_gb=cfg.concurrent_users * k8s.user_storage_gb + k8s.shared_data_gb + HUB_DB_GB,
+    )
+
+
+def placeholder_replicas(cfg: StackConfig) -> int:
+    return math.ceil(cfg.concurrent_users * _k8s(cfg).placeholder_fraction - 1e-9)
+
+
+def _k8s(cfg: StackConfig) -> K8sConfig:
+    if cfg.k8s is None:
+        raise ValueError("scenario k8s needs the k8s section")
+    return cfg.k8s

@@ -1,0 +1,56 @@
+"""Scenario `k8s`: a Kubernetes cluster (k3s on VMs, or Magnum), Ceph through Rook, and
+JupyterHub from the Zero to JupyterHub chart, sized from the expected concurrent users."""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.k8s_cluster import K8sCluster, K8sClusterArgs
+from components.rook_ceph import RookCeph, RookCephArgs
+from components.z2jh import Z2JH, Z2JHArgs
+from renderers import k3s
+from stackconfig import StackConfig, sizing
+from stacks.common import network, openstack_provider
+
+
+def build(cfg: StackConfig) -> None:
+    assert cfg.k8s is not None, "the config rules require the k8s section for scenario k8s"
+    k8s = cfg.k8s
+    opts = pulumi.ResourceOptions(providers=[openstack_provider()])
+    net = network(cfg, opts)
+    cluster = K8sCluster(
+        "k8s", K8sClusterArgs(config=cfg, network_id=net.network_id, subnet_id=net.subnet_id), opts=opts
+    )
+    in_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
+    ceph = RookCeph(
+        "ceph",
+        RookCephArgs(
+            engine=k8s.engine,
+            mons=sizing.ceph_mons(k8s),
+            replicas=sizing.ceph_replicas(k8s),
+            osd_volume_ids=cluster.osd_volume_ids,
+            osd_count=sizing.storage_node_count(k8s),
+            osd_size_gb=k8s.ceph_volume_gb,
+            osd_storage_class=k8s.osd_storage_class,
+            node_label=(k3s.NODE_PURPOSE, "core") if k8s.engine == "k3s" else None,
+            deleted_with=cluster.lifeline,
+        ),
+        opts=in_cluster,
+    )
+    hub = Z2JH(
+        "hub",
+        Z2JHArgs(
+            config=cfg,
+            storage=[ceph.cluster],
+            load_balancer_ip=cluster.ingress_ip if k8s.engine == "magnum" else None,
+            depends_on=cluster.workers_ready,
+            deleted_with=cluster.lifeline,
+        ),
+        opts=in_cluster,
+    )
+    pulumi.export("url", hub.url)
+    pulumi.export("hub_ip", cluster.ingress_ip)
+    pulumi.export("engine", k8s.engine)
+    pulumi.export("workers", sizing.worker_count(cfg))
+    pulumi.export("kubeconfig", cluster.kubeconfig)
+    pulumi.export("osd_volume_ids", cluster.osd_volume_ids)

@@ -1,0 +1,436 @@
+"""The k8s scenario's resource graph under Pulumi mocks, for both engines, and the
+workshop-k8s plan checked by the same upstream validators as the renderers."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from components.k8s_cluster import K8sCluster, K8sClusterArgs
+from planner.harness import Recording
+from planner.mocks import SECRET, UNKNOWN, Registration, placeholder_id
+from tests.conftest import BASE_CONFIG, by_type, make_config, one, require_tool, run_mocked
+from tests.upstream_schemas import deep_merge, rook_cluster_defaults, rook_errors, z2jh_errors
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+PROVIDER = "pulumi:providers:kubernetes"
+COMMAND = "command:remote:Command"
+VOLUME = "openstack:blockstorage/volume:Volume"
+INSTANCE = "openstack:compute/instance:Instance"
+RULE = "openstack:networking/secGroupRule:SecGroupRule"
+MAGNUM = "openstack:containerinfra/cluster:Cluster"
+IN_CLUSTER_TYPES = (
+    "kubernetes:core/v1:Namespace",
+    "kubernetes:core/v1:Secret",
+    "kubernetes:batch/v1:Job",
+    RELEASE,
+)
+CLUSTER_ONLY_PORTS = {6443, 10250, 2379, 2380, 3300, 6789, 6800, 7300, 8472}
+WORLD = ("0.0.0.0/0", "::/0")
+
+
+def k8s_config(**section: Any) -> dict[str, Any]:
+    return {
+        **BASE_CONFIG,
+        "scenario": "k8s",
+        "concurrentUsers": 20,
+        "userMemoryGb": 4,
+        "userCpu": 2,
+        "k8s": {"userMemoryGuaranteeGb": 2, "cephVolumeGb": 300, "workerFlavor": "m3.medium", **section},
+    }
+
+
+def build(config: dict[str, Any]) -> Recording:
+    from stacks.k8s import build as build_k8s
+
+    cfg = make_config(**config)
+    return run_mocked(lambda: build_k8s(cfg), config)
+
+
+@pytest.fixture(scope="module")
+def k3s_rec() -> Recording:
+    return build(k8s_config())
+
+
+@pytest.fixture(scope="module")
+def magnum_rec() -> Recording:
+    return build(k8s_config(engine="magnum", maxWorkerCount=6))
+
+
+def release(rec: Recording, chart: str) -> Registration:
+    (found,) = [r for r in by_type(rec, RELEASE) if r.inputs["chart"] == chart]
+    return found
+
+
+def named(rec: Recording, name: str) -> Registration:
+    (found,) = [r for r in rec.registrations if r.name == name]
+    return found
+
+
+def _ints(value: Any) -> Any:
+    """Numbers cross the mock monitor as floats; Kubernetes wants integers where they are."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    return value
+
+
+# --- both engines ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["k3s", "magnum"])
+def test_hub_release_is_pinned_waits_for_rook_and_validates(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    rec: Recording = request.getfixturevalue(f"{engine}_rec")
+    hub = release(rec, "jupyterhub")
+    assert hub.inputs["version"] == "4.4.0"
+    assert hub.inputs["repositoryOpts"] == {"repo": "https://hub.jupyter.org/helm-chart/"}
+    values = hub.inputs["values"]
+    assert isinstance(values, dict), f"the values apply must have run, got {values!r}"
+    assert z2jh_errors(values) == []
+    rook_cluster = release(rec, "rook-ceph-cluster")
+    storage_check = one(rec, "kubernetes:batch/v1:Job")
+    assert {rook_cluster.urn, storage_check.urn} <= set(hub.dependency_urns)
+    assert rook_cluster.urn in storage_check.dependency_urns
+    operator = release(rec, "rook-ceph")
+    assert operator.urn in rook_cluster.dependency_urns
+    assert {r.inputs["version"] for r in (operator, rook_cluster)} == {"v1.20.6"}
+
+
+@pytest.mark.parametrize("engine", ["k3s", "magnum"])
+def test_rook_values_in_the_graph_validate_against_the_crds(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    rec: Recording = request.getfixturevalue(f"{engine}_rec")
+    values = _ints(release(rec, "rook-ceph-cluster").inputs["values"])
+    assert isinstance(values, dict), f"the values apply must have run, got {values!r}"
+    cluster = deep_merge(rook_cluster_defaults()["cephClusterSpec"], values["cephClusterSpec"])
+    assert rook_errors("CephCluster", cluster) == []
+    assert cluster["mon"]["count"] == 3
+    (pool,) = values["cephBlockPools"]
+    assert rook_errors("CephBlockPool", pool["spec"]) == []
+    assert pool["spec"]["replicated"]["size"] >= 2 and pool["storageClass"]["isDefault"] is True
+    (fs,) = values["cephFileSystems"]
+    assert rook_errors("CephFilesystem", fs["spec"]) == []
+
+
+@pytest.mark.parametrize("engine", ["k3s", "magnum"])
+def test_plain_objects_in_the_graph_validate_strictly(engine: str, request: pytest.FixtureRequest) -> None:
+    rec: Recording = request.getfixturevalue(f"{engine}_rec")
+    checked = 0
+    for r in rec.registrations:
+        if r.type.startswith("kubernetes:") and r.custom and r.type != RELEASE:
+            group_version, kind = r.type.removeprefix("kubernetes:").rsplit(":", 1)
+            group, version = group_version.split("/")
+            obj = {
+                "apiVersion": version if group == "core" else f"{group}/{version}",
+                "kind": kind,
+                **_ints({k: v for k, v in r.inputs.items() if k not in ("apiVersion", "kind")}),
+            }
+            if obj.get("stringData") == SECRET:
+                # Pulumi keeps the whole map secret; its one key is checked in the next test.
+                obj["stringData"] = {"client-secret": "redacted"}
+            kubernetes_validate.validate(obj, "1.33.0", strict=True)
+            checked += 1
+    assert checked == 4  # Namespace, Secret, the shared claim, the storage check Job
+
+
+@pytest.mark.parametrize("engine", ["k3s", "magnum"])
+def test_in_cluster_objects_go_with_the_cluster_and_shared_data_is_protected(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    rec: Recording = request.getfixturevalue(f"{engine}_rec")
+    lifeline = named(rec, "k8s-cp-0") if engine == "k3s" else one(rec, MAGNUM)
+    for r in rec.registrations:
+        if r.type in IN_CLUSTER_TYPES:
+            assert r.deleted_with_urn == lifeline.urn, r.name
+    shared = one(rec, "kubernetes:core/v1:PersistentVolumeClaim")
+    assert shared.protect and shared.retain_on_delete and not shared.deleted_with_urn
+    assert shared.inputs["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+@pytest.mark.parametrize("engine", ["k3s", "magnum"])
+def test_oauth_secret_stays_out_of_values_and_state(engine: str, request: pytest.FixtureRequest) -> None:
+    rec: Recording = request.getfixturevalue(f"{engine}_rec")
+    secret = one(rec, "kubernetes:core/v1:Secret")
+    assert secret.inputs["stringData"] == SECRET and "stringData" in secret.secret_inputs
+    text = json.dumps([r.inputs for r in rec.registrations])
+    assert BASE_CONFIG["oauthClientSecret"] not in text
+
+
+# --- k3s --------------------------------------------------------------------------------------
+
+
+def test_k3s_provider_uses_the_fetched_kubeconfig(k3s_rec: Recording) -> None:
+    provider = one(k3s_rec, PROVIDER)
+    fetch = named(k3s_rec, "k8s-kubeconfig")
+    assert fetch.urn in provider.dependency_urns
+    assert provider.inputs["kubeconfig"] == SECRET
+    assert provider.inputs["clusterIdentifier"] == "jupyterhub-jetstream-test-k8s"
+    assert fetch.inputs["logging"] == "none"
+    assert {"stdout", "stderr"} <= set(fetch.additional_secret_outputs)
+    tokens = [named(k3s_rec, f"k8s-cp-{i}-join-token") for i in range(3)]
+    assert {t.urn for t in tokens} <= set(fetch.dependency_urns)
+
+
+def test_hub_waits_for_the_workers(k3s_rec: Recording, magnum_rec: Recording) -> None:
+    ready = named(k3s_rec, "k8s-workers-ready")
+    worker_tokens = {named(k3s_rec, f"k8s-worker-{i}-join-token").urn for i in range(2)}
+    assert worker_tokens <= set(ready.dependency_urns)
+    assert "--selector hub.jupyter.org/node-purpose=user" in ready.inputs["create"]
+    assert "want=2" in ready.inputs["create"]
+    assert ready.urn in release(k3s_rec, "jupyterhub").dependency_urns
+    assert one(magnum_rec, MAGNUM).urn in release(magnum_rec, "jupyterhub").dependency_urns
+
+
+def test_k3s_kubeconfig_is_rewritten_to_the_floating_ip() -> None:
+    seen: list[str] = []
+
+    def program() -> None:
+        cluster = K8sCluster(
+            "k8s", K8sClusterArgs(config=make_config(**k8s_config()), network_id="n", subnet_id="s")
+        )
+        cluster.kubeconfig.apply(seen.append)
+
+    run_mocked(program, k8s_config())
+    assert len(seen) == 1, "the kubeconfig apply must have run under mocks"
+    cluster = yaml.safe_load(seen[0])["clusters"][0]["cluster"]
+    # The mocks give the first node's floating IP an address in TEST-NET-3.
+    address = ipaddress.ip_address(cluster["server"].removeprefix("https://").removesuffix(":6443"))
+    assert address in ipaddress.ip_network("203.0.113.0/24")
+    assert cluster["tls-server-name"] == "hub.cis230000.projects.jetstream-cloud.org"
+
+
+def test_k3s_ceph_volumes_are_protected_and_named_in_the_rook_values(k3s_rec: Recording) -> None:
+    volumes = by_type(k3s_rec, VOLUME)
+    assert sorted(v.name for v in volumes) == ["k8s-cp-0-ceph", "k8s-cp-1-ceph", "k8s-cp-2-ceph"]
+    assert all(v.protect and v.retain_on_delete and v.inputs["size"] == 300 for v in volumes)
+    nodes = release(k3s_rec, "rook-ceph-cluster").inputs["values"]["cephClusterSpec"]["storage"]["nodes"]
+    for node in nodes:
+        volume_id = placeholder_id(VOLUME, f"{node['name']}-ceph")
+        assert node["devicePathFilter"] == f"^/dev/disk/by-id/.*{volume_id[:20]}"
+    assert [n["name"] for n in nodes] == ["k8s-cp-0", "k8s-cp-1", "k8s-cp-2"]
+
+
+def test_k3s_join_token_travels_on_stdin_through_the_first_node(k3s_rec: Recording) -> None:
+    tokens = [r for r in by_type(k3s_rec, COMMAND) if r.name.endswith("-join-token")]
+    servers = by_type(k3s_rec, INSTANCE)
+    assert len(tokens) == len(servers) == 3 + 2  # three control-plane nodes, two workers
+    fip = named(k3s_rec, "k8s-cp-0-fip")
+    for t in tokens:
+        assert t.inputs["stdin"] == SECRET and t.inputs["logging"] == "none"
+        assert {"stdin", "stdout", "stderr"} <= set(t.additional_secret_outputs)
+        assert t.inputs["connection"] == SECRET  # it carries the deploy private key
+        # Every node is reached through the first node's floating IP (directly, or as the
+        # jump host for a node's private address).
+        assert fip.urn in t.dependency_urns, t.name
+        node = t.name.removesuffix("-join-token")
+        if node != "k8s-cp-0":
+            assert named(k3s_rec, f"{node}-port").urn in t.dependency_urns
+    for server in servers:
+        user_data = server.inputs["userData"]
+        assert user_data not in (UNKNOWN, SECRET), "the cloud-init apply must have run"
+        assert "placeholder" + "0" * 37 not in user_data, "the join token must not be in user data"
+
+
+def test_k3s_nodes_join_the_first_server_by_its_private_address(k3s_rec: Recording) -> None:
+    first_port = named(k3s_rec, "k8s-cp-0-port")
+    for server in by_type(k3s_rec, INSTANCE):
+        config = yaml.safe_load(
+            next(
+                f
+                for f in yaml.safe_load(server.inputs["userData"])["write_files"]
+                if f["path"].endswith("config.yaml")
+            )["content"]
+        )
+        if server.name == "k8s-cp-0-server":
+            assert config["cluster-init"] is True and "server" not in config
+        else:
+            assert config["server"].startswith("https://10.0.0.") and config["server"].endswith(":6443")
+            assert first_port.urn in server.dependency_urns
+        role = "user" if "worker" in server.name else "core"
+        assert config["node-label"] == [f"hub.jupyter.org/node-purpose={role}"]
+
+
+def test_k3s_nodes_are_not_replaced_when_their_user_data_changes(k3s_rec: Recording) -> None:
+    servers = by_type(k3s_rec, INSTANCE)
+    assert servers and all(s.ignore_changes == ["userData"] for s in servers)
+    # The default stays: a hub VM's new user data still gives a new server.
+    from stacks.single import build as build_single
+
+    hub = one(run_mocked(lambda: build_single(make_config())), INSTANCE)
+    assert hub.ignore_changes == []
+
+
+def test_k3s_api_stays_closed_to_the_world_even_when_ssh_is_open() -> None:
+    config = {**k8s_config(), "adminCidrs": ["0.0.0.0/0", "203.0.113.7/32"], "allowSshFromAnywhere": True}
+    rec = build(config)
+    api = [r.inputs.get("remoteIpPrefix") for r in by_type(rec, RULE) if r.inputs.get("portRangeMin") == 6443]
+    assert sorted(a for a in api if a) == ["203.0.113.7/32"]
+    ssh = [r.inputs.get("remoteIpPrefix") for r in by_type(rec, RULE) if r.inputs.get("portRangeMin") == 22]
+    assert "0.0.0.0/0" in ssh
+
+
+def test_k3s_worker_count_follows_sizing(k3s_rec: Recording) -> None:
+    # m3.medium: (30 - 2) / 2 = 14 users per worker; 20 users -> 2 workers.
+    workers = [r for r in by_type(k3s_rec, INSTANCE) if "worker" in r.name]
+    assert [w.inputs["flavorName"] for w in workers] == ["m3.medium"] * 2
+    assert k3s_rec.outputs["workers"] == 2
+
+
+# --- magnum -----------------------------------------------------------------------------------
+
+
+def test_magnum_cluster_from_the_template_feeds_the_provider(magnum_rec: Recording) -> None:
+    cluster = one(magnum_rec, MAGNUM)
+    lookup = [
+        i
+        for i in magnum_rec.invokes
+        if i["token"] == "openstack:containerinfra/getClusterTemplate:getClusterTemplate"
+    ]
+    assert lookup[0]["args"]["name"] == "kubernetes-1-33-jammy"
+    assert cluster.inputs["clusterTemplateId"] == placeholder_id(lookup[0]["token"], "kubernetes-1-33-jammy")
+    # (20 users + 20 slots for Ceph and the hub pods) / 14 per m3.medium = 3 workers
+    assert cluster.inputs["nodeCount"] == 3
+    labels = cluster.inputs["labels"]
+    assert (labels["min_node_count"], labels["max_node_count"], labels["auto_scaling_enabled"]) == (
+        "3",
+        "6",
+        "true",
+    )
+    assert cluster.inputs["masterCount"] == 3 and cluster.inputs["masterLbEnabled"] is True
+    provider = one(magnum_rec, PROVIDER)
+    assert cluster.urn in provider.dependency_urns and provider.inputs["kubeconfig"] == SECRET
+    assert not by_type(magnum_rec, INSTANCE) and not by_type(magnum_rec, VOLUME)
+
+
+def test_magnum_kubeconfig_is_the_clusters_own() -> None:
+    from planner.mocks import PLACEHOLDER_KUBECONFIG
+
+    seen: list[str] = []
+    config = k8s_config(engine="magnum")
+
+    def program() -> None:
+        cluster = K8sCluster(
+            "k8s", K8sClusterArgs(config=make_config(**config), network_id="n", subnet_id="s")
+        )
+        cluster.kubeconfig.apply(seen.append)
+
+    run_mocked(program, config)
+    assert seen == [PLACEHOLDER_KUBECONFIG], "the kubeconfig apply must have run under mocks"
+
+
+def test_magnum_osds_on_pvcs_and_the_proxy_on_the_reserved_address(magnum_rec: Recording) -> None:
+    values = release(magnum_rec, "rook-ceph-cluster").inputs["values"]
+    (device_set,) = values["cephClusterSpec"]["storage"]["storageClassDeviceSets"]
+    assert device_set["count"] == 3
+    fip = one(magnum_rec, "openstack:networking/floatingIp:FloatingIp")
+    record = one(magnum_rec, "openstack:dns/recordSet:RecordSet")
+    hub_values = release(magnum_rec, "jupyterhub").inputs["values"]
+    assert hub_values["proxy"]["service"]["loadBalancerIP"] == record.inputs["records"][0]
+    assert fip.urn in release(magnum_rec, "jupyterhub").dependency_urns
+
+
+# --- the workshop-k8s plan ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def workshop_plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from planner.__main__ import main
+
+    out = tmp_path_factory.mktemp("plan")
+    assert (
+        main(["--stack", "workshop-k8s", "--json", str(out / "plan.json"), "--out", str(out / "files")]) == 0
+    )
+    return json.loads((out / "plan.json").read_text())
+
+
+def test_workshop_plan_opens_no_cluster_port_to_the_world(workshop_plan: dict[str, Any]) -> None:
+    rules = [r for r in workshop_plan["resources"] if r["type"] == RULE]
+    assert rules
+    for rule in rules:
+        inputs = rule["inputs"]
+        low, high = inputs.get("portRangeMin"), inputs.get("portRangeMax")
+        if low is None:
+            continue
+        exposed = {p for p in CLUSTER_ONLY_PORTS if low <= p <= high}
+        if inputs.get("remoteIpPrefix") in WORLD:
+            assert not exposed, f"{rule['name']} opens {sorted(exposed)} to the world"
+            assert {low, high} <= {80, 443}, rule["name"]
+        if exposed - {6443}:
+            assert "remoteIpPrefix" not in inputs and inputs.get("remoteGroupId"), rule["name"]
+    api = [
+        r["inputs"]["remoteIpPrefix"]
+        for r in rules
+        if r["inputs"].get("portRangeMin") == 6443 and r["inputs"].get("remoteIpPrefix")
+    ]
+    assert api == ["203.0.113.7/32"]
+
+
+def test_ceph_volumes_above_the_volume_quota_stop_the_plan() -> None:
+    from planner.plan import PlanError, plan_stack
+
+    with pytest.raises(
+        PlanError,
+        match=r"quotas.volumeGb: the stack needs 1500 GB of block storage, the allocation's quota is 1000",
+    ):
+        plan_stack("workshop-k8s", overrides={"quotas": {}})
+    fits = plan_stack("workshop-k8s", overrides={"quotas": {"volumeGb": 1500}})
+    assert {q["key"]: q["needed"] for q in fits["quotas"]}["volumeGb"] == 1500
+
+
+def test_workshop_plan_meets_the_bars(workshop_plan: dict[str, Any]) -> None:
+    releases = {r["inputs"]["chart"]: r for r in workshop_plan["resources"] if r["type"] == RELEASE}
+    hub = releases["jupyterhub"]["inputs"]
+    assert hub["version"] == "4.4.0"
+    values = hub["values"]
+    assert z2jh_errors(values) == []
+    merged = values
+    assert merged["cull"]["enabled"] is True
+    assert merged["singleuser"]["networkPolicy"]["enabled"] is True
+    assert merged["singleuser"]["cloudMetadata"]["blockWithIptables"] is True
+    assert merged["scheduling"]["userPlaceholder"]["replicas"] == 10
+    rook_values = releases["rook-ceph-cluster"]["inputs"]["values"]
+    assert rook_values["cephClusterSpec"]["mon"]["count"] == 3
+    assert rook_values["cephBlockPools"][0]["spec"]["replicated"]["size"] >= 2
+    assert workshop_plan["outputs"]["kubeconfig"] == SECRET
+
+
+def test_workshop_plan_cloud_init_passes_cloud_init_schema(
+    workshop_plan: dict[str, Any], tmp_path: Path
+) -> None:
+    tool = require_tool("cloud-init", "validates rendered user data")
+    servers = [r for r in workshop_plan["resources"] if r["type"] == INSTANCE]
+    # One of each kind: the first server, a joining server, a worker.
+    picked = {
+        name: r
+        for r in servers
+        for name in ("k8s-cp-0-server", "k8s-cp-1-server", "k8s-worker-0-server")
+        if r["name"] == name
+    }
+    assert len(picked) == 3
+    for name, server in picked.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(server["inputs"]["userData"])
+        result = subprocess.run([tool, "schema", "--config-file", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+
+
+def test_one_node_dev_cluster_keeps_one_mon_and_one_copy(caplog: pytest.LogCaptureFixture) -> None:
+    rec = build(k8s_config(controlPlaneCount=1, cephVolumeGb=200))
+    assert any("a dev cluster that loses its data with one disk" in m for m in caplog.messages)
+    values = release(rec, "rook-ceph-cluster").inputs["values"]
+    assert values["cephClusterSpec"]["mon"]["count"] == 1
+    assert values["cephBlockPools"][0]["spec"]["replicated"] == {"size": 1, "requireSafeReplicaSize": False}
+    assert len(by_type(rec, VOLUME)) == 1

