@@ -9,6 +9,7 @@ operator's limits before anything reaches the queue.
 from __future__ import annotations
 
 import asyncio
+import html
 import math
 import os
 import re
@@ -370,6 +371,14 @@ class JetstreamSlurmSpawner(SlurmSpawner):
 </div>
 <p>The notebook runs as a batch job on {self.login_host}; it waits in the queue like any other job.</p>
 """
+
+    async def get_options_form(self) -> str:
+        """The form, headed by why the previous job ended when it ended on its own (cancelled,
+        failed, out of wall time): the hub's own pages only say the server is not running."""
+        form = str(await super().get_options_form())
+        if self.end_reason:
+            form = f'<div class="alert alert-warning">Your last notebook job ended: {html.escape(self.end_reason)}</div>\n{form}'
+        return form
 
     # --- the batch script ---------------------------------------------------------------------
 

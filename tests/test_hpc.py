@@ -282,6 +282,17 @@ def test_options_form_offers_each_partition_with_its_limits() -> None:
     assert 'name="gpus" id="gpus" min="0" max="2"' in form
 
 
+def test_the_form_says_why_the_last_job_ended() -> None:
+    s = spawner()
+    assert "alert" not in asyncio.run(s.get_options_form())
+    s.end_reason = "batch job 42 TIMEOUT: the job reached its wall time of 01:00:00 <b>"
+    form = asyncio.run(s.get_options_form())
+    assert form.startswith(
+        '<div class="alert alert-warning">Your last notebook job ended: batch job 42 TIMEOUT'
+    )
+    assert "&lt;b&gt;" in form and 'name="partition"' in form
+
+
 def test_commands_reach_the_login_node_quoted_once_more_with_the_host_key_pinned() -> None:
     s = spawner(control_dir="/run/jupyterhub/ssh", login_port=2222)
     argv = s.ssh_argv()
