@@ -141,7 +141,7 @@ class LoginNode:
         return Path(pwd.getpwnam(self.account).pw_dir)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def slurm() -> None:
     require_root()
     for tool, why in (

@@ -32,7 +32,6 @@ X11Forwarding no
 PrintMotd no
 # Many users' queue polls and tunnels at once (the benchmark starts 30 notebooks together).
 MaxStartups 200
-MaxSessions 200
 CONF
 /usr/sbin/sshd -t -f "$state/sshd_config"
 /usr/sbin/sshd -f "$state/sshd_config" -E "$state/sshd.log"
