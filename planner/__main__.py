@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for i in c["instances"]:
         print(f"  {i['name']}: {i['flavor']} {i['su_per_hour']:g} SU/hour")
-    floor = ", ".join(f"{n} × {f}" for f, n in sorted(c["floor_flavors"].items()))
+    floor = ", ".join(f"{n} × {f}" for f, n in sorted(c["floor_flavors"].items())) or "no VM"
     print(f"  floor for the same users: {c['floor_su_per_hour']:g} SU/hour ({floor}); {c['floor_basis']}")
     e = plan["estimate"]
     print(

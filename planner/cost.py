@@ -47,8 +47,10 @@ def floor_su_per_hour(users: int, cpu: float, mem_gb: float) -> tuple[float, dic
 
 
 def cost(
-    resources: list[dict[str, Any]], users: int, cpu: float, mem_gb: float, hours: float
+    resources: list[dict[str, Any]], users: int, guarantee: tuple[float, float] | None, hours: float
 ) -> dict[str, Any]:
+    """`guarantee` is each user's (vCPU, GB) on Jetstream2, or None when users' servers run
+    elsewhere (batch jobs on an HPC system are charged to that system's allocation)."""
     instances = []
     for r in resources:
         if r["type"] != INSTANCE or not r["custom"]:
@@ -56,7 +58,15 @@ def cost(
         flavor = FLAVORS[r["inputs"]["flavorName"]]
         instances.append({"name": r["name"], "flavor": flavor.name, "su_per_hour": flavor.su_per_hour})
     per_hour = sum(i["su_per_hour"] for i in instances)
-    floor, mix = floor_su_per_hour(users, cpu, mem_gb)
+    if guarantee is None:
+        floor, mix = 0.0, {}
+        basis = "users' servers run as batch jobs on the HPC system and are charged there"
+    else:
+        cpu, mem_gb = guarantee
+        floor, mix = floor_su_per_hour(users, cpu, mem_gb)
+        basis = (
+            f"{users} users × ({cpu:g} vCPU, {mem_gb:g} GB guaranteed) packed onto CPU flavors, nothing else"
+        )
     return {
         "su_per_hour": per_hour,
         "su_per_day": per_hour * 24,
@@ -66,6 +76,6 @@ def cost(
         "floor_su_per_hour": floor,
         "floor_flavors": mix,
         "over_floor": round(per_hour / floor, 2) if floor else None,
-        "floor_basis": f"{users} users × ({cpu:g} vCPU, {mem_gb:g} GB guaranteed) packed onto CPU flavors, nothing else",
+        "floor_basis": basis,
         "instances": instances,
     }

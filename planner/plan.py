@@ -19,8 +19,11 @@ class PlanError(Exception):
     """The stack cannot be planned: no such stack file, or invalid configuration."""
 
 
-def user_guarantees(cfg: StackConfig) -> tuple[float, float]:
-    """What each user is guaranteed (vCPU, GB): the floor packs these, nothing else."""
+def user_guarantees(cfg: StackConfig) -> tuple[float, float] | None:
+    """What each user is guaranteed on Jetstream2 (vCPU, GB): the floor packs these, nothing
+    else. None when users' servers do not run on Jetstream2."""
+    if cfg.scenario == "hpc":
+        return None
     if cfg.k8s is not None and cfg.scenario == "k8s":
         return cfg.k8s.user_cpu_guarantee, cfg.k8s.user_memory_guarantee_gb
     if cfg.scenario == "single":
@@ -49,10 +52,7 @@ def plan_stack(
         raise PlanError(f"stack {stack!r}: {exc}") from None
     cfg = parse(loaded.config, secret_keys=loaded.secret_keys, namespace=loaded.project)
     plan = report.build_plan(loaded.stack, cfg.scenario, recording)
-    cpu_guarantee, memory_guarantee = user_guarantees(cfg)
-    plan["cost"] = cost.cost(
-        plan["resources"], cfg.concurrent_users, cpu_guarantee, memory_guarantee, workshop_hours
-    )
+    plan["cost"] = cost.cost(plan["resources"], cfg.concurrent_users, user_guarantees(cfg), workshop_hours)
     plan["estimate"] = estimate.estimate(plan["resources"])
     # The policy pack's own rules, on the planned inputs (secrets known by their markers).
     plan["policy_violations"] = [
