@@ -58,8 +58,9 @@ def cost(
         flavor = FLAVORS[r["inputs"]["flavorName"]]
         instances.append({"name": r["name"], "flavor": flavor.name, "su_per_hour": flavor.su_per_hour})
     per_hour = sum(i["su_per_hour"] for i in instances)
+    mix: dict[str, int] = {}
     if guarantee is None:
-        floor, mix = 0.0, {}
+        floor = 0.0
         basis = "users' servers run as batch jobs on the HPC system and are charged there"
     else:
         cpu, mem_gb = guarantee
