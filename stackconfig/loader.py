@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -44,6 +45,10 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel]:
     for part in loc[:-1]:
         field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
         annotation = getattr(field, "annotation", None)
+        # Optional sections (`swarm: SwarmConfig | None`): the model inside the union.
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(inner) == 1:
+            annotation = inner[0]
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
         else:

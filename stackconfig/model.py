@@ -37,6 +37,10 @@ HUB_OVERHEAD_GB = 1.0
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$")
+# Jupyter's docker-stacks image, pinned by tag; its jovyan user (UID 1000, GID 100) owns homes.
+DEFAULT_NOTEBOOK_IMAGE = "quay.io/jupyter/minimal-notebook:2025-06-02"
 _GITHUB_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 
 
@@ -142,6 +146,68 @@ class AuthConfig(_Model):
         return self
 
 
+def _image_reference(value: str) -> str:
+    if not _IMAGE_REF.match(value):
+        raise ValueError(
+            "not a container image reference with a tag or digest, e.g. quay.io/jupyter/minimal-notebook:2025-06-02"
+        )
+    return value
+
+
+ImageReference = Annotated[str, AfterValidator(_image_reference)]
+
+
+class SwarmConfig(_Model):
+    """Docker Swarm across Jetstream2 VMs: one manager (hub, NFS server) and N workers."""
+
+    worker_count: int = Field(
+        default=2, ge=1, le=500, description="Worker VMs that run users' notebook containers."
+    )
+    worker_flavor: Flavor = Field(default="m3.medium", description="Flavor of each worker VM.")
+    manager_flavor: Flavor = Field(
+        default="m3.small", description="Flavor of the manager VM (hub, proxy, NFS server; no notebooks)."
+    )
+    nfs_volume_gb: int = Field(
+        default=500,
+        ge=10,
+        le=10000,
+        description="Size of the protected XFS volume the manager exports over NFS: homes and hub state (GB).",
+    )
+    home_quota_gb: int = Field(
+        default=10, ge=1, le=10000, description="Hard quota of each user's home on the NFS volume (GB)."
+    )
+    home_quota_overrides: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per-user home quotas in GB that replace homeQuotaGb, e.g. {alice: 50}.",
+    )
+    allowed_images: list[ImageReference] = Field(
+        default_factory=lambda: [DEFAULT_NOTEBOOK_IMAGE],
+        min_length=1,
+        description="Notebook images users may choose from; the first is the default.",
+    )
+    user_cpu_reservation: float = Field(
+        default=0.5,
+        ge=0,
+        le=64,
+        description="CPU cores reserved for each notebook (the limit is userCpu); the scheduler packs workers by it.",
+    )
+    user_memory_reservation_gb: float = Field(
+        default=0.5,
+        ge=0,
+        le=250,
+        description="Memory reserved for each notebook in GB (the limit is userMemoryGb).",
+    )
+
+    @model_validator(mode="after")
+    def _quota_overrides_are_sane(self) -> SwarmConfig:
+        bad = {user: gb for user, gb in self.home_quota_overrides.items() if gb < 1 or not _USERNAME.match(user)}
+        if bad:
+            raise ValueError(
+                f"homeQuotaOverrides must map usernames to whole GB of at least 1; not allowed: {bad}"
+            )
+        return self
+
+
 class StackConfig(_Model):
     """Everything a stack file sets under the project's namespace."""
 
@@ -184,12 +250,16 @@ class StackConfig(_Model):
     concurrent_users: int = Field(
         default=5, ge=1, le=5000, description="Users expected to run servers at the same time (sizing and server limit)."
     )
-    user_memory_gb: float = Field(default=1.0, gt=0, le=250, description="Memory each user's server may use (GB).")
-    user_cpu: float = Field(default=1.0, gt=0, le=64, description="CPU cores each user's server may use.")
+    user_memory_gb: float = Field(default=1.0, gt=0, le=250, description="Memory each user's server may use (GB); on swarm the container's hard limit.")
+    user_cpu: float = Field(default=1.0, gt=0, le=64, description="CPU cores each user's server may use; on swarm the container's limit.")
     idle_timeout_minutes: int = Field(
         default=60, ge=5, le=10080, description="Stop servers idle this long (minutes)."
     )
     auth: AuthConfig = Field(description="Authentication: {type, clientId, admins, allowedUsers, ...}.")
+    swarm: SwarmConfig | None = Field(
+        default=None,
+        description="Scenario swarm only: {workerCount, workerFlavor, managerFlavor, nfsVolumeGb, homeQuotaGb, homeQuotaOverrides, allowedImages, userCpuReservation, userMemoryReservationGb}.",
+    )
     oauth_client_secret: SecretStr = Field(
         json_schema_extra={"secret": True},
         description="OAuth client secret of the app (pulumi config set --secret oauthClientSecret ...).",

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from stackconfig import StackConfig
 
-IMPLEMENTED = ("single",)
+IMPLEMENTED = ("single", "swarm")
 
 
 class ScenarioNotImplemented(ValueError):
