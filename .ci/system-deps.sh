@@ -6,6 +6,8 @@ packages=(
     cloud-init      # `cloud-init schema` validates every rendered user data
     caddy           # `caddy validate` checks the rendered Caddyfile
     adduser sudo    # the hub creates Unix accounts for its users
+    docker.io       # the swarm scenario's hub runs on a local single-node swarm
+    debootstrap     # base image for local Docker images: there is no Docker Hub here
 )
 # configurable-http-proxy needs Node.js and npm; a machine may already have both from
 # another source (whose nodejs package bundles npm and conflicts with Debian's npm).

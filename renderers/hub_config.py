@@ -53,6 +53,9 @@ class SwarmSpawnerSpec:
     notebook_home: str = "/home/jovyan"
     notebook_user: str = "1000:100"
     notebook_constraint: str = "node.labels.jshub.notebooks==true"
+    # Setting XFS project quotas needs the volume's block device: a privileged container.
+    # Local-only off: kernels without disk quotas (DESIGN.md §4).
+    enforce_quota: bool = True
     # Local-only: no IPVS in some kernels, so services resolve by DNS round robin there.
     endpoint_mode: str | None = None
 

@@ -200,7 +200,7 @@ def test_swarm_hub_config_uses_swarmspawner_with_limits_homes_and_images() -> No
         'c.JupyterHub.spawner_class = "dockerspawner.SwarmSpawner"',
         "c.SwarmSpawner.network_name = 'jshub'",
         "c.SwarmSpawner.allowed_images = ['example.org/a:1', 'example.org/b:2']",
-        "c.SwarmSpawner.volumes = {'/srv/jshub/home/{username}': '/home/jovyan'}",
+        "c.SwarmSpawner.volumes = {'/srv/jshub/home/{raw_username}': '/home/jovyan'}",
         "c.Spawner.mem_limit = '1024M'",
         "c.Spawner.mem_guarantee = '512M'",
         "c.Spawner.cpu_guarantee = 0.5",
@@ -209,6 +209,7 @@ def test_swarm_hub_config_uses_swarmspawner_with_limits_homes_and_images() -> No
         'c.JupyterHub.authenticator_class = "oauthenticator.github.GitHubOAuthenticator"',
         "c.SwarmSpawner.extra_placement_spec = {\"constraints\": ['node.labels.jshub.notebooks==true']}",
         "jupyterhub_idle_culler",
+        "privileged=True,",
     ):
         assert line in text, line
     assert hub_image_tag() in text
@@ -221,3 +222,29 @@ def test_single_hub_config_still_uses_local_processes() -> None:
     assert 'c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"' in text
     assert "LocalGitHubOAuthenticator" in text and "SwarmSpawner" not in text
     assert "c.ConfigurableHTTPProxy.pid_file = '/data/hub/jupyterhub-proxy.pid'" in text
+
+
+@pytest.mark.parametrize(
+    "path", ["tests/services/dockerd.sh", "tests/services/base-image.sh", "hub/swarm/entrypoint.sh"]
+)
+def test_fixed_scripts_are_shellcheck_clean(path: str) -> None:
+    shellcheck = require_tool("shellcheck", "lints every shell script")
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([shellcheck, str(root / path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_entrypoint_turns_secret_files_into_the_environment(tmp_path: Path) -> None:
+    # The same loop the image runs, pointed at a scratch folder instead of /run/secrets.
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "hub/swarm/entrypoint.sh").read_text().replace("/run/secrets", str(tmp_path))
+    (tmp_path / "oauth_client_secret").write_text("s3cret")
+    (tmp_path / "jshub_admin_token").write_text("t0ken")
+    script = tmp_path / "entrypoint.sh"
+    script.write_text(text)
+    result = subprocess.run(
+        ["bash", str(script), "sh", "-c", 'echo "$OAUTH_CLIENT_SECRET $JSHUB_ADMIN_TOKEN"'],
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout.strip() == "s3cret t0ken", result.stderr
