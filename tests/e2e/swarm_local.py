@@ -169,7 +169,7 @@ class LocalSwarmHub:
     # --- setup ------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, image: str) -> LocalSwarmHub:
+    def create(cls, image: str, **stack_overrides: Any) -> LocalSwarmHub:
         root = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
         root.chmod(0o755)
         export = root / "export"
@@ -182,8 +182,9 @@ class LocalSwarmHub:
         home_command.write_text(render_user_home_script(str(export), enforce_quota=False))
         home_command.chmod(0o755)
 
+        stack = {**STACK, **stack_overrides}
         cfg = stackconfig.parse(
-            {**STACK, "swarm": {**STACK["swarm"], "allowedImages": [image]}},
+            {**stack, "swarm": {**stack["swarm"], "allowedImages": [image]}},
             secret_keys=["oauthClientSecret"],
         )
         production = HubConfigSpec.from_config(cfg)
