@@ -207,6 +207,8 @@ class SwarmCluster(pulumi.ComponentResource):
             f"{name}-nfs-exports",
             connection=to_manager,
             create=pulumi.Output.all(*worker_ips).apply(lambda ips: render_nfs_exports_script(list(ips))),
+            # A new manager server needs its export table again.
+            triggers=[manager.instance_id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[init]),
         )
 

@@ -12,6 +12,7 @@ import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
@@ -19,6 +20,8 @@ import pulumi_docker as docker
 from renderers.hub_config import HubConfigSpec, render_jupyterhub_config
 from renderers.swarm import HUB_IMAGE_CONTEXT, HubServiceSpec, hub_service_spec
 from stackconfig import StackConfig
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def _b64(text: str) -> str:
@@ -64,9 +67,10 @@ class SwarmHub(pulumi.ComponentResource):
         image = docker.Image(
             f"{name}-image",
             image_name=service.image,
+            # Relative to the project folder, where `pulumi up` runs the program.
             build=docker.DockerBuildArgs(
-                context=str(HUB_IMAGE_CONTEXT),
-                dockerfile=str(HUB_IMAGE_CONTEXT / "Dockerfile"),
+                context=str(HUB_IMAGE_CONTEXT.relative_to(PROJECT_DIR)),
+                dockerfile=str((HUB_IMAGE_CONTEXT / "Dockerfile").relative_to(PROJECT_DIR)),
                 platform="linux/amd64",
             ),
             skip_push=True,

@@ -16,7 +16,7 @@ from renderers.hub_config import HubConfigSpec, HubPaths, SwarmSpawnerSpec
 from renderers.scripts import render_data_volume_script
 from stackconfig import StackConfig
 
-HUB_IMAGE_CONTEXT = Path(__file__).parent.parent / "hub" / "swarm"
+HUB_IMAGE_CONTEXT = Path(__file__).resolve().parent.parent / "hub" / "swarm"
 HUB_IMAGE_REPOSITORY = "jshub-swarm-hub"
 HUB_SERVICE = "jshub-hub"
 HUB_NETWORK = "jshub"

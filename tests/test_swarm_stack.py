@@ -113,6 +113,9 @@ def test_homes_volume_is_protected_and_the_hub_is_a_swarm_service_on_the_manager
     assert service.inputs["endpointSpec"]["mode"] == "vip"
     for secret in by_type(rec, "docker:index/secret:Secret"):
         assert secret.inputs["data"] == SECRET
+    image = one(rec, "docker:index/image:Image")
+    assert image.inputs["build"]["context"] == "hub/swarm" and image.inputs["skipPush"] is True
+    assert spec["containerSpec"]["image"] == image.inputs["imageName"]
     network = one(rec, "docker:index/network:Network")
     assert network.inputs["driver"] == "overlay" and network.inputs["attachable"] is True
     provider = one(rec, "pulumi:providers:docker")

@@ -85,7 +85,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float, diagnose: Callable[[], str]) -> T:
+def wait_for(
+    probe: Callable[[], T | None],
+    what: str,
+    timeout: float,
+    diagnose: Callable[[], str],
+    poll_s: float = 0.25,
+) -> T:
     deadline = time.monotonic() + timeout
     last: BaseException | None = None
     while time.monotonic() < deadline:
@@ -95,7 +101,7 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout: float, diagnose:
             last, result = exc, None
         if result:
             return result
-        time.sleep(0.25)
+        time.sleep(poll_s)
     raise AssertionError(
         f"timed out after {timeout:g}s waiting for {what} (last error: {last!r})\n{diagnose()}"
     )
@@ -335,14 +341,14 @@ class LocalSwarmHub:
         server: dict[str, Any] | None = model["servers"].get("")
         return server
 
-    def start_server(self, user: str, timeout: float = 180) -> dict[str, Any]:
+    def start_server(self, user: str, timeout: float = 180, poll_s: float = 0.25) -> dict[str, Any]:
         self.expect(self.api("POST", f"/users/{user}/server"), 201, 202)
 
         def ready() -> dict[str, Any] | None:
             server = self.server(user)
             return server if server and server["ready"] else None
 
-        return wait_for(ready, f"{user}'s server to be ready", timeout, self.diagnose)
+        return wait_for(ready, f"{user}'s server to be ready", timeout, self.diagnose, poll_s)
 
     def stop_server(self, user: str, timeout: float = 60) -> None:
         self.expect(self.api("DELETE", f"/users/{user}/server"), 202, 204)
