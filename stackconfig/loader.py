@@ -45,9 +45,9 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel]:
     for part in loc[:-1]:
         field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
         annotation = getattr(field, "annotation", None)
-        # Optional sections (`swarm: SwarmConfig | None`): the model inside the union.
-        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(inner) == 1:
+        # `Section | None` and `list[Item]`: look inside for the model.
+        inner = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if inner:
             annotation = inner[0]
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation

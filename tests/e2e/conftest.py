@@ -188,7 +188,9 @@ class Hub:
 
     def _answers(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"jupyterhub exited with code {self.process.returncode}\n{self.log_tail()}")
+            raise AssertionError(
+                f"jupyterhub exited with code {self.process.returncode}\n{self.log_tail()}"
+            )
         try:
             response = self.http.get(f"{self.public_url}/hub/api/", timeout=5)
         except requests.ConnectionError:
@@ -236,7 +238,9 @@ class Hub:
         tail = "\n".join(text.splitlines()[-lines:])
         return f"--- last {lines} lines of {self.log_path} ---\n{tail}"
 
-    def wait_for(self, probe: Callable[[], T | None], what: str, timeout: float = TIMEOUT_S) -> T:
+    def wait_for(
+        self, probe: Callable[[], T | None], what: str, timeout: float = TIMEOUT_S
+    ) -> T:
         """Call `probe` until it returns something truthy; fail with the hub's log after
         `timeout` seconds."""
         deadline = time.monotonic() + timeout

@@ -72,12 +72,10 @@ def test_user_gets_account_home_server_and_kernel(hub: Hub, username: str) -> No
     kernel = hub.expect(hub.user_api(username, "POST", "/kernels", json={}), 201).json()
     assert kernel.get("id"), kernel
     hub.wait_for(
-        lambda: (
-            hub.expect(hub.user_api(username, "GET", f"/kernels/{kernel['id']}"), 200)
-            .json()
-            .get("execution_state")
-            in ("idle", "busy")
-        ),
+        lambda: hub.expect(hub.user_api(username, "GET", f"/kernels/{kernel['id']}"), 200)
+        .json()
+        .get("execution_state")
+        in ("idle", "busy"),
         "the kernel to come up",
     )
     assert hub.pids_of(username, "ipykernel"), f"no kernel process runs as {username}"
