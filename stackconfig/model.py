@@ -147,9 +147,10 @@ class AuthConfig(_Model):
 
 
 def _image_reference(value: str) -> str:
-    if not _IMAGE_REF.match(value):
+    if not _IMAGE_REF.match(value) or value.endswith(":latest"):
         raise ValueError(
-            "not a container image reference with a tag or digest, e.g. quay.io/jupyter/minimal-notebook:2025-06-02"
+            "not a pinned container image reference: a fixed tag (never :latest) or a digest, "
+            "e.g. quay.io/jupyter/minimal-notebook:2025-06-02"
         )
     return value
 
@@ -250,15 +251,15 @@ class StackConfig(_Model):
     concurrent_users: int = Field(
         default=5, ge=1, le=5000, description="Users expected to run servers at the same time (sizing and server limit)."
     )
-    user_memory_gb: float = Field(default=1.0, gt=0, le=250, description="Memory each user's server may use (GB); on swarm the container's hard limit.")
-    user_cpu: float = Field(default=1.0, gt=0, le=64, description="CPU cores each user's server may use; on swarm the container's limit.")
+    user_memory_gb: float = Field(default=1.0, gt=0, le=250, description="Memory each user's server may use (GB).")
+    user_cpu: float = Field(default=1.0, gt=0, le=64, description="CPU cores each user's server may use.")
     idle_timeout_minutes: int = Field(
         default=60, ge=5, le=10080, description="Stop servers idle this long (minutes)."
     )
     auth: AuthConfig = Field(description="Authentication: {type, clientId, admins, allowedUsers, ...}.")
     swarm: SwarmConfig | None = Field(
         default=None,
-        description="Scenario swarm only: {workerCount, workerFlavor, managerFlavor, nfsVolumeGb, homeQuotaGb, homeQuotaOverrides, allowedImages, userCpuReservation, userMemoryReservationGb}.",
+        description="Scenario swarm only: {workerCount, workerFlavor, managerFlavor, nfsVolumeGb, homeQuotaGb, homeQuotaOverrides, allowedImages, userCpuReservation, userMemoryReservationGb}; userCpu and userMemoryGb are each notebook container's limits.",
     )
     oauth_client_secret: SecretStr = Field(
         json_schema_extra={"secret": True},

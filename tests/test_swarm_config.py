@@ -58,6 +58,8 @@ def test_images_need_a_tag_and_quota_overrides_valid_names() -> None:
     assert "swarm.allowedImages.0 = 'ubuntu'" in problems(
         scenario="swarm", swarm={"allowedImages": ["ubuntu"]}
     )
+    latest = problems(scenario="swarm", swarm={"allowedImages": ["example.org/a:latest"]})
+    assert "never :latest" in latest
     text = problems(scenario="swarm", swarm={"workerCount": 2, "homeQuotaOverrides": {"bad name": 5}})
     assert "homeQuotaOverrides" in text
 
