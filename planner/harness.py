@@ -28,9 +28,10 @@ class Recording:
 
 @contextmanager
 def _no_cyclic_gc() -> Iterator[None]:
-    """Each full collection walks every resource object made so far, which made planning time
-    grow faster than the stack (measured: 500 swarm workers took 2.2x the per-worker time of
-    50). A plan is short-lived: leave cycles to the collection after it."""
+    """Each full collection walks every resource object made so far, so its cost grows with
+    the stack: planning 500 swarm workers took 19-21 s with the collector on and 15-19 s with
+    it paused (bench/swarm_plan.py). A plan is short-lived: leave cycles to the collection
+    after it."""
     enabled = gc.isenabled()
     gc.disable()
     try:
