@@ -133,3 +133,30 @@ def test_second_spawn_reuses_the_home(swarm_hub: LocalSwarmHub) -> None:
         is None
     )
     assert Path(home / "a.txt").exists()
+
+
+def test_hub_service_is_the_production_spec_with_proxy_and_idle_culler(swarm_hub: LocalSwarmHub) -> None:
+    hub = swarm_hub
+    service = hub.service_inspect(hub.service.name)
+    assert service is not None
+    spec = service["Spec"]
+    assert spec["TaskTemplate"]["Placement"]["Constraints"] == ["node.role==manager"]
+    assert spec["TaskTemplate"]["RestartPolicy"]["Condition"] == "any"
+    targets = {c["File"]["Name"] for c in spec["TaskTemplate"]["ContainerSpec"]["Configs"]}
+    assert targets == {"/etc/jupyterhub/jupyterhub_config.py"}
+    secrets = {s["File"]["Name"] for s in spec["TaskTemplate"]["ContainerSpec"]["Secrets"]}
+    assert secrets == {"oauth_client_secret", "jshub_admin_token"}
+    container = hub.hub_container()
+    assert container
+    processes = docker("top", container, "-ww", "-eo", "pid,args")
+    assert "configurable-http-proxy" in processes, processes
+    assert "jupyterhub_idle_culler" in processes, processes
+
+
+def test_an_image_outside_allowed_images_is_refused(swarm_hub: LocalSwarmHub) -> None:
+    hub = swarm_hub
+    user = random_user()
+    hub.expect(hub.api("POST", f"/users/{user}"), 201)
+    response = hub.api("POST", f"/users/{user}/server", json={"image": "example.org/not-allowed:1"})
+    assert response.status_code >= 400, response.text
+    assert hub.service_inspect(f"jupyter-{user}") is None
