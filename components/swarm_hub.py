@@ -17,6 +17,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
+from catalog.jetstream2 import DEFAULT_LOGIN_USER
 from renderers.hub_config import HubConfigSpec, render_jupyterhub_config
 from renderers.swarm import HUB_IMAGE_CONTEXT, HubServiceSpec, hub_service_spec
 from stackconfig import StackConfig
@@ -58,7 +59,7 @@ class SwarmHub(pulumi.ComponentResource):
         # ubuntu to the docker group on the manager).
         provider = docker.Provider(
             f"{name}-manager-docker",
-            host=pulumi.Output.concat("ssh://ubuntu@", args.manager_public_ip),
+            host=pulumi.Output.concat(f"ssh://{DEFAULT_LOGIN_USER}@", args.manager_public_ip),
             ssh_opts=["-o", "StrictHostKeyChecking=accept-new", "-o", "ServerAliveInterval=30"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
