@@ -55,7 +55,7 @@ class SwarmHub(pulumi.ComponentResource):
         assert hub_spec.swarm is not None
         service: HubServiceSpec = hub_service_spec(hub_spec.swarm.hub_image)
 
-        # The operator's SSH agent holds their key pair for the ubuntu user (cloud-init adds
+        # `ssh-add` of the operator's key pair lets the provider log in as ubuntu (cloud-init adds
         # ubuntu to the docker group on the manager).
         provider = docker.Provider(
             f"{name}-manager-docker",
