@@ -8,6 +8,8 @@ packages=(
     adduser sudo    # the hub creates Unix accounts for its users
     slurm-wlm munge # scenario hpc: a single-node SLURM cluster (tests/services/start-slurm.sh)
     openssh-server openssh-client   # scenario hpc: the hub reaches the login node over SSH
+    docker.io       # the swarm scenario's hub runs on a local single-node swarm
+    debootstrap     # base image for local Docker images: there is no Docker Hub here
 )
 # configurable-http-proxy needs Node.js and npm; a machine may already have both from
 # another source (whose nodejs package bundles npm and conflicts with Debian's npm).

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from renderers import render
@@ -91,7 +93,47 @@ class SlurmSpawnerSpec:
         return f"{host} {self.hpc.host_key}\n"
 
 
-SpawnerSpec = LocalSpawnerSpec | SlurmSpawnerSpec
+@dataclass(frozen=True)
+class SwarmSpawnerSpec:
+    """How the hub of the swarm scenario starts notebooks: one swarm service per user, on the
+    workers, with the user's home from the NFS export bind-mounted. Paths are host paths on
+    the swarm's nodes (the Docker daemon resolves them), not paths inside the hub container."""
+
+    network: str
+    images: tuple[str, ...]
+    hub_image: str
+    home_quota_gb: int
+    cpu_reservation: float
+    mem_reservation_gb: float
+    home_quota_overrides: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # Where every node sees the homes: the NFS mount on workers, a bind mount on the manager.
+    node_home_root: str = "/srv/jshub/home"
+    # The XFS volume on the manager and the script that makes a home with its quota there.
+    export_root: str = "/export"
+    home_command: str = "/usr/local/sbin/jshub-user-home"
+    notebook_home: str = "/home/jovyan"
+    notebook_user: str = "1000:100"
+    notebook_constraint: str = "node.labels.jshub.notebooks==true"
+    # Setting XFS project quotas needs the volume's block device: a privileged container.
+    # Local-only off: kernels without disk quotas (DESIGN.md §4).
+    enforce_quota: bool = True
+    # Local-only: no IPVS in some kernels, so services resolve by DNS round robin there.
+    endpoint_mode: str | None = None
+    template: str = "spawners/swarm.py.j2"
+    # Without Unix accounts on swarm: users exist only inside their containers.
+    local_accounts: bool = False
+    authenticator_prefix: str = ""
+
+    @property
+    def quota_overrides(self) -> dict[str, int]:
+        return dict(sorted(self.home_quota_overrides.items()))
+
+    @property
+    def mem_reservation(self) -> str:
+        return f"{int(self.mem_reservation_gb * 1024)}M"
+
+
+SpawnerSpec = LocalSpawnerSpec | SlurmSpawnerSpec | SwarmSpawnerSpec
 
 
 @dataclass(frozen=True)
@@ -110,6 +152,10 @@ class HubConfigSpec:
 
     @classmethod
     def from_config(cls, cfg: StackConfig, paths: HubPaths | None = None) -> HubConfigSpec:
+        if cfg.scenario == "swarm":
+            from renderers.swarm import swarm_hub_config_spec
+
+            return swarm_hub_config_spec(cfg, paths)
         paths = paths or HubPaths()
         spawner: SpawnerSpec = LocalSpawnerSpec()
         hub_bind_url, hub_connect_url = "http://127.0.0.1:8081", None
@@ -140,6 +186,14 @@ class HubConfigSpec:
     @property
     def cpu_limit(self) -> float:
         return float(self.user_cpu)
+
+    @property
+    def proxy_pid_file(self) -> str:
+        # In a container the PID file must not outlive the container: a restarted hub would
+        # take a stale PID for a running proxy.
+        if isinstance(self.spawner, SwarmSpawnerSpec):
+            return "/tmp/jupyterhub-proxy.pid"
+        return f"{self.paths.state_dir}/jupyterhub-proxy.pid"
 
     @property
     def cull_every_s(self) -> int:

@@ -19,9 +19,13 @@ def render_data_volume_script(
     label: str = "jshub-data",
     folders: tuple[tuple[str, str], ...] = HUB_DATA_FOLDERS,
     wait_s: int = 600,
+    fs_type: str = "ext4",
+    mount_options: str = "defaults",
 ) -> str:
     return render(
         "setup-data-volume.sh.j2",
+        fs_type=fs_type,
+        mount_options=mount_options,
         volume_id=volume_id,
         mount_point=mount_point,
         label=label,

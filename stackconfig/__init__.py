@@ -2,7 +2,7 @@
 
 from stackconfig.errors import ConfigError, Problem
 from stackconfig.loader import PROJECT, from_pulumi, parse
-from stackconfig.model import AuthConfig, StackConfig
+from stackconfig.model import AuthConfig, StackConfig, SwarmConfig
 
 __all__ = [
     "PROJECT",
@@ -10,6 +10,7 @@ __all__ = [
     "ConfigError",
     "Problem",
     "StackConfig",
+    "SwarmConfig",
     "from_pulumi",
     "parse",
 ]

@@ -73,7 +73,10 @@ def _problem(error: Mapping[str, Any]) -> Problem:
     message = str(error["msg"]).removeprefix("Value error, ")
     if "pattern" in kind:
         message += " (lowercase letters and digits, starting with a letter)"
-    return Problem(key, message, error.get("input"))
+    value = error.get("input")
+    if isinstance(value, dict):  # a rule of a whole section: its message names what is wrong
+        return Problem(key, message)
+    return Problem(key, message, value)
 
 
 def parse(

@@ -38,6 +38,10 @@ HUB_OVERHEAD_GB = 1.0
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$")
+# Jupyter's docker-stacks image, pinned by tag; its jovyan user (UID 1000, GID 100) owns homes.
+DEFAULT_NOTEBOOK_IMAGE = "quay.io/jupyter/minimal-notebook:2025-06-02"
 _GITHUB_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 
 
@@ -161,11 +165,10 @@ class QuotaConfig(_Model):
 
 
 def _container_image(value: str) -> str:
-    name, _, tag = value.rpartition(":")
-    if not name or "/" in tag or not tag or tag == "latest":
+    if not _IMAGE_REF.match(value) or value.endswith(":latest"):
         raise ValueError(
-            "not a pinned container image: write <registry>/<name>:<tag> with a fixed tag, "
-            "e.g. quay.io/jupyter/scipy-notebook:2025-03-17 (never :latest)"
+            "not a pinned container image: write <registry>/<name>:<tag> with a fixed tag (never :latest) "
+            "or @sha256:<digest>, e.g. quay.io/jupyter/scipy-notebook:2025-03-17"
         )
     return value
 
@@ -277,6 +280,59 @@ class K8sConfig(_Model):
     )
 
 
+class SwarmConfig(_Model):
+    """Docker Swarm across Jetstream2 VMs: one manager (hub, NFS server) and N workers."""
+
+    worker_count: int = Field(
+        default=2, ge=1, le=500, description="Worker VMs that run users' notebook containers."
+    )
+    worker_flavor: Flavor = Field(default="m3.medium", description="Flavor of each worker VM.")
+    manager_flavor: Flavor = Field(
+        default="m3.small", description="Flavor of the manager VM (hub, proxy, NFS server; no notebooks)."
+    )
+    nfs_volume_gb: int = Field(
+        default=500,
+        ge=10,
+        le=10000,
+        description="Size of the protected XFS volume the manager exports over NFS: homes and hub state (GB).",
+    )
+    home_quota_gb: int = Field(
+        default=10, ge=1, le=10000, description="Hard quota of each user's home on the NFS volume (GB)."
+    )
+    home_quota_overrides: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per-user home quotas in GB that replace homeQuotaGb, e.g. {alice: 50}.",
+    )
+    allowed_images: list[ContainerImage] = Field(
+        default_factory=lambda: [DEFAULT_NOTEBOOK_IMAGE],
+        min_length=1,
+        description="Notebook images users may choose from; the first is the default.",
+    )
+    user_cpu_reservation: float = Field(
+        default=0.5,
+        ge=0,
+        le=64,
+        description="CPU cores reserved for each notebook (the limit is userCpu); the scheduler packs workers by it.",
+    )
+    user_memory_reservation_gb: float = Field(
+        default=0.5,
+        ge=0,
+        le=250,
+        description="Memory reserved for each notebook in GB (the limit is userMemoryGb).",
+    )
+
+    @model_validator(mode="after")
+    def _quota_overrides_are_sane(self) -> SwarmConfig:
+        bad = {
+            user: gb for user, gb in self.home_quota_overrides.items() if gb < 1 or not _USERNAME.match(user)
+        }
+        if bad:
+            raise ValueError(
+                f"homeQuotaOverrides must map usernames to whole GB of at least 1; not allowed: {bad}"
+            )
+        return self
+
+
 class StackConfig(_Model):
     """Everything a stack file sets under the project's namespace."""
 
@@ -352,6 +408,10 @@ class StackConfig(_Model):
         "userStorageGb, sharedDataGb, userCpuGuarantee, userMemoryGuaranteeGb, userImage, profiles, ...}.",
     )
     auth: AuthConfig = Field(description="Authentication: {type, clientId, admins, allowedUsers, ...}.")
+    swarm: SwarmConfig | None = Field(
+        default=None,
+        description="Scenario swarm only: {workerCount, workerFlavor, managerFlavor, nfsVolumeGb, homeQuotaGb, homeQuotaOverrides, allowedImages, userCpuReservation, userMemoryReservationGb}; userCpu and userMemoryGb are each notebook container's limits.",
+    )
     oauth_client_secret: SecretStr = Field(
         json_schema_extra={"secret": True},
         description="OAuth client secret of the app (pulumi config set --secret oauthClientSecret ...).",

@@ -386,6 +386,83 @@ def k8s_ceph_holds_homes(cfg: StackConfig) -> list[Problem]:
     ]
 
 
+def swarm_section_matches_scenario(cfg: StackConfig) -> list[Problem]:
+    if cfg.scenario == "swarm" and cfg.swarm is None:
+        return [
+            Problem(
+                "swarm",
+                "scenario swarm needs a swarm section with at least workerCount, e.g. swarm: {workerCount: 2, "
+                "workerFlavor: m3.medium, homeQuotaGb: 10} (the other keys have defaults)",
+            )
+        ]
+    if cfg.scenario != "swarm" and cfg.swarm is not None:
+        return [
+            Problem(
+                "swarm",
+                f"only scenario swarm reads this section, and scenario is {cfg.scenario}: "
+                "remove it, or set scenario: swarm",
+            )
+        ]
+    return []
+
+
+def swarm_notebooks_fit_workers(cfg: StackConfig) -> list[Problem]:
+    swarm = cfg.swarm
+    if cfg.scenario != "swarm" or swarm is None:
+        return []
+    flavor = FLAVORS[swarm.worker_flavor]
+    problems = []
+    if swarm.user_memory_reservation_gb > cfg.user_memory_gb:
+        problems.append(
+            Problem(
+                "swarm.userMemoryReservationGb",
+                f"more than the limit userMemoryGb {cfg.user_memory_gb:g}; a reservation is at most the limit",
+                swarm.user_memory_reservation_gb,
+            )
+        )
+    if swarm.user_cpu_reservation > cfg.user_cpu:
+        problems.append(
+            Problem(
+                "swarm.userCpuReservation",
+                f"more than the limit userCpu {cfg.user_cpu:g}; a reservation is at most the limit",
+                swarm.user_cpu_reservation,
+            )
+        )
+    if cfg.user_memory_gb > flavor.ram_gb - HUB_OVERHEAD_GB or cfg.user_cpu > flavor.vcpus:
+        problems.append(
+            Problem(
+                "swarm.workerFlavor",
+                f"{flavor.name} ({flavor.vcpus} vCPUs, {flavor.ram_gb:g} GB) cannot hold one notebook "
+                f"limited to {cfg.user_cpu:g} CPUs and {cfg.user_memory_gb:g} GB plus "
+                f"{HUB_OVERHEAD_GB:g} GB for Docker and the OS: choose a larger flavor or lower the limits",
+                swarm.worker_flavor,
+            )
+        )
+    # Swarm places a task only where its reservation fits: concurrentUsers must fit them all.
+    per_worker = min(
+        int((flavor.ram_gb - HUB_OVERHEAD_GB) // swarm.user_memory_reservation_gb)
+        if swarm.user_memory_reservation_gb
+        else cfg.concurrent_users,
+        int(flavor.vcpus // swarm.user_cpu_reservation)
+        if swarm.user_cpu_reservation
+        else cfg.concurrent_users,
+    )
+    capacity = per_worker * swarm.worker_count
+    if capacity < cfg.concurrent_users:
+        need = -(-cfg.concurrent_users // max(per_worker, 1))
+        problems.append(
+            Problem(
+                "swarm.workerCount",
+                f"{swarm.worker_count} × {flavor.name} hold {capacity} notebooks at the reservations "
+                f"({swarm.user_cpu_reservation:g} CPU, {swarm.user_memory_reservation_gb:g} GB each), "
+                f"fewer than concurrentUsers {cfg.concurrent_users}: use at least {need} workers, a "
+                "larger workerFlavor, or smaller reservations",
+                swarm.worker_count,
+            )
+        )
+    return problems
+
+
 RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     hub_name_fits_certificate,
     ssh_not_open_to_world,
@@ -399,6 +476,8 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     k8s_workers_fit_users,
     k8s_control_plane_fits_ceph,
     k8s_ceph_holds_homes,
+    swarm_section_matches_scenario,
+    swarm_notebooks_fit_workers,
 )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from stackconfig import StackConfig
 
-IMPLEMENTED = ("single", "hpc", "k8s")
+IMPLEMENTED = ("single", "hpc", "swarm", "k8s")
 
 
 class ScenarioNotImplementedError(ValueError):

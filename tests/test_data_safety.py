@@ -27,6 +27,14 @@ CHANGES: list[tuple[str, dict[str, Any]]] = [
     ("workshop-k8s", {"k8s.workerCount": 2}),  # shrinking the cluster
     ("workshop-k8s", {"k8s.k3sVersion": "v1.33.6+k3s1"}),  # new node user data
     ("workshop-k8s", {"idleTimeoutMinutes": 90}),
+    ("gateway-hpc", {"image": "Featured-Ubuntu22"}),
+    ("gateway-hpc", {"hubFlavor": "m3.medium"}),
+    ("gateway-hpc", {"hpc.defaultWallHours": 1}),  # re-rendered spawner config
+    ("persistent-swarm", {"image": "Featured-Ubuntu22"}),
+    ("persistent-swarm", {"swarm.workerFlavor": "m3.large"}),
+    ("persistent-swarm", {"swarm.managerFlavor": "m3.quad"}),
+    ("persistent-swarm", {"swarm.workerCount": 2}),  # shrinking the swarm
+    ("persistent-swarm", {"swarm.homeQuotaGb": 20}),
 ]
 
 

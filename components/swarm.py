@@ -1,0 +1,227 @@
+"""SwarmCluster: a Docker Swarm of one manager VM and N worker VMs on Jetstream2.
+
+The manager holds the protected XFS volume with every home and the hub's state, exports the
+homes over NFS to the workers only, and runs the hub (see SwarmHub). Workers are named by
+index, so changing the worker count adds or drains and removes only the workers at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+import pulumi_tls as tls
+
+from catalog.jetstream2 import DEFAULT_LOGIN_USER
+from components.firewall import Ingress, RoleSecurityGroup, RoleSecurityGroupArgs
+from components.vm import DataVolume, DnsRecord, JetstreamVM, JetstreamVMArgs, VolumeIds
+from renderers.swarm import (
+    ManagerBootSpec,
+    WorkerBootSpec,
+    render_manager_cloud_init,
+    render_nfs_exports_script,
+    render_node_ready_script,
+    render_node_remove_script,
+    render_swarm_init_script,
+    render_swarm_join_script,
+    render_worker_cloud_init,
+)
+from stackconfig import StackConfig
+
+
+def cluster_ingress() -> list[Ingress]:
+    """Swarm and NFS ports, open only between members of the cluster's own group."""
+    return [
+        Ingress("swarm cluster management", "tcp", 2377, 2377, from_self=True),
+        Ingress("swarm node gossip", "tcp", 7946, 7946, from_self=True),
+        Ingress("swarm node gossip", "udp", 7946, 7946, from_self=True),
+        Ingress("swarm overlay network (VXLAN)", "udp", 4789, 4789, from_self=True),
+        Ingress("NFS homes", "tcp", 2049, 2049, from_self=True),
+        # The stack reaches workers through the manager (they have no public address).
+        Ingress("ssh between members", "tcp", 22, 22, from_self=True),
+    ]
+
+
+@dataclass(frozen=True)
+class SwarmClusterArgs:
+    config: StackConfig
+    network_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    # The manager's public role (web from anywhere, SSH from the admin networks).
+    manager_security_group_ids: Sequence[pulumi.Input[str]]
+
+
+class SwarmCluster(pulumi.ComponentResource):
+    manager_public_ip: pulumi.Output[str]
+    manager_private_ip: pulumi.Output[str]
+    worker_names: list[str]
+    homes_volume_id: pulumi.Output[str]
+    deploy_public_key: pulumi.Output[str]
+    # What resources that need a working swarm (the hub) must depend on.
+    ready: list[pulumi.Resource]
+
+    def __init__(self, name: str, args: SwarmClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("jshub:index:SwarmCluster", name, None, opts)
+        cfg = args.config
+        swarm = cfg.swarm
+        if swarm is None:
+            raise ValueError(f"{name}: scenario swarm needs the swarm section of the config")
+        child = pulumi.ResourceOptions(parent=self)
+
+        # The stack's own SSH key, for its remote commands; the operator's key pair stays theirs.
+        deploy_key = tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
+        members = RoleSecurityGroup(
+            f"{pulumi.get_stack()}-swarm",
+            RoleSecurityGroupArgs(role="swarm", ingress=cluster_ingress()),
+            opts=child,
+        )
+
+        def manager_user_data(volumes: VolumeIds) -> pulumi.Output[str]:
+            return pulumi.Output.all(volumes["homes"], deploy_key.public_key_openssh).apply(
+                lambda values: render_manager_cloud_init(
+                    ManagerBootSpec(
+                        fqdn=cfg.hub_fqdn,
+                        lets_encrypt_email=cfg.lets_encrypt_email,
+                        data_volume_id=values[0],
+                        deploy_public_key=values[1],
+                    )
+                )
+            )
+
+        manager = JetstreamVM(
+            f"{name}-manager",
+            JetstreamVMArgs(
+                role="swarm-manager",
+                flavor=swarm.manager_flavor,
+                image=cfg.image,
+                key_pair=cfg.key_pair,
+                network_id=args.network_id,
+                subnet_id=args.subnet_id,
+                security_group_ids=[*args.manager_security_group_ids, members.group_id],
+                user_data=manager_user_data,
+                floating_ip=True,
+                data_volumes=[
+                    DataVolume(
+                        "homes", swarm.nfs_volume_gb, "JupyterHub homes (XFS, per-user quotas) and hub state"
+                    )
+                ],
+                dns=DnsRecord(zone=cfg.zone, hostname=cfg.hub_hostname),
+            ),
+            opts=child,
+        )
+        assert manager.public_ip is not None
+        to_manager = command.remote.ConnectionArgs(
+            host=manager.public_ip,
+            user=DEFAULT_LOGIN_USER,
+            private_key=deploy_key.private_key_openssh,
+            # The VM is still booting when this starts: keep dialling for ~10 minutes.
+            dial_error_limit=60,
+            per_dial_timeout=10,
+        )
+
+        init = command.remote.Command(
+            f"{name}-swarm-init",
+            connection=to_manager,
+            create=manager.private_ip.apply(render_swarm_init_script),
+            logging=command.remote.Logging.STDERR,
+            # A new manager server is a new swarm.
+            triggers=[manager.instance_id],
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[manager], additional_secret_outputs=["stdout"]
+            ),
+        )
+        token: pulumi.Output[str] = init.stdout.apply(lambda out: out.strip() + "\n")
+        join_token: pulumi.Output[str] = pulumi.Output.secret(token)  # type: ignore[arg-type]
+
+        self.worker_names = []
+        worker_ips: list[pulumi.Output[str]] = []
+        node_commands: list[pulumi.Resource] = []
+        worker_user_data = pulumi.Output.all(manager.private_ip, deploy_key.public_key_openssh).apply(
+            lambda values: render_worker_cloud_init(
+                WorkerBootSpec(manager_addr=values[0], deploy_public_key=values[1])
+            )
+        )
+        for index in range(swarm.worker_count):
+            worker_name = f"{name}-worker-{index}"
+            worker = JetstreamVM(
+                worker_name,
+                JetstreamVMArgs(
+                    role="swarm-worker",
+                    flavor=swarm.worker_flavor,
+                    image=cfg.image,
+                    key_pair=cfg.key_pair,
+                    network_id=args.network_id,
+                    subnet_id=args.subnet_id,
+                    security_group_ids=[members.group_id],
+                    user_data=worker_user_data,
+                ),
+                opts=child,
+            )
+            join = command.remote.Command(
+                f"{worker_name}-join",
+                connection=command.remote.ConnectionArgs(
+                    host=worker.private_ip,
+                    user=DEFAULT_LOGIN_USER,
+                    private_key=deploy_key.private_key_openssh,
+                    dial_error_limit=60,
+                    per_dial_timeout=10,
+                    # Workers have no public address: the stack reaches them through the manager.
+                    proxy=command.remote.ProxyConnectionArgs(
+                        host=manager.public_ip,
+                        user=DEFAULT_LOGIN_USER,
+                        private_key=deploy_key.private_key_openssh,
+                        dial_error_limit=60,
+                        per_dial_timeout=10,
+                    ),
+                ),
+                create=manager.private_ip.apply(render_swarm_join_script),
+                delete="sudo docker swarm leave --force >/dev/null 2>&1 || true",
+                stdin=join_token,
+                logging=command.remote.Logging.STDERR,
+                triggers=[worker.instance_id, init.id],
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[worker, init],
+                    additional_secret_outputs=["stdin", "stdout"],
+                ),
+            )
+            # Runs on the manager: label the node for notebooks once it is ready; before the
+            # worker is deleted, drain it and remove it from the swarm.
+            node = command.remote.Command(
+                f"{worker_name}-node",
+                connection=to_manager,
+                create=render_node_ready_script(worker_name),
+                delete=render_node_remove_script(worker_name),
+                triggers=[worker.instance_id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[join]),
+            )
+            self.worker_names.append(worker_name)
+            worker_ips.append(worker.private_ip)
+            node_commands.append(node)
+
+        # The homes are exported to the workers' addresses and nobody else; a changed worker
+        # set rewrites the export table without touching the manager or the volume.
+        exports = command.remote.Command(
+            f"{name}-nfs-exports",
+            connection=to_manager,
+            create=pulumi.Output.all(*worker_ips).apply(lambda ips: render_nfs_exports_script(list(ips))),
+            # A new manager server needs its export table again.
+            triggers=[manager.instance_id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[init]),
+        )
+
+        self.manager_public_ip = manager.public_ip
+        self.manager_private_ip = manager.private_ip
+        self.homes_volume_id = manager.volume_ids["homes"]
+        self.deploy_public_key = deploy_key.public_key_openssh.apply(str.strip)
+        self.ready = [init, exports, *node_commands]
+        self.register_outputs(
+            {
+                "manager_public_ip": self.manager_public_ip,
+                "manager_private_ip": self.manager_private_ip,
+                "worker_names": self.worker_names,
+                "homes_volume_id": self.homes_volume_id,
+            }
+        )

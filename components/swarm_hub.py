@@ -1,0 +1,162 @@
+"""SwarmHub: JupyterHub as a swarm service on the manager, through pulumi-docker.
+
+The Docker provider talks to the manager's daemon over SSH. The hub image is built there
+(the hub is pinned to the manager, so no registry is needed); its config is a docker config
+and its secrets are docker secrets, both named by content so that a change rolls the service.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+
+from catalog.jetstream2 import DEFAULT_LOGIN_USER
+from renderers.hub_config import HubConfigSpec, SwarmSpawnerSpec, render_jupyterhub_config
+from renderers.swarm import HUB_IMAGE_CONTEXT, HubServiceSpec, hub_service_spec
+from stackconfig import StackConfig
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _content_name(prefix: str, text: str) -> str:
+    # Docker configs and secrets are immutable: a new content needs a new name.
+    return f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class SwarmHubArgs:
+    config: StackConfig
+    manager_public_ip: pulumi.Input[str]
+    admin_token: pulumi.Input[str]
+    # Resources the swarm must have finished (init, joins) before the hub is created.
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class SwarmHub(pulumi.ComponentResource):
+    url: str
+    service_name: str
+    image: str
+
+    def __init__(self, name: str, args: SwarmHubArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("jshub:index:SwarmHub", name, None, opts)
+        cfg = args.config
+        hub_spec = HubConfigSpec.from_config(cfg)
+        assert isinstance(hub_spec.spawner, SwarmSpawnerSpec)
+        service: HubServiceSpec = hub_service_spec(hub_spec.spawner.hub_image)
+
+        # `ssh-add` of the operator's key pair lets the provider log in as ubuntu (cloud-init adds
+        # ubuntu to the docker group on the manager).
+        provider = docker.Provider(
+            f"{name}-manager-docker",
+            host=pulumi.Output.concat(f"ssh://{DEFAULT_LOGIN_USER}@", args.manager_public_ip),
+            ssh_opts=["-o", "StrictHostKeyChecking=accept-new", "-o", "ServerAliveInterval=30"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        )
+        on_manager = pulumi.ResourceOptions(parent=self, provider=provider)
+
+        image = docker.Image(
+            f"{name}-image",
+            image_name=service.image,
+            # Relative to the project folder, where `pulumi up` runs the program.
+            build=docker.DockerBuildArgs(
+                context=str(HUB_IMAGE_CONTEXT.relative_to(PROJECT_DIR)),
+                dockerfile=str((HUB_IMAGE_CONTEXT / "Dockerfile").relative_to(PROJECT_DIR)),
+                platform="linux/amd64",
+            ),
+            skip_push=True,
+            opts=on_manager,
+        )
+        network = docker.Network(
+            f"{name}-network",
+            name=service.network,
+            driver="overlay",
+            # Notebook services join it when the spawner creates them.
+            attachable=True,
+            opts=on_manager,
+        )
+        config_text = render_jupyterhub_config(hub_spec)
+        hub_config = docker.ServiceConfig(
+            f"{name}-config",
+            name=_content_name("jshub-hub-config", config_text),
+            data=_b64(config_text),
+            opts=on_manager,
+        )
+        values: dict[str, pulumi.Output[str]] = {
+            "oauth_client_secret": pulumi.Output.secret(cfg.oauth_client_secret.get_secret_value()),
+            "jshub_admin_token": pulumi.Output.secret(pulumi.Output.from_input(args.admin_token)),
+        }
+        secrets = []
+        for secret_name in service.secrets:
+            value = values[secret_name]
+            secret = docker.Secret(
+                f"{name}-{secret_name.replace('_', '-')}",
+                # A 12-digit hash of a high-entropy secret reveals nothing of it, and keeps the
+                # service spec reviewable in the plan.
+                name=pulumi.Output.unsecret(value.apply(functools.partial(_content_name, secret_name))),
+                data=value.apply(_b64),
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=provider, additional_secret_outputs=["data"]
+                ),
+            )
+            secrets.append(
+                docker.ServiceTaskSpecContainerSpecSecretArgs(
+                    secret_id=secret.id, secret_name=secret.name, file_name=secret_name, file_mode=0o400
+                )
+            )
+
+        docker.Service(
+            f"{name}-service",
+            name=service.name,
+            task_spec=docker.ServiceTaskSpecArgs(
+                container_spec=docker.ServiceTaskSpecContainerSpecArgs(
+                    image=image.image_name,
+                    configs=[
+                        docker.ServiceTaskSpecContainerSpecConfigArgs(
+                            config_id=hub_config.id,
+                            config_name=hub_config.name,
+                            file_name=service.config_target,
+                            file_mode=0o444,
+                        )
+                    ],
+                    secrets=secrets,
+                    mounts=[
+                        docker.ServiceTaskSpecContainerSpecMountArgs(type="bind", source=src, target=dst)
+                        for src, dst in service.binds
+                    ],
+                ),
+                placement=docker.ServiceTaskSpecPlacementArgs(constraints=list(service.constraints)),
+                networks_advanceds=[docker.ServiceTaskSpecNetworksAdvancedArgs(id=network.id)],
+                restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(
+                    condition=service.restart_condition, delay="5s"
+                ),
+            ),
+            mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=1)),
+            endpoint_spec=docker.ServiceEndpointSpecArgs(
+                mode=service.endpoint_mode,
+                ports=[
+                    docker.ServiceEndpointSpecPortArgs(
+                        target_port=service.target_port,
+                        published_port=service.published_port,
+                        publish_mode=service.publish_mode,
+                        protocol="tcp",
+                    )
+                ],
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[image]),
+        )
+
+        self.url = cfg.hub_url
+        self.service_name = service.name
+        self.image = service.image
+        self.register_outputs({"url": self.url, "service_name": self.service_name, "image": self.image})

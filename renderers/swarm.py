@@ -1,0 +1,263 @@
+"""Renderers of the swarm scenario: the manager's and workers' cloud-init, the scripts the
+stack runs over SSH, the per-user home script, and the hub's swarm service."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from renderers import render
+from renderers.cloud_init import to_user_data
+from renderers.hub_config import HubConfigSpec, HubPaths, SwarmSpawnerSpec
+from renderers.scripts import render_data_volume_script
+from stackconfig import StackConfig
+
+HUB_IMAGE_CONTEXT = Path(__file__).resolve().parent.parent / "hub" / "swarm"
+HUB_IMAGE_REPOSITORY = "jshub-swarm-hub"
+HUB_SERVICE = "jshub-hub"
+HUB_NETWORK = "jshub"
+HUB_PORT = 8000
+HUB_API_PORT = 8081
+# The XFS volume on the manager: homes, hub state, quota bookkeeping.
+EXPORT_ROOT = "/export"
+NODE_HOME_ROOT = "/srv/jshub/home"
+USER_HOME_COMMAND = "/usr/local/sbin/jshub-user-home"
+EXPORTS_FILE = "/etc/exports.d/jshub.exports"
+NOTEBOOK_LABEL = "jshub.notebooks=true"
+NOTEBOOK_UID, NOTEBOOK_GID = 1000, 100
+# What the hub image contains (hub/swarm/Dockerfile).
+IMAGE_PATHS = HubPaths(
+    data_root=EXPORT_ROOT,
+    venv="/opt/jupyterhub",
+    config_dir="/etc/jupyterhub",
+    proxy_command="/opt/chp/bin/configurable-http-proxy",
+)
+# NFS export options: clients write as the notebook user, root on a worker is not root here.
+EXPORT_OPTIONS = "rw,sync,no_subtree_check,root_squash"
+NFS_MOUNT_OPTIONS = "rw,hard,noatime,_netdev,nofail,x-systemd.automount"
+
+
+def hub_image_tag(context: Path = HUB_IMAGE_CONTEXT) -> str:
+    """`jshub-swarm-hub:<hash of the build context>`: a changed Dockerfile or pin is a new
+    image (and a new hub service spec), an unchanged one is not rebuilt."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(context)).encode() + b"\0" + path.read_bytes())
+    return f"{HUB_IMAGE_REPOSITORY}:{digest.hexdigest()[:12]}"
+
+
+def swarm_hub_config_spec(cfg: StackConfig, paths: HubPaths | None = None) -> HubConfigSpec:
+    swarm = cfg.swarm
+    assert swarm is not None, "the config rules require a swarm section for scenario swarm"
+    return HubConfigSpec(
+        public_url=cfg.hub_url,
+        auth=cfg.auth,
+        concurrent_users=cfg.concurrent_users,
+        user_memory_gb=cfg.user_memory_gb,
+        user_cpu=cfg.user_cpu,
+        idle_timeout_s=cfg.idle_timeout_minutes * 60,
+        paths=paths or IMAGE_PATHS,
+        bind_url=f"http://0.0.0.0:{HUB_PORT}",
+        hub_bind_url=f"http://0.0.0.0:{HUB_API_PORT}",
+        hub_connect_url=f"http://{HUB_SERVICE}:{HUB_API_PORT}",
+        spawner=SwarmSpawnerSpec(
+            network=HUB_NETWORK,
+            images=tuple(swarm.allowed_images),
+            hub_image=hub_image_tag(),
+            home_quota_gb=swarm.home_quota_gb,
+            home_quota_overrides=MappingProxyType(dict(swarm.home_quota_overrides)),
+            cpu_reservation=swarm.user_cpu_reservation,
+            mem_reservation_gb=swarm.user_memory_reservation_gb,
+            node_home_root=NODE_HOME_ROOT,
+            export_root=EXPORT_ROOT,
+            home_command=USER_HOME_COMMAND,
+            notebook_user=f"{NOTEBOOK_UID}:{NOTEBOOK_GID}",
+            notebook_constraint=f"node.labels.{NOTEBOOK_LABEL.replace('=', '==')}",
+        ),
+    )
+
+
+# --- scripts ---------------------------------------------------------------------------------
+
+
+def render_user_home_script(
+    export_root: str = EXPORT_ROOT,
+    *,
+    enforce_quota: bool = True,
+    owner: tuple[int, int] = (NOTEBOOK_UID, NOTEBOOK_GID),
+) -> str:
+    return render(
+        "jshub-user-home.sh.j2",
+        export_root=export_root,
+        home_root=f"{export_root}/home",
+        owner_uid=owner[0],
+        owner_gid=owner[1],
+        enforce_quota=enforce_quota,
+    )
+
+
+def render_swarm_init_script(advertise_addr: str) -> str:
+    return render("swarm-init.sh.j2", advertise_addr=str(ipaddress.ip_address(advertise_addr)))
+
+
+def render_swarm_join_script(manager_addr: str) -> str:
+    return render("swarm-join.sh.j2", manager_addr=str(ipaddress.ip_address(manager_addr)))
+
+
+def render_node_ready_script(node: str, wait_s: int = 600) -> str:
+    return render("swarm-node-ready.sh.j2", node=node, label=NOTEBOOK_LABEL, wait_s=wait_s)
+
+
+def render_node_remove_script(node: str, wait_s: int = 300) -> str:
+    return render("swarm-node-remove.sh.j2", node=node, wait_s=wait_s)
+
+
+def export_line(home_root: str, members: Sequence[str]) -> str:
+    """One /etc/exports line: the homes, to each member address and nobody else."""
+    clients = [f"{ipaddress.ip_address(m)}({EXPORT_OPTIONS})" for m in sorted(set(members))]
+    if not clients:
+        # An export with no client list would be open to every host.
+        raise ValueError("an NFS export needs at least one member address")
+    return f"{home_root} " + " ".join(clients)
+
+
+def render_nfs_exports_script(members: Sequence[str], home_root: str = f"{EXPORT_ROOT}/home") -> str:
+    return render("nfs-exports.sh.j2", exports_file=EXPORTS_FILE, export_line=export_line(home_root, members))
+
+
+# --- cloud-init -------------------------------------------------------------------------------
+
+
+def _file(path: str, content: str, mode: str = "0644") -> dict[str, str]:
+    return {"path": path, "content": content, "owner": "root:root", "permissions": mode}
+
+
+_BLOCK_METADATA = "/etc/systemd/system/jshub-block-metadata-docker.service"
+
+
+@dataclass(frozen=True)
+class ManagerBootSpec:
+    fqdn: str
+    lets_encrypt_email: str
+    data_volume_id: str
+    deploy_public_key: str
+    extra_packages: tuple[str, ...] = field(default=())
+
+
+def render_manager_cloud_init(spec: ManagerBootSpec) -> str:
+    config = {
+        "package_update": True,
+        "packages": ["docker.io", "nfs-kernel-server", "xfsprogs", "caddy", "iptables", *spec.extra_packages],
+        "ssh_authorized_keys": [spec.deploy_public_key.strip()],
+        "write_files": [
+            _file(
+                "/usr/local/sbin/jshub-setup-data-volume",
+                render_data_volume_script(
+                    spec.data_volume_id,
+                    EXPORT_ROOT,
+                    label="jshub-homes",
+                    folders=(("hub", "0700"), ("home", "0755")),
+                    fs_type="xfs",
+                    # Project quotas must be on from the first mount; a remount cannot add them.
+                    mount_options="defaults,prjquota",
+                ),
+                "0755",
+            ),
+            _file(USER_HOME_COMMAND, render_user_home_script(), "0755"),
+            _file(_BLOCK_METADATA, render("jshub-block-metadata-docker.service.j2")),
+            _file(
+                "/etc/caddy/Caddyfile",
+                render(
+                    "Caddyfile.j2",
+                    fqdn=spec.fqdn,
+                    email=spec.lets_encrypt_email,
+                    upstream=f"127.0.0.1:{HUB_PORT}",
+                ),
+            ),
+        ],
+        "runcmd": [
+            ["/usr/local/sbin/jshub-setup-data-volume"],
+            # The manager sees the homes where the workers mount them over NFS.
+            ["install", "-d", "-m", "0755", NODE_HOME_ROOT],
+            [
+                "sh",
+                "-c",
+                f"grep -q ' {NODE_HOME_ROOT} ' /etc/fstab || "
+                f"echo '{EXPORT_ROOT}/home {NODE_HOME_ROOT} none bind,nofail 0 0' >>/etc/fstab",
+            ],
+            ["mount", NODE_HOME_ROOT],
+            # The docker provider connects as this user over SSH.
+            ["usermod", "-aG", "docker", "ubuntu"],
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "enable", "--now", "docker.service", "nfs-server.service"],
+            ["systemctl", "enable", "--now", "jshub-block-metadata-docker.service"],
+            ["systemctl", "restart", "caddy.service"],
+        ],
+    }
+    return to_user_data(config)
+
+
+@dataclass(frozen=True)
+class WorkerBootSpec:
+    manager_addr: str
+    deploy_public_key: str
+
+
+def render_worker_cloud_init(spec: WorkerBootSpec) -> str:
+    manager = str(ipaddress.ip_address(spec.manager_addr))
+    config = {
+        "package_update": True,
+        "packages": ["docker.io", "nfs-common", "iptables"],
+        "ssh_authorized_keys": [spec.deploy_public_key.strip()],
+        "write_files": [_file(_BLOCK_METADATA, render("jshub-block-metadata-docker.service.j2"))],
+        # Mounted on first access (automount): the manager's export may come up after us.
+        "mounts": [[f"{manager}:{EXPORT_ROOT}/home", NODE_HOME_ROOT, "nfs4", NFS_MOUNT_OPTIONS, "0", "0"]],
+        "runcmd": [
+            ["install", "-d", "-m", "0755", NODE_HOME_ROOT],
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "enable", "--now", "docker.service"],
+            ["systemctl", "enable", "--now", "jshub-block-metadata-docker.service"],
+        ],
+    }
+    return to_user_data(config)
+
+
+# --- the hub's swarm service --------------------------------------------------------------------
+
+# Docker secrets, mounted as files and turned into the environment the hub config reads
+# (hub/swarm/entrypoint.sh): oauth_client_secret becomes OAUTH_CLIENT_SECRET.
+HUB_SECRETS: tuple[str, ...] = ("oauth_client_secret", "jshub_admin_token")
+HUB_CONFIG_TARGET = "/etc/jupyterhub/jupyterhub_config.py"
+
+
+@dataclass(frozen=True)
+class HubServiceSpec:
+    """The hub as one swarm service, in plain values: the stack turns it into a pulumi-docker
+    Service and the local tests into `docker service create`, so both run the same thing."""
+
+    image: str
+    name: str = HUB_SERVICE
+    network: str = HUB_NETWORK
+    # The hub's state is on the manager's volume and its notebooks' homes are made there.
+    constraints: tuple[str, ...] = ("node.role==manager",)
+    # host path -> container path
+    binds: tuple[tuple[str, str], ...] = (
+        ("/var/run/docker.sock", "/var/run/docker.sock"),
+        (f"{EXPORT_ROOT}/hub", f"{EXPORT_ROOT}/hub"),
+    )
+    config_target: str = HUB_CONFIG_TARGET
+    secrets: tuple[str, ...] = HUB_SECRETS
+    target_port: int = HUB_PORT
+    published_port: int = HUB_PORT
+    # Production keeps swarm's defaults; tests on a kernel without IPVS use host and dnsrr.
+    publish_mode: str = "ingress"
+    endpoint_mode: str = "vip"
+    restart_condition: str = "any"
+
+
+def hub_service_spec(image: str | None = None) -> HubServiceSpec:
+    return HubServiceSpec(image=image or hub_image_tag())

@@ -1,0 +1,45 @@
+"""Scenario `swarm`: a Docker Swarm of Jetstream2 VMs, homes on NFS with per-user quotas, the
+hub as a swarm service on the manager behind Caddy (Let's Encrypt)."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_random as random
+
+from components.swarm import SwarmCluster, SwarmClusterArgs
+from components.swarm_hub import SwarmHub, SwarmHubArgs
+from stackconfig import StackConfig
+from stacks.common import hub_security_group, network, openstack_provider
+
+
+def build(cfg: StackConfig) -> None:
+    opts = pulumi.ResourceOptions(providers=[openstack_provider()])
+    net = network(cfg, opts)
+    group = hub_security_group(cfg, opts)
+    cluster = SwarmCluster(
+        "swarm",
+        SwarmClusterArgs(
+            config=cfg,
+            network_id=net.network_id,
+            subnet_id=net.subnet_id,
+            manager_security_group_ids=[group.group_id],
+        ),
+        opts=opts,
+    )
+    admin_token = random.RandomPassword("hub-admin-token", length=48, special=False)
+    hub = SwarmHub(
+        "hub",
+        SwarmHubArgs(
+            config=cfg,
+            manager_public_ip=cluster.manager_public_ip,
+            admin_token=admin_token.result,
+            depends_on=cluster.ready,
+        ),
+    )
+    pulumi.export("url", hub.url)
+    pulumi.export("public_ip", cluster.manager_public_ip)
+    pulumi.export("admin_token", pulumi.Output.secret(admin_token.result))
+    pulumi.export("deploy_public_key", cluster.deploy_public_key)
+    pulumi.export("homes_volume_id", cluster.homes_volume_id)
+    pulumi.export("workers", cluster.worker_names)
+    pulumi.export("hub_image", hub.image)

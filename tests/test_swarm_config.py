@@ -1,0 +1,77 @@
+"""The swarm section of the stack config: defaults, rules, and the generated Pulumi.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner import stackfile
+from stackconfig import ConfigError, parse
+from stackconfig.document import render
+from tests.conftest import make_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def problems(**overrides: object) -> str:
+    with pytest.raises(ConfigError) as info:
+        make_config(**overrides)
+    return str(info.value)
+
+
+def test_swarm_section_has_working_defaults() -> None:
+    cfg = make_config(scenario="swarm", swarm={"workerCount": 3})
+    assert cfg.swarm is not None
+    assert cfg.swarm.worker_count == 3
+    assert cfg.swarm.home_quota_gb == 10
+    assert cfg.swarm.allowed_images[0].startswith("quay.io/jupyter/")
+
+
+def test_scenario_swarm_requires_the_section_and_others_refuse_it() -> None:
+    assert "swarm: scenario swarm needs a swarm section" in problems(scenario="swarm")
+    assert "only scenario swarm reads this section" in problems(swarm={"workerCount": 2})
+
+
+def test_unknown_swarm_key_names_the_nested_key_and_suggests() -> None:
+    text = problems(scenario="swarm", swarm={"workerCont": 2})
+    assert "swarm.workerCont: unknown key; did you mean 'workerCount'?" in text
+
+
+def test_too_few_workers_for_the_reservations_names_workercount() -> None:
+    text = problems(scenario="swarm", concurrentUsers=100, swarm={"workerCount": 1})
+    assert "swarm.workerCount = 1:" in text and "use at least 7 workers" in text
+
+
+def test_reservation_above_limit_is_refused() -> None:
+    text = problems(scenario="swarm", userMemoryGb=1, swarm={"workerCount": 2, "userMemoryReservationGb": 2})
+    assert "swarm.userMemoryReservationGb = 2.0: more than the limit userMemoryGb 1" in text
+
+
+def test_worker_flavor_must_hold_one_notebook() -> None:
+    text = problems(scenario="swarm", userMemoryGb=8, swarm={"workerCount": 9, "workerFlavor": "m3.tiny"})
+    assert "swarm.workerFlavor = 'm3.tiny'" in text
+
+
+def test_images_need_a_tag_and_quota_overrides_valid_names() -> None:
+    assert "swarm.allowedImages.0 = 'ubuntu'" in problems(
+        scenario="swarm", swarm={"allowedImages": ["ubuntu"]}
+    )
+    latest = problems(scenario="swarm", swarm={"allowedImages": ["example.org/a:latest"]})
+    assert "never :latest" in latest
+    text = problems(scenario="swarm", swarm={"workerCount": 2, "homeQuotaOverrides": {"bad name": 5}})
+    assert "homeQuotaOverrides" in text
+
+
+def test_pulumi_yaml_config_block_is_generated_from_the_model() -> None:
+    text = (ROOT / "Pulumi.yaml").read_text()
+    assert text[text.index("config:\n") :] == render()
+    assert "swarm" in yaml.safe_load(render())["config"]
+
+
+def test_persistent_swarm_stack_file_is_valid() -> None:
+    stack = stackfile.load(ROOT, "persistent-swarm")
+    cfg = parse(stack.config, secret_keys=stack.secret_keys)
+    assert cfg.scenario == "swarm" and cfg.swarm is not None
+    assert cfg.swarm.home_quota_overrides
