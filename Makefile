@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 SET       ?=
 
-.PHONY: plan diff diagrams test lint bench venv clean system-deps
+.PHONY: plan diff diagrams drills test lint bench venv clean system-deps
 
 venv: $(VENV)/.installed
 
@@ -36,7 +36,12 @@ diagrams: venv
 	$(PY) -m planner.diagram
 
 test: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not drill" $(PYTEST_ARGS)
+
+# Fault and load drills on the real local services: a hub restarted under running servers, a
+# notebook's SLURM job cancelled, 50 users spawning at once through SLURM. Minutes, not seconds.
+drills: venv
+	$(PY) -m pytest -m drill -s $(PYTEST_ARGS)
 
 lint: venv
 	$(PY) -m ruff check .

@@ -82,6 +82,7 @@ def test_user_gets_account_home_server_and_kernel(hub: Hub, username: str) -> No
     assert user_model(hub, username)["servers"] == {}
 
 
+@pytest.mark.drill
 def test_hub_restart_keeps_users_and_running_servers(hub: Hub, username: str) -> None:
     if hub.api("GET", f"/users/{username}").status_code == 404:
         hub.expect(hub.api("POST", f"/users/{username}"), 201)  # the first test did not run

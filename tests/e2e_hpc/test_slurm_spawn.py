@@ -130,6 +130,7 @@ def tunnel_hub(login_node: LoginNode, scratch: Path) -> Iterator[Hub]:
     hub.stop()
 
 
+@pytest.mark.drill
 def test_direct_spawn_runs_in_a_job_and_a_cancelled_job_stops_the_server(
     direct_hub: Hub, login_node: LoginNode
 ) -> None:
