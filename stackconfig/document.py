@@ -1,12 +1,14 @@
 """The `config:` block of Pulumi.yaml, generated from the model so the two cannot drift.
 
-`python -m stackconfig.document` prints the block; tests fail when Pulumi.yaml differs."""
+`python -m stackconfig.document` prints the block, `--write` puts it into Pulumi.yaml; tests
+fail when Pulumi.yaml differs."""
 
 from __future__ import annotations
 
 import sys
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -63,5 +65,15 @@ def render() -> str:
     return yaml.safe_dump({"config": config_block()}, sort_keys=False, width=100)
 
 
+def write(path: Path) -> None:
+    """Replace the `config:` block of Pulumi.yaml, keeping everything above it."""
+    text = path.read_text()
+    head = text[: text.index("\nconfig:") + 1] if "\nconfig:" in text else text
+    path.write_text(head + render())
+
+
 if __name__ == "__main__":
-    sys.stdout.write(render())
+    if sys.argv[1:] == ["--write"]:
+        write(Path(__file__).resolve().parent.parent / "Pulumi.yaml")
+    else:
+        sys.stdout.write(render())

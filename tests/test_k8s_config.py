@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from stackconfig import ConfigError, sizing
-from stackconfig.document import render
 from tests.conftest import make_config
 
 WORKSHOP: dict[str, Any] = {
@@ -147,11 +146,3 @@ def test_profiles_are_checked_against_limits_and_default() -> None:
     assert "k8s.profiles: more than one profile has default: true" in found
     (message,) = problems(**k8s(profiles=[{"displayName": "Huge", "memoryLimitGb": 200}]))
     assert message.startswith("k8s.profiles['Huge'].memoryLimitGb = 200.0: more than one m3.xl worker offers")
-
-
-def test_pulumi_yaml_documents_the_k8s_section() -> None:
-    from pathlib import Path
-
-    text = (Path(__file__).resolve().parents[1] / "Pulumi.yaml").read_text()
-    assert text.endswith(render()), "regenerate Pulumi.yaml: python -m stackconfig.document"
-    assert "  k8s:\n" in text

@@ -150,7 +150,8 @@ def test_pulumi_yaml_documents_every_key_of_the_model() -> None:
     from stackconfig.document import config_block
 
     declared = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())
-    assert declared["config"] == config_block(), "run: python -m stackconfig.document, and update Pulumi.yaml"
+    assert declared["config"] == config_block(), "run: python -m stackconfig.document --write"
+    assert {"hpc", "swarm", "k8s", "quotas"} <= declared["config"].keys()
     assert declared["runtime"]["options"]["virtualenv"] == ".venv"
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from planner import stackfile
 from stackconfig import ConfigError, parse
-from stackconfig.document import render
 from tests.conftest import make_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,12 +60,6 @@ def test_images_need_a_tag_and_quota_overrides_valid_names() -> None:
     assert "never :latest" in latest
     text = problems(scenario="swarm", swarm={"workerCount": 2, "homeQuotaOverrides": {"bad name": 5}})
     assert "homeQuotaOverrides" in text
-
-
-def test_pulumi_yaml_config_block_is_generated_from_the_model() -> None:
-    text = (ROOT / "Pulumi.yaml").read_text()
-    assert text[text.index("config:\n") :] == render()
-    assert "swarm" in yaml.safe_load(render())["config"]
 
 
 def test_persistent_swarm_stack_file_is_valid() -> None:
