@@ -8,8 +8,9 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field
+
+from stackconfig.base import ConfigModel
 
 _HOST = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -92,17 +93,7 @@ SbatchOption = Annotated[str, AfterValidator(_sbatch_option)]
 SetupLine = Annotated[str, AfterValidator(_setup_line)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        populate_by_name=True,
-        frozen=True,
-        str_strip_whitespace=True,
-    )
-
-
-class PartitionLimits(_Model):
+class PartitionLimits(ConfigModel):
     """A SLURM partition users may choose, with the most a notebook job may ask of it."""
 
     name: SlurmName = Field(description="SLURM partition name, e.g. shared.")
@@ -119,7 +110,7 @@ class PartitionLimits(_Model):
     )
 
 
-class HpcConfig(_Model):
+class HpcConfig(ConfigModel):
     """Where notebooks run: single-node SLURM jobs submitted over SSH to an HPC login node."""
 
     login_host: Host = Field(

@@ -13,13 +13,10 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from catalog import (
     AUTO_ALLOCATED_NETWORK,
@@ -28,6 +25,7 @@ from catalog import (
     FLAVORS,
     allocation_zone,
 )
+from stackconfig.base import ConfigModel
 from stackconfig.hpc import HpcConfig
 
 Scenario = Literal["single", "hpc", "swarm", "k8s"]
@@ -99,17 +97,7 @@ DnsZone = Annotated[str, AfterValidator(_dns_zone)]
 Email = Annotated[str, AfterValidator(_email)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        populate_by_name=True,
-        frozen=True,
-        str_strip_whitespace=True,
-    )
-
-
-class AuthConfig(_Model):
+class AuthConfig(ConfigModel):
     """Who may log in, through which identity provider."""
 
     type: Literal["github", "cilogon"] = Field(
@@ -146,7 +134,7 @@ class AuthConfig(_Model):
         return self
 
 
-class QuotaConfig(_Model):
+class QuotaConfig(ConfigModel):
     """The allocation's quotas. Defaults: a Jetstream2 startup/research CPU allocation
     (docs.jetstream-cloud.org/general/quotas: 150 cores, 585 GB RAM, 10 floating IPs; 10 volumes
     and 1 TB of block storage; one router, held by auto_allocated_network) and OpenStack
@@ -188,7 +176,7 @@ def _k3s_version(value: str) -> str:
 K3sVersion = Annotated[str, AfterValidator(_k3s_version)]
 
 
-class ProfileConfig(_Model):
+class ProfileConfig(ConfigModel):
     """One entry of the spawn page's profile list; unset values fall back to the k8s defaults."""
 
     display_name: str = Field(min_length=1, description="Name shown on the spawn page.")
@@ -201,7 +189,7 @@ class ProfileConfig(_Model):
     memory_limit_gb: float | None = Field(default=None, gt=0, le=250, description="Memory allowed (GB).")
 
 
-class K8sConfig(_Model):
+class K8sConfig(ConfigModel):
     """The Kubernetes cluster, its Ceph storage and the Zero to JupyterHub release (scenario k8s).
 
     Per-user limits are the top-level userCpu and userMemoryGb; the guarantees here are what
@@ -280,7 +268,7 @@ class K8sConfig(_Model):
     )
 
 
-class SwarmConfig(_Model):
+class SwarmConfig(ConfigModel):
     """Docker Swarm across Jetstream2 VMs: one manager (hub, NFS server) and N workers."""
 
     worker_count: int = Field(
@@ -333,7 +321,7 @@ class SwarmConfig(_Model):
         return self
 
 
-class StackConfig(_Model):
+class StackConfig(ConfigModel):
     """Everything a stack file sets under the project's namespace."""
 
     scenario: Scenario = Field(

@@ -176,3 +176,16 @@ def test_plan_fails_on_a_mandatory_policy_violation(
 def test_clean_plan_reports_no_policy_violation(dev_plan: tuple[Path, dict[str, Any]]) -> None:
     _, data = dev_plan
     assert data["policy_violations"] == []
+
+
+def test_a_stack_file_opening_the_hub_api_to_the_world_fails_make_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = yaml.safe_load((PROJECT_DIR / "Pulumi.gateway-hpc.yaml").read_text())
+    hpc = data["config"]["jupyterhub-jetstream:hpc"]
+    hpc.update({"connectivity": "direct", "computeCidrs": ["0.0.0.0/0"]})  # 8081 from anywhere
+    path = tmp_path / "Pulumi.open.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code, _ = plan(tmp_path, "open", path)
+    assert code != 0
+    assert "hpc.computeCidrs[0] = '0.0.0.0/0'" in capsys.readouterr().err
