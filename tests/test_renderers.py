@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from renderers.scripts import (
 )
 from tests.conftest import make_config, require_tool
 
-SHELLCHECK = Path(sys.executable).parent / "shellcheck"
 AUTH_VARIANTS: dict[str, dict[str, Any]] = {
     "github-org": {
         "type": "github",
@@ -87,7 +85,12 @@ def test_shell_scripts_pass_shellcheck(name: str, tmp_path: Path) -> None:
     path = tmp_path / f"{name}.sh"
     path.write_text(scripts()[name])
     result = subprocess.run(
-        [str(SHELLCHECK), "--severity=style", "--shell=bash", str(path)],
+        [
+            require_tool("shellcheck", "lints rendered shell scripts"),
+            "--severity=style",
+            "--shell=bash",
+            str(path),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -98,7 +101,8 @@ def test_shell_scripts_pass_shellcheck(name: str, tmp_path: Path) -> None:
 def test_shellcheck_catches_an_unquoted_variable(tmp_path: Path) -> None:
     path = tmp_path / "bad.sh"
     path.write_text("#!/bin/bash\nrm -rf $1/tmp\n")
-    assert subprocess.run([str(SHELLCHECK), str(path)], capture_output=True, check=False).returncode != 0
+    shellcheck = require_tool("shellcheck", "lints rendered shell scripts")
+    assert subprocess.run([shellcheck, str(path)], capture_output=True, check=False).returncode != 0
 
 
 def test_data_volume_script_never_formats_a_disk_that_has_a_filesystem() -> None:
