@@ -10,9 +10,16 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from planner import diagram, report
 from planner.plan import PROJECT_DIR, PlanError, plan_stack
+
+
+def _quota_use(q: dict[str, Any]) -> str:
+    """`cores 2/150`; a quota the allocation leaves unset is shown as unchecked, not as None."""
+    limit = "unchecked" if q["quota"] is None else f"{q['quota']:g}"
+    return f"{q['key']} {q['needed']:g}/{limit}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     c = plan["cost"]
     print(
         f"\nCost: {c['su_per_hour']:g} SU/hour while running: {c['su_per_day']:g} SU/day, "
-        f"{c['su_for_workshop']:g} SU for a {c['workshop_hours']:g}-hour workshop, "
+        f"{c['su_for_workshop']:g} SU for a workshop of {c['workshop_hours']:g} hours, "
         f"{c['su_per_user_hour']:g} SU per concurrent user-hour"
     )
     for i in c["instances"]:
@@ -63,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     print("  critical path: " + " -> ".join(e["critical_path"]))
     for wait in e["explicit_waits_on_critical_path"]:
         print(f"  ! {wait['to']} waits for {wait['from']} without a data dependency (+{wait['extra_s']} s)")
-    print("\nQuotas: " + ", ".join(f"{q['key']} {q['needed']:g}/{q['quota']}" for q in plan["quotas"]))
+    print("\nQuotas: " + ", ".join(_quota_use(q) for q in plan["quotas"]))
     print(
         f"\nRendered files ({len(files)}) under {out_dir.relative_to(Path.cwd()) if out_dir.is_relative_to(Path.cwd()) else out_dir}/"
     )

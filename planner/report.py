@@ -6,8 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from planner import stackfile
 from planner.harness import Recording
 from planner.mocks import SECRET, UNKNOWN
 
@@ -97,7 +96,7 @@ def write_artifacts(plan: dict[str, Any], out_dir: Path) -> list[Path]:
         user_data = r["inputs"].get("userData") if r["type"] == INSTANCE else None
         if isinstance(user_data, str) and user_data not in (SECRET, UNKNOWN):
             write(folder / "cloud-init.yaml", user_data)
-            for item in (yaml.safe_load(user_data) or {}).get("write_files", []):
+            for item in (stackfile.load_yaml(user_data) or {}).get("write_files", []):
                 mode = int(str(item.get("permissions", "0644")), 8)
                 write(folder / "files" / item["path"].lstrip("/"), item.get("content", ""), mode)
         if r["type"] == REMOTE_COMMAND:

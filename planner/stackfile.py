@@ -49,19 +49,29 @@ def _set_path(config: dict[str, Any], project: str, dotted: str, value: Any) -> 
     node[rest[-1]] = value
 
 
+# libyaml's parser when PyYAML was built with it (the wheels are): the same safe subset, about
+# ten times faster on Pulumi.yaml and on the cloud-init of every node of a large cluster.
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load`, through libyaml when it is there."""
+    return yaml.load(text, Loader=_SAFE_LOADER)
+
+
 def load(
     project_dir: Path,
     stack: str,
     stack_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> StackFile:
-    project_file = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
+    project_file = load_yaml((project_dir / "Pulumi.yaml").read_text())
     project = project_file["name"]
     path = stack_file or project_dir / f"Pulumi.{stack}.yaml"
     if not path.exists():
         known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
         raise FileNotFoundError(f"no stack file {path.name}; stacks here: {', '.join(known)}")
-    stack_data = yaml.safe_load(path.read_text()) or {}
+    stack_data = load_yaml(path.read_text()) or {}
 
     values: dict[str, Any] = {}
     secret_keys: list[str] = []

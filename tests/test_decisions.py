@@ -228,3 +228,6 @@ def test_planner_cli_writes_the_diagram(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "architecture.svg").exists()
     assert "Time to a working hub" in result.stdout and "floor for the same users" in result.stdout
+    # The dev stack sets no instance quota (Jetstream2 has none by default): the report says so.
+    quotas = next(line for line in result.stdout.splitlines() if line.startswith("Quotas:"))
+    assert "instances 1/unchecked" in quotas and "floatingIps 1/10" in quotas and "None" not in quotas
