@@ -448,8 +448,21 @@ def swarm_notebooks_fit_workers(cfg: StackConfig) -> list[Problem]:
         else cfg.concurrent_users,
     )
     capacity = per_worker * swarm.worker_count
-    if capacity < cfg.concurrent_users:
-        need = -(-cfg.concurrent_users // max(per_worker, 1))
+    if per_worker == 0:
+        # No worker count helps: the flavor is the problem. Say it once.
+        if not any(p.key == "swarm.workerFlavor" for p in problems):
+            problems.append(
+                Problem(
+                    "swarm.workerFlavor",
+                    f"{flavor.name} ({flavor.vcpus} vCPUs, {flavor.ram_gb - HUB_OVERHEAD_GB:g} GB after "
+                    f"{HUB_OVERHEAD_GB:g} GB for Docker and the OS) cannot reserve "
+                    f"{swarm.user_cpu_reservation:g} CPU and {swarm.user_memory_reservation_gb:g} GB for one "
+                    "notebook: choose a larger flavor or smaller reservations",
+                    swarm.worker_flavor,
+                )
+            )
+    elif capacity < cfg.concurrent_users:
+        need = -(-cfg.concurrent_users // per_worker)
         problems.append(
             Problem(
                 "swarm.workerCount",

@@ -50,6 +50,20 @@ def test_reservation_above_limit_is_refused() -> None:
 def test_worker_flavor_must_hold_one_notebook() -> None:
     text = problems(scenario="swarm", userMemoryGb=8, swarm={"workerCount": 9, "workerFlavor": "m3.tiny"})
     assert "swarm.workerFlavor = 'm3.tiny'" in text
+    # No worker count can help, so none is suggested.
+    assert "swarm.workerCount" not in text and "use at least" not in text
+
+
+def test_a_reservation_no_worker_can_hold_names_the_flavor_not_the_count() -> None:
+    text = problems(
+        scenario="swarm",
+        userMemoryGb=2,
+        swarm={"workerCount": 2, "workerFlavor": "m3.small", "userMemoryReservationGb": 8},
+    )
+    assert "swarm.userMemoryReservationGb = 8.0: more than the limit" in text
+    assert "swarm.workerFlavor = 'm3.small': m3.small (2 vCPUs, 5 GB after 1 GB" in text
+    assert "cannot reserve 0.5 CPU and 8 GB for one notebook" in text
+    assert "swarm.workerCount" not in text
 
 
 def test_images_need_a_tag_and_quota_overrides_valid_names() -> None:
