@@ -39,7 +39,8 @@ test: venv
 	$(PY) -m pytest -m "not drill" $(PYTEST_ARGS)
 
 # Fault and load drills on the real local services: a hub restarted under running servers, a
-# notebook's SLURM job cancelled, 50 users spawning at once through SLURM. Minutes, not seconds.
+# notebook's SLURM job cancelled, one reaching its wall time, 50 users spawning at once through
+# SLURM. Minutes, not seconds.
 drills: venv
 	$(PY) -m pytest -m drill -s $(PYTEST_ARGS)
 

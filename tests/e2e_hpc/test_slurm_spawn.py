@@ -1,9 +1,10 @@
 """Notebooks as SLURM jobs submitted over SSH, for real: the hpc scenario's rendered hub config
 spawns a server as a batch job of the login node's account, the server answers through the
-proxy and runs a kernel inside the job, a cancelled job shows as a stopped server and a new spawn
-works, and a request beyond the limits is refused with nothing left queued. Both connectivity
-modes: direct (hub reaches the compute node, the notebook calls the hub API port) and
-ssh-tunnel (through the login node; the notebook calls the hub at its public address)."""
+proxy and runs a kernel inside the job, a cancelled job and a job out of wall time show as a
+stopped server with the reason and a new spawn works, and a request beyond the limits is
+refused with nothing left queued. Both connectivity modes: direct (hub reaches the compute
+node, the notebook calls the hub API port) and ssh-tunnel (through the login node; the
+notebook calls the hub at its public address)."""
 
 from __future__ import annotations
 
@@ -148,6 +149,31 @@ def test_direct_spawn_runs_in_a_job_and_a_cancelled_job_stops_the_server(
     hub.wait_for(lambda: hub.server(name) is None, "the hub to notice the cancelled job", timeout=45)
     assert f"batch job {job_id} CANCELLED" in hub.log_text(), hub.log_tail()
 
+    spawn(hub, name)
+    assert_server_in_job(hub, login_node, name)
+    hub.expect(hub.api("DELETE", f"/users/{name}/server"), 202, 204)
+    hub.wait_for(lambda: hub.server(name) is None, "the server to stop")
+    hub.wait_for(lambda: not squeue(login_node.account), "the job to leave the queue")
+
+
+@pytest.mark.drill
+def test_a_job_that_reaches_its_wall_time_stops_the_server_with_the_reason(
+    direct_hub: Hub, login_node: LoginNode
+) -> None:
+    hub, name = direct_hub, "dave"
+    hub.expect(hub.api("POST", f"/users/{name}"), 201)
+    # The shortest wall time the spawner accepts (0.01 h) rounds up to SLURM's one minute.
+    spawn(hub, name, {"partition": "debug", "cores": 1, "memory_gb": 1, "wall_hours": 0.01})
+    job_id = assert_server_in_job(hub, login_node, name)
+    detail = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
+    assert "TimeLimit=00:01:00" in detail, detail
+    # SLURM ends the job a minute in (its time-limit sweep runs every 30 s); the hub's poll
+    # (every 15 s) then marks the server stopped and keeps the reason for the user's next form.
+    hub.wait_for(lambda: hub.server(name) is None, "the hub to notice the job's wall time", timeout=240)
+    reason = f"batch job {job_id} TIMEOUT: the job reached its wall time of 00:01:00"
+    assert reason in hub.log_text(), hub.log_tail()
+    assert not squeue(login_node.account), f"the job is still queued: {squeue(login_node.account)}"
+    # Nothing is left behind: a new spawn works.
     spawn(hub, name)
     assert_server_in_job(hub, login_node, name)
     hub.expect(hub.api("DELETE", f"/users/{name}/server"), 202, 204)
