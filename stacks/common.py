@@ -1,17 +1,22 @@
-"""Pieces every scenario shares: the provider, the network and the hub's security group."""
+"""Pieces the scenarios share: the provider, the network, the hub's security group and the
+single hub VM."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_openstack as openstack
 
 from components import (
+    HubVM,
+    HubVMArgs,
     JetstreamNetwork,
     JetstreamNetworkArgs,
     RoleSecurityGroup,
     RoleSecurityGroupArgs,
 )
-from components.firewall import ssh_ingress, web_ingress
+from components.firewall import Ingress, ssh_ingress, web_ingress
 from stackconfig import StackConfig
 
 
@@ -34,9 +39,37 @@ def network(cfg: StackConfig, opts: pulumi.ResourceOptions) -> JetstreamNetwork:
     )
 
 
-def hub_security_group(cfg: StackConfig, opts: pulumi.ResourceOptions) -> RoleSecurityGroup:
+def hub_security_group(
+    cfg: StackConfig, opts: pulumi.ResourceOptions, extra: Sequence[Ingress] = ()
+) -> RoleSecurityGroup:
+    """80/443 from the world, SSH from `adminCidrs`, and whatever `extra` a scenario needs."""
     return RoleSecurityGroup(
         f"{pulumi.get_stack()}-hub",
-        RoleSecurityGroupArgs(role="hub", ingress=web_ingress() + ssh_ingress(list(cfg.admin_cidrs))),
+        RoleSecurityGroupArgs(
+            role="hub", ingress=web_ingress() + ssh_ingress(list(cfg.admin_cidrs)) + list(extra)
+        ),
         opts=opts,
     )
+
+
+def hub_vm(cfg: StackConfig, opts: pulumi.ResourceOptions, extra_ingress: Sequence[Ingress] = ()) -> HubVM:
+    """The network, the hub's security group (plus `extra_ingress`) and the hub VM of a
+    single-VM hub, with the outputs every such stack exports."""
+    net = network(cfg, opts)
+    group = hub_security_group(cfg, opts, extra=extra_ingress)
+    hub = HubVM(
+        "hub",
+        HubVMArgs(
+            config=cfg,
+            network_id=net.network_id,
+            subnet_id=net.subnet_id,
+            security_group_ids=[group.group_id],
+        ),
+        opts=opts,
+    )
+    pulumi.export("url", hub.url)
+    pulumi.export("public_ip", hub.public_ip)
+    pulumi.export("admin_token", hub.admin_token)
+    pulumi.export("deploy_public_key", hub.deploy_public_key)
+    pulumi.export("data_volume_id", hub.data_volume_id)
+    return hub
