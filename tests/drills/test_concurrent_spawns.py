@@ -4,29 +4,17 @@ loopback login node); every spawn succeeds, every job is cleaned up. Run by `mak
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
-from bench.hpc_spawn import PREFIX, concurrent, make_accounts, remove_accounts
-from tests.conftest import require_tool
-from tests.e2e_hpc.conftest import (
-    SERVICES,
-    Hub,
-    LoginNode,
-    free_port,
-    kill_pids,
-    processes_mentioning,
-    squeue,
-    start_hub,
-)
+from bench.hpc_spawn import concurrent, per_user_login_node
+from tests.conftest import require_root, require_tool
+from tests.e2e_hpc.conftest import Hub, squeue, start_hub
 
 pytestmark = pytest.mark.drill
 USERS = 50
@@ -34,40 +22,23 @@ USERS = 50
 
 @pytest.fixture(scope="module")
 def hub() -> Iterator[tuple[Hub, list[str]]]:
+    require_root("the drill creates Unix accounts and starts SLURM and an sshd")
     for tool in ("sbatch", "sshd", "munged", "configurable-http-proxy"):
         require_tool(tool, "the SLURM drill drives it for real")
-    subprocess.run(["bash", str(SERVICES / "start-slurm.sh")], check=True, capture_output=True)
     root = Path(tempfile.mkdtemp(prefix="jshub-drill-"))
     root.chmod(0o755)
-    names: list[str] = []
-    started: list[Hub] = []
     try:
-        client_key = root / "hub-key"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(client_key)], check=True)
-        names = make_accounts(root, USERS, client_key)
-        port = free_port()
-        state = root / "login"
-        subprocess.run(
-            ["bash", str(SERVICES / "start-login-node.sh"), str(state), str(port), f"{PREFIX}*"],
-            check=True,
-            capture_output=True,
-        )
-        host_key = " ".join((state / "host_key.pub").read_text().split()[:2])
-        login = LoginNode(state=state, port=port, account=names[0], host_key=host_key, client_key=client_key)
-        hub = start_hub(
-            root / "hub", login, "direct", {"accountMode": "per-user"}, {"concurrentUsers": USERS}
-        )
-        started.append(hub)
-        for name in names:
-            hub.expect(hub.api("POST", f"/users/{name}"), 201)
-        yield hub, names
+        with per_user_login_node(root, USERS) as (login, names):
+            hub = start_hub(
+                root / "hub", login, "direct", {"accountMode": "per-user"}, {"concurrentUsers": USERS}
+            )
+            try:
+                for name in names:
+                    hub.expect(hub.api("POST", f"/users/{name}"), 201)
+                yield hub, names
+            finally:
+                hub.stop()
     finally:
-        for hub in started:
-            hub.stop()
-            with contextlib.suppress(requests.RequestException):
-                hub.http.close()
-        remove_accounts(names)
-        kill_pids(processes_mentioning(str(root)))
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -10,35 +10,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import pwd
 import secrets
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 import requests
-import websocket
 
 import stackconfig
 from renderers import render
 from renderers.hub_config import HubConfigSpec, HubPaths, render_jupyterhub_config
 from renderers.scripts import render_add_user_script
+from tests.conftest import require_root, require_tool
+from tests.hubclient import HubClient, admin_session, free_port
 
-T = TypeVar("T")
-
-TIMEOUT_S = 60.0
 SCRATCH_PREFIX = "jshub-e2e-"
 ADMIN = "e2e-admin"
 
@@ -55,43 +49,7 @@ STACK = {
 }
 
 
-# --- requirements -------------------------------------------------------------------------
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def require(ok: bool, reason: str) -> None:
-    """Skip the test when `ok` is false; on CI (env CI set) fail instead, so a runner that
-    lacks a prerequisite cannot pass the suite by skipping it."""
-    if ok:
-        return
-    if in_ci():
-        pytest.fail(f"e2e prerequisite missing on CI: {reason}", pytrace=False)
-    print(f"\nSKIP: {reason}", file=sys.stderr)
-    pytest.skip(reason)
-
-
-def require_tool(name: str) -> str:
-    """The absolute path of `name` on PATH, or skip (fail on CI) when it is not there."""
-    path = shutil.which(name)
-    require(path is not None, f"{name!r} is not on PATH (make system-deps installs it)")
-    assert path is not None
-    return path
-
-
-def require_root() -> None:
-    require(os.geteuid() == 0, "needs root: the hub creates Unix accounts and spawns as them")
-
-
 # --- small utilities ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def random_username() -> str:
@@ -133,7 +91,7 @@ def remove_account(user: str) -> None:
 
 
 @dataclasses.dataclass
-class Hub:
+class Hub(HubClient):
     """One JupyterHub process run from a rendered config file, as the systemd unit runs it."""
 
     root: Path
@@ -146,11 +104,10 @@ class Hub:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     groups: list[int] = dataclasses.field(default_factory=list)  # one per hub started
-    http: requests.Session = dataclasses.field(default_factory=requests.Session)
+    http: requests.Session = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
-        self.http.trust_env = False  # no HTTP(S)_PROXY detours for loopback
-        self.http.headers["Authorization"] = f"token {self.admin_token}"
+        self.http = admin_session(self.admin_token)
 
     # process control
 
@@ -236,119 +193,19 @@ class Hub:
         )
         self.start()
 
-    # diagnostics and waiting
-
-    def log_tail(self, lines: int = 50) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError as exc:
-            return f"(no hub log: {exc})"
-        tail = "\n".join(text.splitlines()[-lines:])
-        return f"--- last {lines} lines of {self.log_path} ---\n{tail}"
-
-    def wait_for(self, probe: Callable[[], T | None], what: str, timeout: float = TIMEOUT_S) -> T:
-        """Call `probe` until it returns something truthy; fail with the hub's log after
-        `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        last_error: BaseException | None = None
-        while time.monotonic() < deadline:
-            try:
-                result = probe()
-            except AssertionError:
-                raise
-            except (requests.RequestException, ValueError) as exc:
-                last_error, result = exc, None
-            if result:
-                return result
-            time.sleep(0.25)
-        detail = f" (last error: {last_error!r})" if last_error else ""
-        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{detail}\n{self.log_tail()}")
-
     @staticmethod
     def pids_of(user: str, pattern: str | None = None) -> set[int]:
         """Processes running as `user` (whose command line matches `pattern`)."""
         return pids_of(user, pattern)
 
-    # HTTP, always through the proxy at the public bind URL
-
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.request(method, f"{self.public_url}/hub/api{path}", timeout=30, **kwargs)
-
-    def user_api(self, user: str, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.request(method, f"{self.public_url}/user/{user}/api{path}", timeout=30, **kwargs)
-
-    def run_in_kernel(self, user: str, kernel_id: str, code: str, timeout: float = TIMEOUT_S) -> str:
-        """Execute `code` in a kernel over its websocket, through the proxy; return stdout."""
-        ws_url = self.public_url.replace("http://", "ws://", 1)
-        conn = websocket.create_connection(
-            f"{ws_url}/user/{user}/api/kernels/{kernel_id}/channels",
-            header=[f"Authorization: token {self.admin_token}"],
-            timeout=timeout,
-        )
-        msg_id = uuid.uuid4().hex
-        request = {
-            "header": {
-                "msg_id": msg_id,
-                "msg_type": "execute_request",
-                "session": uuid.uuid4().hex,
-                "username": "e2e",
-                "version": "5.3",
-            },
-            "parent_header": {},
-            "metadata": {},
-            "content": {
-                "code": code,
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-                "allow_stdin": False,
-                "stop_on_error": True,
-            },
-            "channel": "shell",
-            "buffers": [],
-        }
-        stdout: list[str] = []
-        # The reply comes on the shell channel, output on iopub, in no set order; iopub's
-        # "idle" for the request follows all of its output.
-        replied = idle = False
-        deadline = time.monotonic() + timeout
-        try:
-            conn.send(json.dumps(request))
-            while time.monotonic() < deadline:
-                message = json.loads(conn.recv())
-                if message.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind, content = message["msg_type"], message["content"]
-                if kind == "stream" and content.get("name") == "stdout":
-                    stdout.append(content["text"])
-                elif kind == "error":
-                    raise AssertionError(f"kernel error: {content.get('ename')}: {content.get('evalue')}")
-                elif kind == "execute_reply":
-                    assert content["status"] == "ok", content
-                    replied = True
-                elif kind == "status" and content.get("execution_state") == "idle":
-                    idle = True
-                if replied and idle:
-                    return "".join(stdout)
-        finally:
-            conn.close()
-        raise AssertionError(f"the kernel did not finish within {timeout:g}s\n{self.log_tail()}")
-
-    def expect(self, response: requests.Response, *codes: int) -> requests.Response:
-        assert response.status_code in codes, (
-            f"{response.request.method} {response.url} -> {response.status_code}, "
-            f"expected {codes}: {response.text[:500]}\n{self.log_tail()}"
-        )
-        return response
-
 
 @pytest.fixture(scope="module")
 def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
     """A JupyterHub running the production-rendered config, on free loopback ports."""
-    require_root()
-    require_tool("adduser")
-    require_tool("pgrep")
-    proxy_command = require_tool("configurable-http-proxy")
+    require_root("the hub creates Unix accounts and spawns servers as them")
+    require_tool("adduser", "the hub's add-user script creates accounts with it")
+    require_tool("pgrep", "the tests find each user's processes")
+    proxy_command = require_tool("configurable-http-proxy", "the hub's proxy")
 
     root = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
     accounts_before = {entry.pw_name for entry in pwd.getpwall()}

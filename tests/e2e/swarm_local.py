@@ -15,13 +15,11 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 
@@ -36,8 +34,7 @@ from renderers.swarm import (
     hub_service_spec,
     render_user_home_script,
 )
-
-T = TypeVar("T")
+from tests.hubclient import HubClient, admin_session, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SERVICES = ROOT / "tests" / "services"
@@ -77,34 +74,6 @@ def run(*args: str, input: str | None = None, check: bool = True) -> subprocess.
 
 def docker(*args: str, input: str | None = None, check: bool = True) -> str:
     return run("docker", *args, input=input, check=check).stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(
-    probe: Callable[[], T | None],
-    what: str,
-    timeout: float,
-    diagnose: Callable[[], str],
-    poll_s: float = 0.25,
-) -> T:
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-        except (requests.RequestException, ValueError, KeyError) as exc:
-            last, result = exc, None
-        if result:
-            return result
-        time.sleep(poll_s)
-    raise AssertionError(
-        f"timed out after {timeout:g}s waiting for {what} (last error: {last!r})\n{diagnose()}"
-    )
 
 
 def start_dockerd() -> None:
@@ -148,7 +117,7 @@ def build_images() -> tuple[str, dict[str, float]]:
 
 
 @dataclasses.dataclass
-class LocalSwarmHub:
+class LocalSwarmHub(HubClient):
     image: str
     root: Path
     port: int
@@ -161,10 +130,13 @@ class LocalSwarmHub:
     objects: dict[str, list[str]] = dataclasses.field(
         default_factory=lambda: {"service": [], "config": [], "secret": [], "network": []}
     )
-    http: requests.Session = dataclasses.field(default_factory=requests.Session)
+    http: requests.Session = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = admin_session(self.admin_token)
 
     @property
-    def url(self) -> str:
+    def public_url(self) -> str:  # type: ignore[override]
         return f"http://127.0.0.1:{self.port}"
 
     @property
@@ -226,8 +198,6 @@ class LocalSwarmHub:
             spec=spec,
             service=service,
         )
-        hub.http.trust_env = False
-        hub.http.headers["Authorization"] = f"token {hub.admin_token}"
         return hub
 
     def start(self, timeout: float = 120) -> None:
@@ -292,10 +262,10 @@ class LocalSwarmHub:
 
     def wait_answering(self, timeout: float = 120) -> None:
         def answers() -> bool:
-            response = self.http.get(f"{self.url}/hub/api/", timeout=5)
+            response = self.http.get(f"{self.public_url}/hub/api/", timeout=5)
             return response.status_code == 200 and "version" in response.json()
 
-        wait_for(answers, "the hub to answer through the proxy", timeout, self.diagnose)
+        self.wait_for(answers, "the hub to answer through the proxy", timeout)
 
     # --- observation -----------------------------------------------------------------------
 
@@ -323,24 +293,6 @@ class LocalSwarmHub:
         parts.append("\n".join(lines[-60:]))
         return "\n".join(parts)
 
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.request(method, f"{self.url}/hub/api{path}", timeout=30, **kwargs)
-
-    def user_api(self, user: str, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.request(method, f"{self.url}/user/{user}/api{path}", timeout=30, **kwargs)
-
-    def expect(self, response: requests.Response, *codes: int) -> requests.Response:
-        assert response.status_code in codes, (
-            f"{response.request.method} {response.url} -> {response.status_code}, expected {codes}: "
-            f"{response.text[:500]}\n{self.diagnose()}"
-        )
-        return response
-
-    def server(self, user: str) -> dict[str, Any] | None:
-        model = self.expect(self.api("GET", f"/users/{user}"), 200).json()
-        server: dict[str, Any] | None = model["servers"].get("")
-        return server
-
     def start_server(self, user: str, timeout: float = 180, poll_s: float = 0.25) -> dict[str, Any]:
         self.expect(self.api("POST", f"/users/{user}/server"), 201, 202)
 
@@ -348,11 +300,11 @@ class LocalSwarmHub:
             server = self.server(user)
             return server if server and server["ready"] else None
 
-        return wait_for(ready, f"{user}'s server to be ready", timeout, self.diagnose, poll_s)
+        return self.wait_for(ready, f"{user}'s server to be ready", timeout, poll_s)
 
     def stop_server(self, user: str, timeout: float = 60) -> None:
         self.expect(self.api("DELETE", f"/users/{user}/server"), 202, 204)
-        wait_for(lambda: self.server(user) is None, f"{user}'s server to stop", timeout, self.diagnose)
+        self.wait_for(lambda: self.server(user) is None, f"{user}'s server to stop", timeout)
 
     # --- teardown ---------------------------------------------------------------------------
 

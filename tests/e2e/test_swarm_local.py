@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import require
+from tests.conftest import require
 from tests.e2e.swarm_local import (
     LocalSwarmHub,
     build_images,
@@ -26,7 +26,6 @@ from tests.e2e.swarm_local import (
     environment_ready,
     random_user,
     start_dockerd,
-    wait_for,
 )
 
 pytestmark = pytest.mark.e2e
@@ -87,28 +86,26 @@ def test_notebook_is_a_swarm_service_reachable_through_the_proxy_and_survives_a_
     before = hub.hub_container()
     assert before
     docker("kill", before)
-    wait_for(
+    hub.wait_for(
         lambda: (c := hub.hub_container()) is not None and c != before,
         "swarm to start a new hub container",
         120,
-        hub.diagnose,
     )
     hub.wait_answering()
     server = hub.server(user)
     assert server and server["ready"], f"{user}'s server record was lost: {server}\n{hub.diagnose()}"
     after = hub.service_inspect(f"jupyter-{user}")
     assert after is not None and after["ID"] == service["ID"], "the notebook service was replaced"
-    content = wait_for(
+    content = hub.wait_for(
         lambda: (r := hub.user_api(user, "GET", "/contents/notes.txt")).status_code == 200 and r.json(),
         "the notebook to answer through the new proxy",
         60,
-        hub.diagnose,
     )
     assert content["content"] == note["content"]
 
     # Stopping removes the service; the home and its files stay for next time.
     hub.stop_server(user)
-    wait_for(lambda: hub.service_inspect(f"jupyter-{user}") is None, "the service to go", 60, hub.diagnose)
+    hub.wait_for(lambda: hub.service_inspect(f"jupyter-{user}") is None, "the service to go", 60)
     assert (home / "notes.txt").read_text() == note["content"]
 
 

@@ -18,29 +18,27 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
 
 import stackconfig
 from renderers.hub_config import HubConfigSpec, HubPaths, SlurmSpawnerSpec, render_jupyterhub_config
-from tests.conftest import require_tool
+from tests.conftest import require_root, require_tool
+from tests.hubclient import HubClient, admin_session, free_port
 
-T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent.parent
 SERVICES = ROOT / "tests" / "services"
 SPAWNER_MODULE = ROOT / "hub" / "jshub_slurm.py"
 VENV = Path(sys.executable).parent.parent
-TIMEOUT_S = 60.0
 ADMIN = "e2e-admin"
 PARTITION_LIMITS = {"name": "debug", "maxCores": 4, "maxMemoryGb": 4, "maxWallHours": 1}
 # Limits above what the test node has (64 CPUs): SLURM itself must refuse, not the hub.
@@ -77,21 +75,6 @@ def stack(
         "hpc": section,
         **top,
     }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def require_root() -> None:
-    if os.geteuid() == 0:
-        return
-    reason = "needs root: it starts SLURM and sshd and creates a Unix account"
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -143,7 +126,7 @@ class LoginNode:
 
 @pytest.fixture(scope="module")
 def slurm() -> None:
-    require_root()
+    require_root("it starts SLURM and sshd and creates a Unix account")
     for tool, why in (
         ("slurmctld", "the SLURM controller"),
         ("slurmd", "the SLURM node daemon"),
@@ -213,7 +196,7 @@ def login_node(slurm: None, scratch: Path) -> Iterator[LoginNode]:
 
 
 @dataclasses.dataclass
-class Hub:
+class Hub(HubClient):
     """One JupyterHub process running a rendered hpc config, as its systemd unit would."""
 
     root: Path
@@ -225,11 +208,10 @@ class Hub:
     log_path: Path
     extra_args: list[str] = dataclasses.field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
-    http: requests.Session = dataclasses.field(default_factory=requests.Session)
+    http: requests.Session = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
-        self.http.trust_env = False
-        self.http.headers["Authorization"] = f"token {self.admin_token}"
+        self.http = admin_session(self.admin_token)
 
     def start(self) -> None:
         path = [f"{self.paths.venv}/bin", "/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"]
@@ -287,48 +269,6 @@ class Hub:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(30)
         self.start()
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError as exc:
-            return f"(no hub log: {exc})"
-        return f"--- last {lines} lines of {self.log_path} ---\n" + "\n".join(text.splitlines()[-lines:])
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for(self, probe: Callable[[], T | None], what: str, timeout: float = TIMEOUT_S) -> T:
-        deadline = time.monotonic() + timeout
-        last: BaseException | None = None
-        while time.monotonic() < deadline:
-            try:
-                result = probe()
-            except (requests.RequestException, ValueError) as exc:
-                last, result = exc, None
-            if result:
-                return result
-            time.sleep(0.25)
-        detail = f" (last error: {last!r})" if last else ""
-        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{detail}\n{self.log_tail()}")
-
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.request(method, f"{self.public_url}/hub/api{path}", timeout=60, **kwargs)
-
-    def user_api(self, user: str, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.request(method, f"{self.public_url}/user/{user}/api{path}", timeout=30, **kwargs)
-
-    def expect(self, response: requests.Response, *codes: int) -> requests.Response:
-        assert response.status_code in codes, (
-            f"{response.request.method} {response.url} -> {response.status_code}, expected {codes}: "
-            f"{response.text[:800]}\n{self.log_tail()}"
-        )
-        return response
-
-    def server(self, name: str) -> dict[str, Any] | None:
-        model = self.expect(self.api("GET", f"/users/{name}"), 200).json()
-        server: dict[str, Any] | None = model["servers"].get("")
-        return server
 
 
 def start_hub(

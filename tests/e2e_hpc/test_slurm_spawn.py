@@ -10,54 +10,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import websocket
 
 from tests.e2e_hpc.conftest import Hub, LoginNode, kill_pids, processes_mentioning, spawn, squeue, start_hub
 
 pytestmark = pytest.mark.e2e
-
-
-def run_code(hub: Hub, name: str, code: str) -> str:
-    """Start a kernel in the user's server and run `code` there; return what it printed."""
-    kernel = hub.expect(hub.user_api(name, "POST", "/kernels", json={}), 201).json()
-    url = hub.public_url.replace("http://", "ws://") + f"/user/{name}/api/kernels/{kernel['id']}/channels"
-    ws = websocket.create_connection(url, header=[f"Authorization: token {hub.admin_token}"], timeout=60)
-    try:
-        msg_id = uuid.uuid4().hex
-        ws.send(
-            json.dumps(
-                {
-                    "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": name,
-                               "session": uuid.uuid4().hex, "version": "5.3"},
-                    "parent_header": {},
-                    "metadata": {},
-                    "content": {"code": code, "silent": False, "store_history": False,
-                                "user_expressions": {}, "allow_stdin": False},
-                    "channel": "shell",
-                    "buffers": [],
-                }
-            )
-        )  # fmt: skip
-        out = []
-        while True:
-            msg = json.loads(ws.recv())
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-            if msg["msg_type"] == "error":
-                raise AssertionError(f"kernel error: {msg['content']}")
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                return "".join(out)
-    finally:
-        ws.close()
-        hub.user_api(name, "DELETE", f"/kernels/{kernel['id']}")
 
 
 def tunnels(hub: Hub) -> list[int]:
@@ -88,7 +49,7 @@ def assert_server_in_job(hub: Hub, login: LoginNode, name: str) -> str:
     status = hub.expect(hub.user_api(name, "GET", "/status"), 200).json()
     assert "started" in status, status
     job_id = job_of(login, name)
-    printed = run_code(hub, name, "import os; print(os.getuid(), os.environ.get('SLURM_JOB_ID'))")
+    printed = hub.run_code(name, "import os; print(os.getuid(), os.environ.get('SLURM_JOB_ID'))")
     assert printed.split() == [str(login.uid), job_id], f"kernel says {printed!r}"
     return job_id
 
