@@ -247,10 +247,13 @@ class K8sCluster(pulumi.ComponentResource):
                 create=k3s.render_install_token_script(),
                 stdin=pulumi.Output.secret(token.result),  # type: ignore[arg-type]
                 logging=command.remote.Logging.NONE,
-                # A new server (new instance ID) needs the token again.
+                # A new server (new instance ID) needs the token again. The instance ID, the
+                # node's address and the entry node's floating IP are all it waits for: the
+                # installer on the node waits for the token, and nothing waits for the Ceph
+                # volume's attachment (Rook finds the disk later), so no depends_on on the VM.
                 triggers=[vm.instance_id],
                 opts=pulumi.ResourceOptions(
-                    parent=self, depends_on=[vm], additional_secret_outputs=["stdin", "stdout", "stderr"]
+                    parent=self, additional_secret_outputs=["stdin", "stdout", "stderr"]
                 ),
             )
             token_commands.append(token_command)

@@ -236,8 +236,12 @@ def test_k3s_join_token_travels_on_stdin_through_the_first_node(k3s_rec: Recordi
         # jump host for a node's private address).
         assert fip.urn in t.dependency_urns, t.name
         node = t.name.removesuffix("-join-token")
+        assert named(k3s_rec, f"{node}-server").urn in t.dependency_urns, t.name
         if node != "k8s-cp-0":
             assert named(k3s_rec, f"{node}-port").urn in t.dependency_urns
+        # Nothing in the token's path waits for the Ceph disk to attach.
+        if node.startswith("k8s-cp-"):
+            assert named(k3s_rec, f"{node}-ceph-attach").urn not in t.dependency_urns, t.name
     for server in servers:
         user_data = server.inputs["userData"]
         assert user_data not in (UNKNOWN, SECRET), "the cloud-init apply must have run"
