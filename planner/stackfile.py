@@ -49,8 +49,8 @@ def _set_path(config: dict[str, Any], project: str, dotted: str, value: Any) -> 
     node[rest[-1]] = value
 
 
-# libyaml's parser when PyYAML was built with it (the wheels are): the same safe subset, about
-# ten times faster on Pulumi.yaml and on the cloud-init of every node of a large cluster.
+# libyaml's parser when PyYAML was built with it (the wheels are): the same safe subset, several
+# times faster on Pulumi.yaml and on the cloud-init of every node of a large cluster.
 _SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
