@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {v['enforcement']}: {v['rule']}: {v['resource']}: {v['message']}", file=sys.stderr)
     else:
         print("\nPolicy: no violation of the policy pack's rules (policy/).")
+    if plan["placeholders"]:
+        print(
+            f"\nBefore `pulumi up`: the stack file still holds example values marked REPLACE_ME for "
+            f"{', '.join(plan['placeholders'])}. Set yours (`pulumi config set`, with --path for "
+            "nested keys and --secret for secrets)."
+        )
     return 1 if any(v["enforcement"] == "mandatory" for v in violations) else 0
 
 

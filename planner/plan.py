@@ -52,6 +52,7 @@ def plan_stack(
         raise PlanError(f"stack {stack!r}: {exc}") from None
     cfg = parse(loaded.config, secret_keys=loaded.secret_keys, namespace=loaded.project)
     plan = report.build_plan(loaded.stack, cfg.scenario, recording)
+    plan["placeholders"] = loaded.placeholders
     plan["cost"] = cost.cost(plan["resources"], cfg.concurrent_users, user_guarantees(cfg), workshop_hours)
     plan["estimate"] = estimate.estimate(plan["resources"])
     # The policy pack's own rules, on the planned inputs (secrets known by their markers).

@@ -12,6 +12,10 @@ import yaml
 # Stands in for an encrypted value the planner cannot decrypt (it has no passphrase).
 SECRET_PLACEHOLDER = "planner-placeholder-secret"
 
+# How the example stack files mark a value every operator must replace: in the value itself or
+# in a comment on its line.
+PLACEHOLDER_MARKER = "REPLACE_ME"
+
 
 @dataclass(frozen=True)
 class StackFile:
@@ -19,6 +23,8 @@ class StackFile:
     stack: str
     config: dict[str, str]
     secret_keys: list[str]
+    # Keys (dotted, without the project prefix) still holding a value marked REPLACE_ME.
+    placeholders: list[str]
 
 
 def _as_config_string(value: Any) -> str:
@@ -59,6 +65,42 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_SAFE_LOADER)
 
 
+def marked_placeholders(text: str, project: str) -> list[str]:
+    """The config keys of a stack file whose value is marked REPLACE_ME (in the value or in a
+    comment on the value's line), as dotted paths: `allocation`, `adminCidrs[0]`,
+    `auth.clientId`, `oauthClientSecret` (an encrypted value counts as its key's)."""
+    lines = text.splitlines()
+    document = yaml.compose(text, Loader=_SAFE_LOADER)
+    if not isinstance(document, yaml.MappingNode):
+        return []
+    config = next((v for k, v in document.value if k.value == "config"), None)
+    found: list[str] = []
+
+    def walk(node: yaml.Node, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                if key == "secure" and path:
+                    walk(value_node, path)
+                elif path:
+                    walk(value_node, f"{path}.{key}")
+                else:
+                    walk(value_node, key.removeprefix(f"{project}:"))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, f"{path}[{index}]")
+        elif PLACEHOLDER_MARKER in lines[node.start_mark.line]:
+            found.append(path)
+
+    if config is not None:
+        walk(config, "")
+    return found
+
+
+def _overridden(key: str, overrides: dict[str, Any]) -> bool:
+    return any(key == o or key.startswith((f"{o}.", f"{o}[")) for o in overrides)
+
+
 def load(
     project_dir: Path,
     stack: str,
@@ -71,7 +113,8 @@ def load(
     if not path.exists():
         known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
         raise FileNotFoundError(f"no stack file {path.name}; stacks here: {', '.join(known)}")
-    stack_data = load_yaml(path.read_text()) or {}
+    text = path.read_text()
+    stack_data = load_yaml(text) or {}
 
     values: dict[str, Any] = {}
     secret_keys: list[str] = []
@@ -88,4 +131,9 @@ def load(
     for dotted, value in (overrides or {}).items():
         _set_path(values, project, dotted, value)
     config = {key: _as_config_string(value) for key, value in values.items()}
-    return StackFile(project=project, stack=stack, config=config, secret_keys=secret_keys)
+    placeholders = [
+        key for key in marked_placeholders(text, project) if not _overridden(key, overrides or {})
+    ]
+    return StackFile(
+        project=project, stack=stack, config=config, secret_keys=secret_keys, placeholders=placeholders
+    )

@@ -189,3 +189,46 @@ def test_a_stack_file_opening_the_hub_api_to_the_world_fails_make_plan(
     code, _ = plan(tmp_path, "open", path)
     assert code != 0
     assert "hpc.computeCidrs[0] = '0.0.0.0/0'" in capsys.readouterr().err
+
+
+def test_plan_lists_the_example_values_still_to_replace(
+    dev_plan: tuple[Path, dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Pulumi.dev.yaml marks what every operator must set; the plan names those keys, nested
+    # ones and list items by their path, a secret by its key.
+    _, data = dev_plan
+    assert data["placeholders"] == [
+        "allocation",
+        "letsEncryptEmail",
+        "adminCidrs[0]",
+        "keyPair",
+        "auth.clientId",
+        "auth.admins[0]",
+        "oauthClientSecret",
+    ]
+    (tmp_path / "dev").mkdir()
+    assert plan(tmp_path / "dev")[0] == 0
+    printed = capsys.readouterr().out
+    assert "Before `pulumi up`: the stack file still holds example values marked REPLACE_ME" in printed
+    assert "auth.admins[0], oauthClientSecret." in printed
+    # An operator's own stack file, every value set: nothing to report.
+    text = (PROJECT_DIR / "Pulumi.dev.yaml").read_text()
+    mine = (
+        text.replace("cis000000", "cis230042")
+        .replace("clientId: REPLACE_ME", "clientId: Iv1.0123456789abcdef")
+        .replace("secure: v1:REPLACE_ME", "secure: v1:AAAABBBBCCCC")
+    )
+    mine = "\n".join(line.split("# REPLACE_ME")[0].rstrip() for line in mine.splitlines()) + "\n"
+    path = tmp_path / "Pulumi.mine.yaml"
+    path.write_text(mine)
+    code, own = plan(tmp_path, "mine", path)
+    assert code == 0 and own["placeholders"] == []
+    assert "Before `pulumi up`" not in capsys.readouterr().out
+
+
+def test_placeholders_set_by_overrides_are_no_longer_listed() -> None:
+    from planner.plan import plan_stack
+
+    data = plan_stack("dev", overrides={"auth.clientId": "Iv1.abc", "adminCidrs": ["198.51.100.9/32"]})
+    assert "auth.clientId" not in data["placeholders"] and "adminCidrs[0]" not in data["placeholders"]
+    assert "auth.admins[0]" in data["placeholders"] and "allocation" in data["placeholders"]
