@@ -4,7 +4,6 @@ SLURM there (renderers.hub_config.SlurmSpawnerSpec, which the HubVM's config inc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -39,7 +38,6 @@ class BatchBridgeArgs:
     # The hub VM, as its remote commands reach it, and its instance (a new VM needs the key again).
     hub_connection: command.remote.ConnectionArgs
     hub_instance_id: pulumi.Input[str]
-    depends_on: Sequence[pulumi.Resource] = ()
 
 
 class BatchBridge(pulumi.ComponentResource):
@@ -69,10 +67,11 @@ class BatchBridge(pulumi.ComponentResource):
             ),
             stdin=pulumi.Output.secret(private_key),  # type: ignore[arg-type]
             logging=command.remote.Logging.NONE,
+            # A new hub server needs the key again. No depends_on on the hub: the script waits
+            # for cloud-init itself, so it runs alongside the hub's secrets, not after them.
             triggers=[args.hub_instance_id],
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=list(args.depends_on),
                 # stdout is the public key only; stdin holds the private key.
                 additional_secret_outputs=["stdin", "stderr"],
             ),

@@ -126,11 +126,10 @@ class SwarmCluster(pulumi.ComponentResource):
             connection=to_manager,
             create=manager.private_ip.apply(render_swarm_init_script),
             logging=command.remote.Logging.STDERR,
-            # A new manager server is a new swarm.
+            # A new manager server is a new swarm. No depends_on on the whole VM: the script
+            # waits for cloud-init itself, and the swarm does not need the homes volume.
             triggers=[manager.instance_id],
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[manager], additional_secret_outputs=["stdout"]
-            ),
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout"]),
         )
         token: pulumi.Output[str] = init.stdout.apply(lambda out: out.strip() + "\n")
         join_token: pulumi.Output[str] = pulumi.Output.secret(token)  # type: ignore[arg-type]

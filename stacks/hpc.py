@@ -23,7 +23,6 @@ def build(cfg: StackConfig) -> None:
             config=cfg,
             hub_connection=hub.connection,
             hub_instance_id=hub.instance_id,
-            depends_on=[hub],
         ),
         opts=opts,
     )

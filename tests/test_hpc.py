@@ -385,6 +385,9 @@ def test_bridge_delivers_the_key_on_stdin_and_outputs_only_the_public_half() -> 
     assert bridge.urn in {r.parent_urn for r in (install, keys["hpc-key"])}
     server = one(rec, "openstack:compute/instance:Instance")
     assert server.urn in install.dependency_urns
+    # The key goes in alongside the hub's secrets (each waits for cloud-init), not after them.
+    secrets = next(r for r in by_type(rec, COMMAND) if r.name == "hub-secrets")
+    assert secrets.urn not in install.dependency_urns
     assert rec.outputs["hpc_public_key"].startswith("ssh-ed25519 ")
     assert rec.outputs["admin_token"] == SECRET
     user_data = server.inputs["userData"]

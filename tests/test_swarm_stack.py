@@ -66,6 +66,9 @@ def test_join_token_travels_secret_on_stdin_and_joins_wait_for_init() -> None:
     rec = swarm_stack(2)
     init = named(rec, "swarm-swarm-init")
     assert "stdout" in init.additional_secret_outputs
+    # Init needs the manager's server and address; the homes volume attaches alongside.
+    assert named(rec, "swarm-manager-server").urn in init.dependency_urns
+    assert named(rec, "swarm-manager-homes-attach").urn not in init.dependency_urns
     for index in range(2):
         join = named(rec, f"swarm-worker-{index}-join")
         assert join.inputs["stdin"] == SECRET

@@ -300,7 +300,18 @@ class LocalSwarmHub(HubClient):
             server = self.server(user)
             return server if server and server["ready"] else None
 
-        return self.wait_for(ready, f"{user}'s server to be ready", timeout, poll_s)
+        server = self.wait_for(ready, f"{user}'s server to be ready", timeout, poll_s)
+        # With DNS round robin (this kernel has no IPVS for the VIP mode production uses), a
+        # server stopped and started again has answered the hub while the proxy still got a
+        # 503 for a moment (seen once here: the removed task's address, most likely). Wait
+        # until the server answers through the proxy, as a browser retries.
+        self.wait_for(
+            lambda: self.user_api(user, "GET", "/status").status_code == 200,
+            f"{user}'s server to answer through the proxy",
+            60,
+            poll_s,
+        )
+        return server
 
     def stop_server(self, user: str, timeout: float = 60) -> None:
         self.expect(self.api("DELETE", f"/users/{user}/server"), 202, 204)
