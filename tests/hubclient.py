@@ -5,6 +5,7 @@ and run code in a user's kernel over its websocket."""
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import time
@@ -51,23 +52,21 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{detail}\n{diagnose()}")
 
 
-def admin_session(token: str) -> requests.Session:
-    """A session that speaks to loopback directly (no HTTP(S)_PROXY detour) as the admin."""
-    session = requests.Session()
-    session.trust_env = False
-    session.headers["Authorization"] = f"token {token}"
-    return session
-
-
 class HubClient:
     """The admin's view of a running hub. A subclass provides `public_url` (the proxy's public
-    address), `admin_token`, `http` (from `admin_session`) and either a `log_path` or its own
-    `diagnose()`."""
+    address), `admin_token`, and either a `log_path` or its own `diagnose()`."""
 
     public_url: str
     admin_token: str
-    http: requests.Session
     log_path: Path
+
+    @functools.cached_property
+    def http(self) -> requests.Session:
+        """The admin's session, speaking to loopback directly (no HTTP(S)_PROXY detour)."""
+        session = requests.Session()
+        session.trust_env = False
+        session.headers["Authorization"] = f"token {self.admin_token}"
+        return session
 
     # diagnostics and waiting
 
@@ -111,6 +110,27 @@ class HubClient:
         model = self.expect(self.api("GET", f"/users/{user}"), 200).json()
         server: dict[str, Any] | None = model["servers"].get("")
         return server
+
+    def start_server(
+        self,
+        user: str,
+        options: dict[str, Any] | None = None,
+        timeout: float = TIMEOUT_S,
+        poll_s: float = 0.25,
+    ) -> dict[str, Any]:
+        """Ask for the user's server (with spawn `options`) and wait until the hub says ready."""
+        self.expect(self.api("POST", f"/users/{user}/server", data=json.dumps(options or {})), 201, 202)
+
+        def ready() -> dict[str, Any] | None:
+            server = self.server(user)
+            return server if server and server["ready"] else None
+
+        return self.wait_for(ready, f"{user}'s server to be ready", timeout, poll_s)
+
+    def stop_server(self, user: str, timeout: float = TIMEOUT_S) -> None:
+        """Stop the user's server and wait until the hub no longer lists it."""
+        self.expect(self.api("DELETE", f"/users/{user}/server"), 202, 204)
+        self.wait_for(lambda: self.server(user) is None, f"{user}'s server to stop", timeout)
 
     # kernels
 

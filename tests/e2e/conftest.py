@@ -31,7 +31,7 @@ from renderers import render
 from renderers.hub_config import HubConfigSpec, HubPaths, render_jupyterhub_config
 from renderers.scripts import render_add_user_script
 from tests.conftest import require_root, require_tool
-from tests.hubclient import HubClient, admin_session, free_port
+from tests.hubclient import HubClient, free_port
 
 SCRATCH_PREFIX = "jshub-e2e-"
 ADMIN = "e2e-admin"
@@ -104,10 +104,6 @@ class Hub(HubClient):
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     groups: list[int] = dataclasses.field(default_factory=list)  # one per hub started
-    http: requests.Session = dataclasses.field(init=False)
-
-    def __post_init__(self) -> None:
-        self.http = admin_session(self.admin_token)
 
     # process control
 

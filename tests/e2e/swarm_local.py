@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
 import stackconfig
 from renderers.hub_config import HubConfigSpec, SwarmSpawnerSpec, render_jupyterhub_config
 from renderers.swarm import (
@@ -34,7 +32,7 @@ from renderers.swarm import (
     hub_service_spec,
     render_user_home_script,
 )
-from tests.hubclient import HubClient, admin_session, free_port
+from tests.hubclient import HubClient, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SERVICES = ROOT / "tests" / "services"
@@ -130,10 +128,6 @@ class LocalSwarmHub(HubClient):
     objects: dict[str, list[str]] = dataclasses.field(
         default_factory=lambda: {"service": [], "config": [], "secret": [], "network": []}
     )
-    http: requests.Session = dataclasses.field(init=False)
-
-    def __post_init__(self) -> None:
-        self.http = admin_session(self.admin_token)
 
     @property
     def public_url(self) -> str:  # type: ignore[override]
@@ -293,14 +287,14 @@ class LocalSwarmHub(HubClient):
         parts.append("\n".join(lines[-60:]))
         return "\n".join(parts)
 
-    def start_server(self, user: str, timeout: float = 180, poll_s: float = 0.25) -> dict[str, Any]:
-        self.expect(self.api("POST", f"/users/{user}/server"), 201, 202)
-
-        def ready() -> dict[str, Any] | None:
-            server = self.server(user)
-            return server if server and server["ready"] else None
-
-        server = self.wait_for(ready, f"{user}'s server to be ready", timeout, poll_s)
+    def start_server(
+        self,
+        user: str,
+        options: dict[str, Any] | None = None,
+        timeout: float = 180,
+        poll_s: float = 0.25,
+    ) -> dict[str, Any]:
+        server = super().start_server(user, options, timeout, poll_s)
         # With DNS round robin (this kernel has no IPVS for the VIP mode production uses), a
         # server stopped and started again has answered the hub while the proxy still got a
         # 503 for a moment (seen once here: the removed task's address, most likely). Wait
@@ -312,10 +306,6 @@ class LocalSwarmHub(HubClient):
             poll_s,
         )
         return server
-
-    def stop_server(self, user: str, timeout: float = 60) -> None:
-        self.expect(self.api("DELETE", f"/users/{user}/server"), 202, 204)
-        self.wait_for(lambda: self.server(user) is None, f"{user}'s server to stop", timeout)
 
     # --- teardown ---------------------------------------------------------------------------
 

@@ -28,19 +28,8 @@ def user_model(hub: Hub, name: str) -> dict[str, Any]:
     return hub.expect(hub.api("GET", f"/users/{name}"), 200).json()
 
 
-def start_server(hub: Hub, name: str) -> dict[str, Any]:
-    hub.expect(hub.api("POST", f"/users/{name}/server"), 201, 202)
-
-    def ready() -> dict[str, Any] | None:
-        server = user_model(hub, name)["servers"].get("")
-        return server if server and server["ready"] else None
-
-    return hub.wait_for(ready, f"{name}'s server to be ready")
-
-
 def stop_server(hub: Hub, name: str) -> None:
-    hub.expect(hub.api("DELETE", f"/users/{name}/server"), 202, 204)
-    hub.wait_for(lambda: "" not in user_model(hub, name)["servers"], f"{name}'s server to stop")
+    hub.stop_server(name)
     hub.wait_for(lambda: not hub.pids_of(name), f"every process of {name} to exit")
 
 
@@ -63,7 +52,7 @@ def test_user_gets_account_home_server_and_kernel(hub: Hub, username: str) -> No
     assert info.st_uid == account.pw_uid, f"{home} is owned by UID {info.st_uid}, not {username}"
     assert stat.S_IMODE(info.st_mode) == 0o700, f"{home} has mode {stat.S_IMODE(info.st_mode):o}"
 
-    server = start_server(hub, username)
+    server = hub.start_server(username)
     assert server["url"] == f"/user/{username}/"
     assert hub.pids_of(username, SINGLEUSER), f"no {SINGLEUSER} process runs as {username}\n{hub.log_tail()}"
     assert_reachable(hub, username)
@@ -86,7 +75,7 @@ def test_user_gets_account_home_server_and_kernel(hub: Hub, username: str) -> No
 def test_hub_restart_keeps_users_and_running_servers(hub: Hub, username: str) -> None:
     if hub.api("GET", f"/users/{username}").status_code == 404:
         hub.expect(hub.api("POST", f"/users/{username}"), 201)  # the first test did not run
-    start_server(hub, username)
+    hub.start_server(username)
     running = hub.pids_of(username, SINGLEUSER)
     assert running
 
@@ -105,7 +94,7 @@ def test_hub_restart_keeps_users_and_running_servers(hub: Hub, username: str) ->
     stop_server(hub, username)
 
     # A second start, by the restarted hub, works.
-    start_server(hub, username)
+    hub.start_server(username)
     assert_reachable(hub, username)
     stop_server(hub, username)
     assert user_model(hub, username)["servers"] == {}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import pwd
 import secrets
@@ -33,7 +32,7 @@ import requests
 import stackconfig
 from renderers.hub_config import HubConfigSpec, HubPaths, SlurmSpawnerSpec, render_jupyterhub_config
 from tests.conftest import require_root, require_tool
-from tests.hubclient import HubClient, admin_session, free_port
+from tests.hubclient import HubClient, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SERVICES = ROOT / "tests" / "services"
@@ -208,10 +207,6 @@ class Hub(HubClient):
     log_path: Path
     extra_args: list[str] = dataclasses.field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
-    http: requests.Session = dataclasses.field(init=False)
-
-    def __post_init__(self) -> None:
-        self.http = admin_session(self.admin_token)
 
     def start(self) -> None:
         path = [f"{self.paths.venv}/bin", "/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"]
@@ -334,13 +329,3 @@ def start_hub(
     )
     hub.start()
     return hub
-
-
-def spawn(hub: Hub, name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    hub.expect(hub.api("POST", f"/users/{name}/server", data=json.dumps(options or {})), 201, 202)
-
-    def ready() -> dict[str, Any] | None:
-        server = hub.server(name)
-        return server if server and server["ready"] else None
-
-    return hub.wait_for(ready, f"{name}'s notebook job to be ready")

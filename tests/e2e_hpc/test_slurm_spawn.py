@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_hpc.conftest import Hub, LoginNode, kill_pids, processes_mentioning, spawn, squeue, start_hub
+from tests.e2e_hpc.conftest import Hub, LoginNode, kill_pids, processes_mentioning, squeue, start_hub
 
 pytestmark = pytest.mark.e2e
 
@@ -98,7 +98,7 @@ def test_direct_spawn_runs_in_a_job_and_a_cancelled_job_stops_the_server(
 ) -> None:
     hub, name = direct_hub, "alice"  # community account: any hub user runs as the gateway account
     hub.expect(hub.api("POST", f"/users/{name}"), 201)
-    server = spawn(hub, name, {"partition": "debug", "cores": 2, "memory_gb": 1, "wall_hours": 0.25})
+    server = hub.start_server(name, {"partition": "debug", "cores": 2, "memory_gb": 1, "wall_hours": 0.25})
     assert server["url"] == f"/user/{name}/"
     job_id = assert_server_in_job(hub, login_node, name)
     detail = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
@@ -110,10 +110,9 @@ def test_direct_spawn_runs_in_a_job_and_a_cancelled_job_stops_the_server(
     hub.wait_for(lambda: hub.server(name) is None, "the hub to notice the cancelled job", timeout=45)
     assert f"batch job {job_id} CANCELLED" in hub.log_text(), hub.log_tail()
 
-    spawn(hub, name)
+    hub.start_server(name)
     assert_server_in_job(hub, login_node, name)
-    hub.expect(hub.api("DELETE", f"/users/{name}/server"), 202, 204)
-    hub.wait_for(lambda: hub.server(name) is None, "the server to stop")
+    hub.stop_server(name)
     hub.wait_for(lambda: not squeue(login_node.account), "the job to leave the queue")
 
 
@@ -124,7 +123,7 @@ def test_a_job_that_reaches_its_wall_time_stops_the_server_with_the_reason(
     hub, name = direct_hub, "dave"
     hub.expect(hub.api("POST", f"/users/{name}"), 201)
     # The shortest wall time the spawner accepts (0.01 h) rounds up to SLURM's one minute.
-    spawn(hub, name, {"partition": "debug", "cores": 1, "memory_gb": 1, "wall_hours": 0.01})
+    hub.start_server(name, {"partition": "debug", "cores": 1, "memory_gb": 1, "wall_hours": 0.01})
     job_id = assert_server_in_job(hub, login_node, name)
     detail = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
     assert "TimeLimit=00:01:00" in detail, detail
@@ -135,10 +134,9 @@ def test_a_job_that_reaches_its_wall_time_stops_the_server_with_the_reason(
     assert reason in hub.log_text(), hub.log_tail()
     assert not squeue(login_node.account), f"the job is still queued: {squeue(login_node.account)}"
     # Nothing is left behind: a new spawn works.
-    spawn(hub, name)
+    hub.start_server(name)
     assert_server_in_job(hub, login_node, name)
-    hub.expect(hub.api("DELETE", f"/users/{name}/server"), 202, 204)
-    hub.wait_for(lambda: hub.server(name) is None, "the server to stop")
+    hub.stop_server(name)
     hub.wait_for(lambda: not squeue(login_node.account), "the job to leave the queue")
 
 
@@ -168,8 +166,7 @@ def test_the_progress_page_shows_the_queue_while_a_job_waits(direct_hub: Hub, lo
     assert any("is PENDING in partition compute: the partition is down" in m for m in messages), messages
     assert any("is running on localhost; waiting for the notebook server" in m for m in messages), messages
     assert_server_in_job(hub, login_node, name)
-    hub.expect(hub.api("DELETE", f"/users/{name}/server"), 202, 204)
-    hub.wait_for(lambda: hub.server(name) is None, "the server to stop")
+    hub.stop_server(name)
     hub.wait_for(lambda: not squeue(login_node.account), "the job to leave the queue")
 
 
@@ -193,7 +190,7 @@ def test_ssh_tunnel_spawn_per_user_account(tunnel_hub: Hub, login_node: LoginNod
     hub = tunnel_hub
     name = login_node.account  # per-user: the hub user's HPC account is usernamePattern {username}
     hub.expect(hub.api("POST", f"/users/{name}"), 201)
-    server = spawn(hub, name)
+    server = hub.start_server(name)
     job_id = assert_server_in_job(hub, login_node, name)
     # The hub reaches the notebook through a local forward, not the compute node directly.
     model = hub.expect(hub.api("GET", f"/users/{name}", params={"include_stopped_servers": "1"}), 200).json()
@@ -216,12 +213,11 @@ def test_ssh_tunnel_spawn_per_user_account(tunnel_hub: Hub, login_node: LoginNod
     # A cancelled job: the next spawn request notices it and starts a fresh job.
     subprocess.run(["scancel", job_id], check=True)
     hub.wait_for(lambda: not squeue(login_node.account), "the cancelled job to leave the queue")
-    spawn(hub, name)
+    hub.start_server(name)
     new_job = assert_server_in_job(hub, login_node, name)
     assert new_job != job_id
     assert f"batch job {job_id} CANCELLED" in hub.log_text(), hub.log_tail()
 
-    hub.expect(hub.api("DELETE", f"/users/{name}/server"), 202, 204)
-    hub.wait_for(lambda: hub.server(name) is None, "the server to stop")
+    hub.stop_server(name)
     hub.wait_for(lambda: not squeue(login_node.account), "the job to leave the queue")
     hub.wait_for(lambda: not tunnels(hub), "the tunnel to close")
