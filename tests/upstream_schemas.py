@@ -1,5 +1,7 @@
-"""The upstream schemas in `<repo>/../shared/schemas` (Z2JH chart, Rook CRDs), and the checks
-that apply them the way Helm and the Kubernetes API server do."""
+"""The upstream schemas the tests carry in `tests/fixtures/upstream/` (the Z2JH chart's values
+schema and defaults, Rook's CRDs and chart defaults), and the checks that apply them the way
+Helm and the Kubernetes API server do. `tests/fixtures/upstream/README.md` says where each file
+comes from and how to refresh it for a new pin."""
 
 from __future__ import annotations
 
@@ -9,22 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 import yaml
 
-SCHEMAS = Path(__file__).resolve().parents[1].parent / "shared" / "schemas"
-Z2JH = SCHEMAS / "z2jh-4.4.0"
-ROOK = SCHEMAS / "rook-v1.20.6"
+UPSTREAM = Path(__file__).resolve().parent / "fixtures" / "upstream"
+Z2JH = UPSTREAM / "z2jh"
+ROOK = UPSTREAM / "rook"
 # Rook's CRDs are 17,000 lines: libyaml reads them ten times faster when it is there.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _load(path: Path) -> Any:
-    if not path.exists():
-        pytest.fail(
-            f"{path} is missing: the tests read the upstream schemas from shared/schemas beside the "
-            "repository (see shared/schemas/README.md); copy that folder next to this checkout"
-        )
     return yaml.load(path.read_text(), Loader=_Loader)
 
 
@@ -100,8 +96,6 @@ def _strict(schema: Any) -> Any:
 
 @functools.cache
 def rook_crd_schemas() -> dict[str, dict[str, Any]]:
-    if not (ROOK / "crds.yaml").exists():
-        _load(ROOK / "crds.yaml")
     docs = [d for d in yaml.load_all((ROOK / "crds.yaml").read_text(), Loader=_Loader) if d]
     schemas = {}
     for crd in docs:
