@@ -30,29 +30,34 @@ def _actions(changes: list[Any]) -> dict[str, str]:
     return {c.name: c.action for c in changes}
 
 
-def test_new_image_replaces_the_vm_and_keeps_the_volume(dev: dict[str, Any]) -> None:
+def test_new_image_rebuilds_the_vm_and_keeps_the_volume(dev: dict[str, Any]) -> None:
     after = plan_stack("dev", overrides={"image": "Featured-Ubuntu22"})
     changes = diff_plans(dev, after)
     actions = _actions(changes)
-    assert actions["hub-vm-server"] == "replace"
-    assert actions["hub-vm-data-attach"] == "replace"  # re-attached to the new server
-    assert "hub-vm-data" not in actions
+    # pulumi_openstack: "Changing this rebuilds the existing server": same ID, so the volume
+    # stays attached and nothing that takes the instance ID changes.
+    assert actions["hub-vm-server"] == "rebuild"
+    assert "hub-vm-data-attach" not in actions and "hub-vm-data" not in actions
     assert not dangerous(changes)
     server = next(c for c in changes if c.name == "hub-vm-server")
     assert server.changed["imageName"] == ("Featured-Ubuntu24", "Featured-Ubuntu22")
-    assert any("VM REPLACED" in w for w in server.warnings)
+    assert any(w.startswith("REBUILD") for w in server.warnings)
 
 
-def test_make_diff_bar_exits_zero_and_flags_the_vm(capsys: pytest.CaptureFixture[str]) -> None:
+def test_make_diff_bar_reports_a_rebuild(capsys: pytest.CaptureFixture[str]) -> None:
     assert diff_main(["--stack", "dev", "--set", "image=Featured-Ubuntu22"]) == 0
     out = capsys.readouterr().out
-    assert "+- replace  openstack:compute/instance:Instance  hub-vm-server" in out
-    assert "VM REPLACED" in out and "No data volume is replaced or deleted." in out
+    assert "~! rebuild  openstack:compute/instance:Instance  hub-vm-server" in out
+    assert "replace  openstack:compute/instance:Instance" not in out
+    assert "root disk re-imaged" in out
+    assert "No data volume or protected resource is replaced or deleted." in out
 
 
 def test_a_new_flavor_resizes_in_place(dev: dict[str, Any]) -> None:
     changes = diff_plans(dev, plan_stack("dev", overrides={"hubFlavor": "m3.quad"}))
-    assert _actions(changes) == {"hub-vm-server": "update"}
+    assert _actions(changes) == {"hub-vm-server": "resize"}
+    (change,) = changes
+    assert any(w.startswith("RESIZE") and "reboots" in w for w in change.warnings)
 
 
 def test_growing_the_data_volume_is_an_update_flagged_as_touching_data(dev: dict[str, Any]) -> None:
