@@ -168,6 +168,7 @@ K8S_ALL_AT_ONCE = "an image change rebuilds every k3s control-plane node at once
 K8S_FLAVOR_AT_ONCE = "a flavor change resizes every k3s control-plane node at once (no rolling chain)"
 K8S_VERSION_IGNORED = "a k3s version bump reaches no existing node (user data is ignored, no upgrade step)"
 SWARM_EMAIL = "letsEncryptEmail is in the manager's user data: the change replaces the manager"
+SWARM_HOSTNAME = "the hub's name is in the manager's user data (Caddy): the change replaces the manager"
 CP = ("k8s-cp-0-server", "k8s-cp-1-server", "k8s-cp-2-server")
 WORKERS = ("k8s-worker-0-server", "k8s-worker-1-server", "k8s-worker-2-server")
 SWARM_WORKERS = ("swarm-worker-0-server", "swarm-worker-1-server", "swarm-worker-2-server")
@@ -218,7 +219,7 @@ MATRIX: list[Row] = [
     Row("persistent-swarm", {"swarm.workerCount": 4}, {"swarm-worker-3-server": "create"}, frozenset()),
     Row("persistent-swarm", {"auth.admins": ["octocat", "hubber"]}),
     Row("persistent-swarm", {"letsEncryptEmail": "ops@example.org"}, fault=SWARM_EMAIL),
-    Row("persistent-swarm", {"hubHostname": "jupyter"}, fault=SWARM_EMAIL),
+    Row("persistent-swarm", {"hubHostname": "jupyter"}, fault=SWARM_HOSTNAME),
     # k8s (k3s)
     Row(
         "workshop-k8s",
