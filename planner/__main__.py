@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     scenario = plan["scenario"]
     out_dir = args.out or args.project_dir / "plan" / args.stack
     shutil.rmtree(out_dir, ignore_errors=True)
+    # A plan with no VM (Magnum) renders no file, and nothing else makes the folder.
+    out_dir.mkdir(parents=True, exist_ok=True)
     files = report.write_artifacts(plan, out_dir)
     (out_dir / "architecture.svg").write_text(diagram.render_svg(plan))
     (out_dir / "plan.json").write_text(json.dumps(plan, indent=2, sort_keys=False) + "\n")
@@ -59,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{c['su_per_user_hour']:g} SU per concurrent user-hour"
     )
     for i in c["instances"]:
-        print(f"  {i['name']}: {i['flavor']} {i['su_per_hour']:g} SU/hour")
+        count = f"{i['count']} × " if i["count"] != 1 else ""
+        bound = f" (the autoscaler may grow it to {i['max_count']})" if i["max_count"] > i["count"] else ""
+        print(f"  {i['name']}: {count}{i['flavor']} {i['su_per_hour']:g} SU/hour{bound}")
     floor = ", ".join(f"{n} × {f}" for f, n in sorted(c["floor_flavors"].items())) or "no VM"
     print(f"  floor for the same users: {c['floor_su_per_hour']:g} SU/hour ({floor}); {c['floor_basis']}")
     e = plan["estimate"]

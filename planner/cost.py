@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from catalog import FLAVORS, Flavor
+from planner.magnum import node_pools
 
 INSTANCE = "openstack:compute/instance:Instance"
 
@@ -56,7 +57,27 @@ def cost(
         if r["type"] != INSTANCE or not r["custom"]:
             continue
         flavor = FLAVORS[r["inputs"]["flavorName"]]
-        instances.append({"name": r["name"], "flavor": flavor.name, "su_per_hour": flavor.su_per_hour})
+        instances.append(
+            {
+                "name": r["name"],
+                "flavor": flavor.name,
+                "count": 1,
+                "max_count": 1,
+                "su_per_hour": flavor.su_per_hour,
+            }
+        )
+    # A Magnum cluster's nodes cost what they run now; the autoscaler's bound is reported beside.
+    for pool in node_pools(resources):
+        flavor = FLAVORS[pool.flavor]
+        instances.append(
+            {
+                "name": pool.name,
+                "flavor": flavor.name,
+                "count": pool.count,
+                "max_count": pool.max_count,
+                "su_per_hour": flavor.su_per_hour * pool.count,
+            }
+        )
     per_hour = sum(i["su_per_hour"] for i in instances)
     mix: dict[str, int] = {}
     if guarantee is None:

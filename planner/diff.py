@@ -1,14 +1,37 @@
 """`make diff STACK=dev SET="image=Featured-Ubuntu22"`: what a config change would do.
 
-Plans the stack as it is and with the changes, then lists resources created, updated (with the
-changed inputs), replaced (and why) and deleted. Replaced servers and anything that touches a
-data-bearing volume are flagged. Exit status: 0 no data volume is replaced or deleted; 3 one
-would be; 2 either configuration is invalid."""
+Plans the stack as it is and with the changes, then says for every resource what `pulumi up`
+would do, with the provider's own words for why (planner/change_model.json, read from the
+pinned SDKs):
+
+  create   a new resource
+  update   changed in place (a remote command runs again)
+  resize   same server, new flavor: it reboots; disks and ID are kept
+  rebuild  same server, root disk re-imaged: everything on it that is not on a data volume is
+           lost and cloud-init runs again; the ID is kept, so nothing triggered on it runs again
+  replace  a new resource with a new ID (before or after the old one is deleted)
+  delete   gone (a retained resource is left in the allocation, unmanaged)
+
+It honours `ignore_changes`, `replace_on_changes`, `delete_before_replace` and `protect`, and
+follows a replacement's new ID through every input that takes it (data dependencies, triggers).
+
+Exit status:
+  0  nothing below;
+  2  either configuration is invalid (or the stack file is missing);
+  3  a data volume (a protected or retained Volume), or any protected resource, would be replaced
+     or deleted (`pulumi up` refuses a protected one);
+  4  a quorum would be disturbed at once: more than one member of a group (k8s control-plane
+     nodes: etcd; ...) resized, rebuilt, replaced or deleted without a re-run readiness step
+     between them, or the only member of a one-member group (the swarm manager, which is also the
+     swarm's NFS server) rebuilt, replaced or deleted.
+3 wins over 4 when both apply."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,118 +39,392 @@ from typing import Any
 
 import yaml
 
+from planner import changemodel
 from planner.plan import PROJECT_DIR, PlanError, plan_stack
-from planner.replacements import replaces
 
 INSTANCE = "openstack:compute/instance:Instance"
 VOLUME = "openstack:blockstorage/volume:Volume"
 ATTACH = "openstack:compute/volumeAttach:VolumeAttach"
+COMMAND = "command:remote:Command"
+
+ACTIONS = ("create", "update", "resize", "rebuild", "replace", "delete")
+SYMBOL = {"create": "+", "update": "~", "resize": "~>", "rebuild": "~!", "replace": "+-", "delete": "-"}
+DISTURBING = frozenset({"resize", "rebuild", "replace", "delete"})
+# A one-member group loses its state with its only member; a resize keeps the disks.
+LOSES_STATE = frozenset({"rebuild", "replace", "delete"})
+
+EXIT_OK, EXIT_INVALID, EXIT_DATA, EXIT_QUORUM = 0, 2, 3, 4
+
+# Instance metadata `role` → the quorum (or single point of state) its members form.
+QUORUM_ROLES: dict[str, str] = {
+    "k8s-control-plane": "k8s control plane (etcd quorum, Ceph mons)",
+    "swarm-manager": "swarm manager (the swarm's only manager and its NFS server)",
+}
+
+# Stands in for the ID and outputs a replaced resource gets from the cloud.
+NEW_ID = "(new, after the replacement)"
 
 
 @dataclass
 class Change:
-    action: str  # create | update | replace | delete
+    action: str  # one of ACTIONS
     type: str
     name: str
     changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    # Inputs that changed but are in ignore_changes: `pulumi up` leaves them as they are.
+    ignored: list[str] = field(default_factory=list)
+
+
+@dataclass
+class QuorumProblem:
+    group: str
+    members: list[str]
+    actions: dict[str, str]
+    causes: list[str]
+
+    def describe(self) -> str:
+        who = ", ".join(f"{m} ({self.actions[m]})" for m in self.members)
+        return f"{self.group}: {who} at once, because {'; '.join(self.causes)}"
+
+
+@dataclass
+class Diff:
+    changes: list[Change]
+    # Resources whose every change is ignored (ignore_changes): nothing happens to them.
+    kept: list[Change]
+    quorum: list[QuorumProblem]
+
+    def __iter__(self) -> Any:
+        return iter(self.changes)
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
 def _is_data_volume(resource: dict[str, Any]) -> bool:
-    return resource["type"] == VOLUME and (resource["protect"] or resource["retain_on_delete"])
+    return resource["type"] == VOLUME and bool(resource["protect"] or resource["retain_on_delete"])
 
 
-def diff_plans(before: dict[str, Any], after: dict[str, Any]) -> list[Change]:
+def _matches(key: str, patterns: list[str]) -> bool:
+    """Does input `key` fall under one of these option paths (`userData`, `spec.template`, `*`)?"""
+    for pattern in patterns:
+        top = re.split(r"[.\[]", _camel(pattern), maxsplit=1)[0]
+        if pattern == "*" or top == key:
+            return True
+    return False
+
+
+def _verb(resource: dict[str, Any], key: str, old: Any, new: Any) -> changemodel.InputEffect:
+    effect = changemodel.effect(resource["type"], key, old, new, resource["inputs"])
+    if _matches(key, resource.get("replace_on_changes", [])):
+        return changemodel.InputEffect("replace", "replace_on_changes on this input", True)
+    return effect
+
+
+def _worst(verbs: list[str]) -> str:
+    return max(verbs, key=changemodel.VERBS.index)
+
+
+def _classify(resource: dict[str, Any], changed: dict[str, tuple[Any, Any]]) -> tuple[str, list[str]]:
+    effects = {k: _verb(resource, k, a, b) for k, (a, b) in changed.items()}
+    verb = _worst([e.verb for e in effects.values()])
+    reasons = [
+        f"{k}: {e.says}" + ("" if e.documented else " [not in the SDK's docstrings]")
+        for k, e in sorted(effects.items())
+        if e.verb == verb and verb != "update"
+    ]
+    return verb, reasons
+
+
+def _ancestors(plan: dict[str, Any]) -> dict[str, set[str]]:
+    """Every resource a resource waits for (depends_on and data dependencies), transitively."""
+    direct: dict[str, set[str]] = {}
+    for r in plan["resources"]:
+        deps = set(r["depends_on"])
+        for sources in r.get("data_dependencies", {}).values():
+            deps |= set(sources)
+        direct[r["name"]] = deps
+    memo: dict[str, set[str]] = {}
+
+    def walk(name: str) -> set[str]:
+        if name in memo:
+            return memo[name]
+        memo[name] = set()
+        found: set[str] = set()
+        for d in direct.get(name, ()):
+            found |= {d} | walk(d)
+        memo[name] = found
+        return found
+
+    for name in direct:
+        walk(name)
+    return memo
+
+
+def _role(resource: dict[str, Any]) -> str | None:
+    metadata = resource["inputs"].get("metadata")
+    return metadata.get("role") if isinstance(metadata, dict) else None
+
+
+def quorum_problems(
+    before: dict[str, Any], after: dict[str, Any], changes: list[Change]
+) -> list[QuorumProblem]:
+    """Groups of instances (by metadata role) of which the change disturbs too much at once.
+
+    Disturbed members A, B, ... are serialised when they can be ordered so that each one's
+    instance waits (depends_on or data, transitively) for a resource that waits for the one
+    before and that this change runs again (a readiness check): then `pulumi up` finishes one
+    member and checks it before it touches the next."""
+    action = {c.name: c for c in changes}
+    ancestors = _ancestors(after)
+    rerun = {c.name for c in changes if c.type == COMMAND and c.action in ("update", "replace")}
+    groups: dict[str, list[str]] = {}
+    for r in before["resources"]:
+        role = _role(r) if r["type"] == INSTANCE else None
+        if role in QUORUM_ROLES:
+            groups.setdefault(role, []).append(r["name"])
+    problems = []
+    for role, members in sorted(groups.items()):
+        disturbed = [m for m in members if m in action and action[m].action in DISTURBING]
+        if not disturbed:
+            continue
+        causes = sorted({reason for m in disturbed for reason in action[m].reasons}) or ["it is deleted"]
+        acts = {m: action[m].action for m in disturbed}
+        if len(members) == 1:
+            if acts[disturbed[0]] in LOSES_STATE:
+                problems.append(QuorumProblem(QUORUM_ROLES[role], disturbed, acts, causes))
+            continue
+        if len(disturbed) < 2:
+            continue
+        # Order by how much each waits for: a member later in a chain waits for more.
+        ordered = sorted(disturbed, key=lambda m: (len(ancestors.get(m, ())), m))
+
+        def chained(first: str, then: str) -> bool:
+            return any(first in ancestors.get(step, ()) for step in ancestors.get(then, set()) & rerun)
+
+        if not all(chained(a, b) for a, b in itertools.pairwise(ordered)):
+            problems.append(QuorumProblem(QUORUM_ROLES[role], ordered, acts, causes))
+    return problems
+
+
+def diff_plans(before: dict[str, Any], after: dict[str, Any]) -> Diff:
     old = {(r["type"], r["name"]): r for r in before["resources"] if r["custom"]}
     new = {(r["type"], r["name"]): r for r in after["resources"] if r["custom"]}
     changes: dict[tuple[str, str], Change] = {}
+    kept: dict[tuple[str, str], Change] = {}
     for key in new.keys() - old.keys():
         changes[key] = Change("create", *key)
     for key in old.keys() - new.keys():
         changes[key] = Change("delete", *key)
+
+    def apply(key: tuple[str, str], changed: dict[str, tuple[Any, Any]], extra: list[str]) -> None:
+        resource = new[key]
+        ignored = {k for k in changed if _matches(k, resource.get("ignore_changes", []))}
+        effective = {k: v for k, v in changed.items() if k not in ignored}
+        current = changes.get(key)
+        if not effective:
+            if ignored:
+                holder = current or kept.setdefault(key, Change("update", *key))
+                holder.ignored = sorted(set(holder.ignored) | ignored)
+            return
+        merged = {**(current.changed if current else {}), **effective}
+        verb, reasons = _classify(resource, merged)
+        change = Change(verb, *key, changed=merged, reasons=reasons + extra)
+        held = current or kept.pop(key, None)
+        if held:
+            change.ignored = sorted(set(held.ignored) | ignored)
+            change.reasons = sorted(set(held.reasons) | set(change.reasons))
+        else:
+            change.ignored = sorted(ignored)
+        changes[key] = change
+
     for key in old.keys() & new.keys():
         a, b = old[key]["inputs"], new[key]["inputs"]
         changed = {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
         if changed:
-            forced = replaces(key[0], set(changed))
-            change = Change("replace" if forced else "update", *key, changed=changed)
-            change.reasons = [f"{k} changed" for k in sorted(forced)]
-            changes[key] = change
+            apply(key, changed, [])
 
-    # A replaced resource gets a new ID: whatever takes that ID in a replace-on-change input is
-    # replaced too, and the rest of its dependents are updated. Repeat until nothing moves.
+    # A replaced resource gets a new ID and new outputs: every input that takes one of them
+    # changes too. Repeat until nothing moves. A resized or rebuilt server keeps its ID.
+    done: set[tuple[tuple[str, str], str]] = set()
     moved = True
     while moved:
         moved = False
         replaced = {name for (_, name), c in changes.items() if c.action == "replace"}
         for key, resource in new.items():
             current = changes.get(key)
-            if current and current.action in ("replace", "create"):
+            if current and current.action in ("replace", "create", "delete"):
                 continue
             for input_name, sources in resource.get("data_dependencies", {}).items():
                 hit = sorted(set(sources) & replaced)
-                if not hit:
+                if not hit or (key, input_name) in done:
                     continue
-                reason = f"{input_name} takes the new ID of {', '.join(hit)}"
-                if replaces(key[0], {input_name}):
-                    changes[key] = Change(
-                        "replace", *key, changed=current.changed if current else {}, reasons=[reason]
-                    )
-                    moved = True
-                    break
-                if not current:
-                    current = changes[key] = Change("update", *key, reasons=[reason])
-    for (type_, name), change in changes.items():
-        resource = new.get((type_, name)) or old[(type_, name)]
-        if type_ == INSTANCE and change.action in ("replace", "delete"):
-            change.warnings.append(
-                "VM REPLACED: the server is deleted and booted again from its image and cloud-init"
+                done.add((key, input_name))
+                before_value = old[key]["inputs"].get(input_name) if key in old else None
+                note = f"{input_name} takes the new ID or outputs of {', '.join(hit)}"
+                apply(key, {input_name: (before_value, NEW_ID)}, [note])
+                moved = True
+    # Changed keys of propagated inputs show the new ID rather than an unchanged mock value.
+    for key, change in changes.items():
+        resource = new.get(key) or old[key]
+        _annotate(change, resource, changes, new, old)
+    for key, change in kept.items():
+        if key[0] == INSTANCE and "userData" in change.ignored:
+            change.notes.append(
+                "userData changed but is in ignore_changes: this server keeps what its first boot "
+                "installed (e.g. the version it runs); only servers created from now on get the new one"
             )
-        if _is_data_volume(resource) and change.action != "create":
-            change.warnings.append(f"DATA VOLUME {change.action.upper()}D: it holds user data")
-        if type_ == ATTACH and change.action == "replace":
-            change.warnings.append(
-                "the volume is detached and attached to the new server; its files are kept"
+        else:
+            change.notes.append(f"{', '.join(change.ignored)} changed but in ignore_changes: left as it is")
+    ordered = sorted(changes.values(), key=lambda c: (ACTIONS.index(c.action), c.name))
+    return Diff(ordered, sorted(kept.values(), key=lambda c: c.name), quorum_problems(before, after, ordered))
+
+
+def _annotate(
+    change: Change,
+    resource: dict[str, Any],
+    changes: dict[tuple[str, str], Change],
+    new: dict[tuple[str, str], dict[str, Any]],
+    old: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    t, action = change.type, change.action
+    if change.ignored and action != "create":
+        change.notes.append(f"ignored (ignore_changes): {', '.join(change.ignored)}")
+    if action == "rebuild" and t == INSTANCE:
+        change.warnings.append(
+            "REBUILD: same server and ID, root disk re-imaged: everything on the root disk that is "
+            "not on a data volume is lost, and cloud-init runs again"
+        )
+        for (ct, cname), dependent in new.items():
+            if ct != COMMAND:
+                continue
+            if not any(change.name in s for s in dependent.get("data_dependencies", {}).values()):
+                continue
+            other = changes.get((ct, cname))
+            if other and other.action in ("update", "replace"):
+                change.notes.append(f"{cname} runs again")
+            else:
+                change.warnings.append(
+                    f"{cname} does NOT run again (the rebuild keeps the instance ID it triggers on): "
+                    "what it put on the root disk is gone after the rebuild"
+                )
+    if action == "resize" and t == INSTANCE:
+        change.warnings.append("RESIZE: same server, disks and ID, new flavor: it reboots (down for minutes)")
+    if action == "replace" and t == INSTANCE:
+        change.warnings.append(
+            "VM REPLACED: a new server with a new ID, booted from its image and cloud-init; the old "
+            "one and its root disk are deleted"
+        )
+    if action == "replace":
+        if resource["delete_before_replace"]:
+            change.notes.append(
+                "delete_before_replace: the old one is deleted first, then the new one created: down "
+                "in between"
             )
-        if type_ == ATTACH and change.action == "delete":
-            change.warnings.append("the volume is detached; it and its files are kept")
+        else:
+            change.notes.append("the new one is created first, then the old one deleted")
+    if t == COMMAND and action in ("update", "replace"):
+        inputs = resource["inputs"]
+        if action == "update":
+            change.notes.append(f"runs again: its {'update' if inputs.get('update') else 'create'} command")
+        else:
+            change.notes.append("runs again: its create command")
+            previous = old.get((t, change.name), resource)["inputs"]
+            if previous.get("delete"):
+                change.notes.append(
+                    "the old one's delete command then runs: " + _short(previous["delete"], 70)
+                )
+    if t == COMMAND and action == "delete" and resource["inputs"].get("delete"):
+        change.notes.append("its delete command runs: " + _short(resource["inputs"]["delete"], 70))
+    if resource["protect"] and action in ("replace", "delete"):
+        change.warnings.append(f"PROTECTED: `pulumi up` refuses to {action} a protected resource and stops")
+    if _is_data_volume(resource) and action != "create":
+        change.warnings.append(f"DATA VOLUME {action.upper()}: it holds user data")
+    if resource["retain_on_delete"] and action in ("replace", "delete"):
+        change.notes.append("retain_on_delete: the old one is left in the allocation, no longer managed")
+    if t == ATTACH and action == "replace":
+        change.notes.append("the volume is detached and attached again; its files are kept")
+    if t == ATTACH and action == "delete":
+        change.notes.append("the volume is detached; it and its files are kept")
+
+
+def dangerous(changes: Diff | list[Change]) -> list[Change]:
+    """Replacements and deletions that lose data or that `pulumi up` refuses."""
+    return [
+        c
+        for c in changes
+        if c.action in ("replace", "delete")
+        and any(w.startswith(("DATA VOLUME", "PROTECTED")) for w in c.warnings)
+    ]
+
+
+def reruns(changes: Diff | list[Change]) -> list[str]:
+    """The remote commands this change runs again (or for the first time)."""
     return sorted(
-        changes.values(), key=lambda c: (["create", "update", "replace", "delete"].index(c.action), c.name)
+        c.name for c in changes if c.type == COMMAND and c.action in ("create", "update", "replace")
     )
 
 
-def dangerous(changes: list[Change]) -> list[Change]:
-    return [c for c in changes if c.type == VOLUME and c.action in ("replace", "delete")]
+def exit_code(diff: Diff) -> int:
+    if dangerous(diff):
+        return EXIT_DATA
+    if diff.quorum:
+        return EXIT_QUORUM
+    return EXIT_OK
 
 
-def _short(value: Any) -> str:
+def _short(value: Any, width: int = 60) -> str:
     text = json.dumps(value) if not isinstance(value, str) else value
     text = text.replace("\n", "⏎")
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def render(changes: list[Change], settings: dict[str, Any]) -> str:
-    symbol = {"create": "+", "update": "~", "replace": "+-", "delete": "-"}
+def render(diff: Diff, settings: dict[str, Any]) -> str:
     lines = [f"Changes: {', '.join(f'{k}={v}' for k, v in settings.items()) or '(none)'}", ""]
-    if not changes:
+    if not diff.changes:
         lines.append("No resource changes.")
-    for c in changes:
-        lines.append(f"{symbol[c.action]:>2} {c.action:8} {c.type}  {c.name}")
+    pad = " " * 12
+    for c in diff.changes:
+        lines.append(f"{SYMBOL[c.action]:>2} {c.action:8} {c.type}  {c.name}")
         for reason in c.reasons:
-            lines.append(f"             because {reason}")
+            lines.append(f"{pad}because {reason}")
         for key, (a, b) in sorted(c.changed.items()):
-            lines.append(f"             {key}: {_short(a)} => {_short(b)}")
+            lines.append(f"{pad}{key}: {_short(a)} => {_short(b)}")
+        for note in c.notes:
+            lines.append(f"{pad}{note}")
         for warning in c.warnings:
-            lines.append(f"             !! {warning}")
-    counts = {a: sum(1 for c in changes if c.action == a) for a in ("create", "update", "replace", "delete")}
+            lines.append(f"{pad}!! {warning}")
+    for c in diff.kept:
+        lines.append(f" = keep     {c.type}  {c.name}")
+        for note in c.notes:
+            lines.append(f"{pad}{note}")
+    counts = {a: sum(1 for c in diff.changes if c.action == a) for a in ACTIONS}
     lines += ["", ", ".join(f"{n} to {a}" for a, n in counts.items())]
-    bad = dangerous(changes)
+    again = [n for n in reruns(diff) if any(c.name == n and c.action != "create" for c in diff.changes)]
+    lines.append("Steps that run again: " + (", ".join(again) if again else "none"))
+    bad = dangerous(diff)
     lines.append(
         "!! DATA AT RISK: " + ", ".join(f"{c.name} ({c.action})" for c in bad)
         if bad
-        else "No data volume is replaced or deleted."
+        else "No data volume or protected resource is replaced or deleted."
     )
+    if diff.quorum:
+        keys = ", ".join(settings) or "the change"
+        for problem in diff.quorum:
+            lines.append(f"!! QUORUM ({keys}): {problem.describe()}")
+    else:
+        lines.append("No quorum is disturbed at once.")
     return "\n".join(lines)
 
 
@@ -142,7 +439,9 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make diff", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="make diff", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--stack", required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", type=Path)
@@ -154,12 +453,23 @@ def main(argv: list[str] | None = None) -> int:
         after = plan_stack(args.stack, project_dir=args.project_dir, overrides=settings)
     except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    changes = diff_plans(before, after)
-    print(render(changes, settings))
+        return EXIT_INVALID
+    diff = diff_plans(before, after)
+    print(render(diff, settings))
     if args.json:
-        args.json.write_text(json.dumps([c.__dict__ for c in changes], indent=2, default=str) + "\n")
-    return 3 if dangerous(changes) else 0
+        args.json.write_text(
+            json.dumps(
+                {
+                    "changes": [c.__dict__ for c in diff.changes],
+                    "kept": [c.__dict__ for c in diff.kept],
+                    "quorum": [p.__dict__ for p in diff.quorum],
+                },
+                indent=2,
+                default=str,
+            )
+            + "\n"
+        )
+    return exit_code(diff)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,7 @@ class Registration:
     secret_inputs: list[str] = field(default_factory=list)
     deleted_with_urn: str = ""
     ignore_changes: list[str] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
 
 
 def scrub(value: Any, path: str = "", secret_paths: list[str] | None = None) -> Any:
@@ -149,6 +150,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     secret_inputs=secret_paths,
                     deleted_with_urn=str(getattr(request, "deletedWith", "") or ""),
                     ignore_changes=list(request.ignoreChanges),
+                    replace_on_changes=list(request.replaceOnChanges),
                 )
             )
         return response

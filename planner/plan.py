@@ -28,6 +28,10 @@ def user_guarantees(cfg: StackConfig) -> tuple[float, float] | None:
         return cfg.k8s.user_cpu_guarantee, cfg.k8s.user_memory_guarantee_gb
     if cfg.scenario == "single":
         return 0.0, cfg.user_memory_gb  # one VM shares its cores; memory is set aside
+    if cfg.scenario == "swarm" and cfg.swarm is not None:
+        # The swarm scheduler packs workers by the reservations; userCpu and userMemoryGb are
+        # each container's limits, which notebooks may reach only while others idle.
+        return cfg.swarm.user_cpu_reservation, cfg.swarm.user_memory_reservation_gb
     return cfg.user_cpu, cfg.user_memory_gb
 
 

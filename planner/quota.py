@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from catalog import FLAVORS
+from planner.magnum import claim_volumes, node_pools
 from stackconfig.model import QuotaConfig
 
 # Every allocation already holds these: the `default` security group (2 ingress + 2 egress
@@ -35,19 +36,24 @@ def _of(resources: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def needs(resources: list[dict[str, Any]]) -> dict[str, float]:
+    """What the stack takes from the allocation; a Magnum cluster's nodes count at the
+    autoscaler's upper bound, each with its Docker volume, and Rook's PVCs count as volumes."""
     instances = _of(resources, "openstack:compute/instance:Instance")
     flavors = [
         FLAVORS[i["inputs"]["flavorName"]] for i in instances if i["inputs"].get("flavorName") in FLAVORS
     ]
+    pools = [p for p in node_pools(resources) if p.flavor in FLAVORS]
     volumes = _of(resources, "openstack:blockstorage/volume:Volume")
+    node_volumes = [p.volume_gb for p in pools for _ in range(p.max_count) if p.volume_gb]
+    claims = claim_volumes(resources)
     groups = _of(resources, "openstack:networking/secGroup:SecGroup")
     return {
-        "instances": len(instances),
-        "cores": sum(f.vcpus for f in flavors),
-        "ramGb": sum(f.ram_gb for f in flavors),
+        "instances": len(instances) + sum(p.max_count for p in pools),
+        "cores": sum(f.vcpus for f in flavors) + sum(FLAVORS[p.flavor].vcpus * p.max_count for p in pools),
+        "ramGb": sum(f.ram_gb for f in flavors) + sum(FLAVORS[p.flavor].ram_gb * p.max_count for p in pools),
         "floatingIps": len(_of(resources, "openstack:networking/floatingIp:FloatingIp")),
-        "volumes": len(volumes),
-        "volumeGb": sum(float(v["inputs"].get("size", 0)) for v in volumes),
+        "volumes": len(volumes) + len(node_volumes) + len(claims),
+        "volumeGb": sum(float(v["inputs"].get("size", 0)) for v in volumes) + sum(node_volumes) + sum(claims),
         "routers": len(_of(resources, "openstack:networking/router:Router")) + EXISTING_ROUTERS,
         "securityGroups": len(groups) + DEFAULT_GROUPS,
         "securityGroupRules": len(_of(resources, "openstack:networking/secGroupRule:SecGroupRule"))

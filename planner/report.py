@@ -43,6 +43,7 @@ def build_plan(stack: str, scenario: str, recording: Recording) -> dict[str, Any
                 "secret_inputs": r.secret_inputs,
                 "deleted_with": by_urn[r.deleted_with_urn].name if r.deleted_with_urn in by_urn else None,
                 "ignore_changes": r.ignore_changes,
+                "replace_on_changes": r.replace_on_changes,
             }
         )
     return {

@@ -41,18 +41,25 @@ def _full_key(project: str, key: str) -> str:
 
 
 def _set_path(config: dict[str, Any], project: str, dotted: str, value: Any) -> None:
-    """`auth.clientId=x` sets a key inside the object config `auth`."""
+    """`auth.clientId=x` sets a key inside the object config `auth`; a value of None removes
+    the key (`pulumi config rm`), as a copy of a stack for another engine needs."""
     key, *rest = dotted.split(".")
     full = _full_key(project, key)
     if not rest:
-        config[full] = value
+        if value is None:
+            config.pop(full, None)
+        else:
+            config[full] = value
         return
     node = config.setdefault(full, {})
     if isinstance(node, str):
         node = config[full] = json.loads(node)
     for part in rest[:-1]:
         node = node.setdefault(part, {})
-    node[rest[-1]] = value
+    if value is None:
+        node.pop(rest[-1], None)
+    else:
+        node[rest[-1]] = value
 
 
 # libyaml's parser when PyYAML was built with it (the wheels are): the same safe subset, several

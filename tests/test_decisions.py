@@ -30,29 +30,34 @@ def _actions(changes: list[Any]) -> dict[str, str]:
     return {c.name: c.action for c in changes}
 
 
-def test_new_image_replaces_the_vm_and_keeps_the_volume(dev: dict[str, Any]) -> None:
+def test_new_image_rebuilds_the_vm_and_keeps_the_volume(dev: dict[str, Any]) -> None:
     after = plan_stack("dev", overrides={"image": "Featured-Ubuntu22"})
     changes = diff_plans(dev, after)
     actions = _actions(changes)
-    assert actions["hub-vm-server"] == "replace"
-    assert actions["hub-vm-data-attach"] == "replace"  # re-attached to the new server
-    assert "hub-vm-data" not in actions
+    # pulumi_openstack: "Changing this rebuilds the existing server": same ID, so the volume
+    # stays attached and nothing that takes the instance ID changes.
+    assert actions["hub-vm-server"] == "rebuild"
+    assert "hub-vm-data-attach" not in actions and "hub-vm-data" not in actions
     assert not dangerous(changes)
     server = next(c for c in changes if c.name == "hub-vm-server")
     assert server.changed["imageName"] == ("Featured-Ubuntu24", "Featured-Ubuntu22")
-    assert any("VM REPLACED" in w for w in server.warnings)
+    assert any(w.startswith("REBUILD") for w in server.warnings)
 
 
-def test_make_diff_bar_exits_zero_and_flags_the_vm(capsys: pytest.CaptureFixture[str]) -> None:
+def test_make_diff_bar_reports_a_rebuild(capsys: pytest.CaptureFixture[str]) -> None:
     assert diff_main(["--stack", "dev", "--set", "image=Featured-Ubuntu22"]) == 0
     out = capsys.readouterr().out
-    assert "+- replace  openstack:compute/instance:Instance  hub-vm-server" in out
-    assert "VM REPLACED" in out and "No data volume is replaced or deleted." in out
+    assert "~! rebuild  openstack:compute/instance:Instance  hub-vm-server" in out
+    assert "replace  openstack:compute/instance:Instance" not in out
+    assert "root disk re-imaged" in out
+    assert "No data volume or protected resource is replaced or deleted." in out
 
 
 def test_a_new_flavor_resizes_in_place(dev: dict[str, Any]) -> None:
     changes = diff_plans(dev, plan_stack("dev", overrides={"hubFlavor": "m3.quad"}))
-    assert _actions(changes) == {"hub-vm-server": "update"}
+    assert _actions(changes) == {"hub-vm-server": "resize"}
+    (change,) = changes
+    assert any(w.startswith("RESIZE") and "reboots" in w for w in change.warnings)
 
 
 def test_growing_the_data_volume_is_an_update_flagged_as_touching_data(dev: dict[str, Any]) -> None:
@@ -249,3 +254,87 @@ def test_no_needless_wait_lengthens_the_critical_path(stack: str) -> None:
     waits = plan_stack(stack)["estimate"]["explicit_waits_on_critical_path"]
     needless = [w for w in waits if (w["from"], w["to"]) not in INTENDED_WAITS]
     assert needless == [], needless
+
+
+def _magnum_copy(tmp_path: Path) -> Path:
+    """workshop-k8s with engine magnum (k3sVersion applies to k3s only)."""
+    text = (PROJECT_DIR / "Pulumi.workshop-k8s.yaml").read_text()
+    assert "engine: k3s" in text and "k3sVersion:" in text
+    lines = [
+        line
+        for line in text.replace("engine: k3s", "engine: magnum").splitlines()
+        if "k3sVersion:" not in line
+    ]
+    path = tmp_path / "Pulumi.workshop-magnum.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_magnum_copy_of_the_workshop_plans_and_costs_its_nodes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from planner.__main__ import main as plan_main
+
+    stack_file = _magnum_copy(tmp_path)
+    out = tmp_path / "plan"
+    assert plan_main(["--stack", "workshop-magnum", "--stack-file", str(stack_file), "--out", str(out)]) == 0
+    assert (out / "architecture.svg").exists()
+    plan = plan_stack("workshop-magnum", stack_file=stack_file)
+    (cluster,) = [r for r in plan["resources"] if r["type"] == "openstack:containerinfra/cluster:Cluster"]
+    i = cluster["inputs"]
+    masters, workers = FLAVORS[i["masterFlavor"]], FLAVORS[i["flavor"]]
+    expected = masters.su_per_hour * int(i["masterCount"]) + workers.su_per_hour * int(i["nodeCount"])
+    assert plan["cost"]["su_per_hour"] == expected > 0
+    needed = {q["key"]: q["needed"] for q in plan["quotas"]}
+    top = int(i["labels"]["max_node_count"])
+    assert needed["cores"] == masters.vcpus * int(i["masterCount"]) + workers.vcpus * top
+    assert needed["ramGb"] == masters.ram_gb * int(i["masterCount"]) + workers.ram_gb * top
+    # Rook's OSDs (3 × cephVolumeGb) and mons claim Cinder volumes through PVCs.
+    assert needed["volumes"] >= 3 and needed["volumeGb"] >= 3 * 500
+    text = capsys.readouterr().out
+    assert f"k8s-cluster workers: {int(i['nodeCount'])} × {workers.name}" in text
+
+
+def test_magnum_cost_follows_node_groups_and_reports_their_bound() -> None:
+    from planner.cost import cost
+
+    group = {
+        "type": "openstack:containerinfra/nodeGroup:NodeGroup",
+        "name": "gpu",
+        "custom": True,
+        "inputs": {"flavorId": "m3.large", "nodeCount": 2, "minNodeCount": 1, "maxNodeCount": 5},
+    }
+    c = cost([group], users=10, guarantee=None, hours=1)
+    assert c["su_per_hour"] == 2 * FLAVORS["m3.large"].su_per_hour
+    assert c["instances"] == [
+        {"name": "gpu", "flavor": "m3.large", "count": 2, "max_count": 5, "su_per_hour": 32.0}
+    ]
+    lines = {q.key: q.needed for q in check([group], QuotaConfig())}
+    assert lines["cores"] == 5 * FLAVORS["m3.large"].vcpus and lines["instances"] == 5
+
+
+def test_the_swarm_floor_packs_reservations_and_stays_under_the_stack() -> None:
+    plan = plan_stack("persistent-swarm")
+    c = plan["cost"]
+    assert 0 < c["floor_su_per_hour"] <= c["su_per_hour"]
+    text = (PROJECT_DIR / "Pulumi.persistent-swarm.yaml").read_text()
+    # The basis names the reservations, not the per-container limits.
+    from planner.stackfile import load
+    from stackconfig import parse
+
+    loaded = load(PROJECT_DIR, "persistent-swarm")
+    cfg = parse(loaded.config, secret_keys=loaded.secret_keys, namespace=loaded.project)
+    assert cfg.swarm is not None and "swarm" in text
+    swarm = cfg.swarm
+    assert (swarm.user_cpu_reservation, swarm.user_memory_reservation_gb) != (
+        cfg.user_cpu,
+        cfg.user_memory_gb,
+    )
+    assert (
+        f"({swarm.user_cpu_reservation:g} vCPU, {swarm.user_memory_reservation_gb:g} GB guaranteed)"
+        in c["floor_basis"]
+    )
+    floor, _ = floor_su_per_hour(
+        cfg.concurrent_users, swarm.user_cpu_reservation, swarm.user_memory_reservation_gb
+    )
+    assert c["floor_su_per_hour"] == floor

@@ -1,0 +1,201 @@
+"""make diff on hand-built plans (quorum chains, protect, delete_before_replace) and on the real
+stacks for the bars: a rebuild is not a replacement, ignored user data changes nothing, and a
+control plane is never rebuilt all at once without saying so."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pulumi
+import pulumi_openstack as openstack
+import pytest
+
+from planner.diff import EXIT_DATA, EXIT_OK, EXIT_QUORUM, diff_plans, exit_code, quorum_problems, reruns
+from planner.diff import main as diff_main
+from planner.harness import run_program
+from planner.plan import plan_stack
+
+INSTANCE = "openstack:compute/instance:Instance"
+COMMAND = "command:remote:Command"
+
+
+def _resource(type_: str, name: str, inputs: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "name": name,
+        "parent": None,
+        "custom": True,
+        "inputs": inputs,
+        "protect": False,
+        "retain_on_delete": False,
+        "delete_before_replace": False,
+        "depends_on": [],
+        "data_dependencies": {},
+        "ignore_changes": [],
+        "replace_on_changes": [],
+        **extra,
+    }
+
+
+def _node(
+    name: str, role: str, image: str = "Featured-Ubuntu24", waits_for: str | None = None
+) -> dict[str, Any]:
+    inputs = {"imageName": image, "flavorName": "m3.medium", "metadata": {"role": role}}
+    return _resource(INSTANCE, name, inputs, depends_on=[waits_for] if waits_for else [])
+
+
+def _ready(name: str, node: str, image: str) -> dict[str, Any]:
+    """A readiness check on `node` that the image change runs again (image in its triggers)."""
+    return _resource(
+        COMMAND,
+        name,
+        {"create": "wait-ready", "triggers": [f"id-{node}", image]},
+        depends_on=[node],
+        data_dependencies={"triggers": [node]},
+        replace_on_changes=["triggers"],
+    )
+
+
+def _cluster(image: str, chained: bool) -> dict[str, Any]:
+    role = "k8s-control-plane"
+    resources = [_node("cp-0", role, image)]
+    if chained:
+        resources += [
+            _ready("cp-0-ready", "cp-0", image),
+            _node("cp-1", role, image, waits_for="cp-0-ready"),
+            _ready("cp-1-ready", "cp-1", image),
+            _node("cp-2", role, image, waits_for="cp-1-ready"),
+        ]
+    else:
+        resources += [_node("cp-1", role, image), _node("cp-2", role, image)]
+    return {"resources": resources}
+
+
+def test_a_control_plane_rebuilt_at_once_is_a_quorum_problem() -> None:
+    diff = diff_plans(_cluster("Featured-Ubuntu24", False), _cluster("Featured-Ubuntu22", False))
+    assert {c.name: c.action for c in diff} == {"cp-0": "rebuild", "cp-1": "rebuild", "cp-2": "rebuild"}
+    (problem,) = diff.quorum
+    assert problem.members == ["cp-0", "cp-1", "cp-2"] and "imageName" in problem.describe()
+    assert exit_code(diff) == EXIT_QUORUM
+
+
+def test_a_chain_of_readiness_checks_serialises_the_rebuilds() -> None:
+    diff = diff_plans(_cluster("Featured-Ubuntu24", True), _cluster("Featured-Ubuntu22", True))
+    actions = {c.name: c.action for c in diff}
+    assert actions["cp-0"] == actions["cp-1"] == actions["cp-2"] == "rebuild"
+    assert actions["cp-0-ready"] == actions["cp-1-ready"] == "replace"
+    assert diff.quorum == [] and exit_code(diff) == EXIT_OK
+
+
+def test_a_chain_that_does_not_run_again_does_not_serialise() -> None:
+    before, after = _cluster("Featured-Ubuntu24", True), _cluster("Featured-Ubuntu22", True)
+    for plan in (before, after):  # the checks trigger on the instance ID only
+        for r in plan["resources"]:
+            if r["type"] == COMMAND:
+                r["inputs"]["triggers"] = r["inputs"]["triggers"][:1]
+    diff = diff_plans(before, after)
+    assert "cp-0-ready" not in {c.name for c in diff}
+    assert [p.members for p in diff.quorum] == [["cp-0", "cp-1", "cp-2"]]
+
+
+def test_the_only_manager_replaced_is_a_quorum_problem_but_a_resize_is_not() -> None:
+    before = {"resources": [_node("mgr", "swarm-manager")]}
+    replaced = copy.deepcopy(before)
+    replaced["resources"][0]["inputs"]["userData"] = "new"
+    before["resources"][0]["inputs"]["userData"] = "old"
+    diff = diff_plans(before, replaced)
+    assert [c.action for c in diff] == ["replace"] and len(diff.quorum) == 1
+    resized = copy.deepcopy(before)
+    resized["resources"][0]["inputs"]["flavorName"] = "m3.large"
+    diff = diff_plans(before, resized)
+    assert [c.action for c in diff] == ["resize"] and quorum_problems(before, resized, list(diff)) == []
+
+
+def test_replacing_a_protected_resource_exits_3_and_delete_before_replace_is_said() -> None:
+    before = {"resources": [_node("hub", "hub")]}
+    before["resources"][0].update(protect=True, delete_before_replace=True)
+    after = copy.deepcopy(before)
+    after["resources"][0]["inputs"]["keyPair"] = "other"
+    diff = diff_plans(before, after)
+    (change,) = diff
+    assert change.action == "replace"
+    assert any(w.startswith("PROTECTED") for w in change.warnings)
+    assert any("deleted first" in n for n in change.notes)
+    assert exit_code(diff) == EXIT_DATA
+
+
+def test_options_are_recorded_as_the_engine_gets_them() -> None:
+    """ignore_changes and replace_on_changes given in snake_case reach the engine (and the plan)
+    in camelCase, the names the inputs carry."""
+
+    def program() -> None:
+        openstack.compute.Instance(
+            "vm",
+            flavor_name="m3.small",
+            image_name="Featured-Ubuntu24",
+            user_data="#cloud-config\n",
+            opts=pulumi.ResourceOptions(ignore_changes=["user_data"], replace_on_changes=["image_name"]),
+        )
+
+    recording = run_program(program, "p", "s", {}, [])
+    (vm,) = [r for r in recording.registrations if r.type == INSTANCE]
+    assert vm.ignore_changes == ["userData"] and vm.replace_on_changes == ["imageName"]
+    assert "userData" in vm.inputs and "imageName" in vm.inputs
+
+
+# --- the real stacks ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dev() -> dict[str, Any]:
+    return plan_stack("dev")
+
+
+def test_dev_image_rebuilds_the_hub_and_warns_that_its_secrets_do_not_follow(
+    dev: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    diff = diff_plans(dev, plan_stack("dev", overrides={"image": "Featured-Ubuntu22"}))
+    actions = {c.name: c.action for c in diff}
+    assert actions["hub-vm-server"] == "rebuild"
+    server = next(c for c in diff if c.name == "hub-vm-server")
+    secrets = next(r for r in dev["resources"] if r["name"] == "hub-secrets")
+    if actions.get("hub-secrets") in ("update", "replace"):
+        assert "hub-secrets" in reruns(diff)
+    else:  # the secrets step triggers on the instance ID only, which a rebuild keeps
+        assert secrets["data_dependencies"]["triggers"] == ["hub-vm-server"]
+        assert any("hub-secrets does NOT run again" in w for w in server.warnings)
+    assert diff_main(["--stack", "dev", "--set", "image=Featured-Ubuntu22"]) == EXIT_OK
+    assert "rebuild  openstack:compute/instance:Instance  hub-vm-server" in capsys.readouterr().out
+
+
+def test_workshop_image_never_rebuilds_the_control_plane_at_once_silently(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = diff_main(["--stack", "workshop-k8s", "--set", "image=Featured-Ubuntu22"])
+    out = capsys.readouterr().out
+    if code == EXIT_QUORUM:
+        quorum = next(line for line in out.splitlines() if line.startswith("!! QUORUM"))
+        assert "(image)" in quorum and "imageName" in quorum
+        for node in ("k8s-cp-0-server", "k8s-cp-1-server", "k8s-cp-2-server"):
+            assert node in quorum
+    else:
+        assert code == EXIT_OK and "No quorum is disturbed at once." in out
+
+
+def test_a_k3s_version_bump_replaces_no_node_and_says_they_keep_theirs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = plan_stack("workshop-k8s")
+    diff = diff_plans(before, plan_stack("workshop-k8s", overrides={"k8s.k3sVersion": "v1.33.6+k3s1"}))
+    assert not [c for c in diff if c.type == INSTANCE and c.action in ("replace", "rebuild")]
+    kept = {c.name for c in diff.kept}
+    nodes = {r["name"] for r in before["resources"] if r["type"] == INSTANCE}
+    assert nodes <= kept | {c.name for c in diff}
+    diff_main(["--stack", "workshop-k8s", "--set", "k8s.k3sVersion=v1.33.6+k3s1"])
+    out = capsys.readouterr().out
+    assert "VM REPLACED" not in out and "keeps what its first boot installed" in out
+
+
+def test_invalid_config_exits_2() -> None:
+    assert diff_main(["--stack", "dev", "--set", "hubFlavor=m9.huge"]) == 2

@@ -1,0 +1,314 @@
+"""Day 2: every change an operator can make, judged against what the providers document.
+
+For each example stack and class of change the test plans the stack before and after, then
+works out from the pinned SDKs' own docstrings (read here, independently of planner/changemodel)
+what `pulumi up` would do to every server: replace ("Changing this creates a new server"),
+rebuild ("rebuilds the existing server"), resize ("resizes the existing server") or nothing
+(an input in ignore_changes). It asserts:
+- the behaviour each row requires (server verbs, steps that must run again);
+- that `make diff` reports exactly those server verbs (it tells the truth);
+- the invariants: no data volume replaced or deleted; no quorum group (k8s control plane,
+  swarm manager) disturbed at once unless serialised by re-run readiness steps, or refused by
+  `make diff` (exit 4) naming the key; every step that triggers on a server's ID runs again when
+  that server is rebuilt or replaced (its state lived on the root disk).
+
+Rows the program does not meet yet carry `xfail(strict=True)` with what it still does; drop the
+mark when it changes. All rows live in MATRIX."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import pulumi_command
+import pulumi_openstack
+import pytest
+
+from planner.diff import EXIT_QUORUM, diff_plans, exit_code
+from planner.plan import plan_stack
+
+INSTANCE = "openstack:compute/instance:Instance"
+VOLUME = "openstack:blockstorage/volume:Volume"
+COMMAND = "command:remote:Command"
+DISTURBING = {"resize", "rebuild", "replace", "delete"}
+QUORUM_ROLES = {"k8s-control-plane", "swarm-manager"}
+
+# --- what the SDKs say, read here --------------------------------------------------------------
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+@cache
+def sdk_verb(args_cls: type, engine_name: str) -> str | None:
+    """The verb an Args property's docstring gives for a change, or None if it is silent."""
+    prop = getattr(args_cls, _snake(engine_name), None)
+    doc = " ".join((inspect.getdoc(prop) or "").split()) if prop is not None else ""
+    for phrase, verb in (
+        ("creates a new", "replace"),
+        ("rebuilds the existing", "rebuild"),
+        ("resizes the existing", "resize"),
+        ("updates the existing", "update"),
+    ):
+        if f"Changing this {phrase}" in doc:
+            return verb
+    return None
+
+
+def test_the_sdk_reader_reads_the_sdk() -> None:
+    args = pulumi_openstack.compute.InstanceArgs
+    assert sdk_verb(args, "imageName") == "rebuild" and sdk_verb(args, "flavorName") == "resize"
+    assert sdk_verb(args, "userData") == "replace" and sdk_verb(args, "metadata") == "update"
+    assert sdk_verb(pulumi_openstack.blockstorage.VolumeArgs, "availabilityZone") == "replace"
+    triggers = inspect.getdoc(pulumi_command.remote.CommandArgs.triggers) or ""
+    assert "otherwise it will be replaced" in " ".join(triggers.split())
+
+
+ORDER = ["update", "resize", "rebuild", "replace"]
+
+
+def server_verbs(before: dict[str, Any], after: dict[str, Any]) -> dict[str, str]:
+    """Each server's fate by the SDK's words: an input in ignore_changes changes nothing."""
+    old = {r["name"]: r for r in before["resources"] if r["type"] == INSTANCE}
+    new = {r["name"]: r for r in after["resources"] if r["type"] == INSTANCE}
+    verbs = {name: "delete" for name in old.keys() - new.keys()}
+    verbs |= {name: "create" for name in new.keys() - old.keys()}
+    for name in old.keys() & new.keys():
+        a, b = old[name]["inputs"], new[name]["inputs"]
+        changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} - set(new[name]["ignore_changes"])
+        found = [sdk_verb(pulumi_openstack.compute.InstanceArgs, k) or "update" for k in changed]
+        if found:
+            verbs[name] = max(found, key=ORDER.index)
+    return verbs
+
+
+def rerun_commands(before: dict[str, Any], after: dict[str, Any], servers: dict[str, str]) -> set[str]:
+    """Commands that run again: any input changed (the SDK: `create` 'will also be run when the
+    resource's inputs are modified'), or an input takes the ID of a replaced server."""
+    old = {r["name"]: r for r in before["resources"] if r["type"] == COMMAND}
+    replaced = {n for n, v in servers.items() if v == "replace"}
+    out = set()
+    for r in after["resources"]:
+        if r["type"] != COMMAND or r["name"] not in old:
+            continue
+        sources = {s for deps in r["data_dependencies"].values() for s in deps}
+        if old[r["name"]]["inputs"] != r["inputs"] or sources & replaced:
+            out.add(r["name"])
+    return out
+
+
+def _closure(plan: dict[str, Any], name: str) -> set[str]:
+    by = {r["name"]: r for r in plan["resources"]}
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        r = by.get(todo.pop())
+        if r is None:
+            continue
+        for d in set(r["depends_on"]) | {s for v in r["data_dependencies"].values() for s in v}:
+            if d not in seen:
+                seen.add(d)
+                todo.append(d)
+    return seen
+
+
+def quorum_disturbed(after: dict[str, Any], servers: dict[str, str], reran: set[str]) -> list[str]:
+    """Members of a quorum group disturbed at once (not one after another behind a re-run
+    readiness step), or the only member of a group rebuilt or replaced."""
+    groups: dict[str, list[str]] = {}
+    for r in after["resources"]:
+        role = (r["inputs"].get("metadata") or {}).get("role") if r["type"] == INSTANCE else None
+        if role in QUORUM_ROLES:
+            groups.setdefault(role, []).append(r["name"])
+    bad: list[str] = []
+    for members in groups.values():
+        hit = [m for m in members if servers.get(m) in DISTURBING]
+        if len(members) == 1 and hit and servers[hit[0]] in ("rebuild", "replace"):
+            bad += hit
+        hit.sort(key=lambda m: len(_closure(after, m)))
+        for first, then in itertools.pairwise(hit):
+            steps = _closure(after, then) & reran
+            if not any(first in _closure(after, s) for s in steps):
+                bad += [first, then]
+    return sorted(set(bad))
+
+
+# --- the matrix ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    stack: str
+    change: dict[str, Any]
+    # Required fate of servers (by name; servers not named must be untouched, except created
+    # or deleted ones when counts change).
+    servers: dict[str, str] = field(default_factory=dict)
+    # Steps that must run again: each pattern (a regular expression) matches one of them.
+    reruns: frozenset[str] = frozenset()
+    # True when `make diff` must refuse the change (exit 4) instead of disturbing a quorum.
+    refused: bool = False
+    # What the program still does, for rows it does not meet yet.
+    fault: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.stack}:{','.join(f'{k}={v}' for k, v in self.change.items())}"[:90]
+
+
+SECRETS_AFTER_REBUILD = (
+    "a rebuild keeps the instance ID, so the hub's secrets step (triggers on it) does not run again"
+)
+CONFIG_IN_USER_DATA = "the hub configuration lives in user data: the change replaces the hub VM"
+K8S_ALL_AT_ONCE = "an image change rebuilds every k3s control-plane node at once (no rolling chain)"
+K8S_FLAVOR_AT_ONCE = "a flavor change resizes every k3s control-plane node at once (no rolling chain)"
+K8S_VERSION_IGNORED = "a k3s version bump reaches no existing node (user data is ignored, no upgrade step)"
+SWARM_EMAIL = "letsEncryptEmail is in the manager's user data: the change replaces the manager"
+SWARM_HOSTNAME = "the hub's name is in the manager's user data (Caddy): the change replaces the manager"
+CP = ("k8s-cp-0-server", "k8s-cp-1-server", "k8s-cp-2-server")
+WORKERS = ("k8s-worker-0-server", "k8s-worker-1-server", "k8s-worker-2-server")
+SWARM_WORKERS = ("swarm-worker-0-server", "swarm-worker-1-server", "swarm-worker-2-server")
+
+MATRIX: list[Row] = [
+    # single
+    Row(
+        "dev",
+        {"image": "Featured-Ubuntu22"},
+        {"hub-vm-server": "rebuild"},
+        frozenset({"^hub-secrets$"}),
+        fault=SECRETS_AFTER_REBUILD,
+    ),
+    Row("dev", {"hubFlavor": "m3.quad"}, {"hub-vm-server": "resize"}),
+    Row("dev", {"auth.admins": ["octocat", "hubber"]}, fault=CONFIG_IN_USER_DATA),
+    Row("dev", {"auth.allowedUsers": ["alice"]}, fault=CONFIG_IN_USER_DATA),
+    Row(
+        "dev",
+        {"auth": {"type": "cilogon", "clientId": "cilogon:/client_id/x", "admins": ["jdoe"]}},
+        fault=CONFIG_IN_USER_DATA,
+    ),
+    Row("dev", {"concurrentUsers": 3}, fault=CONFIG_IN_USER_DATA),
+    Row("dev", {"concurrentUsers": 8}, fault=CONFIG_IN_USER_DATA),
+    Row("dev", {"hubHostname": "jupyter"}, fault=CONFIG_IN_USER_DATA),
+    Row("dev", {"letsEncryptEmail": "ops@example.org"}, fault=CONFIG_IN_USER_DATA),
+    # hpc
+    Row(
+        "gateway-hpc",
+        {"image": "Featured-Ubuntu22"},
+        {"hub-vm-server": "rebuild"},
+        frozenset({"^hub-secrets$", "install-key"}),
+        fault=SECRETS_AFTER_REBUILD,
+    ),
+    Row("gateway-hpc", {"hubFlavor": "m3.medium"}, {"hub-vm-server": "resize"}),
+    Row("gateway-hpc", {"auth.admins": ["jdoe", "asmith"]}, fault=CONFIG_IN_USER_DATA),
+    Row("gateway-hpc", {"hpc.defaultWallHours": 1}, fault=CONFIG_IN_USER_DATA),
+    Row("gateway-hpc", {"letsEncryptEmail": "ops@example.org"}, fault=CONFIG_IN_USER_DATA),
+    # swarm: the manager holds the swarm and its NFS server; a rebuild is refused by make diff
+    Row(
+        "persistent-swarm",
+        {"image": "Featured-Ubuntu22"},
+        {"swarm-manager-server": "rebuild", **dict.fromkeys(SWARM_WORKERS, "rebuild")},
+        refused=True,
+    ),
+    Row("persistent-swarm", {"swarm.workerFlavor": "m3.large"}, dict.fromkeys(SWARM_WORKERS, "resize")),
+    Row("persistent-swarm", {"swarm.managerFlavor": "m3.quad"}, {"swarm-manager-server": "resize"}),
+    Row("persistent-swarm", {"swarm.workerCount": 2}, {"swarm-worker-2-server": "delete"}),
+    Row("persistent-swarm", {"swarm.workerCount": 4}, {"swarm-worker-3-server": "create"}, frozenset()),
+    Row("persistent-swarm", {"auth.admins": ["octocat", "hubber"]}),
+    Row("persistent-swarm", {"letsEncryptEmail": "ops@example.org"}, fault=SWARM_EMAIL),
+    Row("persistent-swarm", {"hubHostname": "jupyter"}, fault=SWARM_HOSTNAME),
+    # k8s (k3s)
+    Row(
+        "workshop-k8s",
+        {"image": "Featured-Ubuntu22"},
+        {**dict.fromkeys(CP, "rebuild"), **dict.fromkeys(WORKERS, "rebuild")},
+        fault=K8S_ALL_AT_ONCE,
+    ),
+    Row(
+        "workshop-k8s",
+        {"k8s.workerFlavor": "m3.2xl", "quotas.cores": 300, "quotas.ramGb": 1000},
+        dict.fromkeys(WORKERS, "resize"),
+    ),
+    Row(
+        "workshop-k8s",
+        {"k8s.controlPlaneFlavor": "m3.large", "quotas.cores": 300, "quotas.ramGb": 1000},
+        dict.fromkeys(CP, "resize"),
+        fault=K8S_FLAVOR_AT_ONCE,
+    ),
+    Row("workshop-k8s", {"k8s.workerCount": 2}, {"k8s-worker-2-server": "delete"}),
+    Row(
+        "workshop-k8s",
+        {"k8s.workerCount": 4, "quotas.cores": 300, "quotas.ramGb": 1000},
+        {"k8s-worker-3-server": "create"},
+    ),
+    Row(
+        "workshop-k8s",
+        {"k8s.k3sVersion": "v1.33.6+k3s1"},
+        {},
+        frozenset({"upgrade"}),
+        fault=K8S_VERSION_IGNORED,
+    ),
+    Row("workshop-k8s", {"auth.admins": ["octocat", "hubber"]}),
+    Row("workshop-k8s", {"auth.allowedOrganizations": ["another-org"]}),
+    Row("workshop-k8s", {"idleTimeoutMinutes": 90}),
+    Row("workshop-k8s", {"letsEncryptEmail": "ops@example.org"}),
+    Row("workshop-k8s", {"hubHostname": "jupyter"}),
+]
+
+
+@cache
+def _baseline(stack: str) -> dict[str, Any]:
+    return plan_stack(stack)
+
+
+def _param(row: Row) -> Any:
+    marks = [pytest.mark.xfail(strict=True, reason=row.fault)] if row.fault else []
+    return pytest.param(row, id=row.id, marks=marks)
+
+
+@pytest.mark.parametrize("row", [_param(r) for r in MATRIX])
+def test_lifecycle(row: Row) -> None:
+    before = _baseline(row.stack)
+    after = plan_stack(row.stack, overrides=row.change)
+    servers = server_verbs(before, after)
+    reran = rerun_commands(before, after, servers)
+    diff = diff_plans(before, after)
+
+    # make diff reports what the SDK says, server by server.
+    reported = {c.name: c.action for c in diff if c.type == INSTANCE}
+    assert {n: v for n, v in servers.items() if v != "update"} == {
+        n: v for n, v in reported.items() if v != "update"
+    }
+    # Data volumes: never replaced or deleted (inputs the SDK says create a new volume unchanged).
+    volumes_before = {r["name"]: r for r in before["resources"] if r["type"] == VOLUME}
+    volumes_after = {r["name"]: r for r in after["resources"] if r["type"] == VOLUME}
+    assert volumes_before.keys() <= volumes_after.keys()
+    for name, volume in volumes_before.items():
+        assert volumes_after[name]["protect"], name
+        for key in volume["inputs"].keys() | volumes_after[name]["inputs"].keys():
+            if sdk_verb(pulumi_openstack.blockstorage.VolumeArgs, key) == "replace":
+                assert volume["inputs"].get(key) == volumes_after[name]["inputs"].get(key), (name, key)
+    # Quorum: disturbed one at a time, or refused by make diff naming the key.
+    disturbed = quorum_disturbed(after, servers, reran)
+    if row.refused:
+        # make diff stops the operator: the change is not applied, so nothing below happens.
+        assert disturbed and exit_code(diff) == EXIT_QUORUM
+        assert {n: v for n, v in servers.items() if v in DISTURBING} == row.servers
+        return
+    assert not disturbed, f"quorum disturbed at once: {disturbed}"
+    # State steps follow their server: whatever triggers on a rebuilt or replaced server runs again.
+    for r in after["resources"]:
+        if r["type"] == COMMAND and r["name"] not in reran:
+            triggers = set(r["data_dependencies"].get("triggers", []))
+            lost = sorted(s for s in triggers if servers.get(s) in ("rebuild", "replace"))
+            assert not lost, f"{r['name']} does not run again after {lost} lose their root disk"
+    # The behaviour the row requires.
+    untouched = {n: v for n, v in servers.items() if n not in row.servers and v in DISTURBING | {"create"}}
+    assert untouched == {}, f"servers disturbed beyond the required: {untouched}"
+    for name, verb in row.servers.items():
+        assert servers.get(name) == verb, (name, servers.get(name), verb)
+    missing = sorted(p for p in row.reruns if not any(re.search(p, name) for name in reran))
+    assert not missing, f"no step matching {missing} runs again (ran: {sorted(reran)})"
