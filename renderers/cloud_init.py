@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from renderers import render
+from renderers.boot import with_boot_steps
 from renderers.hub_config import HubConfigSpec, SlurmSpawnerSpec, render_jupyterhub_config
 from renderers.scripts import render_add_user_script, render_data_volume_script
 
@@ -46,6 +47,7 @@ _Dumper.add_representer(str, _str)
 
 
 def to_user_data(config: dict[str, Any]) -> str:
+    config = with_boot_steps(config)
     return "#cloud-config\n" + yaml.dump(config, Dumper=_Dumper, sort_keys=False, width=1000)
 
 
