@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from renderers.scripts import render_data_volume_script
+from renderers.swarm import ManagerBootSpec, render_manager_cloud_init
 from tests.conftest import require
 
 VOLUME = "0123456789abcdefghij-0000-1111"
@@ -28,11 +30,14 @@ if [[ " $* " == *" -s UUID "* ]]; then sed -n 's/^UUID=//p' "$DISK/export"; exit
 cat "$DISK/export"
 """,
     "wipefs": '[[ -f "$DISK/signatures" ]] && cat "$DISK/signatures"; exit 0',
-    "mkfs.ext4": f"""
+    **{
+        f"mkfs.{fs}": f"""
 label=""; while [[ $# -gt 1 ]]; do [[ $1 == -L ]] && label=$2; shift; done
-printf 'UUID={UUID}\\nTYPE=ext4\\nLABEL=%s\\n' "$label" >"$DISK/export"
-echo "0x438 ext4 $label {UUID}" >"$DISK/signatures"
-""",
+printf 'UUID={UUID}\\nTYPE={fs}\\nLABEL=%s\\n' "$label" >"$DISK/export"
+echo "0x438 {fs} $label {UUID}" >"$DISK/signatures"
+"""
+        for fs in ("ext4", "xfs")
+    },
     "mountpoint": "exit 1",
     "mount": "exit 0",
     "install": "exit 0",
@@ -61,10 +66,12 @@ def parse_calls(text: str) -> list[list[str]]:
     return calls
 
 
-def run_script(tmp_path: Path, export: str, signatures: str, boots: int = 1, blkid: str = "") -> Run:
+def run_script(
+    tmp_path: Path, export: str, signatures: str, boots: int = 1, blkid: str = "", script: str = ""
+) -> Run:
     bin_dir, disk, by_id = tmp_path / "bin", tmp_path / "disk", tmp_path / "by-id"
     for d in (bin_dir, disk, by_id):
-        d.mkdir()
+        d.mkdir(parents=True)
     (by_id / f"virtio-{SERIAL}").touch()
     if export:
         (disk / "export").write_text(export)
@@ -79,8 +86,11 @@ def run_script(tmp_path: Path, export: str, signatures: str, boots: int = 1, blk
         stub.chmod(0o755)
     fstab = tmp_path / "fstab"
     fstab.write_text("")
-    script = render_data_volume_script(VOLUME, "/data", wait_s=5)
-    script = script.replace("/dev/disk/by-id", str(by_id)).replace("/etc/fstab", str(fstab))
+    script = (
+        (script or render_data_volume_script(VOLUME, "/data", wait_s=5))
+        .replace("/dev/disk/by-id", str(by_id))
+        .replace("/etc/fstab", str(fstab))
+    )
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log), "DISK": str(disk)}
     result = subprocess.CompletedProcess[str]([], 0, "", "")
     for _ in range(boots):
@@ -143,6 +153,35 @@ def test_a_disk_blkid_cannot_read_is_left_alone(tmp_path: Path) -> None:
     assert run.returncode != 0
     assert "cannot probe" in run.stderr and "blkid exit 4" in run.stderr
     assert run.called("mkfs.ext4") == [] and run.called("mount") == []
+
+
+def manager_volume_script() -> str:
+    """The swarm manager's homes volume (XFS with project quotas), as its user data writes it."""
+    doc = yaml.safe_load(
+        render_manager_cloud_init(ManagerBootSpec("hub.example.org", "o@example.org", VOLUME, "k"))
+    )
+    files = {f["path"]: f["content"] for f in doc["write_files"]}
+    return str(files["/usr/local/sbin/jshub-setup-data-volume"])
+
+
+def test_the_swarm_managers_xfs_volume_is_guarded_the_same_way(tmp_path: Path) -> None:
+    blank = run_script(tmp_path / "blank", export="", signatures="", boots=2, script=manager_volume_script())
+    assert blank.returncode == 0, blank.stderr
+    assert blank.called("mkfs.xfs") == [
+        ["-q", "-L", "jshub-homes", str(tmp_path / "blank" / "by-id" / f"virtio-{SERIAL}")]
+    ]
+    assert (
+        blank.fstab[0]
+        == f"UUID={UUID} /export xfs defaults,prjquota,nofail,x-systemd.device-timeout=10min 0 2"
+    )
+    ext4 = run_script(
+        tmp_path / "ext4",
+        export=f"UUID={UUID}\nTYPE=ext4\nLABEL=jshub-data\n",
+        signatures="0x438 ext4\n",
+        script=manager_volume_script(),
+    )
+    assert ext4.returncode != 0 and "holds no xfs filesystem" in ext4.stderr
+    assert ext4.called("mkfs.xfs") == [] and ext4.called("mount") == []
 
 
 # --- the real tools see what the stubs stand for ------------------------------------------------
