@@ -1,4 +1,4 @@
-"""`make diff STACK=dev SET="image=Featured-Ubuntu22"`: what a config change would do.
+"""`make diff STACK=dev SET="hubFlavor=m3.quad"`: what a config change would do.
 
 Plans the stack as it is and with the changes, then lists resources created, updated (with the
 changed inputs), replaced (and why) and deleted. Replaced servers and anything that touches a
