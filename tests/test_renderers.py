@@ -14,7 +14,6 @@ import yaml
 from renderers.cloud_init import HubBootSpec, render_hub_cloud_init
 from renderers.hub_config import HubConfigSpec, render_jupyterhub_config
 from renderers.scripts import (
-    render_add_user_script,
     render_install_secrets_script,
 )
 from tests.conftest import make_config, require_tool
@@ -102,12 +101,6 @@ def test_shellcheck_catches_an_unquoted_variable(tmp_path: Path) -> None:
     path.write_text("#!/bin/bash\nrm -rf $1/tmp\n")
     shellcheck = require_tool("shellcheck", "lints rendered shell scripts")
     assert subprocess.run([shellcheck, str(path)], capture_output=True, check=False).returncode != 0
-
-
-def test_add_user_keeps_the_uid_of_an_existing_home() -> None:
-    script = render_add_user_script("/data/home")
-    assert "home_root=/data/home" in script
-    assert 'uid=$(stat -c %u "$home")' in script and 'args+=(--uid "$uid" --no-create-home)' in script
 
 
 def test_caddyfile_serves_the_hub_name_over_https_with_the_contact_email(tmp_path: Path) -> None:
