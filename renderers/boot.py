@@ -45,8 +45,9 @@ def step_name(index: int, command: Sequence[str]) -> str:
 
 
 def as_steps(runcmd: Sequence[Any]) -> list[Any]:
-    """`set -e`, then each command through the step wrapper."""
-    steps: list[Any] = ["set -e"]
+    """`set -e`, then each command through the step wrapper. A failed step recorded by an
+    earlier run of the same disk (`cloud-init clean`) is forgotten first."""
+    steps: list[Any] = ["set -e", f"rm -f {BOOT_LOG_DIR}/failed-step"]
     for index, item in enumerate(runcmd, start=1):
         command = [str(a) for a in item] if isinstance(item, (list, tuple)) else ["sh", "-c", str(item)]
         steps.append([BOOT_STEP_COMMAND, step_name(index, command), *command])

@@ -73,9 +73,9 @@ def cloud_init_python() -> str:
 def test_every_role_boots_through_named_steps_behind_set_e(role: str) -> None:
     doc = user_data(role)
     runcmd = doc["runcmd"]
-    assert runcmd[0] == "set -e"
-    assert len(runcmd) > 1
-    for index, item in enumerate(runcmd[1:], start=1):
+    assert runcmd[:2] == ["set -e", f"rm -f {BOOT_LOG_DIR}/failed-step"]
+    assert len(runcmd) > 2
+    for index, item in enumerate(runcmd[2:], start=1):
         assert item[0] == BOOT_STEP_COMMAND and item[1] == step_name(index, item[2:]), item
     wrapper = next(f for f in doc["write_files"] if f["path"] == BOOT_STEP_COMMAND)
     assert wrapper["permissions"] == "0755" and wrapper["content"] == render_boot_step_script()
@@ -119,7 +119,7 @@ class Boot:
         runcmd: list[Any] = []
         for item in user_data(role)["runcmd"]:
             if isinstance(item, str):
-                runcmd.append(item)
+                runcmd.append(item.replace(BOOT_LOG_DIR, str(self.log_dir)))
                 continue
             assert item[0] == BOOT_STEP_COMMAND
             index = len(self.steps) + 1
@@ -216,6 +216,16 @@ def test_a_boot_whose_steps_all_succeed_is_done(role: str, tmp_path: Path) -> No
     outcome = run_with_cloud_init(boot.runcmd, tmp_path)
     assert outcome["error"] is None, outcome
     assert boot.ran() == boot.steps
+    assert not (boot.log_dir / "failed-step").exists()
+
+
+def test_a_failed_step_of_an_earlier_run_is_forgotten(tmp_path: Path) -> None:
+    require_root("the step logs belong to the adm group, as cloud-init's own log does")
+    (tmp_path / "run").mkdir()
+    boot = Boot("hub", tmp_path / "run", fail_at=0)
+    boot.log_dir.mkdir()
+    (boot.log_dir / "failed-step").write_text("03-pip-install\n")
+    assert run_with_cloud_init(boot.runcmd, tmp_path)["error"] is None
     assert not (boot.log_dir / "failed-step").exists()
     assert oct((boot.log_dir).stat().st_mode & 0o777) == "0o750"
 
