@@ -27,7 +27,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt hub/requirements.txt
 plan: venv
 	$(PY) -m planner --stack $(STACK) $(if $(JSON),--json $(JSON)) $(if $(HOURS),--hours $(HOURS))
 
-# make diff STACK=dev SET="image=Featured-Ubuntu22 hubFlavor=m3.quad"
+# make diff STACK=dev SET="hubFlavor=m3.quad hubDataVolumeGb=200"
 diff: venv
 	$(PY) -m planner.diff --stack $(STACK) $(foreach s,$(SET),--set '$(s)')
 

@@ -24,8 +24,8 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The version the hub VMs install (renderers/cloud_init.py); npm only warns about Node 20.
-chp_version=5.3.0
+# The version the hub VMs install (renderers/cloud_init.py).
+chp_version=5.1.0
 if [[ "$(configurable-http-proxy --version 2>/dev/null || true)" != "$chp_version" ]]; then
     npm install --global --no-audit --no-fund --loglevel=error "configurable-http-proxy@$chp_version"
 fi

@@ -8,7 +8,24 @@ from typing import Literal
 import pulumi
 import pulumi_openstack as openstack
 
-from catalog import EXTERNAL_NETWORK
+from catalog import AUTO_ALLOCATED_NETWORK, EXTERNAL_NETWORK
+
+
+class NetworkNotFoundError(pulumi.RunError):
+    """The network or subnet that networkMode `existing` reuses is not in the allocation.
+
+    Jetstream2 makes `auto_allocated_network` for an allocation, but a new allocation may not
+    have it yet."""
+
+    def __init__(self, what: str, key: str, name: str, cause: Exception) -> None:
+        self.name = name
+        super().__init__(
+            f"{key} = {name!r}: no {what} of that name was found in this allocation "
+            f"(networkMode: existing reuses it). A new Jetstream2 allocation may not have "
+            f"{AUTO_ALLOCATED_NETWORK} yet. Either set networkMode: create, and the stack makes a "
+            f"network, subnet and router of its own (the allocation's quota must allow the "
+            f"router), or set {key} to a {what} that exists. The provider said: {cause}"
+        )
 
 
 @dataclass(frozen=True)
@@ -35,12 +52,21 @@ class JetstreamNetwork(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
         if args.mode == "existing":
-            network = openstack.networking.get_network_output(name=args.network_name, opts=invoke)
-            subnet = openstack.networking.get_subnet_output(
-                name=args.subnet_name, network_id=network.id, opts=invoke
-            )
-            self.network_id = network.id
-            self.subnet_id = subnet.id
+            # Looked up directly (not as Outputs) so that a missing network stops the program
+            # here with our message, not with the provider's "query returned no results".
+            lookup = pulumi.InvokeOptions(parent=self)
+            try:
+                network = openstack.networking.get_network(name=args.network_name, opts=lookup)
+            except Exception as exc:
+                raise NetworkNotFoundError("network", "networkName", args.network_name, exc) from exc
+            try:
+                subnet = openstack.networking.get_subnet(
+                    name=args.subnet_name, network_id=network.id, opts=lookup
+                )
+            except Exception as exc:
+                raise NetworkNotFoundError("subnet", "subnetName", args.subnet_name, exc) from exc
+            self.network_id = pulumi.Output.from_input(network.id)
+            self.subnet_id = pulumi.Output.from_input(subnet.id)
         else:
             external = openstack.networking.get_network_output(
                 name=EXTERNAL_NETWORK, external=True, opts=invoke

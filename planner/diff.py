@@ -1,4 +1,4 @@
-"""`make diff STACK=dev SET="image=Featured-Ubuntu22"`: what a config change would do.
+"""`make diff STACK=dev SET="hubFlavor=m3.quad"`: what a config change would do.
 
 Plans the stack as it is and with the changes, then says for every resource what `pulumi up`
 would do, with the provider's own words for why (planner/change_model.json, read from the

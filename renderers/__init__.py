@@ -9,6 +9,8 @@ from typing import Any
 import jinja2
 
 TEMPLATES = Path(__file__).parent / "templates"
+# Where each first-boot step logs, and where a failed one leaves its name (renderers/boot.py).
+BOOT_LOG_DIR = "/var/log/jshub-boot"
 
 
 def _py(value: Any) -> str:
@@ -30,6 +32,8 @@ ENV = jinja2.Environment(
 ENV.filters["py"] = _py
 ENV.filters["pyset"] = _pyset
 ENV.filters["sh"] = lambda value: shlex.quote(str(value))
+# Scripts that wait for the first boot read the failed step from here; a test renders another.
+ENV.globals["boot_log_dir"] = BOOT_LOG_DIR
 
 
 def render(template: str, **values: Any) -> str:

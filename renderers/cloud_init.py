@@ -9,14 +9,16 @@ from typing import Any
 import yaml
 
 from renderers import render
+from renderers.boot import with_boot_steps
 from renderers.hub_config import HubConfigSpec, SlurmSpawnerSpec, render_jupyterhub_config
 from renderers.scripts import render_add_user_script, render_data_volume_script
 
 HUB_REQUIREMENTS = Path(__file__).parent.parent / "hub" / "requirements.txt"
 # The spawner of scenario hpc, installed next to jupyterhub_config.py.
 HUB_SLURM_SPAWNER = Path(__file__).parent.parent / "hub" / "jshub_slurm.py"
-# Pinned like the Python side; 5.3.0 still runs on Node 18/20 (Ubuntu's nodejs).
-CONFIGURABLE_HTTP_PROXY = "configurable-http-proxy@5.3.0"
+# Pinned like the Python side, at the newest release whose own and whose dependencies' declared
+# Node.js fits Ubuntu 24.04's nodejs 18 (5.2 and later ask for Node >= 20; stackconfig/images.py).
+CONFIGURABLE_HTTP_PROXY = "configurable-http-proxy@5.1.0"
 HUB_ENV_FILE = "/etc/jupyterhub/secrets/hub.env"
 
 
@@ -46,6 +48,7 @@ _Dumper.add_representer(str, _str)
 
 
 def to_user_data(config: dict[str, Any]) -> str:
+    config = with_boot_steps(config)
     return "#cloud-config\n" + yaml.dump(config, Dumper=_Dumper, sort_keys=False, width=1000)
 
 

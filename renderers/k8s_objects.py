@@ -34,7 +34,14 @@ def shared_data_claim(ns: str, size_gb: int) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": SHARED_DATA_CLAIM, "namespace": ns, "labels": dict(LABELS)},
+        # Binding is proven by the storage check Job that mounts it; pulumi-kubernetes would
+        # otherwise wait a fixed 5 minutes for it to bind, often too short for a fresh CephFS.
+        "metadata": {
+            "name": SHARED_DATA_CLAIM,
+            "namespace": ns,
+            "labels": dict(LABELS),
+            "annotations": {"pulumi.com/skipAwait": "true"},
+        },
         "spec": {
             "accessModes": ["ReadWriteMany"],
             "storageClassName": FILESYSTEM_CLASS,

@@ -364,7 +364,10 @@ class StackConfig(ConfigModel):
     subnet_cidr: Cidr = Field(
         default="10.42.0.0/24", description="CIDR of the subnet when networkMode is create."
     )
-    image: Image = Field(default="Featured-Ubuntu24", description="Featured image for every VM.")
+    image: Image = Field(
+        default="Featured-Ubuntu24",
+        description="Featured image for every VM; Featured-Ubuntu22 lacks Caddy and a recent Node.js, so only scenario k8s accepts it.",
+    )
     hub_flavor: Flavor = Field(default="m3.small", description="Flavor of the hub VM.")
     hub_data_volume_gb: int = Field(
         default=100,

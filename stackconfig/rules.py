@@ -11,6 +11,7 @@ from catalog.jetstream2 import LETSENCRYPT_MAX_CN
 from stackconfig import sizing
 from stackconfig.errors import Problem
 from stackconfig.hpc import SAMPLE_USER, unix_name
+from stackconfig.images import image_provides_packages
 from stackconfig.model import HUB_OVERHEAD_GB, StackConfig
 
 
@@ -491,6 +492,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     k8s_ceph_holds_homes,
     swarm_section_matches_scenario,
     swarm_notebooks_fit_workers,
+    image_provides_packages,
 )
 
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,25 @@ def require_tool(name: str, why: str) -> str:
     require(path is not None, f"{name} is not installed ({why}); `make system-deps` installs it")
     assert path is not None
     return path
+
+
+# Jetstream2 replaces its featured images under new names as Ubuntu moves on; the scenarios
+# whose VMs need Caddy and a recent Node.js accept only Featured-Ubuntu24 today. A hypothetical
+# next featured image with the same packages is how tests change a hub VM's image.
+NEXT_IMAGE = "Featured-Ubuntu26"
+
+
+@pytest.fixture
+def next_image(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Register NEXT_IMAGE in the catalog (as Ubuntu 24.04's packages) for one test."""
+    import catalog.images
+    import stackconfig.images
+    import stackconfig.model
+
+    current = catalog.images.IMAGE_PACKAGES["Featured-Ubuntu24"]
+    packages = {**catalog.images.IMAGE_PACKAGES, NEXT_IMAGE: replace(current, image=NEXT_IMAGE)}
+    monkeypatch.setattr(stackconfig.images, "IMAGE_PACKAGES", packages)
+    monkeypatch.setattr(
+        stackconfig.model, "FEATURED_IMAGES", (*stackconfig.model.FEATURED_IMAGES, NEXT_IMAGE)
+    )
+    return NEXT_IMAGE

@@ -22,6 +22,7 @@ from components import (
 )
 from components.firewall import ssh_ingress, web_ingress
 from planner.mocks import SECRET, UNKNOWN, placeholder_id
+from renderers.boot import boot_commands
 from tests.conftest import BASE_CONFIG, by_type, make_config, one, run_mocked
 
 INSTANCE = "openstack:compute/instance:Instance"
@@ -171,7 +172,7 @@ def test_hub_user_data_is_rendered_and_carries_no_secret() -> None:
     key = one(rec, "tls:index/privateKey:PrivateKey")
     assert key.inputs["algorithm"] == "ED25519"
     assert cloud["ssh_authorized_keys"][0].startswith("ssh-ed25519 ")
-    assert "jshub-setup-data-volume" in str(cloud["runcmd"][0])
+    assert "jshub-setup-data-volume" in str(boot_commands(cloud["runcmd"])[0])
     assert setup["permissions"] == "0755"
 
 

@@ -17,9 +17,9 @@ VOLUME = "openstack:blockstorage/volume:Volume"
 ATTACH = "openstack:compute/volumeAttach:VolumeAttach"
 
 # (stack, change): changes of image, flavor and cloud-init (anything rendered into user data),
-# and shrinking, for every example stack.
+# and shrinking, for every example stack. The image can change only where a second image is
+# allowed (scenario k8s; the hub scenarios need Featured-Ubuntu24, stackconfig/images.py).
 CHANGES: list[tuple[str, dict[str, Any]]] = [
-    ("dev", {"image": "Featured-Ubuntu22"}),
     ("dev", {"hubFlavor": "m3.medium"}),
     ("dev", {"idleTimeoutMinutes": 240}),  # re-rendered jupyterhub_config.py: new user data
     ("dev", {"auth": {"type": "cilogon", "clientId": "cilogon:/client_id/x", "admins": ["jdoe"]}}),
@@ -30,10 +30,8 @@ CHANGES: list[tuple[str, dict[str, Any]]] = [
     ("workshop-k8s", {"k8s.workerCount": 2}),  # shrinking the cluster
     ("workshop-k8s", {"k8s.k3sVersion": "v1.33.6+k3s1"}),  # new node user data
     ("workshop-k8s", {"idleTimeoutMinutes": 90}),
-    ("gateway-hpc", {"image": "Featured-Ubuntu22"}),
     ("gateway-hpc", {"hubFlavor": "m3.medium"}),
     ("gateway-hpc", {"hpc.defaultWallHours": 1}),  # re-rendered spawner config
-    ("persistent-swarm", {"image": "Featured-Ubuntu22"}),
     ("persistent-swarm", {"swarm.workerFlavor": "m3.large"}),
     ("persistent-swarm", {"swarm.managerFlavor": "m3.quad"}),
     ("persistent-swarm", {"swarm.workerCount": 2}),  # shrinking the swarm

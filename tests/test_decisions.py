@@ -30,27 +30,25 @@ def _actions(changes: list[Any]) -> dict[str, str]:
     return {c.name: c.action for c in changes}
 
 
-def test_new_image_rebuilds_the_vm_and_keeps_the_volume(dev: dict[str, Any]) -> None:
-    after = plan_stack("dev", overrides={"image": "Featured-Ubuntu22"})
-    changes = diff_plans(dev, after)
+def test_new_image_rebuilds_the_vms_and_keeps_their_volumes() -> None:
+    # Scenario k8s is the one that allows a second image (stackconfig/images.py).
+    before = plan_stack("workshop-k8s")
+    changes = diff_plans(before, plan_stack("workshop-k8s", overrides={"image": "Featured-Ubuntu22"}))
     actions = _actions(changes)
-    # pulumi_openstack: "Changing this rebuilds the existing server": same ID, so the volume
-    # stays attached and nothing that takes the instance ID changes.
-    assert actions["hub-vm-server"] == "rebuild"
-    assert "hub-vm-data-attach" not in actions and "hub-vm-data" not in actions
+    # pulumi_openstack: "Changing this rebuilds the existing server": same ID, so the volumes
+    # stay attached and nothing that takes the instance ID changes.
+    assert actions["k8s-cp-0-server"] == "rebuild"
+    assert "k8s-cp-0-ceph-attach" not in actions and "k8s-cp-0-ceph" not in actions
     assert not dangerous(changes)
-    server = next(c for c in changes if c.name == "hub-vm-server")
+    server = next(c for c in changes if c.name == "k8s-cp-0-server")
     assert server.changed["imageName"] == ("Featured-Ubuntu24", "Featured-Ubuntu22")
     assert any(w.startswith("REBUILD") for w in server.warnings)
 
 
-def test_make_diff_bar_reports_a_rebuild(capsys: pytest.CaptureFixture[str]) -> None:
-    assert diff_main(["--stack", "dev", "--set", "image=Featured-Ubuntu22"]) == 0
-    out = capsys.readouterr().out
-    assert "~! rebuild  openstack:compute/instance:Instance  hub-vm-server" in out
-    assert "replace  openstack:compute/instance:Instance" not in out
-    assert "root disk re-imaged" in out
-    assert "No data volume or protected resource is replaced or deleted." in out
+def test_make_diff_refuses_an_image_the_hub_cannot_boot(capsys: pytest.CaptureFixture[str]) -> None:
+    assert diff_main(["--stack", "dev", "--set", "image=Featured-Ubuntu22"]) == 2
+    captured = capsys.readouterr()
+    assert "image = 'Featured-Ubuntu22': cannot boot scenario single" in captured.out + captured.err
 
 
 def test_a_new_flavor_resizes_in_place(dev: dict[str, Any]) -> None:
@@ -93,7 +91,7 @@ def test_diff_exits_3_when_data_would_be_lost(monkeypatch: pytest.MonkeyPatch) -
 
 def test_make_diff_from_the_command_line() -> None:
     result = subprocess.run(
-        ["make", "-s", "diff", "STACK=dev", "SET=image=Featured-Ubuntu22 hubFlavor=m3.quad"],
+        ["make", "-s", "diff", "STACK=dev", "SET=hubDataVolumeGb=200 hubFlavor=m3.quad"],
         cwd=PROJECT_DIR,
         capture_output=True,
         text=True,

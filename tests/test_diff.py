@@ -153,9 +153,9 @@ def dev() -> dict[str, Any]:
 
 
 def test_dev_image_rebuilds_the_hub_and_warns_that_its_secrets_do_not_follow(
-    dev: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    dev: dict[str, Any], capsys: pytest.CaptureFixture[str], next_image: str
 ) -> None:
-    diff = diff_plans(dev, plan_stack("dev", overrides={"image": "Featured-Ubuntu22"}))
+    diff = diff_plans(dev, plan_stack("dev", overrides={"image": next_image}))
     actions = {c.name: c.action for c in diff}
     assert actions["hub-vm-server"] == "rebuild"
     server = next(c for c in diff if c.name == "hub-vm-server")
@@ -165,7 +165,7 @@ def test_dev_image_rebuilds_the_hub_and_warns_that_its_secrets_do_not_follow(
     else:  # the secrets step triggers on the instance ID only, which a rebuild keeps
         assert secrets["data_dependencies"]["triggers"] == ["hub-vm-server"]
         assert any("hub-secrets does NOT run again" in w for w in server.warnings)
-    assert diff_main(["--stack", "dev", "--set", "image=Featured-Ubuntu22"]) == EXIT_OK
+    assert diff_main(["--stack", "dev", "--set", f"image={next_image}"]) == EXIT_OK
     assert "rebuild  openstack:compute/instance:Instance  hub-vm-server" in capsys.readouterr().out
 
 

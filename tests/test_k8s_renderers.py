@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from renderers import k3s, k8s_objects, rook
+from renderers.boot import boot_commands
 from renderers.z2jh import SHARED_DATA_CLAIM, Z2JHSpec, z2jh_values
 from stackconfig import StackConfig
 from tests.conftest import make_config, require_tool
@@ -287,7 +288,7 @@ def test_k3s_config_per_role_and_no_token_in_user_data() -> None:
     assert worker["node-label"] == ["hub.jupyter.org/node-purpose=user"]
     assert "tls-san" not in worker and "cluster-init" not in worker
     user_data = yaml.safe_load(k3s.render_k3s_cloud_init(worker_spec))
-    assert user_data["runcmd"] == [[k3s.INSTALL_SCRIPT]]
+    assert boot_commands(user_data["runcmd"]) == [[k3s.INSTALL_SCRIPT]]
     install = next(f for f in user_data["write_files"] if f["path"] == k3s.INSTALL_SCRIPT)
     # The installer joins a node as a worker when K3S_URL is set and no command is given.
     assert (

@@ -30,6 +30,7 @@ import pytest
 
 from planner.diff import EXIT_QUORUM, diff_plans, exit_code
 from planner.plan import plan_stack
+from tests.conftest import NEXT_IMAGE
 
 INSTANCE = "openstack:compute/instance:Instance"
 VOLUME = "openstack:blockstorage/volume:Volume"
@@ -177,7 +178,7 @@ MATRIX: list[Row] = [
     # single
     Row(
         "dev",
-        {"image": "Featured-Ubuntu22"},
+        {"image": NEXT_IMAGE},
         {"hub-vm-server": "rebuild"},
         frozenset({"^hub-secrets$"}),
         fault=SECRETS_AFTER_REBUILD,
@@ -197,7 +198,7 @@ MATRIX: list[Row] = [
     # hpc
     Row(
         "gateway-hpc",
-        {"image": "Featured-Ubuntu22"},
+        {"image": NEXT_IMAGE},
         {"hub-vm-server": "rebuild"},
         frozenset({"^hub-secrets$", "install-key"}),
         fault=SECRETS_AFTER_REBUILD,
@@ -209,7 +210,7 @@ MATRIX: list[Row] = [
     # swarm: the manager holds the swarm and its NFS server; a rebuild is refused by make diff
     Row(
         "persistent-swarm",
-        {"image": "Featured-Ubuntu22"},
+        {"image": NEXT_IMAGE},
         {"swarm-manager-server": "rebuild", **dict.fromkeys(SWARM_WORKERS, "rebuild")},
         refused=True,
     ),
@@ -270,7 +271,7 @@ def _param(row: Row) -> Any:
 
 
 @pytest.mark.parametrize("row", [_param(r) for r in MATRIX])
-def test_lifecycle(row: Row) -> None:
+def test_lifecycle(row: Row, next_image: str) -> None:
     before = _baseline(row.stack)
     after = plan_stack(row.stack, overrides=row.change)
     servers = server_verbs(before, after)

@@ -14,8 +14,6 @@ import yaml
 from renderers.cloud_init import HubBootSpec, render_hub_cloud_init
 from renderers.hub_config import HubConfigSpec, render_jupyterhub_config
 from renderers.scripts import (
-    render_add_user_script,
-    render_data_volume_script,
     render_install_secrets_script,
 )
 from tests.conftest import make_config, require_tool
@@ -103,55 +101,6 @@ def test_shellcheck_catches_an_unquoted_variable(tmp_path: Path) -> None:
     path.write_text("#!/bin/bash\nrm -rf $1/tmp\n")
     shellcheck = require_tool("shellcheck", "lints rendered shell scripts")
     assert subprocess.run([shellcheck, str(path)], capture_output=True, check=False).returncode != 0
-
-
-def test_data_volume_script_never_formats_a_disk_that_has_a_filesystem() -> None:
-    script = render_data_volume_script("0123456789abcdefghij-rest", "/data")
-    lines = script.splitlines()
-    mkfs = next(i for i, line in enumerate(lines) if "mkfs" in line)
-    guard = lines[mkfs - 1]
-    assert guard.strip().startswith('if [[ -z "$(blkid -o value -s TYPE "$device"')
-    assert "volume_id=0123456789abcdefghij-rest" in script
-    assert "install -d -m 0700 /data/hub" in script and "install -d -m 0755 /data/home" in script
-
-
-def test_data_volume_script_formats_a_blank_disk_and_mounts_it_by_uuid(tmp_path: Path) -> None:
-    """Run the real script against a fake /dev/disk/by-id and stub system tools."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "calls.log"
-    by_id = tmp_path / "by-id"
-    by_id.mkdir()
-    (by_id / "virtio-0123456789abcdefghij").touch()
-    for tool, body in {
-        "blkid": 'echo "blkid $*" >>"$LOG"; case "$*" in *TYPE*) [ -f "$STATE" ] && echo ext4;; *UUID*) echo 1234-abcd;; esac',
-        "mkfs.ext4": 'echo "mkfs.ext4 $*" >>"$LOG"; touch "$STATE"',
-        "mountpoint": "exit 1",
-        "mount": 'echo "mount $*" >>"$LOG"',
-        "install": 'echo "install $*" >>"$LOG"',
-        "mkdir": 'echo "mkdir $*" >>"$LOG"',
-    }.items():
-        (bin_dir / tool).write_text(f"#!/bin/bash\n{body}\n")
-        (bin_dir / tool).chmod(0o755)
-    fstab = tmp_path / "fstab"
-    fstab.write_text("")
-    script = render_data_volume_script("0123456789abcdefghij-0000-1111", "/data", wait_s=5)
-    script = script.replace("/dev/disk/by-id", str(by_id)).replace("/etc/fstab", str(fstab))
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log), "STATE": str(tmp_path / "formatted")}
-    for _ in range(2):  # the second boot must not format again
-        subprocess.run(["bash", "-c", script], env=env, check=True)
-    calls = log.read_text()
-    assert calls.count("mkfs.ext4") == 1
-    assert f"mkfs.ext4 -q -L jshub-data {by_id}/virtio-0123456789abcdefghij" in calls
-    assert fstab.read_text().splitlines() == [
-        "UUID=1234-abcd /data ext4 defaults,nofail,x-systemd.device-timeout=10min 0 2"
-    ]
-
-
-def test_add_user_keeps_the_uid_of_an_existing_home() -> None:
-    script = render_add_user_script("/data/home")
-    assert "home_root=/data/home" in script
-    assert 'uid=$(stat -c %u "$home")' in script and 'args+=(--uid "$uid" --no-create-home)' in script
 
 
 def test_caddyfile_serves_the_hub_name_over_https_with_the_contact_email(tmp_path: Path) -> None:

@@ -1,0 +1,160 @@
+"""The hub VM's account and secrets scripts, run for real: `jshub-add-user` with the system's
+own adduser in a temporary home root (as root; every account made here is removed again), and
+the secrets installer writing its environment file into a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from renderers.scripts import render_add_user_script, render_install_secrets_script
+from tests.conftest import require_root, require_tool
+
+# --- jshub-add-user ---------------------------------------------------------------------------
+
+
+def free_uid() -> int:
+    for uid in range(62100, 62900):
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+    raise AssertionError("no free UID in 62100-62899")
+
+
+@pytest.fixture
+def accounts() -> Iterator[list[str]]:
+    """Names of the accounts a test makes; all are deleted afterwards, with their groups."""
+    require_root("creates real Unix accounts with adduser")
+    require_tool("adduser", "jshub-add-user calls it")
+    made: list[str] = []
+    yield made
+    for name in made:
+        subprocess.run(["userdel", name], capture_output=True, check=False)
+        subprocess.run(["groupdel", name], capture_output=True, check=False)
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            continue
+        raise AssertionError(f"account {name} was not removed")
+
+
+def new_name(accounts: list[str]) -> str:
+    name = f"jshubt{secrets.token_hex(4)}"
+    accounts.append(name)
+    return name
+
+
+def add_user(tmp_path: Path, name: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "jshub-add-user"
+    script.write_text(render_add_user_script(str(tmp_path / "home")))
+    script.chmod(0o755)
+    return subprocess.run([str(script), name], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def home_root(tmp_path: Path) -> Path:
+    root = tmp_path / "home"
+    root.mkdir()
+    root.chmod(0o755)
+    return root
+
+
+def test_a_returning_user_gets_the_uid_that_owns_their_home(
+    accounts: list[str], home_root: Path, tmp_path: Path
+) -> None:
+    name, uid = new_name(accounts), free_uid()
+    home = home_root / name
+    home.mkdir()
+    (home / "notebook.ipynb").write_text("{}")
+    for path in (home, home / "notebook.ipynb"):
+        os.chown(path, uid, uid)
+    result = add_user(tmp_path, name)
+    assert result.returncode == 0, result.stderr
+    account = pwd.getpwnam(name)
+    assert account.pw_uid == uid and account.pw_dir == str(home)
+    assert home.stat().st_uid == uid and (home / "notebook.ipynb").stat().st_uid == uid
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    # Again (the hub calls it at every spawn): nothing changes.
+    assert add_user(tmp_path, name).returncode == 0
+    assert pwd.getpwnam(name).pw_uid == uid
+
+
+def test_a_home_whose_uid_another_account_holds_is_refused(
+    accounts: list[str], home_root: Path, tmp_path: Path
+) -> None:
+    holder, name, uid = new_name(accounts), new_name(accounts), free_uid()
+    subprocess.run(["useradd", "--uid", str(uid), "--no-create-home", holder], check=True)
+    home = home_root / name
+    home.mkdir()
+    os.chown(home, uid, uid)
+    result = add_user(tmp_path, name)
+    assert result.returncode == 1
+    assert f"home {home} belongs to UID {uid}, which another account already holds" in result.stderr
+    with pytest.raises(KeyError):
+        pwd.getpwnam(name)
+
+
+def test_a_new_user_gets_a_private_home(accounts: list[str], home_root: Path, tmp_path: Path) -> None:
+    name = new_name(accounts)
+    result = add_user(tmp_path, name)
+    assert result.returncode == 0, result.stderr
+    account = pwd.getpwnam(name)
+    home = home_root / name
+    assert account.pw_dir == str(home) and home.stat().st_uid == account.pw_uid
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+# --- install-secrets ----------------------------------------------------------------------------
+
+
+def test_the_secrets_file_is_private_from_the_moment_it_exists(tmp_path: Path) -> None:
+    """`umask 077` makes tee create the file 0600 (no window in which others could read it),
+    and chmod keeps it so; the secret arrives on standard input only."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    env_file = tmp_path / "etc" / "secrets" / "hub.env"
+    stubs = {
+        "cloud-init": "exit 0",
+        "systemctl": f'printf "%s\\n" systemctl "$@" >>{log}',
+        # sudo runs the command with the caller's umask, as sudo does when the caller's is the
+        # stricter one; before chmod it records the mode tee created the file with.
+        "sudo": f'if [[ $1 == chmod ]]; then stat -c "created %a" {env_file} >>{log}; fi; exec "$@"',
+    }
+    for name, body in stubs.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    script = render_install_secrets_script(str(env_file), "jupyterhub.service")
+    secret = "OAUTH_CLIENT_SECRET=s3cr3t-value\n"
+    result = subprocess.run(
+        ["bash", "-c", script],
+        input=secret,
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)},
+        umask=0o022,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert env_file.read_text() == secret
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(env_file.parent.stat().st_mode) == 0o700
+    calls = log.read_text().splitlines()
+    assert calls[0] == "created 600"
+    assert calls[1:] == [
+        "systemctl",
+        "enable",
+        "jupyterhub.service",
+        "systemctl",
+        "restart",
+        "jupyterhub.service",
+    ]
+    assert "s3cr3t" not in result.stdout + result.stderr + script
