@@ -21,6 +21,7 @@ from tests.upstream_schemas import (
     rook_errors,
     rook_operator_defaults,
     unknown_keys,
+    z2jh_defaults,
     z2jh_errors,
 )
 
@@ -71,6 +72,16 @@ def test_z2jh_schema_check_catches_a_misspelt_value() -> None:
     assert any("blockWithIptable" in e for e in z2jh_errors(values))
 
 
+def test_hub_database_upgrades_on_start_with_a_key_the_chart_knows() -> None:
+    values = z2jh_values(Z2JHSpec.from_config(workshop()))
+    assert values["hub"]["db"]["upgrade"] is True
+    assert "upgrade" in z2jh_defaults()["hub"]["db"]
+    # The schema types the key: a wrong type is refused, so a schema that dropped or renamed
+    # it would show here rather than be ignored by Helm.
+    values["hub"]["db"]["upgrade"] = "yes"
+    assert any(e.startswith("hub.db.upgrade:") for e in z2jh_errors(values))
+
+
 def test_z2jh_values_carry_the_workshop_policy() -> None:
     cfg = workshop(profiles=PROFILES)
     values = z2jh_values(Z2JHSpec.from_config(cfg))
@@ -99,6 +110,7 @@ def test_z2jh_values_carry_the_workshop_policy() -> None:
     https = values["proxy"]["https"]
     assert https["hosts"] == ["hub.cis230000.projects.jetstream-cloud.org"] and https["type"] == "letsencrypt"
     assert values["hub"]["db"]["pvc"]["storageClassName"] == rook.BLOCK_CLASS
+    assert values["hub"]["db"]["upgrade"] is True
     assert values["hub"]["config"]["GitHubOAuthenticator"]["oauth_callback_url"] == (
         "https://hub.cis230000.projects.jetstream-cloud.org/hub/oauth_callback"
     )
