@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -22,6 +23,11 @@ from stackconfig import StackConfig, sizing
 from stackconfig.model import K8sConfig
 
 OSD_VOLUME = "ceph"
+# A control-plane node's etcd datastore, k3s certificates and Ceph mon store (renderers.k3s
+# STATE_BINDS): small, so three nodes' worth stays well inside the default 10-volume quota
+# next to the Ceph volumes.
+STATE_VOLUME = "state"
+STATE_VOLUME_GB = 20
 # Remote commands start while the VM boots: keep dialling for ~10 minutes.
 DIAL_ERROR_LIMIT = 60
 PER_DIAL_TIMEOUT_S = 10
@@ -53,6 +59,15 @@ def api_ingress(cidrs: list[str]) -> list[Ingress]:
 
 
 @dataclass(frozen=True)
+class NodeSteps:
+    """A k3s node's remote commands, in the order they run."""
+
+    token: command.remote.Command
+    version: command.remote.Command
+    ready: command.remote.Command
+
+
+@dataclass(frozen=True)
 class K8sClusterArgs:
     config: StackConfig
     network_id: pulumi.Input[str]
@@ -79,6 +94,8 @@ class K8sCluster(pulumi.ComponentResource):
     # Done when every worker has joined and is Ready: charts whose pods run on workers (the
     # hub's image puller and placeholders) wait for it.
     workers_ready: list[pulumi.Resource]
+    # k3s: each node's readiness command, in roll-out order (control plane first).
+    node_ready: list[pulumi.Resource]
 
     def __init__(self, name: str, args: K8sClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jshub:index:K8sCluster", name, None, opts)
@@ -88,6 +105,7 @@ class K8sCluster(pulumi.ComponentResource):
         self.engine = cfg.k8s.engine
         self.osd_volume_ids = {}
         self.node_names = []
+        self.node_ready = []
         if cfg.k8s.engine == "k3s":
             kubeconfig = self._k3s(name, cfg, cfg.k8s, args)
         else:
@@ -138,12 +156,14 @@ class K8sCluster(pulumi.ComponentResource):
             server_ip: pulumi.Output[str] | None,
             entry: bool = False,
             osd: bool = False,
+            after: Sequence[pulumi.Resource] = (),
         ) -> JetstreamVM:
             kind = "server" if role == "control-plane" else "worker"
 
-            def user_data(_volumes: VolumeIds) -> pulumi.Output[str]:
+            def user_data(volumes: VolumeIds) -> pulumi.Output[str]:
                 server = server_ip if server_ip is not None else pulumi.Output.from_input("")
-                return pulumi.Output.all(server, deploy_key.public_key_openssh).apply(
+                state = volumes.get(STATE_VOLUME, pulumi.Output.from_input(""))
+                return pulumi.Output.all(server, deploy_key.public_key_openssh, state).apply(
                     lambda v: k3s.render_k3s_cloud_init(
                         k3s.K3sNodeSpec(
                             node_name=node_name,
@@ -153,6 +173,7 @@ class K8sCluster(pulumi.ComponentResource):
                             server_url=f"https://{v[0]}:{k3s.API_PORT}" if v[0] else None,
                             tls_sans=(cfg.hub_fqdn,) if kind == "server" else (),
                             labels=labels,
+                            state_volume_id=v[2] or None,
                         )
                     )
                 )
@@ -176,13 +197,21 @@ class K8sCluster(pulumi.ComponentResource):
                             OSD_VOLUME,
                             k8s.ceph_volume_gb,
                             f"Ceph OSD of {node_name}: users' homes and shared data",
-                        )
+                        ),
+                        DataVolume(
+                            STATE_VOLUME,
+                            STATE_VOLUME_GB,
+                            f"k3s datastore (etcd) and Ceph mon store of {node_name}",
+                        ),
                     ]
                     if osd
                     else [],
                     # A new k3s version or token must not replace every node at once (etcd and
                     # Ceph would go with them); upgrade nodes in place instead.
                     replace_on_user_data_change=False,
+                    # The previous node's readiness: a change of image, flavor or version rolls
+                    # through the nodes one at a time (see _node_steps).
+                    instance_depends_on=after,
                 ),
                 opts=child,
             )
@@ -197,22 +226,6 @@ class K8sCluster(pulumi.ComponentResource):
         )
         assert first.public_ip is not None
         entry_ip = first.public_ip
-        servers = [first] + [
-            node(
-                f"{name}-cp-{i}", "control-plane", k8s.control_plane_flavor, core, first.private_ip, osd=True
-            )
-            for i in range(1, k8s.control_plane_count)
-        ]
-        workers = [
-            node(
-                f"{name}-worker-{i}",
-                "worker",
-                k8s.worker_flavor,
-                {k3s.NODE_PURPOSE: "user"},
-                first.private_ip,
-            )
-            for i in range(sizing.worker_count(cfg))
-        ]
 
         def connection(vm: JetstreamVM) -> command.remote.ConnectionArgs:
             if vm is first:
@@ -239,24 +252,95 @@ class K8sCluster(pulumi.ComponentResource):
                 per_dial_timeout=PER_DIAL_TIMEOUT_S,
             )
 
-        token_commands: list[command.remote.Command] = []
-        for vm_name, vm in zip(self.node_names, servers + workers, strict=True):
+        def steps(vm: JetstreamVM, node_name: str, kind: str, flavor: str, storage: bool) -> NodeSteps:
+            """What puts a node's root-disk state back and proves it serves again: the join
+            token and node password (gone with a re-imaged root disk), k3s at the stack's
+            version, and the node Ready (and Ceph healthy) seen from the first node. Each runs
+            again on the change that needs it; the next node's server waits for `ready`."""
+            password = random.RandomPassword(
+                f"{node_name}-node-password", length=48, special=False, opts=child
+            )
+            secrets: pulumi.Output[str] = pulumi.Output.concat(token.result, "\n", password.result, "\n")
             token_command = command.remote.Command(
-                f"{vm_name}-join-token",
+                f"{node_name}-join-token",
                 connection=connection(vm),
                 create=k3s.render_install_token_script(),
-                stdin=pulumi.Output.secret(token.result),  # type: ignore[arg-type]
+                stdin=pulumi.Output.secret(secrets),  # type: ignore[arg-type]
                 logging=command.remote.Logging.NONE,
-                # A new server (new instance ID) needs the token again. The instance ID, the
-                # node's address and the entry node's floating IP are all it waits for: the
-                # installer on the node waits for the token, and nothing waits for the Ceph
-                # volume's attachment (Rook finds the disk later), so no depends_on on the VM.
-                triggers=[vm.instance_id],
+                # A new server (new instance ID) or a re-imaged root disk (image) needs the token
+                # again. The instance ID, the node's address and the first node's floating IP
+                # are all it waits for: the installer on the node waits for the token, and
+                # nothing waits for the volumes' attachment, so no depends_on on the VM.
+                triggers=[vm.instance_id, cfg.image],
                 opts=pulumi.ResourceOptions(
                     parent=self, additional_secret_outputs=["stdin", "stdout", "stderr"]
                 ),
             )
-            token_commands.append(token_command)
+            version = command.remote.Command(
+                f"{node_name}-k3s",
+                connection=connection(vm),
+                create=first.private_ip.apply(
+                    lambda ip: k3s.render_k3s_upgrade_script(
+                        k3s.K3sNodeSpec(
+                            node_name=node_name,
+                            role=kind,  # type: ignore[arg-type]
+                            version=k8s.k3s_version,
+                            deploy_public_key="",
+                            server_url=f"https://{ip}:{k3s.API_PORT}" if vm is not first else None,
+                        )
+                    )
+                ),
+                logging=command.remote.Logging.STDOUT_AND_STDERR,
+                # Nodes ignore changes to their user data; this is how a new k3sVersion reaches
+                # them, and how a rebuilt node (booted with its original user data) catches up.
+                triggers=[vm.instance_id, cfg.image, k8s.k3s_version],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[token_command]),
+            )
+            ready = command.remote.Command(
+                f"{node_name}-ready",
+                connection=connection(first),
+                create=k3s.render_node_ready_script(node_name, k8s.k3s_version, storage=storage),
+                logging=command.remote.Logging.STDOUT_AND_STDERR,
+                # The same changes that rebuild (image), resize (flavor) or upgrade (version) the
+                # node run this again, so the next node waits for this one every time.
+                triggers=[vm.instance_id, cfg.image, flavor, k8s.k3s_version],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[version]),
+            )
+            return NodeSteps(token_command, version, ready)
+
+        first_steps = steps(first, f"{name}-cp-0", "server", k8s.control_plane_flavor, True)
+        server_steps = [first_steps]
+        servers = [first]
+        previous = first_steps.ready
+        for i in range(1, k8s.control_plane_count):
+            node_name = f"{name}-cp-{i}"
+            vm = node(
+                node_name,
+                "control-plane",
+                k8s.control_plane_flavor,
+                core,
+                first.private_ip,
+                osd=True,
+                after=[previous],
+            )
+            servers.append(vm)
+            server_steps.append(steps(vm, node_name, "server", k8s.control_plane_flavor, True))
+            previous = server_steps[-1].ready
+        # Workers follow the control plane, one at a time too: each keeps serving its users
+        # until its turn, and a rebuilt worker is back before the next goes.
+        worker_steps: list[NodeSteps] = []
+        for i in range(sizing.worker_count(cfg)):
+            node_name = f"{name}-worker-{i}"
+            vm = node(
+                node_name,
+                "worker",
+                k8s.worker_flavor,
+                {k3s.NODE_PURPOSE: "user"},
+                first.private_ip,
+                after=[previous],
+            )
+            worker_steps.append(steps(vm, node_name, "worker", k8s.worker_flavor, False))
+            previous = worker_steps[-1].ready
 
         fetch = command.remote.Command(
             f"{name}-kubeconfig",
@@ -266,25 +350,26 @@ class K8sCluster(pulumi.ComponentResource):
             triggers=[first.instance_id],
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=token_commands[: len(servers)],
+                depends_on=[s.token for s in server_steps] + [s.ready for s in server_steps],
                 additional_secret_outputs=["stdout", "stderr"],
             ),
         )
         workers_ready = command.remote.Command(
             f"{name}-workers-ready",
             connection=connection(first),
-            create=k3s.render_wait_for_nodes_script(f"{k3s.NODE_PURPOSE}=user", len(workers)),
+            create=k3s.render_wait_for_nodes_script(f"{k3s.NODE_PURPOSE}=user", len(worker_steps)),
             # Runs again when the worker count changes.
-            triggers=[len(workers)],
+            triggers=[len(worker_steps)],
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[fetch, *token_commands[len(servers) :]],
+                depends_on=[fetch, *(s.token for s in worker_steps), *(s.ready for s in worker_steps)],
                 additional_secret_outputs=["stderr"],
             ),
         )
         self.ingress_ip = entry_ip
         self.lifeline = first
         self.workers_ready = [workers_ready]
+        self.node_ready = [s.ready for s in server_steps + worker_steps]
         return pulumi.Output.all(fetch.stdout, entry_ip).apply(
             lambda v: k3s.rewrite_kubeconfig(v[0], v[1], cfg.hub_fqdn)
         )

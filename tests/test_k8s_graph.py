@@ -213,7 +213,7 @@ def test_k3s_kubeconfig_is_rewritten_to_the_floating_ip() -> None:
 
 
 def test_k3s_ceph_volumes_are_protected_and_named_in_the_rook_values(k3s_rec: Recording) -> None:
-    volumes = by_type(k3s_rec, VOLUME)
+    volumes = [v for v in by_type(k3s_rec, VOLUME) if v.name.endswith("-ceph")]
     assert sorted(v.name for v in volumes) == ["k8s-cp-0-ceph", "k8s-cp-1-ceph", "k8s-cp-2-ceph"]
     assert all(v.protect and v.retain_on_delete and v.inputs["size"] == 300 for v in volumes)
     nodes = release(k3s_rec, "rook-ceph-cluster").inputs["values"]["cephClusterSpec"]["storage"]["nodes"]
@@ -223,12 +223,102 @@ def test_k3s_ceph_volumes_are_protected_and_named_in_the_rook_values(k3s_rec: Re
     assert [n["name"] for n in nodes] == ["k8s-cp-0", "k8s-cp-1", "k8s-cp-2"]
 
 
+def test_k3s_control_plane_state_lives_on_a_protected_volume_mounted_before_k3s(k3s_rec: Recording) -> None:
+    from renderers import k3s
+
+    states = [v for v in by_type(k3s_rec, VOLUME) if v.name.endswith("-state")]
+    assert sorted(v.name for v in states) == ["k8s-cp-0-state", "k8s-cp-1-state", "k8s-cp-2-state"]
+    assert all(v.protect and v.retain_on_delete and v.inputs["size"] == 20 for v in states)
+    for server in by_type(k3s_rec, INSTANCE):
+        node = server.name.removesuffix("-server")
+        user_data = yaml.safe_load(server.inputs["userData"])
+        files = {f["path"]: f["content"] for f in user_data["write_files"]}
+        if "worker" in node:
+            assert k3s.STATE_VOLUME_SCRIPT not in files and user_data["runcmd"] == [[k3s.INSTALL_SCRIPT]]
+            continue
+        volume_id = placeholder_id(VOLUME, f"{node}-state")
+        assert f"volume_id={volume_id}" in files[k3s.STATE_VOLUME_SCRIPT], node
+        assert "mount_point=/var/lib/jshub-node" in files[k3s.STATE_VOLUME_SCRIPT]
+        binds = files[k3s.STATE_BIND_SCRIPT]
+        assert "/var/lib/jshub-node/k3s-server /var/lib/rancher/k3s/server none bind" in binds
+        assert "/var/lib/jshub-node/rook /var/lib/rook none bind" in binds
+        # Mounted first, then bound, then k3s installed.
+        assert user_data["runcmd"] == [
+            [k3s.STATE_VOLUME_SCRIPT],
+            [k3s.STATE_BIND_SCRIPT],
+            [k3s.INSTALL_SCRIPT],
+        ]
+        attach = named(k3s_rec, f"{node}-state-attach")
+        assert attach.inputs["volumeId"] == volume_id
+    # Rook keeps its mons' stores in the folder the volume backs.
+    values = release(k3s_rec, "rook-ceph-cluster").inputs["values"]
+    assert values["cephClusterSpec"]["dataDirHostPath"] == "/var/lib/rook"
+
+
+NODES = ["k8s-cp-0", "k8s-cp-1", "k8s-cp-2", "k8s-worker-0", "k8s-worker-1"]
+
+
+def test_k3s_nodes_roll_one_at_a_time_control_plane_first(k3s_rec: Recording) -> None:
+    for before, after in zip(NODES, NODES[1:], strict=False):
+        ready = named(k3s_rec, f"{before}-ready")
+        server = named(k3s_rec, f"{after}-server")
+        # The next server waits for the previous node's readiness, and that readiness is run
+        # again by every change that rebuilds, resizes or upgrades the previous node.
+        assert ready.urn in server.dependency_urns, after
+        instance_id = placeholder_id(INSTANCE, f"{before}-server")
+        flavor = "m3.medium"
+        assert ready.inputs["triggers"] == [instance_id, "Featured-Ubuntu24", flavor, "v1.33.5+k3s1"], before
+        # Readiness after the node's own steps: token, then k3s at the stack's version.
+        version = named(k3s_rec, f"{before}-k3s")
+        token = named(k3s_rec, f"{before}-join-token")
+        assert version.urn in ready.dependency_urns and token.urn in version.dependency_urns
+    first_server = named(k3s_rec, "k8s-cp-0-server")
+    assert not any(r.endswith("-ready") for r in first_server.dependency_urns)
+    # The whole chain must be done before the kubeconfig is read and the hub is installed.
+    fetch = named(k3s_rec, "k8s-kubeconfig")
+    assert {named(k3s_rec, f"k8s-cp-{i}-ready").urn for i in range(3)} <= set(fetch.dependency_urns)
+    workers = named(k3s_rec, "k8s-workers-ready")
+    assert named(k3s_rec, "k8s-worker-1-ready").urn in workers.dependency_urns
+
+
+def test_k3s_version_reaches_existing_nodes_and_readiness_checks_it(k3s_rec: Recording) -> None:
+    for node in NODES:
+        version = named(k3s_rec, f"{node}-k3s")
+        script = version.inputs["create"]
+        assert isinstance(script, str), "the upgrade script's apply must have run"
+        assert "version=v1.33.5+k3s1" in script and "k3s --version" in script
+        assert version.inputs["triggers"][1:] == ["Featured-Ubuntu24", "v1.33.5+k3s1"], node
+        if "worker" in node:
+            assert "K3S_URL=https://10.0.0." in script and "INSTALL_K3S_EXEC=server" not in script
+        else:
+            assert "INSTALL_K3S_EXEC=server" in script
+        ready = named(k3s_rec, f"{node}-ready").inputs["create"]
+        assert f"node={node}" in ready and "kubeletVersion" in ready
+        # Ceph's health is waited for after a storage node only.
+        assert ("HEALTH_OK" in ready) == ("cp" in node), node
+        token = named(k3s_rec, f"{node}-join-token")
+        # A re-imaged root disk has lost the token and the node password: the image re-runs it.
+        assert token.inputs["triggers"] == [placeholder_id(INSTANCE, f"{node}-server"), "Featured-Ubuntu24"]
+    # A version bump changes the upgrade and readiness commands' triggers, nothing else of theirs.
+    bumped = build(k8s_config(k3sVersion="v1.34.1+k3s1"))
+    for node in NODES:
+        assert named(bumped, f"{node}-k3s").inputs["triggers"][-1] == "v1.34.1+k3s1"
+        assert named(bumped, f"{node}-ready").inputs["triggers"][-1] == "v1.34.1+k3s1"
+        assert named(bumped, f"{node}-join-token").inputs == named(k3s_rec, f"{node}-join-token").inputs
+
+
 def test_k3s_join_token_travels_on_stdin_through_the_first_node(k3s_rec: Recording) -> None:
     tokens = [r for r in by_type(k3s_rec, COMMAND) if r.name.endswith("-join-token")]
     servers = by_type(k3s_rec, INSTANCE)
     assert len(tokens) == len(servers) == 3 + 2  # three control-plane nodes, two workers
     fip = named(k3s_rec, "k8s-cp-0-fip")
+    passwords = [
+        r for r in by_type(k3s_rec, "random:index/randomPassword:RandomPassword") if "node-password" in r.name
+    ]
+    assert len(passwords) == 5
     for t in tokens:
+        node = t.name.removesuffix("-join-token")
+        assert named(k3s_rec, f"{node}-node-password").urn in t.property_dependency_urns["stdin"]
         assert t.inputs["stdin"] == SECRET and t.inputs["logging"] == "none"
         assert {"stdin", "stdout", "stderr"} <= set(t.additional_secret_outputs)
         assert t.inputs["connection"] == SECRET  # it carries the deploy private key
@@ -242,6 +332,7 @@ def test_k3s_join_token_travels_on_stdin_through_the_first_node(k3s_rec: Recordi
         # Nothing in the token's path waits for the Ceph disk to attach.
         if node.startswith("k8s-cp-"):
             assert named(k3s_rec, f"{node}-ceph-attach").urn not in t.dependency_urns, t.name
+            assert named(k3s_rec, f"{node}-state-attach").urn not in t.dependency_urns, t.name
     for server in servers:
         user_data = server.inputs["userData"]
         assert user_data not in (UNKNOWN, SECRET), "the cloud-init apply must have run"
@@ -387,11 +478,13 @@ def test_ceph_volumes_above_the_volume_quota_stop_the_plan() -> None:
 
     with pytest.raises(
         PlanError,
-        match=r"quotas.volumeGb: the stack needs 1500 GB of block storage, the allocation's quota is 1000",
+        match=r"quotas.volumeGb: the stack needs 1560 GB of block storage, the allocation's quota is 1000",
     ):
         plan_stack("workshop-k8s", overrides={"quotas": {}})
-    fits = plan_stack("workshop-k8s", overrides={"quotas": {"volumeGb": 1500}})
-    assert {q["key"]: q["needed"] for q in fits["quotas"]}["volumeGb"] == 1500
+    fits = plan_stack("workshop-k8s", overrides={"quotas": {"volumeGb": 1560}})
+    needed = {q["key"]: q["needed"] for q in fits["quotas"]}
+    # Three 500 GB Ceph volumes and three 20 GB state volumes: 6 of the default 10 volumes.
+    assert (needed["volumeGb"], needed["volumes"]) == (1560, 6)
 
 
 def test_workshop_plan_meets_the_bars(workshop_plan: dict[str, Any]) -> None:
@@ -437,4 +530,4 @@ def test_one_node_dev_cluster_keeps_one_mon_and_one_copy(caplog: pytest.LogCaptu
     values = release(rec, "rook-ceph-cluster").inputs["values"]
     assert values["cephClusterSpec"]["mon"]["count"] == 1
     assert values["cephBlockPools"][0]["spec"]["replicated"] == {"size": 1, "requireSafeReplicaSize": False}
-    assert len(by_type(rec, VOLUME)) == 1
+    assert sorted(v.name for v in by_type(rec, VOLUME)) == ["k8s-cp-0-ceph", "k8s-cp-0-state"]

@@ -265,9 +265,16 @@ def _node_specs() -> list[k3s.K3sNodeSpec]:
         "server",
         tls_sans=("hub.cis230000.projects.jetstream-cloud.org",),
         labels={"a": "b"},
+        state_volume_id="0f7c2b9e-3d41-4c55-9a8e-6b1d2c3e4f50",
         **common,
     )
-    server = k3s.K3sNodeSpec("k8s-cp-1", "server", server_url="https://10.0.0.5:6443", **common)
+    server = k3s.K3sNodeSpec(
+        "k8s-cp-1",
+        "server",
+        server_url="https://10.0.0.5:6443",
+        state_volume_id="1a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d",
+        **common,
+    )
     worker = k3s.K3sNodeSpec(
         "k8s-worker-0",
         "worker",
@@ -313,10 +320,18 @@ def test_k3s_config_per_role_and_no_token_in_user_data() -> None:
 
 
 def _scripts() -> dict[str, str]:
-    first, _, worker = _node_specs()
+    first, server, worker = _node_specs()
+    user_data = yaml.safe_load(k3s.render_k3s_cloud_init(server))
+    files = {f["path"]: f["content"] for f in user_data["write_files"]}
     return {
         "install-server": k3s.render_k3s_install_script(first),
         "install-worker": k3s.render_k3s_install_script(worker),
+        "upgrade-server": k3s.render_k3s_upgrade_script(server),
+        "upgrade-worker": k3s.render_k3s_upgrade_script(worker),
+        "ready-storage-node": k3s.render_node_ready_script("k8s-cp-1", "v1.33.5+k3s1", storage=True),
+        "ready-worker": k3s.render_node_ready_script("k8s-worker-0", "v1.33.5+k3s1", storage=False),
+        "state-volume": files[k3s.STATE_VOLUME_SCRIPT],
+        "state-binds": files[k3s.STATE_BIND_SCRIPT],
         "install-token": k3s.render_install_token_script(),
         "fetch-kubeconfig": k3s.render_fetch_kubeconfig_script(3),
         "wait-for-workers": k3s.render_wait_for_nodes_script("hub.jupyter.org/node-purpose=user", 300),
@@ -335,6 +350,51 @@ def test_node_scripts_pass_shellcheck(name: str, tmp_path: Path) -> None:
 def test_token_script_reads_the_token_from_stdin_only() -> None:
     script = k3s.render_install_token_script()
     assert "tee /etc/rancher/k3s/secret/token" in script and "umask 077" in script
+    # The node password is written only where none is: a running node keeps the one the
+    # cluster knows; the token goes last, as the installer waits for it.
+    assert "if ! sudo test -s /etc/rancher/node/password" in script
+    assert script.index("/etc/rancher/node/password >/dev/null") < script.index(
+        "tee /etc/rancher/k3s/secret/token"
+    )
+
+
+def test_token_script_stores_both_lines_it_is_given(tmp_path: Path) -> None:
+    """Run the script for real, with sudo and the paths redirected into a scratch folder."""
+    bash = require_tool("bash", "runs the rendered token script")
+    script = k3s.render_install_token_script().replace("/etc/rancher", str(tmp_path / "etc"))
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+    (shim / "sudo").chmod(0o755)
+    env = {"PATH": f"{shim}:/usr/bin:/bin"}
+    for stdin in ("tok-1\npw-1\n", "tok-2\npw-2\n"):
+        result = subprocess.run([bash, "-c", script], input=stdin, capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "etc/k3s/secret/token").read_text() == "tok-2\n"
+    # The second run (a token rotation) leaves the node's password alone.
+    assert (tmp_path / "etc/node/password").read_text() == "pw-1\n"
+    assert oct((tmp_path / "etc/node/password").stat().st_mode & 0o777) == "0o600"
+
+
+def test_control_plane_user_data_mounts_the_state_volume_before_installing_k3s() -> None:
+    first, _, worker = _node_specs()
+    user_data = yaml.safe_load(k3s.render_k3s_cloud_init(first))
+    assert user_data["runcmd"] == [[k3s.STATE_VOLUME_SCRIPT], [k3s.STATE_BIND_SCRIPT], [k3s.INSTALL_SCRIPT]]
+    files = {f["path"]: f["content"] for f in user_data["write_files"]}
+    volume = files[k3s.STATE_VOLUME_SCRIPT]
+    assert "volume_id=0f7c2b9e-3d41-4c55-9a8e-6b1d2c3e4f50" in volume and "mkfs.ext4" in volume
+    binds = files[k3s.STATE_BIND_SCRIPT]
+    # k3s refuses to start without the bind mounts, rather than start an empty cluster.
+    assert "RequiresMountsFor=/var/lib/rancher/k3s/server /var/lib/rook" in binds
+    assert k3s.STATE_VOLUME_SCRIPT not in str(yaml.safe_load(k3s.render_k3s_cloud_init(worker)))
+
+
+def test_readiness_waits_for_a_fresh_ceph_report_and_only_unsafe_checks() -> None:
+    script = k3s.render_node_ready_script("k8s-cp-1", "v1.33.5+k3s1", storage=True)
+    assert '--field-selector "spec.nodeName=$node"' in script
+    assert '"$checked" < "$started"' in script
+    assert "unsafe='^(PG_|OSD_|MON_DOWN|MGR_DOWN|MDS_|FS_|SLOW_OPS|OBJECT_)'" in script
+    assert "get cephcluster" not in k3s.render_node_ready_script("w", "v1.33.5+k3s1", storage=False)
 
 
 def test_kubeconfig_is_rewritten_to_the_floating_ip_and_checked_against_the_hub_name() -> None:
