@@ -17,7 +17,7 @@ import pulumi_tls as tls
 from catalog import EXTERNAL_NETWORK
 from catalog.jetstream2 import DEFAULT_LOGIN_USER
 from components.firewall import Ingress, RoleSecurityGroup, RoleSecurityGroupArgs, ssh_ingress, web_ingress
-from components.vm import DataVolume, DnsRecord, JetstreamVM, JetstreamVMArgs, VolumeIds
+from components.vm import DataVolume, JetstreamVM, JetstreamVMArgs, VolumeIds
 from renderers import k3s
 from stackconfig import StackConfig, sizing
 from stackconfig.model import K8sConfig
@@ -31,6 +31,12 @@ STATE_VOLUME_GB = 20
 # Remote commands start while the VM boots: keep dialling for ~10 minutes.
 DIAL_ERROR_LIMIT = 60
 PER_DIAL_TIMEOUT_S = 10
+# The hub's load balancer: the proxy's ports, probed every 5 s; a node that misses 3 probes
+# (about 15 s) gets no new connections until it answers again.
+HUB_PORTS = (80, 443)
+LB_MONITOR_DELAY_S = 5
+LB_MONITOR_TIMEOUT_S = 3
+LB_MONITOR_RETRIES = 3
 
 
 def cluster_ports() -> list[Ingress]:
@@ -85,6 +91,8 @@ class K8sCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     provider: kubernetes.Provider
     ingress_ip: pulumi.Output[str]
+    # k3s: the first node's floating IP (SSH, the Kubernetes API); None with magnum.
+    admin_ip: pulumi.Output[str] | None
     # k3s: node name -> Cinder volume ID of the node's Ceph OSD. Empty with magnum.
     osd_volume_ids: dict[str, pulumi.Output[str]]
     node_names: list[str]
@@ -138,7 +146,10 @@ class K8sCluster(pulumi.ComponentResource):
                 role="k8s-node",
                 ingress=ssh_ingress(list(cfg.admin_cidrs))
                 + api_ingress(list(cfg.admin_cidrs))
-                + cluster_ports(),
+                + cluster_ports()
+                # The load balancer reaches the nodes from its own address in the subnet, which
+                # is not known in advance; 80/443 are the ports that are public anyway.
+                + web_ingress(),
             ),
             opts=child,
         )
@@ -178,7 +189,7 @@ class K8sCluster(pulumi.ComponentResource):
                     )
                 )
 
-            groups = [nodes_group.group_id] + ([web_group.group_id] if entry else [])
+            groups = [nodes_group.group_id]
             vm = JetstreamVM(
                 node_name,
                 JetstreamVMArgs(
@@ -190,8 +201,9 @@ class K8sCluster(pulumi.ComponentResource):
                     subnet_id=args.subnet_id,
                     security_group_ids=groups,
                     user_data=user_data,
+                    # The first node's address is the stack's way in (SSH, the API); the hub's
+                    # public name is on the load balancer.
                     floating_ip=entry,
-                    dns=DnsRecord(zone=cfg.zone, hostname=cfg.hub_hostname) if entry else None,
                     data_volumes=[
                         DataVolume(
                             OSD_VOLUME,
@@ -220,7 +232,9 @@ class K8sCluster(pulumi.ComponentResource):
                 self.osd_volume_ids[node_name] = vm.volume_ids[OSD_VOLUME]
             return vm
 
-        core = {k3s.NODE_PURPOSE: "core"}
+        # ServiceLB answers for the proxy's LoadBalancer service on the labelled nodes only:
+        # the control plane, which the Octavia load balancer sends the hub's traffic to.
+        core = {k3s.NODE_PURPOSE: "core", k3s.SERVICE_LB_LABEL: "true"}
         first = node(
             f"{name}-cp-0", "control-plane", k8s.control_plane_flavor, core, None, entry=True, osd=True
         )
@@ -311,6 +325,7 @@ class K8sCluster(pulumi.ComponentResource):
         first_steps = steps(first, f"{name}-cp-0", "server", k8s.control_plane_flavor, True)
         server_steps = [first_steps]
         servers = [first]
+        server_names = [f"{name}-cp-0"]
         previous = first_steps.ready
         for i in range(1, k8s.control_plane_count):
             node_name = f"{name}-cp-{i}"
@@ -324,6 +339,7 @@ class K8sCluster(pulumi.ComponentResource):
                 after=[previous],
             )
             servers.append(vm)
+            server_names.append(node_name)
             server_steps.append(steps(vm, node_name, "server", k8s.control_plane_flavor, True))
             previous = server_steps[-1].ready
         # Workers follow the control plane, one at a time too: each keeps serving its users
@@ -366,13 +382,94 @@ class K8sCluster(pulumi.ComponentResource):
                 additional_secret_outputs=["stderr"],
             ),
         )
-        self.ingress_ip = entry_ip
+        self.ingress_ip = self._entry(
+            name, cfg, args, web_group, list(zip(server_names, servers, strict=True))
+        )
+        self.admin_ip = entry_ip
         self.lifeline = first
         self.workers_ready = [workers_ready]
         self.node_ready = [s.ready for s in server_steps + worker_steps]
         return pulumi.Output.all(fetch.stdout, entry_ip).apply(
             lambda v: k3s.rewrite_kubeconfig(v[0], v[1], cfg.hub_fqdn)
         )
+
+    def _entry(
+        self,
+        name: str,
+        cfg: StackConfig,
+        args: K8sClusterArgs,
+        web_group: RoleSecurityGroup,
+        servers: list[tuple[str, JetstreamVM]],
+    ) -> pulumi.Output[str]:
+        """The hub's public entry point: an Octavia load balancer over the control-plane nodes,
+        each checked by a health monitor, so the hub stays reachable when any one node is lost
+        (rebuilt, resized, or gone). The floating IP and the DNS name are on its VIP port."""
+        child = pulumi.ResourceOptions(parent=self)
+        balancer = openstack.loadbalancer.LoadBalancer(
+            f"{name}-lb",
+            name=f"{pulumi.get_stack()}-{name}-hub",
+            description=f"{cfg.hub_fqdn}: JupyterHub's proxy on the control-plane nodes",
+            vip_subnet_id=args.subnet_id,
+            # 80 and 443 from anywhere, nothing else.
+            security_group_ids=[web_group.group_id],
+            opts=child,
+        )
+        for port in HUB_PORTS:
+            listener = openstack.loadbalancer.Listener(
+                f"{name}-lb-{port}",
+                loadbalancer_id=balancer.id,
+                protocol="TCP",
+                protocol_port=port,
+                # The proxy terminates TLS (and answers Let's Encrypt on 80): pass bytes through.
+                description=f"{cfg.hub_fqdn}:{port}",
+                opts=child,
+            )
+            pool = openstack.loadbalancer.Pool(
+                f"{name}-lb-{port}-pool",
+                listener_id=listener.id,
+                protocol="TCP",
+                lb_method="ROUND_ROBIN",
+                opts=child,
+            )
+            openstack.loadbalancer.Monitor(
+                f"{name}-lb-{port}-monitor",
+                pool_id=pool.id,
+                type="TCP",
+                delay=LB_MONITOR_DELAY_S,
+                timeout=LB_MONITOR_TIMEOUT_S,
+                max_retries=LB_MONITOR_RETRIES,
+                opts=child,
+            )
+            openstack.loadbalancer.Members(
+                f"{name}-lb-{port}-members",
+                pool_id=pool.id,
+                members=[
+                    openstack.loadbalancer.MembersMemberArgs(
+                        name=node_name, address=vm.private_ip, protocol_port=port, subnet_id=args.subnet_id
+                    )
+                    for node_name, vm in servers
+                ],
+                opts=child,
+            )
+        address = openstack.networking.FloatingIp(
+            f"{name}-hub-ip",
+            pool=EXTERNAL_NETWORK,
+            port_id=balancer.vip_port_id,
+            description=f"{cfg.hub_fqdn} (load balancer)",
+            # Explicit as well, so the dependency shows where the VIP port is not yet known.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[balancer]),
+        )
+        zone = openstack.dns.get_dns_zone_output(name=cfg.zone, opts=pulumi.InvokeOutputOptions(parent=self))
+        openstack.dns.RecordSet(
+            f"{name}-dns",
+            zone_id=zone.id,
+            name=f"{cfg.hub_fqdn}.",
+            type="A",
+            ttl=300,
+            records=[address.address],
+            opts=child,
+        )
+        return address.address
 
     # --- magnum ----------------------------------------------------------------------------
 
@@ -430,6 +527,7 @@ class K8sCluster(pulumi.ComponentResource):
             opts=child,
         )
         self.ingress_ip = address.address
+        self.admin_ip = None
         self.lifeline = cluster
         # Magnum reports the cluster created once its nodes are up.
         self.workers_ready = [cluster]

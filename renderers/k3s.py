@@ -36,6 +36,8 @@ STATE_BIND_SCRIPT = "/usr/local/sbin/jshub-state-binds"
 
 # Z2JH's node-purpose label: user servers require `user`, the hub and Ceph prefer `core`.
 NODE_PURPOSE = "hub.jupyter.org/node-purpose"
+# Once any node carries it, k3s's ServiceLB serves LoadBalancer services on labelled nodes only.
+SERVICE_LB_LABEL = "svccontroller.k3s.cattle.io/enablelb"
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ workshop-k8s plan checked by the same upstream validators as the renderers."""
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import subprocess
 from pathlib import Path
@@ -259,7 +260,7 @@ NODES = ["k8s-cp-0", "k8s-cp-1", "k8s-cp-2", "k8s-worker-0", "k8s-worker-1"]
 
 
 def test_k3s_nodes_roll_one_at_a_time_control_plane_first(k3s_rec: Recording) -> None:
-    for before, after in zip(NODES, NODES[1:], strict=False):
+    for before, after in itertools.pairwise(NODES):
         ready = named(k3s_rec, f"{before}-ready")
         server = named(k3s_rec, f"{after}-server")
         # The next server waits for the previous node's readiness, and that readiness is run
@@ -354,8 +355,14 @@ def test_k3s_nodes_join_the_first_server_by_its_private_address(k3s_rec: Recordi
         else:
             assert config["server"].startswith("https://10.0.0.") and config["server"].endswith(":6443")
             assert first_port.urn in server.dependency_urns
-        role = "user" if "worker" in server.name else "core"
-        assert config["node-label"] == [f"hub.jupyter.org/node-purpose={role}"]
+        if "worker" in server.name:
+            assert config["node-label"] == ["hub.jupyter.org/node-purpose=user"]
+        else:
+            # ServiceLB answers for the hub on the control plane only: the load balancer's members.
+            assert config["node-label"] == [
+                "hub.jupyter.org/node-purpose=core",
+                "svccontroller.k3s.cattle.io/enablelb=true",
+            ]
 
 
 def test_k3s_nodes_are_not_replaced_when_their_user_data_changes(k3s_rec: Recording) -> None:
@@ -366,6 +373,62 @@ def test_k3s_nodes_are_not_replaced_when_their_user_data_changes(k3s_rec: Record
 
     hub = one(run_mocked(lambda: build_single(make_config())), INSTANCE)
     assert hub.ignore_changes == []
+
+
+LB = "openstack:loadbalancer/"
+
+
+def test_k3s_hub_entry_is_a_load_balancer_over_the_control_plane(k3s_rec: Recording) -> None:
+    balancer = one(k3s_rec, LB + "loadBalancer:LoadBalancer")
+    subnet = named(k3s_rec, "k8s-cp-0-port").inputs["fixedIps"][0]["subnetId"]
+    assert balancer.inputs["vipSubnetId"] == subnet
+    web = named(k3s_rec, "test-k8s-web-group")
+    assert balancer.inputs["securityGroupIds"] == [
+        placeholder_id("openstack:networking/secGroup:SecGroup", web.name)
+    ]
+    web_rules = [r for r in by_type(k3s_rec, RULE) if r.parent_urn == named(k3s_rec, "test-k8s-web").urn]
+    assert sorted({(int(r.inputs["portRangeMin"]), r.inputs["remoteIpPrefix"]) for r in web_rules}) == [
+        (80, "0.0.0.0/0"),
+        (80, "::/0"),
+        (443, "0.0.0.0/0"),
+        (443, "::/0"),
+    ]
+    listeners = by_type(k3s_rec, LB + "listener:Listener")
+    assert sorted((r.inputs["protocol"], int(r.inputs["protocolPort"])) for r in listeners) == [
+        ("TCP", 80),
+        ("TCP", 443),
+    ]
+    for port in (80, 443):
+        pool = named(k3s_rec, f"k8s-lb-{port}-pool")
+        assert pool.inputs["listenerId"] == placeholder_id(LB + "listener:Listener", f"k8s-lb-{port}")
+        monitor = named(k3s_rec, f"k8s-lb-{port}-monitor")
+        assert monitor.inputs["poolId"] == placeholder_id(LB + "pool:Pool", f"k8s-lb-{port}-pool")
+        assert monitor.inputs["type"] == "TCP" and monitor.inputs["maxRetries"] == 3
+        assert monitor.inputs["timeout"] < monitor.inputs["delay"]
+        members = named(k3s_rec, f"k8s-lb-{port}-members").inputs["members"]
+        assert [m["name"] for m in members] == ["k8s-cp-0", "k8s-cp-1", "k8s-cp-2"]
+        assert all(m["protocolPort"] == port and m["address"].startswith("10.0.0.") for m in members)
+        deps = named(k3s_rec, f"k8s-lb-{port}-members").dependency_urns
+        assert {named(k3s_rec, f"k8s-cp-{i}-port").urn for i in range(3)} <= set(deps)
+    # The floating IP and the DNS name are on the load balancer, not on a node.
+    fip = named(k3s_rec, "k8s-hub-ip")
+    # (The mocks compute no VIP port ID, so the input is empty here; the dependency is there.)
+    assert balancer.urn in fip.dependency_urns and not fip.inputs.get("address")
+    record = named(k3s_rec, "k8s-dns")
+    assert record.inputs["name"] == "hub.cis230000.projects.jetstream-cloud.org."
+    assert fip.urn in record.property_dependency_urns["records"]
+    assert k3s_rec.outputs["hub_ip"] == record.inputs["records"][0]
+    assert not [
+        r for r in by_type(k3s_rec, "openstack:dns/recordSet:RecordSet") if r.name.startswith("k8s-cp-")
+    ]
+    # The first node keeps a floating IP for the stack's SSH and the API, in the nodes' group only.
+    assert k3s_rec.outputs["admin_ip"] == named(k3s_rec, "k8s-cp-0-fip").inputs.get(
+        "address", k3s_rec.outputs["admin_ip"]
+    )
+    first_port = named(k3s_rec, "k8s-cp-0-port")
+    assert first_port.inputs["securityGroupIds"] == [
+        placeholder_id("openstack:networking/secGroup:SecGroup", "test-k8s-nodes-group")
+    ]
 
 
 def test_k3s_api_stays_closed_to_the_world_even_when_ssh_is_open() -> None:
