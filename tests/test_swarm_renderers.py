@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from renderers import swarm_manager
 from renderers.hub_config import HubConfigSpec, render_jupyterhub_config
 from renderers.scripts import render_data_volume_script
 from renderers.swarm import (
@@ -48,7 +49,81 @@ SCRIPTS = {
     "xfs-volume": lambda: render_data_volume_script(
         VOLUME_ID, "/export", fs_type="xfs", mount_options="defaults,prjquota"
     ),
+    "caddy-config": lambda: swarm_manager.render_caddy_config_script("hub.example.org", "a@example.org"),
+    "host-key": lambda: swarm_manager.render_host_key_script(),
 }
+
+
+def _fake_docker(tmp_path: Path, state: str, managers: str) -> dict[str, str]:
+    """`sudo`, `cloud-init` and `docker` stand-ins on PATH; docker logs its calls."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "docker.log"
+    stubs = {
+        "sudo": '#!/bin/sh\nexec "$@"\n',
+        "cloud-init": "#!/bin/sh\nexit 0\n",
+        "docker": (
+            "#!/bin/bash\n"
+            f'echo "$*" >>{log}\n'
+            'if [[ "$1" == info && "$3" == *LocalNodeState* ]]; then echo ' + state + "; fi\n"
+            'if [[ "$1" == info && "$3" == *RemoteManagers* ]]; then echo "' + managers + '"; fi\n'
+        ),
+    }
+    for name, text in stubs.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+
+@pytest.mark.parametrize(
+    ("state", "managers", "expected"),
+    [
+        ("inactive", "", ["join"]),
+        # Already in this manager's swarm: nothing to do.
+        ("active", "mgr-old mgr-new ", []),
+        # Still "active" in the swarm of a replaced manager: leave it, join the new one.
+        ("active", "mgr-old ", ["leave", "join"]),
+        ("pending", "mgr-old ", ["leave", "join"]),
+    ],
+)
+def test_join_script_leaves_a_dead_swarm_and_joins_the_managers(
+    state: str, managers: str, expected: list[str], tmp_path: Path
+) -> None:
+    bash = require_tool("bash", "runs the rendered join script")
+    env = _fake_docker(tmp_path, state, managers)
+    result = subprocess.run(
+        [bash, "-c", render_swarm_join_script("10.0.0.5")],
+        input="SWMTKN-1-abc\nmgr-new\n",
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "docker.log").read_text().splitlines()
+    swarm_calls = [c.split()[1] for c in calls if c.startswith("swarm ")]
+    assert swarm_calls == expected
+    if "join" in expected:
+        assert "swarm join --token SWMTKN-1-abc 10.0.0.5:2377" in calls
+
+
+def test_init_prints_the_token_then_the_managers_node_id() -> None:
+    init = render_swarm_init_script("10.0.0.5")
+    assert init.index("join-token --quiet worker") < init.index("{{.Swarm.NodeID}}")
+
+
+def test_caddy_config_script_carries_the_name_and_email() -> None:
+    script = swarm_manager.render_caddy_config_script("hub.example.org", "ops@example.org")
+    assert "email ops@example.org" in script and "hub.example.org {" in script
+    assert "reverse_proxy 127.0.0.1:8000" in script and "reload-or-restart caddy.service" in script
+
+
+def test_docker_provider_trusts_only_the_pinned_host_key() -> None:
+    opts = swarm_manager.docker_ssh_opts("203.0.113.5", KEY + "\n")
+    pairs = dict(o.split("=", 1) for o in opts if o != "-o")
+    assert pairs["StrictHostKeyChecking"] == "yes" and pairs["UserKnownHostsFile"] == "/dev/null"
+    assert pairs["KnownHostsCommand"] == (
+        "/bin/echo 203.0.113.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlaceholderKeyForTests"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
