@@ -37,6 +37,8 @@ HUB_PORTS = (80, 443)
 LB_MONITOR_DELAY_S = 5
 LB_MONITOR_TIMEOUT_S = 3
 LB_MONITOR_RETRIES = 3
+# magnum: the cluster's default node group, kept at its minimum; workers are a node group.
+DEFAULT_GROUP_NODES = 1
 
 
 def cluster_ports() -> list[Ingress]:
@@ -482,6 +484,11 @@ class K8sCluster(pulumi.ComponentResource):
         )
         workers = sizing.worker_count(cfg)
         maximum = k8s.max_worker_count or workers
+        # The provider's documentation: a change of the cluster's `labels`, `flavor`,
+        # `master_flavor` or `merge_labels` creates a new cluster, while a node group's
+        # `min_node_count`, `max_node_count` and `node_count` update in place. So the cluster
+        # keeps constant labels and a one-node default group (Jetstream2 cannot scale a node
+        # group to zero), and the workers, with the autoscaler's bounds, are a node group.
         cluster = openstack.containerinfra.Cluster(
             f"{name}-cluster",
             name=f"{pulumi.get_stack()}-{name}",
@@ -489,23 +496,33 @@ class K8sCluster(pulumi.ComponentResource):
             keypair=cfg.key_pair,
             master_count=k8s.control_plane_count,
             master_flavor=k8s.control_plane_flavor,
-            flavor=k8s.worker_flavor,
-            # Jetstream2's Cluster API driver cannot scale a node group to zero; sizing keeps
-            # at least one worker. This stack makes only the default node group: Jetstream2
-            # does not allow creating node groups in parallel.
-            node_count=workers,
+            flavor=k8s.control_plane_flavor,
+            node_count=DEFAULT_GROUP_NODES,
             fixed_network=args.network_id,
             fixed_subnet=args.subnet_id,
             master_lb_enabled=k8s.control_plane_count > 1,
             floating_ip_enabled=False,
             merge_labels=True,
             labels={
-                "auto_scaling_enabled": "true" if maximum > workers else "false",
-                "min_node_count": str(workers),
-                "max_node_count": str(maximum),
+                # Always on: the node group's bounds decide whether it scales.
+                "auto_scaling_enabled": "true",
                 "api_master_lb_allowed_cidrs": ",".join(cfg.admin_cidrs),
             },
             create_timeout=120,
+            opts=child,
+        )
+        # A new flavor is a new node group (its name says the flavor, so the new group is
+        # created before the old one is deleted and the cluster never has no workers). This
+        # stack creates one node group: Jetstream2 does not allow creating them in parallel.
+        workers_group = openstack.containerinfra.NodeGroup(
+            f"{name}-workers",
+            cluster_id=cluster.id,
+            name=f"workers-{k8s.worker_flavor.replace('.', '-')}",
+            role="worker",
+            flavor_id=k8s.worker_flavor,
+            node_count=workers,
+            min_node_count=workers,
+            max_node_count=maximum,
             opts=child,
         )
         # The proxy's load balancer takes this address (loadBalancerIP), so the DNS name exists
@@ -529,6 +546,6 @@ class K8sCluster(pulumi.ComponentResource):
         self.ingress_ip = address.address
         self.admin_ip = None
         self.lifeline = cluster
-        # Magnum reports the cluster created once its nodes are up.
-        self.workers_ready = [cluster]
+        # Magnum reports a node group created once its nodes are up.
+        self.workers_ready = [workers_group]
         return cluster.kubeconfig.apply(lambda kc: kc["raw_config"])

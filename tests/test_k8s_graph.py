@@ -27,6 +27,7 @@ VOLUME = "openstack:blockstorage/volume:Volume"
 INSTANCE = "openstack:compute/instance:Instance"
 RULE = "openstack:networking/secGroupRule:SecGroupRule"
 MAGNUM = "openstack:containerinfra/cluster:Cluster"
+NODE_GROUP = "openstack:containerinfra/nodeGroup:NodeGroup"
 IN_CLUSTER_TYPES = (
     "kubernetes:core/v1:Namespace",
     "kubernetes:core/v1:Secret",
@@ -192,7 +193,7 @@ def test_hub_waits_for_the_workers(k3s_rec: Recording, magnum_rec: Recording) ->
     assert "--selector hub.jupyter.org/node-purpose=user" in ready.inputs["create"]
     assert "want=2" in ready.inputs["create"]
     assert ready.urn in release(k3s_rec, "jupyterhub").dependency_urns
-    assert one(magnum_rec, MAGNUM).urn in release(magnum_rec, "jupyterhub").dependency_urns
+    assert one(magnum_rec, NODE_GROUP).urn in release(magnum_rec, "jupyterhub").dependency_urns
 
 
 def test_k3s_kubeconfig_is_rewritten_to_the_floating_ip() -> None:
@@ -459,18 +460,59 @@ def test_magnum_cluster_from_the_template_feeds_the_provider(magnum_rec: Recordi
     ]
     assert lookup[0]["args"]["name"] == "kubernetes-1-33-jammy"
     assert cluster.inputs["clusterTemplateId"] == placeholder_id(lookup[0]["token"], "kubernetes-1-33-jammy")
-    # (20 users + 20 slots for Ceph and the hub pods) / 14 per m3.medium = 3 workers
-    assert cluster.inputs["nodeCount"] == 3
+    # The cluster keeps a one-node default group; the workers are a node group.
+    assert cluster.inputs["nodeCount"] == 1 and cluster.inputs["flavor"] == "m3.medium"
     labels = cluster.inputs["labels"]
-    assert (labels["min_node_count"], labels["max_node_count"], labels["auto_scaling_enabled"]) == (
-        "3",
-        "6",
-        "true",
+    assert labels["auto_scaling_enabled"] == "true"
+    assert not {"min_node_count", "max_node_count"} & set(labels)
+    group = one(magnum_rec, NODE_GROUP)
+    assert group.inputs["clusterId"] == placeholder_id(MAGNUM, "k8s-cluster")
+    # (20 users + 20 slots for Ceph and the hub pods) / 14 per m3.medium = 3 workers
+    assert (group.inputs["nodeCount"], group.inputs["minNodeCount"], group.inputs["maxNodeCount"]) == (
+        3,
+        3,
+        6,
     )
+    assert group.inputs["flavorId"] == "m3.medium" and group.inputs["name"] == "workers-m3-medium"
     assert cluster.inputs["masterCount"] == 3 and cluster.inputs["masterLbEnabled"] is True
     provider = one(magnum_rec, PROVIDER)
     assert cluster.urn in provider.dependency_urns and provider.inputs["kubeconfig"] == SECRET
     assert not by_type(magnum_rec, INSTANCE) and not by_type(magnum_rec, VOLUME)
+
+
+def _force_new(doc: str) -> set[str]:
+    """Arguments whose documentation in the pinned SDK says a change creates a new resource."""
+    import re
+
+    found = set()
+    for param in doc.split(":param ")[1:]:
+        head, _, text = param.partition(": ")
+        if re.search(r"Changing\s+this\s+creates\s+a\s+new", text):
+            found.add(head.split()[-1])
+    return found
+
+
+def test_magnum_autoscaler_bounds_change_in_place(magnum_rec: Recording) -> None:
+    import pulumi_openstack as openstack
+
+    cluster_new = _force_new(openstack.containerinfra.ClusterArgs.__init__.__doc__ or "")
+    group_new = _force_new(openstack.containerinfra.NodeGroupArgs.__init__.__doc__ or "")
+    # What the provider documents, so that the design below holds for the pinned SDK.
+    assert {"labels", "flavor", "master_flavor", "merge_labels"} <= cluster_new
+    assert "node_count" not in cluster_new
+    assert not {"min_node_count", "max_node_count", "node_count"} & group_new and "flavor_id" in group_new
+    wider = build(k8s_config(engine="magnum", maxWorkerCount=9))
+    assert one(wider, MAGNUM).inputs == one(magnum_rec, MAGNUM).inputs
+    before, after = one(magnum_rec, NODE_GROUP).inputs, one(wider, NODE_GROUP).inputs
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert changed == {"maxNodeCount"} and after["maxNodeCount"] == 9
+    # A new worker flavor is a new node group (created before the old one goes), not a new cluster.
+    bigger = build(k8s_config(engine="magnum", workerFlavor="m3.xl"))
+    assert one(bigger, MAGNUM).inputs == one(magnum_rec, MAGNUM).inputs
+    assert one(bigger, NODE_GROUP).inputs["name"] == "workers-m3-xl"
+    assert not one(bigger, NODE_GROUP).delete_before_replace
+    # The hub waits for the workers' node group.
+    assert one(magnum_rec, NODE_GROUP).urn in release(magnum_rec, "jupyterhub").dependency_urns
 
 
 def test_magnum_kubeconfig_is_the_clusters_own() -> None:
