@@ -19,6 +19,8 @@ TOKEN_DIR = "/etc/rancher/k3s/secret"
 TOKEN_FILE = f"{TOKEN_DIR}/token"
 KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 INSTALL_SCRIPT = "/usr/local/sbin/jshub-k3s-install"
+# The k3s version the stack wants on the node, written over SSH (see k3s-upgrade.sh.j2).
+VERSION_FILE = "/etc/rancher/k3s/jshub-version"
 API_PORT = 6443
 # The agent's password, which the servers check when a node registers under its name; the
 # stack delivers it, so a re-imaged node keeps it (see k3s-install-token.sh.j2).
@@ -89,8 +91,8 @@ def render_k3s_install_script(spec: K3sNodeSpec) -> str:
     return render(
         "k3s-install.sh.j2",
         token_file=TOKEN_FILE,
+        version_file=VERSION_FILE,
         wait_s=spec.wait_for_token_s,
-        version=spec.version,
         role=spec.role,
         server_url=spec.server_url or "",
     )
@@ -104,6 +106,7 @@ def render_k3s_upgrade_script(spec: K3sNodeSpec) -> str:
     return render(
         "k3s-upgrade.sh.j2",
         token_file=TOKEN_FILE,
+        version_file=VERSION_FILE,
         version=spec.version,
         role=spec.role,
         server_url=spec.server_url or "",

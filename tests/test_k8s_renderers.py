@@ -312,7 +312,11 @@ def test_k3s_config_per_role_and_no_token_in_user_data() -> None:
     assert (
         "K3S_URL=https://10.0.0.5:6443" in install["content"] and "INSTALL_K3S_EXEC" not in install["content"]
     )
-    assert 'K3S_TOKEN_FILE="$token_file"' in install["content"] and "v1.33.5+k3s1" in install["content"]
+    assert 'K3S_TOKEN_FILE="$token_file"' in install["content"]
+    # The version comes from the stack at install time, not from the user data.
+    assert (
+        "v1.33.5+k3s1" not in install["content"] and f"version_file={k3s.VERSION_FILE}" in install["content"]
+    )
     server_install = k3s.render_k3s_install_script(server)
     assert "INSTALL_K3S_EXEC=server" in server_install and "K3S_URL" not in server_install
     with pytest.raises(ValueError, match="needs the URL of a server"):
@@ -356,6 +360,72 @@ def test_token_script_reads_the_token_from_stdin_only() -> None:
     assert script.index("/etc/rancher/node/password >/dev/null") < script.index(
         "tee /etc/rancher/k3s/secret/token"
     )
+
+
+def _stub(bin_dir: Path, name: str, text: str) -> None:
+    (bin_dir / name).write_text("#!/bin/bash\n" + text)
+    (bin_dir / name).chmod(0o755)
+
+
+@pytest.mark.parametrize(("installed", "runs_installer"), [("v1.33.5+k3s1", False), ("v1.32.9+k3s1", True)])
+def test_upgrade_script_records_the_version_and_upgrades_only_an_older_k3s(
+    installed: str, runs_installer: bool, tmp_path: Path
+) -> None:
+    """Run the script for real with stand-ins for sudo, cloud-init, k3s and curl (the fake
+    installer logs the environment it is run with)."""
+    bash = require_tool("bash", "runs the rendered upgrade script")
+    _, server, _ = _node_specs()
+    script = k3s.render_k3s_upgrade_script(server).replace("/etc/rancher", str(tmp_path / "etc"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "installer.log"
+    _stub(bin_dir, "sudo", 'exec "$@"\n')
+    _stub(bin_dir, "cloud-init", "exit 0\n")
+    _stub(bin_dir, "k3s", f'echo "k3s version {installed} (0123abcd)"\n')
+    _stub(
+        bin_dir,
+        "curl",
+        'out=""; while (($#)); do [[ "$1" == --output ]] && out=$2; shift; done\n'
+        f'printf \'echo "$INSTALL_K3S_VERSION $INSTALL_K3S_EXEC" >>{log}\\n\' >"$out"\n',
+    )
+    result = subprocess.run(
+        [bash, "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "etc/k3s/jshub-version").read_text() == "v1.33.5+k3s1\n"
+    if runs_installer:
+        assert log.read_text() == "v1.33.5+k3s1 server\n"
+    else:
+        assert not log.exists() and "k3s v1.33.5+k3s1 is installed" in result.stdout
+
+
+def test_first_boot_installer_takes_the_version_the_stack_delivered(tmp_path: Path) -> None:
+    bash = require_tool("bash", "runs the rendered install script")
+    first, _, _ = _node_specs()
+    script = k3s.render_k3s_install_script(first).replace("/etc/rancher", str(tmp_path / "etc"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "installer.log"
+    _stub(bin_dir, "sudo", 'exec "$@"\n')
+    _stub(
+        bin_dir,
+        "curl",
+        'out=""; url=""; while (($#)); do [[ "$1" == --output ]] && out=$2; url=$1; shift; done\n'
+        f'echo "$url" >>{log}\n'
+        f'printf \'echo "$INSTALL_K3S_VERSION $INSTALL_K3S_EXEC" >>{log}\\n\' >"$out"\n',
+    )
+    (tmp_path / "etc/k3s/secret").mkdir(parents=True)
+    (tmp_path / "etc/k3s/secret/token").write_text("tok\n")
+    # The user data was written for v1.33.5; the stack now wants v1.34.1.
+    (tmp_path / "etc/k3s/jshub-version").write_text("v1.34.1+k3s1\n")
+    result = subprocess.run(
+        [bash, "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().splitlines() == [
+        "https://raw.githubusercontent.com/k3s-io/k3s/v1.34.1%2Bk3s1/install.sh",
+        "v1.34.1+k3s1 server",
+    ]
 
 
 def test_token_script_stores_both_lines_it_is_given(tmp_path: Path) -> None:
