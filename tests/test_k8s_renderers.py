@@ -459,6 +459,70 @@ def test_control_plane_user_data_mounts_the_state_volume_before_installing_k3s()
     assert k3s.STATE_VOLUME_SCRIPT not in str(yaml.safe_load(k3s.render_k3s_cloud_init(worker)))
 
 
+def _run_readiness(
+    tmp_path: Path, *, kubelet: str, health: str, checks: str, pods: str
+) -> subprocess.CompletedProcess:
+    """The readiness script against a stand-in `k3s kubectl` that answers as a cluster would."""
+    bash = require_tool("bash", "runs the rendered readiness script")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    _stub(bin_dir, "sudo", 'exec "$@"\n')
+    _stub(bin_dir, "sleep", "exit 0\n")
+    _stub(
+        bin_dir,
+        "k3s",
+        'args="$*"\n'
+        'case "$args" in\n'
+        '  *"get node"*Ready*) echo True ;;\n'
+        f'  *"get node"*kubeletVersion*) echo {kubelet} ;;\n'
+        '  *"get cephcluster --no-headers"*) echo "rook-ceph /var/lib/rook 3 10d Ready" ;;\n'
+        f'  *"get pods"*) printf "%b" "{pods}" ;;\n'
+        f'  *"status.ceph.health"*) echo "{health}" ;;\n'
+        f'  *"status.ceph.details"*) echo "{checks}" ;;\n'
+        "esac\n",
+    )
+    script = k3s.render_node_ready_script("k8s-cp-1", "v1.33.5+k3s1", storage=True, wait_s=20)
+    return subprocess.run(
+        [bash, "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    )
+
+
+RUNNING = "rook-ceph-mon-b-1 1/1 Running 0 1m\\nrook-ceph-osd-1-2 1/1 Running 0 1m\\nprepare-x 0/1 Completed 0 1m\\n"
+
+
+NOW = "2999-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("kubelet", "health", "checks", "pods", "failure"),
+    [
+        ("v1.33.5+k3s1", f"HEALTH_OK {NOW}", "", RUNNING, None),
+        # A one-copy dev pool warns for ever; that does not hold the roll-out back.
+        ("v1.33.5+k3s1", f"HEALTH_WARN {NOW}", "POOL_NO_REDUNDANCY ", RUNNING, None),
+        ("v1.33.5+k3s1", f"HEALTH_WARN {NOW}", "PG_DEGRADED OSD_DOWN ", RUNNING, "Ceph is not healthy"),
+        (
+            "v1.33.5+k3s1",
+            f"HEALTH_OK {NOW}",
+            "",
+            "rook-ceph-osd-1-2 0/1 Running 0 1m\\n",
+            "rook-ceph-osd-1-2",
+        ),
+        # A report from before the node went away is not trusted.
+        ("v1.33.5+k3s1", "HEALTH_OK 2000-01-01T00:00:00Z", "", RUNNING, "Ceph is not healthy"),
+        # Ready, but still at the old version: the upgrade did not take.
+        ("v1.32.9+k3s1", f"HEALTH_OK {NOW}", "", RUNNING, "kubelet: v1.32.9+k3s1"),
+    ],
+)
+def test_readiness_script_against_a_stand_in_cluster(
+    kubelet: str, health: str, checks: str, pods: str, failure: str | None, tmp_path: Path
+) -> None:
+    result = _run_readiness(tmp_path, kubelet=kubelet, health=health, checks=checks, pods=pods)
+    if failure is None:
+        assert result.returncode == 0, result.stdout + result.stderr
+    else:
+        assert result.returncode == 1 and failure in result.stderr, result.stdout + result.stderr
+
+
 def test_readiness_waits_for_a_fresh_ceph_report_and_only_unsafe_checks() -> None:
     script = k3s.render_node_ready_script("k8s-cp-1", "v1.33.5+k3s1", storage=True)
     assert '--field-selector "spec.nodeName=$node"' in script
