@@ -323,3 +323,56 @@ def test_entrypoint_turns_secret_files_into_the_environment(tmp_path: Path) -> N
         text=True,
     )
     assert result.stdout.strip() == "s3cret t0ken", result.stderr
+
+
+def _manager_stubs(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """`sudo` (as the caller, with `install -o root` tolerated), `cloud-init` and `systemctl`
+    stand-ins; systemctl logs what it is asked to do."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "systemctl.log"
+    stubs = {
+        "sudo": '#!/bin/bash\nif [[ "$1" == install ]]; then shift; exec install -m 0600 "${@: -2}"; fi\nexec "$@"\n',
+        "cloud-init": "#!/bin/sh\nexit 0\n",
+        "systemctl": f'#!/bin/sh\necho "$*" >>{log}\n',
+    }
+    for name, text in stubs.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}, log
+
+
+def test_host_key_script_installs_the_stacks_key_and_restarts_sshd_once(tmp_path: Path) -> None:
+    bash = require_tool("bash", "runs the rendered host-key script")
+    keygen = require_tool("ssh-keygen", "makes the key the script installs")
+    key = tmp_path / "given"
+    subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    target = tmp_path / "ssh_host_ed25519_key"
+    script = swarm_manager.render_host_key_script().replace(swarm_manager.HOST_KEY, str(target))
+    env, log = _manager_stubs(tmp_path)
+    for _ in range(2):
+        result = subprocess.run(
+            [bash, "-c", script], input=key.read_text(), capture_output=True, text=True, env=env
+        )
+        assert result.returncode == 0, result.stderr
+    assert target.read_text() == key.read_text()
+    assert (tmp_path / "ssh_host_ed25519_key.pub").read_text().split()[:2] == (
+        (tmp_path / "given.pub").read_text().split()[:2]
+    )
+    # The second run finds the same key: sshd is not restarted again.
+    assert log.read_text().splitlines() == ["restart ssh.service"]
+    assert "ED25519" in result.stdout
+
+
+def test_caddy_script_writes_the_new_config_and_reloads_only_on_change(tmp_path: Path) -> None:
+    bash = require_tool("bash", "runs the rendered Caddy script")
+    caddyfile = tmp_path / "Caddyfile"
+    caddyfile.write_text("old\n")
+    env, log = _manager_stubs(tmp_path)
+    for email in ("a@example.org", "a@example.org", "b@example.org"):
+        script = swarm_manager.render_caddy_config_script("hub.example.org", email)
+        script = script.replace(swarm_manager.CADDYFILE, str(caddyfile))
+        result = subprocess.run([bash, "-c", script], capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+        assert f"email {email}" in caddyfile.read_text()
+    assert log.read_text().splitlines() == ["reload-or-restart caddy.service"] * 2
