@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,6 +40,15 @@ LB_MONITOR_TIMEOUT_S = 3
 LB_MONITOR_RETRIES = 3
 # magnum: the cluster's default node group, kept at its minimum; workers are a node group.
 DEFAULT_GROUP_NODES = 1
+
+
+# The share of workers a roll-out may take away at once (at least one).
+WORKER_ROLL_FRACTION = 0.1
+
+
+def worker_lanes(workers: int) -> int:
+    """How many workers change at the same time during a roll-out."""
+    return max(1, math.ceil(workers * WORKER_ROLL_FRACTION))
 
 
 def cluster_ports() -> list[Ingress]:
@@ -83,9 +93,10 @@ class K8sClusterArgs:
 
 
 class K8sCluster(pulumi.ComponentResource):
-    """k3s: control-plane VMs with embedded etcd (each with a protected Ceph volume), worker
-    VMs, a join token delivered over SSH, and the kubeconfig fetched over SSH. magnum: a
-    `containerinfra.Cluster` from a template looked up by name. Either way a provider with a
+    """k3s: control-plane VMs with embedded etcd (each with protected Ceph and state volumes),
+    worker VMs, created and changed one at a time, a join token delivered over SSH, the
+    kubeconfig fetched over SSH, and an Octavia load balancer as the hub's entry point. magnum:
+    a `containerinfra.Cluster` from a template looked up by name, its workers a node group. Either way a provider with a
     stable `cluster_identifier`, so a new kubeconfig (a rotated certificate, a new address)
     updates the provider instead of replacing everything deployed through it."""
 
@@ -344,10 +355,15 @@ class K8sCluster(pulumi.ComponentResource):
             server_names.append(node_name)
             server_steps.append(steps(vm, node_name, "server", k8s.control_plane_flavor, True))
             previous = server_steps[-1].ready
-        # Workers follow the control plane, one at a time too: each keeps serving its users
-        # until its turn, and a rebuilt worker is back before the next goes.
+        # Workers follow the control plane, in `lanes` parallel chains: worker i waits for
+        # worker i - lanes. A worker is no quorum member, but each holds users' servers: at
+        # most a tenth of them (one, up to 10 workers) is away at a time, which the
+        # placeholder pods' headroom absorbs, and a large cluster is not rolled (nor created)
+        # one node after another for hours.
+        workers = sizing.worker_count(cfg)
+        lanes = worker_lanes(workers)
         worker_steps: list[NodeSteps] = []
-        for i in range(sizing.worker_count(cfg)):
+        for i in range(workers):
             node_name = f"{name}-worker-{i}"
             vm = node(
                 node_name,
@@ -355,10 +371,9 @@ class K8sCluster(pulumi.ComponentResource):
                 k8s.worker_flavor,
                 {k3s.NODE_PURPOSE: "user"},
                 first.private_ip,
-                after=[previous],
+                after=[worker_steps[i - lanes].ready if i >= lanes else previous],
             )
             worker_steps.append(steps(vm, node_name, "worker", k8s.worker_flavor, False))
-            previous = worker_steps[-1].ready
 
         fetch = command.remote.Command(
             f"{name}-kubeconfig",

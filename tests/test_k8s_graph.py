@@ -283,6 +283,23 @@ def test_k3s_nodes_roll_one_at_a_time_control_plane_first(k3s_rec: Recording) ->
     assert named(k3s_rec, "k8s-worker-1-ready").urn in workers.dependency_urns
 
 
+def test_k3s_workers_of_a_large_cluster_roll_a_tenth_at_a_time() -> None:
+    from components.k8s_cluster import worker_lanes
+
+    assert [worker_lanes(n) for n in (1, 2, 10, 11, 30, 300)] == [1, 1, 1, 2, 3, 30]
+    rec = build(k8s_config(workerCount=22, cephVolumeGb=2000))
+    workers = sorted(
+        (r for r in by_type(rec, INSTANCE) if "worker" in r.name),
+        key=lambda r: int(r.name.split("-")[2]),
+    )
+    assert len(workers) == 22
+    last_server = named(rec, "k8s-cp-2-ready").urn
+    for i, worker in enumerate(workers):
+        waits = [u for u in worker.dependency_urns if u.endswith("-ready")]
+        expected = last_server if i < 3 else named(rec, f"k8s-worker-{i - 3}-ready").urn
+        assert waits == [expected], worker.name
+
+
 def test_k3s_version_reaches_existing_nodes_and_readiness_checks_it(k3s_rec: Recording) -> None:
     for node in NODES:
         version = named(k3s_rec, f"{node}-k3s")
