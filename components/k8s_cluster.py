@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import ipaddress
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -16,15 +18,37 @@ import pulumi_tls as tls
 from catalog import EXTERNAL_NETWORK
 from catalog.jetstream2 import DEFAULT_LOGIN_USER
 from components.firewall import Ingress, RoleSecurityGroup, RoleSecurityGroupArgs, ssh_ingress, web_ingress
-from components.vm import DataVolume, DnsRecord, JetstreamVM, JetstreamVMArgs, VolumeIds
+from components.vm import DataVolume, JetstreamVM, JetstreamVMArgs, VolumeIds
 from renderers import k3s
 from stackconfig import StackConfig, sizing
 from stackconfig.model import K8sConfig
 
 OSD_VOLUME = "ceph"
+# A control-plane node's etcd datastore, k3s certificates and Ceph mon store (renderers.k3s
+# STATE_BINDS): small, so three nodes' worth stays well inside the default 10-volume quota
+# next to the Ceph volumes.
+STATE_VOLUME = "state"
+STATE_VOLUME_GB = 20
 # Remote commands start while the VM boots: keep dialling for ~10 minutes.
 DIAL_ERROR_LIMIT = 60
 PER_DIAL_TIMEOUT_S = 10
+# The hub's load balancer: the proxy's ports, probed every 5 s; a node that misses 3 probes
+# (about 15 s) gets no new connections until it answers again.
+HUB_PORTS = (80, 443)
+LB_MONITOR_DELAY_S = 5
+LB_MONITOR_TIMEOUT_S = 3
+LB_MONITOR_RETRIES = 3
+# magnum: the cluster's default node group, kept at its minimum; workers are a node group.
+DEFAULT_GROUP_NODES = 1
+
+
+# The share of workers a roll-out may take away at once (at least one).
+WORKER_ROLL_FRACTION = 0.1
+
+
+def worker_lanes(workers: int) -> int:
+    """How many workers change at the same time during a roll-out."""
+    return max(1, math.ceil(workers * WORKER_ROLL_FRACTION))
 
 
 def cluster_ports() -> list[Ingress]:
@@ -53,6 +77,15 @@ def api_ingress(cidrs: list[str]) -> list[Ingress]:
 
 
 @dataclass(frozen=True)
+class NodeSteps:
+    """A k3s node's remote commands, in the order they run."""
+
+    token: command.remote.Command
+    version: command.remote.Command
+    ready: command.remote.Command
+
+
+@dataclass(frozen=True)
 class K8sClusterArgs:
     config: StackConfig
     network_id: pulumi.Input[str]
@@ -60,9 +93,10 @@ class K8sClusterArgs:
 
 
 class K8sCluster(pulumi.ComponentResource):
-    """k3s: control-plane VMs with embedded etcd (each with a protected Ceph volume), worker
-    VMs, a join token delivered over SSH, and the kubeconfig fetched over SSH. magnum: a
-    `containerinfra.Cluster` from a template looked up by name. Either way a provider with a
+    """k3s: control-plane VMs with embedded etcd (each with protected Ceph and state volumes),
+    worker VMs, created and changed one at a time, a join token delivered over SSH, the
+    kubeconfig fetched over SSH, and an Octavia load balancer as the hub's entry point. magnum:
+    a `containerinfra.Cluster` from a template looked up by name, its workers a node group. Either way a provider with a
     stable `cluster_identifier`, so a new kubeconfig (a rotated certificate, a new address)
     updates the provider instead of replacing everything deployed through it."""
 
@@ -70,6 +104,8 @@ class K8sCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     provider: kubernetes.Provider
     ingress_ip: pulumi.Output[str]
+    # k3s: the first node's floating IP (SSH, the Kubernetes API); None with magnum.
+    admin_ip: pulumi.Output[str] | None
     # k3s: node name -> Cinder volume ID of the node's Ceph OSD. Empty with magnum.
     osd_volume_ids: dict[str, pulumi.Output[str]]
     node_names: list[str]
@@ -79,6 +115,8 @@ class K8sCluster(pulumi.ComponentResource):
     # Done when every worker has joined and is Ready: charts whose pods run on workers (the
     # hub's image puller and placeholders) wait for it.
     workers_ready: list[pulumi.Resource]
+    # k3s: each node's readiness command, in roll-out order (control plane first).
+    node_ready: list[pulumi.Resource]
 
     def __init__(self, name: str, args: K8sClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jshub:index:K8sCluster", name, None, opts)
@@ -88,6 +126,7 @@ class K8sCluster(pulumi.ComponentResource):
         self.engine = cfg.k8s.engine
         self.osd_volume_ids = {}
         self.node_names = []
+        self.node_ready = []
         if cfg.k8s.engine == "k3s":
             kubeconfig = self._k3s(name, cfg, cfg.k8s, args)
         else:
@@ -120,7 +159,10 @@ class K8sCluster(pulumi.ComponentResource):
                 role="k8s-node",
                 ingress=ssh_ingress(list(cfg.admin_cidrs))
                 + api_ingress(list(cfg.admin_cidrs))
-                + cluster_ports(),
+                + cluster_ports()
+                # The load balancer reaches the nodes from its own address in the subnet, which
+                # is not known in advance; 80/443 are the ports that are public anyway.
+                + web_ingress(),
             ),
             opts=child,
         )
@@ -138,12 +180,14 @@ class K8sCluster(pulumi.ComponentResource):
             server_ip: pulumi.Output[str] | None,
             entry: bool = False,
             osd: bool = False,
+            after: Sequence[pulumi.Resource] = (),
         ) -> JetstreamVM:
             kind = "server" if role == "control-plane" else "worker"
 
-            def user_data(_volumes: VolumeIds) -> pulumi.Output[str]:
+            def user_data(volumes: VolumeIds) -> pulumi.Output[str]:
                 server = server_ip if server_ip is not None else pulumi.Output.from_input("")
-                return pulumi.Output.all(server, deploy_key.public_key_openssh).apply(
+                state = volumes.get(STATE_VOLUME, pulumi.Output.from_input(""))
+                return pulumi.Output.all(server, deploy_key.public_key_openssh, state).apply(
                     lambda v: k3s.render_k3s_cloud_init(
                         k3s.K3sNodeSpec(
                             node_name=node_name,
@@ -153,11 +197,12 @@ class K8sCluster(pulumi.ComponentResource):
                             server_url=f"https://{v[0]}:{k3s.API_PORT}" if v[0] else None,
                             tls_sans=(cfg.hub_fqdn,) if kind == "server" else (),
                             labels=labels,
+                            state_volume_id=v[2] or None,
                         )
                     )
                 )
 
-            groups = [nodes_group.group_id] + ([web_group.group_id] if entry else [])
+            groups = [nodes_group.group_id]
             vm = JetstreamVM(
                 node_name,
                 JetstreamVMArgs(
@@ -169,20 +214,29 @@ class K8sCluster(pulumi.ComponentResource):
                     subnet_id=args.subnet_id,
                     security_group_ids=groups,
                     user_data=user_data,
+                    # The first node's address is the stack's way in (SSH, the API); the hub's
+                    # public name is on the load balancer.
                     floating_ip=entry,
-                    dns=DnsRecord(zone=cfg.zone, hostname=cfg.hub_hostname) if entry else None,
                     data_volumes=[
                         DataVolume(
                             OSD_VOLUME,
                             k8s.ceph_volume_gb,
                             f"Ceph OSD of {node_name}: users' homes and shared data",
-                        )
+                        ),
+                        DataVolume(
+                            STATE_VOLUME,
+                            STATE_VOLUME_GB,
+                            f"k3s datastore (etcd) and Ceph mon store of {node_name}",
+                        ),
                     ]
                     if osd
                     else [],
                     # A new k3s version or token must not replace every node at once (etcd and
                     # Ceph would go with them); upgrade nodes in place instead.
                     replace_on_user_data_change=False,
+                    # The previous node's readiness: a change of image, flavor or version rolls
+                    # through the nodes one at a time (see _node_steps).
+                    instance_depends_on=after,
                 ),
                 opts=child,
             )
@@ -191,28 +245,14 @@ class K8sCluster(pulumi.ComponentResource):
                 self.osd_volume_ids[node_name] = vm.volume_ids[OSD_VOLUME]
             return vm
 
-        core = {k3s.NODE_PURPOSE: "core"}
+        # ServiceLB answers for the proxy's LoadBalancer service on the labelled nodes only:
+        # the control plane, which the Octavia load balancer sends the hub's traffic to.
+        core = {k3s.NODE_PURPOSE: "core", k3s.SERVICE_LB_LABEL: "true"}
         first = node(
             f"{name}-cp-0", "control-plane", k8s.control_plane_flavor, core, None, entry=True, osd=True
         )
         assert first.public_ip is not None
         entry_ip = first.public_ip
-        servers = [first] + [
-            node(
-                f"{name}-cp-{i}", "control-plane", k8s.control_plane_flavor, core, first.private_ip, osd=True
-            )
-            for i in range(1, k8s.control_plane_count)
-        ]
-        workers = [
-            node(
-                f"{name}-worker-{i}",
-                "worker",
-                k8s.worker_flavor,
-                {k3s.NODE_PURPOSE: "user"},
-                first.private_ip,
-            )
-            for i in range(sizing.worker_count(cfg))
-        ]
 
         def connection(vm: JetstreamVM) -> command.remote.ConnectionArgs:
             if vm is first:
@@ -239,24 +279,101 @@ class K8sCluster(pulumi.ComponentResource):
                 per_dial_timeout=PER_DIAL_TIMEOUT_S,
             )
 
-        token_commands: list[command.remote.Command] = []
-        for vm_name, vm in zip(self.node_names, servers + workers, strict=True):
+        def steps(vm: JetstreamVM, node_name: str, kind: str, flavor: str, storage: bool) -> NodeSteps:
+            """What puts a node's root-disk state back and proves it serves again: the join
+            token and node password (gone with a re-imaged root disk), k3s at the stack's
+            version, and the node Ready (and Ceph healthy) seen from the first node. Each runs
+            again on the change that needs it; the next node's server waits for `ready`."""
+            password = random.RandomPassword(
+                f"{node_name}-node-password", length=48, special=False, opts=child
+            )
+            secrets: pulumi.Output[str] = pulumi.Output.concat(token.result, "\n", password.result, "\n")
             token_command = command.remote.Command(
-                f"{vm_name}-join-token",
+                f"{node_name}-join-token",
                 connection=connection(vm),
                 create=k3s.render_install_token_script(),
-                stdin=pulumi.Output.secret(token.result),  # type: ignore[arg-type]
+                stdin=pulumi.Output.secret(secrets),  # type: ignore[arg-type]
                 logging=command.remote.Logging.NONE,
-                # A new server (new instance ID) needs the token again. The instance ID, the
-                # node's address and the entry node's floating IP are all it waits for: the
-                # installer on the node waits for the token, and nothing waits for the Ceph
-                # volume's attachment (Rook finds the disk later), so no depends_on on the VM.
-                triggers=[vm.instance_id],
+                # A new server (new instance ID) or a re-imaged root disk (image) needs the token
+                # again. The instance ID, the node's address and the first node's floating IP
+                # are all it waits for: the installer on the node waits for the token, and
+                # nothing waits for the volumes' attachment, so no depends_on on the VM.
+                triggers=[vm.instance_id, cfg.image],
                 opts=pulumi.ResourceOptions(
                     parent=self, additional_secret_outputs=["stdin", "stdout", "stderr"]
                 ),
             )
-            token_commands.append(token_command)
+            version = command.remote.Command(
+                f"{node_name}-k3s",
+                connection=connection(vm),
+                create=first.private_ip.apply(
+                    lambda ip: k3s.render_k3s_upgrade_script(
+                        k3s.K3sNodeSpec(
+                            node_name=node_name,
+                            role=kind,  # type: ignore[arg-type]
+                            version=k8s.k3s_version,
+                            deploy_public_key="",
+                            server_url=f"https://{ip}:{k3s.API_PORT}" if vm is not first else None,
+                        )
+                    )
+                ),
+                logging=command.remote.Logging.STDOUT_AND_STDERR,
+                # Nodes ignore changes to their user data; this is how a new k3sVersion reaches
+                # them, and how a rebuilt node (booted with its original user data) catches up.
+                triggers=[vm.instance_id, cfg.image, k8s.k3s_version],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[token_command]),
+            )
+            ready = command.remote.Command(
+                f"{node_name}-ready",
+                connection=connection(first),
+                create=k3s.render_node_ready_script(node_name, k8s.k3s_version, storage=storage),
+                logging=command.remote.Logging.STDOUT_AND_STDERR,
+                # The same changes that rebuild (image), resize (flavor) or upgrade (version) the
+                # node run this again, so the next node waits for this one every time.
+                triggers=[vm.instance_id, cfg.image, flavor, k8s.k3s_version],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[version]),
+            )
+            return NodeSteps(token_command, version, ready)
+
+        first_steps = steps(first, f"{name}-cp-0", "server", k8s.control_plane_flavor, True)
+        server_steps = [first_steps]
+        servers = [first]
+        server_names = [f"{name}-cp-0"]
+        previous = first_steps.ready
+        for i in range(1, k8s.control_plane_count):
+            node_name = f"{name}-cp-{i}"
+            vm = node(
+                node_name,
+                "control-plane",
+                k8s.control_plane_flavor,
+                core,
+                first.private_ip,
+                osd=True,
+                after=[previous],
+            )
+            servers.append(vm)
+            server_names.append(node_name)
+            server_steps.append(steps(vm, node_name, "server", k8s.control_plane_flavor, True))
+            previous = server_steps[-1].ready
+        # Workers follow the control plane, in `lanes` parallel chains: worker i waits for
+        # worker i - lanes. A worker is no quorum member, but each holds users' servers: at
+        # most a tenth of them (one, up to 10 workers) is away at a time, which the
+        # placeholder pods' headroom absorbs, and a large cluster is not rolled (nor created)
+        # one node after another for hours.
+        workers = sizing.worker_count(cfg)
+        lanes = worker_lanes(workers)
+        worker_steps: list[NodeSteps] = []
+        for i in range(workers):
+            node_name = f"{name}-worker-{i}"
+            vm = node(
+                node_name,
+                "worker",
+                k8s.worker_flavor,
+                {k3s.NODE_PURPOSE: "user"},
+                first.private_ip,
+                after=[worker_steps[i - lanes].ready if i >= lanes else previous],
+            )
+            worker_steps.append(steps(vm, node_name, "worker", k8s.worker_flavor, False))
 
         fetch = command.remote.Command(
             f"{name}-kubeconfig",
@@ -266,28 +383,110 @@ class K8sCluster(pulumi.ComponentResource):
             triggers=[first.instance_id],
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=token_commands[: len(servers)],
+                depends_on=[s.token for s in server_steps] + [s.ready for s in server_steps],
                 additional_secret_outputs=["stdout", "stderr"],
             ),
         )
         workers_ready = command.remote.Command(
             f"{name}-workers-ready",
             connection=connection(first),
-            create=k3s.render_wait_for_nodes_script(f"{k3s.NODE_PURPOSE}=user", len(workers)),
+            create=k3s.render_wait_for_nodes_script(f"{k3s.NODE_PURPOSE}=user", len(worker_steps)),
             # Runs again when the worker count changes.
-            triggers=[len(workers)],
+            triggers=[len(worker_steps)],
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[fetch, *token_commands[len(servers) :]],
+                depends_on=[fetch, *(s.token for s in worker_steps), *(s.ready for s in worker_steps)],
                 additional_secret_outputs=["stderr"],
             ),
         )
-        self.ingress_ip = entry_ip
+        self.ingress_ip = self._entry(
+            name, cfg, args, web_group, list(zip(server_names, servers, strict=True))
+        )
+        self.admin_ip = entry_ip
         self.lifeline = first
         self.workers_ready = [workers_ready]
+        self.node_ready = [s.ready for s in server_steps + worker_steps]
         return pulumi.Output.all(fetch.stdout, entry_ip).apply(
             lambda v: k3s.rewrite_kubeconfig(v[0], v[1], cfg.hub_fqdn)
         )
+
+    def _entry(
+        self,
+        name: str,
+        cfg: StackConfig,
+        args: K8sClusterArgs,
+        web_group: RoleSecurityGroup,
+        servers: list[tuple[str, JetstreamVM]],
+    ) -> pulumi.Output[str]:
+        """The hub's public entry point: an Octavia load balancer over the control-plane nodes,
+        each checked by a health monitor, so the hub stays reachable when any one node is lost
+        (rebuilt, resized, or gone). The floating IP and the DNS name are on its VIP port."""
+        child = pulumi.ResourceOptions(parent=self)
+        balancer = openstack.loadbalancer.LoadBalancer(
+            f"{name}-lb",
+            name=f"{pulumi.get_stack()}-{name}-hub",
+            description=f"{cfg.hub_fqdn}: JupyterHub's proxy on the control-plane nodes",
+            vip_subnet_id=args.subnet_id,
+            # 80 and 443 from anywhere, nothing else.
+            security_group_ids=[web_group.group_id],
+            opts=child,
+        )
+        for port in HUB_PORTS:
+            listener = openstack.loadbalancer.Listener(
+                f"{name}-lb-{port}",
+                loadbalancer_id=balancer.id,
+                protocol="TCP",
+                protocol_port=port,
+                # The proxy terminates TLS (and answers Let's Encrypt on 80): pass bytes through.
+                description=f"{cfg.hub_fqdn}:{port}",
+                opts=child,
+            )
+            pool = openstack.loadbalancer.Pool(
+                f"{name}-lb-{port}-pool",
+                listener_id=listener.id,
+                protocol="TCP",
+                lb_method="ROUND_ROBIN",
+                opts=child,
+            )
+            openstack.loadbalancer.Monitor(
+                f"{name}-lb-{port}-monitor",
+                pool_id=pool.id,
+                type="TCP",
+                delay=LB_MONITOR_DELAY_S,
+                timeout=LB_MONITOR_TIMEOUT_S,
+                max_retries=LB_MONITOR_RETRIES,
+                opts=child,
+            )
+            openstack.loadbalancer.Members(
+                f"{name}-lb-{port}-members",
+                pool_id=pool.id,
+                members=[
+                    openstack.loadbalancer.MembersMemberArgs(
+                        name=node_name, address=vm.private_ip, protocol_port=port, subnet_id=args.subnet_id
+                    )
+                    for node_name, vm in servers
+                ],
+                opts=child,
+            )
+        address = openstack.networking.FloatingIp(
+            f"{name}-hub-ip",
+            pool=EXTERNAL_NETWORK,
+            port_id=balancer.vip_port_id,
+            description=f"{cfg.hub_fqdn} (load balancer)",
+            # Explicit as well, so the dependency shows where the VIP port is not yet known.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[balancer]),
+        )
+        zone = openstack.dns.get_dns_zone_output(name=cfg.zone, opts=pulumi.InvokeOutputOptions(parent=self))
+        openstack.dns.RecordSet(
+            f"{name}-dns",
+            zone_id=zone.id,
+            name=f"{cfg.hub_fqdn}.",
+            type="A",
+            ttl=300,
+            records=[address.address],
+            opts=child,
+        )
+        return address.address
 
     # --- magnum ----------------------------------------------------------------------------
 
@@ -300,6 +499,11 @@ class K8sCluster(pulumi.ComponentResource):
         )
         workers = sizing.worker_count(cfg)
         maximum = k8s.max_worker_count or workers
+        # The provider's documentation: a change of the cluster's `labels`, `flavor`,
+        # `master_flavor` or `merge_labels` creates a new cluster, while a node group's
+        # `min_node_count`, `max_node_count` and `node_count` update in place. So the cluster
+        # keeps constant labels and a one-node default group (Jetstream2 cannot scale a node
+        # group to zero), and the workers, with the autoscaler's bounds, are a node group.
         cluster = openstack.containerinfra.Cluster(
             f"{name}-cluster",
             name=f"{pulumi.get_stack()}-{name}",
@@ -307,23 +511,33 @@ class K8sCluster(pulumi.ComponentResource):
             keypair=cfg.key_pair,
             master_count=k8s.control_plane_count,
             master_flavor=k8s.control_plane_flavor,
-            flavor=k8s.worker_flavor,
-            # Jetstream2's Cluster API driver cannot scale a node group to zero; sizing keeps
-            # at least one worker. This stack makes only the default node group: Jetstream2
-            # does not allow creating node groups in parallel.
-            node_count=workers,
+            flavor=k8s.control_plane_flavor,
+            node_count=DEFAULT_GROUP_NODES,
             fixed_network=args.network_id,
             fixed_subnet=args.subnet_id,
             master_lb_enabled=k8s.control_plane_count > 1,
             floating_ip_enabled=False,
             merge_labels=True,
             labels={
-                "auto_scaling_enabled": "true" if maximum > workers else "false",
-                "min_node_count": str(workers),
-                "max_node_count": str(maximum),
+                # Always on: the node group's bounds decide whether it scales.
+                "auto_scaling_enabled": "true",
                 "api_master_lb_allowed_cidrs": ",".join(cfg.admin_cidrs),
             },
             create_timeout=120,
+            opts=child,
+        )
+        # A new flavor is a new node group (its name says the flavor, so the new group is
+        # created before the old one is deleted and the cluster never has no workers). This
+        # stack creates one node group: Jetstream2 does not allow creating them in parallel.
+        workers_group = openstack.containerinfra.NodeGroup(
+            f"{name}-workers",
+            cluster_id=cluster.id,
+            name=f"workers-{k8s.worker_flavor.replace('.', '-')}",
+            role="worker",
+            flavor_id=k8s.worker_flavor,
+            node_count=workers,
+            min_node_count=workers,
+            max_node_count=maximum,
             opts=child,
         )
         # The proxy's load balancer takes this address (loadBalancerIP), so the DNS name exists
@@ -345,7 +559,8 @@ class K8sCluster(pulumi.ComponentResource):
             opts=child,
         )
         self.ingress_ip = address.address
+        self.admin_ip = None
         self.lifeline = cluster
-        # Magnum reports the cluster created once its nodes are up.
-        self.workers_ready = [cluster]
+        # Magnum reports a node group created once its nodes are up.
+        self.workers_ready = [workers_group]
         return cluster.kubeconfig.apply(lambda kc: kc["raw_config"])

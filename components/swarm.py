@@ -28,6 +28,7 @@ from renderers.swarm import (
     render_swarm_join_script,
     render_worker_cloud_init,
 )
+from renderers.swarm_manager import render_caddy_config_script, render_host_key_script
 from stackconfig import StackConfig
 
 
@@ -59,6 +60,12 @@ class SwarmCluster(pulumi.ComponentResource):
     worker_names: list[str]
     homes_volume_id: pulumi.Output[str]
     deploy_public_key: pulumi.Output[str]
+    # The manager's SSH host key (public, OpenSSH format), installed by the stack: the Docker
+    # provider pins it.
+    manager_host_key: pulumi.Output[str]
+    # The swarm's cluster ID: a new one (a replaced or re-imaged manager) means the hub's Docker
+    # objects must be made again there.
+    swarm_id: pulumi.Output[str]
     # What resources that need a working swarm (the hub) must depend on.
     ready: list[pulumi.Resource]
 
@@ -72,6 +79,7 @@ class SwarmCluster(pulumi.ComponentResource):
 
         # The stack's own SSH key, for its remote commands; the operator's key pair stays theirs.
         deploy_key = tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
+        host_key = tls.PrivateKey(f"{name}-manager-host-key", algorithm="ED25519", opts=child)
         members = RoleSecurityGroup(
             f"{pulumi.get_stack()}-swarm",
             RoleSecurityGroupArgs(role="swarm", ingress=cluster_ingress()),
@@ -108,6 +116,10 @@ class SwarmCluster(pulumi.ComponentResource):
                     )
                 ],
                 dns=DnsRecord(zone=cfg.zone, hostname=cfg.hub_hostname),
+                # Its user data serves the first boot only: what changes on day 2 (Caddy's name
+                # and e-mail) is written over SSH below, so such a change does not replace the
+                # manager, its swarm, and every running notebook.
+                replace_on_user_data_change=False,
             ),
             opts=child,
         )
@@ -121,18 +133,47 @@ class SwarmCluster(pulumi.ComponentResource):
             per_dial_timeout=10,
         )
 
+        # A re-imaged root disk (image) has lost what these put there.
+        on_manager = [manager.instance_id, cfg.image]
+        command.remote.Command(
+            f"{name}-caddy",
+            connection=to_manager,
+            create=render_caddy_config_script(cfg.hub_fqdn, cfg.lets_encrypt_email),
+            logging=command.remote.Logging.STDERR,
+            # A new name or e-mail changes the script, which runs again.
+            triggers=on_manager,
+            opts=child,
+        )
+        install_host_key = command.remote.Command(
+            f"{name}-install-host-key",
+            connection=to_manager,
+            create=render_host_key_script(),
+            stdin=pulumi.Output.secret(host_key.private_key_openssh),  # type: ignore[arg-type]
+            logging=command.remote.Logging.NONE,
+            triggers=on_manager,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdin", "stderr"]),
+        )
         init = command.remote.Command(
             f"{name}-swarm-init",
             connection=to_manager,
             create=manager.private_ip.apply(render_swarm_init_script),
             logging=command.remote.Logging.STDERR,
-            # A new manager server is a new swarm. No depends_on on the whole VM: the script
-            # waits for cloud-init itself, and the swarm does not need the homes volume.
-            triggers=[manager.instance_id],
+            # A new or re-imaged manager server is a new swarm. No depends_on on the whole VM:
+            # the script waits for cloud-init itself, and the swarm does not need the homes volume.
+            triggers=on_manager,
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout"]),
         )
+        # The join token, then the manager's node ID (see swarm-init.sh.j2).
         token: pulumi.Output[str] = init.stdout.apply(lambda out: out.strip() + "\n")
         join_token: pulumi.Output[str] = pulumi.Output.secret(token)  # type: ignore[arg-type]
+        swarm_id = command.remote.Command(
+            f"{name}-swarm-id",
+            connection=to_manager,
+            create="sudo docker info --format '{{.Swarm.Cluster.ID}}'",
+            logging=command.remote.Logging.STDERR,
+            triggers=[init.id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[init]),
+        )
 
         self.worker_names = []
         worker_ips: list[pulumi.Output[str]] = []
@@ -176,10 +217,13 @@ class SwarmCluster(pulumi.ComponentResource):
                     ),
                 ),
                 create=manager.private_ip.apply(render_swarm_join_script),
-                delete="sudo docker swarm leave --force >/dev/null 2>&1 || true",
+                # No `swarm leave` on delete: a join is replaced when the swarm is new, and the
+                # old one's delete would run after the new join and take the worker out again.
+                # The script leaves a dead swarm itself; a deleted worker is removed from the
+                # swarm by the manager (the node command below).
                 stdin=join_token,
                 logging=command.remote.Logging.STDERR,
-                triggers=[worker.instance_id, init.id],
+                triggers=[worker.instance_id, cfg.image, init.id],
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     depends_on=[worker, init],
@@ -193,7 +237,8 @@ class SwarmCluster(pulumi.ComponentResource):
                 connection=to_manager,
                 create=render_node_ready_script(worker_name),
                 delete=render_node_remove_script(worker_name),
-                triggers=[worker.instance_id],
+                # Again on a new swarm (labels are the swarm's) or a re-imaged worker.
+                triggers=[worker.instance_id, cfg.image, init.id],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[join]),
             )
             self.worker_names.append(worker_name)
@@ -206,8 +251,8 @@ class SwarmCluster(pulumi.ComponentResource):
             f"{name}-nfs-exports",
             connection=to_manager,
             create=pulumi.Output.all(*worker_ips).apply(lambda ips: render_nfs_exports_script(list(ips))),
-            # A new manager server needs its export table again.
-            triggers=[manager.instance_id],
+            # A new or re-imaged manager server needs its export table again.
+            triggers=on_manager,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[init]),
         )
 
@@ -215,7 +260,9 @@ class SwarmCluster(pulumi.ComponentResource):
         self.manager_private_ip = manager.private_ip
         self.homes_volume_id = manager.volume_ids["homes"]
         self.deploy_public_key = deploy_key.public_key_openssh.apply(str.strip)
-        self.ready = [init, exports, *node_commands]
+        self.manager_host_key = host_key.public_key_openssh.apply(str.strip)
+        self.swarm_id = swarm_id.stdout.apply(str.strip)
+        self.ready = [init, exports, install_host_key, swarm_id, *node_commands]
         self.register_outputs(
             {
                 "manager_public_ip": self.manager_public_ip,

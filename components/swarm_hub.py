@@ -20,9 +20,11 @@ import pulumi_docker as docker
 from catalog.jetstream2 import DEFAULT_LOGIN_USER
 from renderers.hub_config import HubConfigSpec, SwarmSpawnerSpec, render_jupyterhub_config
 from renderers.swarm import HUB_IMAGE_CONTEXT, HubServiceSpec, hub_service_spec
+from renderers.swarm_manager import docker_ssh_opts
 from stackconfig import StackConfig
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+SWARM_LABEL = "org.jupyterhub-jetstream.swarm"
 
 
 def _b64(text: str) -> str:
@@ -41,6 +43,12 @@ class SwarmHubArgs:
     admin_token: pulumi.Input[str]
     # Resources the swarm must have finished (init, joins) before the hub is created.
     depends_on: Sequence[pulumi.Resource] = ()
+    # The manager's SSH host key (OpenSSH public key): the provider trusts it and nothing else.
+    # Without it, the first key the manager shows is accepted.
+    manager_host_key: pulumi.Input[str] | None = None
+    # The swarm's cluster ID: when it changes (a new swarm on a replaced or re-imaged manager),
+    # every Docker object of the hub is made again there.
+    swarm_id: pulumi.Input[str] | None = None
 
 
 class SwarmHub(pulumi.ComponentResource):
@@ -57,13 +65,24 @@ class SwarmHub(pulumi.ComponentResource):
 
         # `ssh-add` of the operator's key pair lets the provider log in as ubuntu (cloud-init adds
         # ubuntu to the docker group on the manager).
+        if args.manager_host_key is not None:
+            ssh_opts: pulumi.Input[list[str]] = pulumi.Output.all(
+                args.manager_public_ip, args.manager_host_key
+            ).apply(lambda v: docker_ssh_opts(v[0], v[1]))
+        else:
+            ssh_opts = ["-o", "StrictHostKeyChecking=accept-new", "-o", "ServerAliveInterval=30"]
         provider = docker.Provider(
             f"{name}-manager-docker",
             host=pulumi.Output.concat(f"ssh://{DEFAULT_LOGIN_USER}@", args.manager_public_ip),
-            ssh_opts=["-o", "StrictHostKeyChecking=accept-new", "-o", "ServerAliveInterval=30"],
+            ssh_opts=ssh_opts,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
-        on_manager = pulumi.ResourceOptions(parent=self, provider=provider)
+        # Docker's objects live in the swarm: the swarm's ID on each, and a new ID replaces them
+        # (the old ones went with the old swarm).
+        swarm = pulumi.Output.from_input(args.swarm_id or "")
+        on_manager = pulumi.ResourceOptions(
+            parent=self, provider=provider, replace_on_changes=["labels"], delete_before_replace=True
+        )
 
         image = docker.Image(
             f"{name}-image",
@@ -73,9 +92,11 @@ class SwarmHub(pulumi.ComponentResource):
                 context=str(HUB_IMAGE_CONTEXT.relative_to(PROJECT_DIR)),
                 dockerfile=str((HUB_IMAGE_CONTEXT / "Dockerfile").relative_to(PROJECT_DIR)),
                 platform="linux/amd64",
+                # A new swarm's manager has none of the old one's images: build it there.
+                args={"JSHUB_SWARM": swarm},
             ),
             skip_push=True,
-            opts=on_manager,
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )
         network = docker.Network(
             f"{name}-network",
@@ -83,6 +104,7 @@ class SwarmHub(pulumi.ComponentResource):
             driver="overlay",
             # Notebook services join it when the spawner creates them.
             attachable=True,
+            labels=[docker.NetworkLabelArgs(label=SWARM_LABEL, value=swarm)],
             opts=on_manager,
         )
         config_text = render_jupyterhub_config(hub_spec)
@@ -90,6 +112,7 @@ class SwarmHub(pulumi.ComponentResource):
             f"{name}-config",
             name=_content_name("jshub-hub-config", config_text),
             data=_b64(config_text),
+            labels=[docker.ServiceConfigLabelArgs(label=SWARM_LABEL, value=swarm)],
             opts=on_manager,
         )
         values: dict[str, pulumi.Output[str]] = {
@@ -105,8 +128,9 @@ class SwarmHub(pulumi.ComponentResource):
                 # service spec reviewable in the plan.
                 name=pulumi.Output.unsecret(value.apply(functools.partial(_content_name, secret_name))),
                 data=value.apply(_b64),
-                opts=pulumi.ResourceOptions(
-                    parent=self, provider=provider, additional_secret_outputs=["data"]
+                labels=[docker.SecretLabelArgs(label=SWARM_LABEL, value=swarm)],
+                opts=pulumi.ResourceOptions.merge(
+                    on_manager, pulumi.ResourceOptions(additional_secret_outputs=["data"])
                 ),
             )
             secrets.append(
@@ -153,7 +177,8 @@ class SwarmHub(pulumi.ComponentResource):
                     )
                 ],
             ),
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[image]),
+            labels=[docker.ServiceLabelArgs(label=SWARM_LABEL, value=swarm)],
+            opts=pulumi.ResourceOptions.merge(on_manager, pulumi.ResourceOptions(depends_on=[image])),
         )
 
         self.url = cfg.hub_url

@@ -53,6 +53,9 @@ class JetstreamVMArgs:
     # alone instead of replacing it (cluster nodes, whose replacement all at once would lose
     # the cluster's state).
     replace_on_user_data_change: bool = True
+    # Resources the server itself waits for (the volumes and port do not): on every step of a
+    # change too, which is how cluster nodes are rebuilt or resized one after the other.
+    instance_depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
 class JetstreamVM(pulumi.ComponentResource):
@@ -105,6 +108,7 @@ class JetstreamVM(pulumi.ComponentResource):
                 parent=self,
                 delete_before_replace=True,
                 ignore_changes=None if args.replace_on_user_data_change else ["userData"],
+                depends_on=list(args.instance_depends_on),
             ),
         )
         for vol_name, vol in volumes.items():

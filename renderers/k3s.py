@@ -10,16 +10,36 @@ import yaml
 
 from renderers import render
 from renderers.cloud_init import to_user_data
+from renderers.rook import DATA_DIR_HOST_PATH
+from renderers.rook import NAMESPACE as ROOK_NAMESPACE
+from renderers.scripts import render_data_volume_script
 
 CONFIG_FILE = "/etc/rancher/k3s/config.yaml"
 TOKEN_DIR = "/etc/rancher/k3s/secret"
 TOKEN_FILE = f"{TOKEN_DIR}/token"
 KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 INSTALL_SCRIPT = "/usr/local/sbin/jshub-k3s-install"
+# The k3s version the stack wants on the node, written over SSH (see k3s-upgrade.sh.j2).
+VERSION_FILE = "/etc/rancher/k3s/jshub-version"
 API_PORT = 6443
+# The agent's password, which the servers check when a node registers under its name; the
+# stack delivers it, so a re-imaged node keeps it (see k3s-install-token.sh.j2).
+NODE_DIR = "/etc/rancher/node"
+NODE_PASSWORD_FILE = f"{NODE_DIR}/password"
+
+# A control-plane node's state volume: k3s's server folder (its `db/etcd` is the embedded etcd
+# datastore; the certificates and token in `tls/` and `token` must match it) and Rook's
+# dataDirHostPath (the mon's store) are bind-mounted from it.
+STATE_DIR = "/var/lib/jshub-node"
+SERVER_STATE = "/var/lib/rancher/k3s/server"
+STATE_BINDS: tuple[tuple[str, str], ...] = (("k3s-server", SERVER_STATE), ("rook", DATA_DIR_HOST_PATH))
+STATE_VOLUME_SCRIPT = "/usr/local/sbin/jshub-state-volume"
+STATE_BIND_SCRIPT = "/usr/local/sbin/jshub-state-binds"
 
 # Z2JH's node-purpose label: user servers require `user`, the hub and Ceph prefer `core`.
 NODE_PURPOSE = "hub.jupyter.org/node-purpose"
+# Once any node carries it, k3s's ServiceLB serves LoadBalancer services on labelled nodes only.
+SERVICE_LB_LABEL = "svccontroller.k3s.cattle.io/enablelb"
 
 
 @dataclass(frozen=True)
@@ -33,6 +53,8 @@ class K3sNodeSpec:
     tls_sans: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     wait_for_token_s: int = 1800
+    # Control-plane nodes: the Cinder volume that holds the node's state (see STATE_BINDS).
+    state_volume_id: str | None = None
 
     @property
     def cluster_init(self) -> bool:
@@ -69,14 +91,67 @@ def render_k3s_install_script(spec: K3sNodeSpec) -> str:
     return render(
         "k3s-install.sh.j2",
         token_file=TOKEN_FILE,
+        version_file=VERSION_FILE,
         wait_s=spec.wait_for_token_s,
+        role=spec.role,
+        server_url=spec.server_url or "",
+    )
+
+
+def render_k3s_upgrade_script(spec: K3sNodeSpec) -> str:
+    """Run over SSH: bring an existing node to `spec.version` (user data only serves the first
+    boot, and a rebuilt node boots with the user data it was created with)."""
+    if spec.role == "worker" and not spec.server_url:
+        raise ValueError(f"{spec.node_name}: a worker needs the URL of a server to join")
+    return render(
+        "k3s-upgrade.sh.j2",
+        token_file=TOKEN_FILE,
+        version_file=VERSION_FILE,
         version=spec.version,
         role=spec.role,
         server_url=spec.server_url or "",
     )
 
 
+def render_node_state_script() -> str:
+    return render("k3s-node-state.sh.j2", state_dir=STATE_DIR, binds=STATE_BINDS)
+
+
+def render_node_ready_script(node: str, version: str, *, storage: bool, wait_s: int = 1800) -> str:
+    return render(
+        "k3s-node-ready.sh.j2",
+        node=node,
+        version=version,
+        storage=storage,
+        wait_s=wait_s,
+        namespace=ROOK_NAMESPACE,
+    )
+
+
+def _state_files(volume_id: str) -> list[dict[str, str]]:
+    return [
+        {
+            "path": STATE_VOLUME_SCRIPT,
+            "content": render_data_volume_script(
+                volume_id,
+                STATE_DIR,
+                label="jshub-node",
+                folders=tuple((folder, "0700") for folder, _ in STATE_BINDS),
+            ),
+            "owner": "root:root",
+            "permissions": "0755",
+        },
+        {
+            "path": STATE_BIND_SCRIPT,
+            "content": render_node_state_script(),
+            "owner": "root:root",
+            "permissions": "0755",
+        },
+    ]
+
+
 def render_k3s_cloud_init(spec: K3sNodeSpec) -> str:
+    state = _state_files(spec.state_volume_id) if spec.state_volume_id else []
     config = {
         "package_update": True,
         # lvm2: Rook's OSD preparation; the others are on the featured images already.
@@ -95,16 +170,26 @@ def render_k3s_cloud_init(spec: K3sNodeSpec) -> str:
                 "owner": "root:root",
                 "permissions": "0755",
             },
+            *state,
         ],
         # Ceph's kernel clients; loaded now and at every boot.
         "bootcmd": [["modprobe", "rbd"], ["modprobe", "ceph"]],
-        "runcmd": [[INSTALL_SCRIPT]],
+        # The state volume is mounted before k3s is installed, so k3s never writes its
+        # datastore to the root disk.
+        "runcmd": [[f["path"]] for f in state] + [[INSTALL_SCRIPT]],
     }
     return to_user_data(config)
 
 
 def render_install_token_script() -> str:
-    return render("k3s-install-token.sh.j2", token_dir=TOKEN_DIR, token_file=TOKEN_FILE)
+    """Reads two lines on standard input: the join token, then the node's password."""
+    return render(
+        "k3s-install-token.sh.j2",
+        token_dir=TOKEN_DIR,
+        token_file=TOKEN_FILE,
+        node_dir=NODE_DIR,
+        node_password_file=NODE_PASSWORD_FILE,
+    )
 
 
 def render_fetch_kubeconfig_script(control_planes: int, wait_s: int = 1800) -> str:

@@ -15,6 +15,8 @@ FILESYSTEM_CLASS = "ceph-filesystem"
 BLOCK_POOL = "ceph-blockpool"
 FILESYSTEM = "ceph-filesystem"
 FILESYSTEM_DATA_POOL = "data0"
+# Where Rook keeps each node's Ceph state (the mons' stores); on k3s the node's state volume.
+DATA_DIR_HOST_PATH = "/var/lib/rook"
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ def ceph_cluster_spec(spec: RookSpec) -> dict[str, Any]:
         # Mons keep their store on a volume, so a replaced node does not lose a mon.
         mon["volumeClaimTemplate"] = _volume_claim("mon", 10, spec.osd_storage_class, "Filesystem")
     cluster: dict[str, Any] = {
-        "dataDirHostPath": "/var/lib/rook",
+        "dataDirHostPath": DATA_DIR_HOST_PATH,
         "mon": mon,
         "mgr": {"count": spec.managers, "allowMultiplePerNode": False},
         "dashboard": {"enabled": True, "ssl": True},

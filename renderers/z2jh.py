@@ -161,6 +161,10 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
             "extraConfig": {"10-shared-data": _ADMIN_WRITES_SHARED},
             "db": {
                 "type": "sqlite-pvc",
+                # A chart bump that brings a JupyterHub with a new database schema upgrades the
+                # database on start (JupyterHub backs up the SQLite file first) instead of
+                # refusing to start.
+                "upgrade": True,
                 "pvc": {"storageClassName": BLOCK_CLASS, "storage": "1Gi", "accessModes": ["ReadWriteOnce"]},
             },
             "networkPolicy": {"enabled": True},

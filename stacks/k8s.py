@@ -50,6 +50,8 @@ def build(cfg: StackConfig) -> None:
     )
     pulumi.export("url", hub.url)
     pulumi.export("hub_ip", cluster.ingress_ip)
+    if cluster.admin_ip is not None:
+        pulumi.export("admin_ip", cluster.admin_ip)
     pulumi.export("engine", k8s.engine)
     pulumi.export("workers", sizing.worker_count(cfg))
     pulumi.export("kubeconfig", cluster.kubeconfig)

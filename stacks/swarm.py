@@ -34,6 +34,8 @@ def build(cfg: StackConfig) -> None:
             manager_public_ip=cluster.manager_public_ip,
             admin_token=admin_token.result,
             depends_on=cluster.ready,
+            manager_host_key=cluster.manager_host_key,
+            swarm_id=cluster.swarm_id,
         ),
     )
     pulumi.export("url", hub.url)

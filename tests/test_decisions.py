@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -245,12 +246,26 @@ INTENDED_WAITS = {
     ("k8s-kubeconfig", "k8s-workers-ready"): "workers are counted through the API the kubeconfig opens",
     ("k8s-workers-ready", "hub-release"): "the hub's pods need the user nodes to schedule on",
 }
+# k3s nodes roll one at a time (docs/k8s.md): within a node, the version check waits for the
+# token and readiness for the version; the next node's server waits for the previous readiness.
+INTENDED_CHAIN = {
+    r"k8s-(cp|worker)-\d+-join-token -> k8s-(cp|worker)-\d+-k3s": "k3s installs with the token",
+    r"k8s-(cp|worker)-\d+-k3s -> k8s-(cp|worker)-\d+-ready": "readiness checks the version",
+    r"k8s-(cp|worker)-\d+-ready -> k8s-(cp|worker)-\d+-server": "one node at a time",
+    r"k8s-worker-\d+-ready -> k8s-workers-ready": "the last worker's turn ends the roll-out",
+}
+
+
+def _intended(wait: dict[str, str]) -> bool:
+    if (wait["from"], wait["to"]) in INTENDED_WAITS:
+        return True
+    return any(re.fullmatch(p, f"{wait['from']} -> {wait['to']}") for p in INTENDED_CHAIN)
 
 
 @pytest.mark.parametrize("stack", ["dev", "gateway-hpc", "persistent-swarm", "workshop-k8s"])
 def test_no_needless_wait_lengthens_the_critical_path(stack: str) -> None:
     waits = plan_stack(stack)["estimate"]["explicit_waits_on_critical_path"]
-    needless = [w for w in waits if (w["from"], w["to"]) not in INTENDED_WAITS]
+    needless = [w for w in waits if not _intended(w)]
     assert needless == [], needless
 
 

@@ -4,6 +4,7 @@ workshop-k8s plan checked by the same upstream validators as the renderers."""
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import subprocess
 from pathlib import Path
@@ -26,6 +27,7 @@ VOLUME = "openstack:blockstorage/volume:Volume"
 INSTANCE = "openstack:compute/instance:Instance"
 RULE = "openstack:networking/secGroupRule:SecGroupRule"
 MAGNUM = "openstack:containerinfra/cluster:Cluster"
+NODE_GROUP = "openstack:containerinfra/nodeGroup:NodeGroup"
 IN_CLUSTER_TYPES = (
     "kubernetes:core/v1:Namespace",
     "kubernetes:core/v1:Secret",
@@ -191,7 +193,7 @@ def test_hub_waits_for_the_workers(k3s_rec: Recording, magnum_rec: Recording) ->
     assert "--selector hub.jupyter.org/node-purpose=user" in ready.inputs["create"]
     assert "want=2" in ready.inputs["create"]
     assert ready.urn in release(k3s_rec, "jupyterhub").dependency_urns
-    assert one(magnum_rec, MAGNUM).urn in release(magnum_rec, "jupyterhub").dependency_urns
+    assert one(magnum_rec, NODE_GROUP).urn in release(magnum_rec, "jupyterhub").dependency_urns
 
 
 def test_k3s_kubeconfig_is_rewritten_to_the_floating_ip() -> None:
@@ -213,7 +215,7 @@ def test_k3s_kubeconfig_is_rewritten_to_the_floating_ip() -> None:
 
 
 def test_k3s_ceph_volumes_are_protected_and_named_in_the_rook_values(k3s_rec: Recording) -> None:
-    volumes = by_type(k3s_rec, VOLUME)
+    volumes = [v for v in by_type(k3s_rec, VOLUME) if v.name.endswith("-ceph")]
     assert sorted(v.name for v in volumes) == ["k8s-cp-0-ceph", "k8s-cp-1-ceph", "k8s-cp-2-ceph"]
     assert all(v.protect and v.retain_on_delete and v.inputs["size"] == 300 for v in volumes)
     nodes = release(k3s_rec, "rook-ceph-cluster").inputs["values"]["cephClusterSpec"]["storage"]["nodes"]
@@ -223,12 +225,119 @@ def test_k3s_ceph_volumes_are_protected_and_named_in_the_rook_values(k3s_rec: Re
     assert [n["name"] for n in nodes] == ["k8s-cp-0", "k8s-cp-1", "k8s-cp-2"]
 
 
+def test_k3s_control_plane_state_lives_on_a_protected_volume_mounted_before_k3s(k3s_rec: Recording) -> None:
+    from renderers import k3s
+
+    states = [v for v in by_type(k3s_rec, VOLUME) if v.name.endswith("-state")]
+    assert sorted(v.name for v in states) == ["k8s-cp-0-state", "k8s-cp-1-state", "k8s-cp-2-state"]
+    assert all(v.protect and v.retain_on_delete and v.inputs["size"] == 20 for v in states)
+    for server in by_type(k3s_rec, INSTANCE):
+        node = server.name.removesuffix("-server")
+        user_data = yaml.safe_load(server.inputs["userData"])
+        files = {f["path"]: f["content"] for f in user_data["write_files"]}
+        if "worker" in node:
+            assert k3s.STATE_VOLUME_SCRIPT not in files and user_data["runcmd"] == [[k3s.INSTALL_SCRIPT]]
+            continue
+        volume_id = placeholder_id(VOLUME, f"{node}-state")
+        assert f"volume_id={volume_id}" in files[k3s.STATE_VOLUME_SCRIPT], node
+        assert "mount_point=/var/lib/jshub-node" in files[k3s.STATE_VOLUME_SCRIPT]
+        binds = files[k3s.STATE_BIND_SCRIPT]
+        assert "/var/lib/jshub-node/k3s-server /var/lib/rancher/k3s/server none bind" in binds
+        assert "/var/lib/jshub-node/rook /var/lib/rook none bind" in binds
+        # Mounted first, then bound, then k3s installed.
+        assert user_data["runcmd"] == [
+            [k3s.STATE_VOLUME_SCRIPT],
+            [k3s.STATE_BIND_SCRIPT],
+            [k3s.INSTALL_SCRIPT],
+        ]
+        attach = named(k3s_rec, f"{node}-state-attach")
+        assert attach.inputs["volumeId"] == volume_id
+    # Rook keeps its mons' stores in the folder the volume backs.
+    values = release(k3s_rec, "rook-ceph-cluster").inputs["values"]
+    assert values["cephClusterSpec"]["dataDirHostPath"] == "/var/lib/rook"
+
+
+NODES = ["k8s-cp-0", "k8s-cp-1", "k8s-cp-2", "k8s-worker-0", "k8s-worker-1"]
+
+
+def test_k3s_nodes_roll_one_at_a_time_control_plane_first(k3s_rec: Recording) -> None:
+    for before, after in itertools.pairwise(NODES):
+        ready = named(k3s_rec, f"{before}-ready")
+        server = named(k3s_rec, f"{after}-server")
+        # The next server waits for the previous node's readiness, and that readiness is run
+        # again by every change that rebuilds, resizes or upgrades the previous node.
+        assert ready.urn in server.dependency_urns, after
+        instance_id = placeholder_id(INSTANCE, f"{before}-server")
+        flavor = "m3.medium"
+        assert ready.inputs["triggers"] == [instance_id, "Featured-Ubuntu24", flavor, "v1.33.5+k3s1"], before
+        # Readiness after the node's own steps: token, then k3s at the stack's version.
+        version = named(k3s_rec, f"{before}-k3s")
+        token = named(k3s_rec, f"{before}-join-token")
+        assert version.urn in ready.dependency_urns and token.urn in version.dependency_urns
+    first_server = named(k3s_rec, "k8s-cp-0-server")
+    assert not any(r.endswith("-ready") for r in first_server.dependency_urns)
+    # The whole chain must be done before the kubeconfig is read and the hub is installed.
+    fetch = named(k3s_rec, "k8s-kubeconfig")
+    assert {named(k3s_rec, f"k8s-cp-{i}-ready").urn for i in range(3)} <= set(fetch.dependency_urns)
+    workers = named(k3s_rec, "k8s-workers-ready")
+    assert named(k3s_rec, "k8s-worker-1-ready").urn in workers.dependency_urns
+
+
+def test_k3s_workers_of_a_large_cluster_roll_a_tenth_at_a_time() -> None:
+    from components.k8s_cluster import worker_lanes
+
+    assert [worker_lanes(n) for n in (1, 2, 10, 11, 30, 300)] == [1, 1, 1, 2, 3, 30]
+    rec = build(k8s_config(workerCount=22, cephVolumeGb=2000))
+    workers = sorted(
+        (r for r in by_type(rec, INSTANCE) if "worker" in r.name),
+        key=lambda r: int(r.name.split("-")[2]),
+    )
+    assert len(workers) == 22
+    last_server = named(rec, "k8s-cp-2-ready").urn
+    for i, worker in enumerate(workers):
+        waits = [u for u in worker.dependency_urns if u.endswith("-ready")]
+        expected = last_server if i < 3 else named(rec, f"k8s-worker-{i - 3}-ready").urn
+        assert waits == [expected], worker.name
+
+
+def test_k3s_version_reaches_existing_nodes_and_readiness_checks_it(k3s_rec: Recording) -> None:
+    for node in NODES:
+        version = named(k3s_rec, f"{node}-k3s")
+        script = version.inputs["create"]
+        assert isinstance(script, str), "the upgrade script's apply must have run"
+        assert "version=v1.33.5+k3s1" in script and "k3s --version" in script
+        assert version.inputs["triggers"][1:] == ["Featured-Ubuntu24", "v1.33.5+k3s1"], node
+        if "worker" in node:
+            assert "K3S_URL=https://10.0.0." in script and "INSTALL_K3S_EXEC=server" not in script
+        else:
+            assert "INSTALL_K3S_EXEC=server" in script
+        ready = named(k3s_rec, f"{node}-ready").inputs["create"]
+        assert f"node={node}" in ready and "kubeletVersion" in ready
+        # Ceph's health is waited for after a storage node only.
+        assert ("HEALTH_OK" in ready) == ("cp" in node), node
+        token = named(k3s_rec, f"{node}-join-token")
+        # A re-imaged root disk has lost the token and the node password: the image re-runs it.
+        assert token.inputs["triggers"] == [placeholder_id(INSTANCE, f"{node}-server"), "Featured-Ubuntu24"]
+    # A version bump changes the upgrade and readiness commands' triggers, nothing else of theirs.
+    bumped = build(k8s_config(k3sVersion="v1.34.1+k3s1"))
+    for node in NODES:
+        assert named(bumped, f"{node}-k3s").inputs["triggers"][-1] == "v1.34.1+k3s1"
+        assert named(bumped, f"{node}-ready").inputs["triggers"][-1] == "v1.34.1+k3s1"
+        assert named(bumped, f"{node}-join-token").inputs == named(k3s_rec, f"{node}-join-token").inputs
+
+
 def test_k3s_join_token_travels_on_stdin_through_the_first_node(k3s_rec: Recording) -> None:
     tokens = [r for r in by_type(k3s_rec, COMMAND) if r.name.endswith("-join-token")]
     servers = by_type(k3s_rec, INSTANCE)
     assert len(tokens) == len(servers) == 3 + 2  # three control-plane nodes, two workers
     fip = named(k3s_rec, "k8s-cp-0-fip")
+    passwords = [
+        r for r in by_type(k3s_rec, "random:index/randomPassword:RandomPassword") if "node-password" in r.name
+    ]
+    assert len(passwords) == 5
     for t in tokens:
+        node = t.name.removesuffix("-join-token")
+        assert named(k3s_rec, f"{node}-node-password").urn in t.property_dependency_urns["stdin"]
         assert t.inputs["stdin"] == SECRET and t.inputs["logging"] == "none"
         assert {"stdin", "stdout", "stderr"} <= set(t.additional_secret_outputs)
         assert t.inputs["connection"] == SECRET  # it carries the deploy private key
@@ -242,6 +351,7 @@ def test_k3s_join_token_travels_on_stdin_through_the_first_node(k3s_rec: Recordi
         # Nothing in the token's path waits for the Ceph disk to attach.
         if node.startswith("k8s-cp-"):
             assert named(k3s_rec, f"{node}-ceph-attach").urn not in t.dependency_urns, t.name
+            assert named(k3s_rec, f"{node}-state-attach").urn not in t.dependency_urns, t.name
     for server in servers:
         user_data = server.inputs["userData"]
         assert user_data not in (UNKNOWN, SECRET), "the cloud-init apply must have run"
@@ -263,8 +373,14 @@ def test_k3s_nodes_join_the_first_server_by_its_private_address(k3s_rec: Recordi
         else:
             assert config["server"].startswith("https://10.0.0.") and config["server"].endswith(":6443")
             assert first_port.urn in server.dependency_urns
-        role = "user" if "worker" in server.name else "core"
-        assert config["node-label"] == [f"hub.jupyter.org/node-purpose={role}"]
+        if "worker" in server.name:
+            assert config["node-label"] == ["hub.jupyter.org/node-purpose=user"]
+        else:
+            # ServiceLB answers for the hub on the control plane only: the load balancer's members.
+            assert config["node-label"] == [
+                "hub.jupyter.org/node-purpose=core",
+                "svccontroller.k3s.cattle.io/enablelb=true",
+            ]
 
 
 def test_k3s_nodes_are_not_replaced_when_their_user_data_changes(k3s_rec: Recording) -> None:
@@ -275,6 +391,62 @@ def test_k3s_nodes_are_not_replaced_when_their_user_data_changes(k3s_rec: Record
 
     hub = one(run_mocked(lambda: build_single(make_config())), INSTANCE)
     assert hub.ignore_changes == []
+
+
+LB = "openstack:loadbalancer/"
+
+
+def test_k3s_hub_entry_is_a_load_balancer_over_the_control_plane(k3s_rec: Recording) -> None:
+    balancer = one(k3s_rec, LB + "loadBalancer:LoadBalancer")
+    subnet = named(k3s_rec, "k8s-cp-0-port").inputs["fixedIps"][0]["subnetId"]
+    assert balancer.inputs["vipSubnetId"] == subnet
+    web = named(k3s_rec, "test-k8s-web-group")
+    assert balancer.inputs["securityGroupIds"] == [
+        placeholder_id("openstack:networking/secGroup:SecGroup", web.name)
+    ]
+    web_rules = [r for r in by_type(k3s_rec, RULE) if r.parent_urn == named(k3s_rec, "test-k8s-web").urn]
+    assert sorted({(int(r.inputs["portRangeMin"]), r.inputs["remoteIpPrefix"]) for r in web_rules}) == [
+        (80, "0.0.0.0/0"),
+        (80, "::/0"),
+        (443, "0.0.0.0/0"),
+        (443, "::/0"),
+    ]
+    listeners = by_type(k3s_rec, LB + "listener:Listener")
+    assert sorted((r.inputs["protocol"], int(r.inputs["protocolPort"])) for r in listeners) == [
+        ("TCP", 80),
+        ("TCP", 443),
+    ]
+    for port in (80, 443):
+        pool = named(k3s_rec, f"k8s-lb-{port}-pool")
+        assert pool.inputs["listenerId"] == placeholder_id(LB + "listener:Listener", f"k8s-lb-{port}")
+        monitor = named(k3s_rec, f"k8s-lb-{port}-monitor")
+        assert monitor.inputs["poolId"] == placeholder_id(LB + "pool:Pool", f"k8s-lb-{port}-pool")
+        assert monitor.inputs["type"] == "TCP" and monitor.inputs["maxRetries"] == 3
+        assert monitor.inputs["timeout"] < monitor.inputs["delay"]
+        members = named(k3s_rec, f"k8s-lb-{port}-members").inputs["members"]
+        assert [m["name"] for m in members] == ["k8s-cp-0", "k8s-cp-1", "k8s-cp-2"]
+        assert all(m["protocolPort"] == port and m["address"].startswith("10.0.0.") for m in members)
+        deps = named(k3s_rec, f"k8s-lb-{port}-members").dependency_urns
+        assert {named(k3s_rec, f"k8s-cp-{i}-port").urn for i in range(3)} <= set(deps)
+    # The floating IP and the DNS name are on the load balancer, not on a node.
+    fip = named(k3s_rec, "k8s-hub-ip")
+    # (The mocks compute no VIP port ID, so the input is empty here; the dependency is there.)
+    assert balancer.urn in fip.dependency_urns and not fip.inputs.get("address")
+    record = named(k3s_rec, "k8s-dns")
+    assert record.inputs["name"] == "hub.cis230000.projects.jetstream-cloud.org."
+    assert fip.urn in record.property_dependency_urns["records"]
+    assert k3s_rec.outputs["hub_ip"] == record.inputs["records"][0]
+    assert not [
+        r for r in by_type(k3s_rec, "openstack:dns/recordSet:RecordSet") if r.name.startswith("k8s-cp-")
+    ]
+    # The first node keeps a floating IP for the stack's SSH and the API, in the nodes' group only.
+    assert k3s_rec.outputs["admin_ip"] == named(k3s_rec, "k8s-cp-0-fip").inputs.get(
+        "address", k3s_rec.outputs["admin_ip"]
+    )
+    first_port = named(k3s_rec, "k8s-cp-0-port")
+    assert first_port.inputs["securityGroupIds"] == [
+        placeholder_id("openstack:networking/secGroup:SecGroup", "test-k8s-nodes-group")
+    ]
 
 
 def test_k3s_api_stays_closed_to_the_world_even_when_ssh_is_open() -> None:
@@ -305,18 +477,59 @@ def test_magnum_cluster_from_the_template_feeds_the_provider(magnum_rec: Recordi
     ]
     assert lookup[0]["args"]["name"] == "kubernetes-1-33-jammy"
     assert cluster.inputs["clusterTemplateId"] == placeholder_id(lookup[0]["token"], "kubernetes-1-33-jammy")
-    # (20 users + 20 slots for Ceph and the hub pods) / 14 per m3.medium = 3 workers
-    assert cluster.inputs["nodeCount"] == 3
+    # The cluster keeps a one-node default group; the workers are a node group.
+    assert cluster.inputs["nodeCount"] == 1 and cluster.inputs["flavor"] == "m3.medium"
     labels = cluster.inputs["labels"]
-    assert (labels["min_node_count"], labels["max_node_count"], labels["auto_scaling_enabled"]) == (
-        "3",
-        "6",
-        "true",
+    assert labels["auto_scaling_enabled"] == "true"
+    assert not {"min_node_count", "max_node_count"} & set(labels)
+    group = one(magnum_rec, NODE_GROUP)
+    assert group.inputs["clusterId"] == placeholder_id(MAGNUM, "k8s-cluster")
+    # (20 users + 20 slots for Ceph and the hub pods) / 14 per m3.medium = 3 workers
+    assert (group.inputs["nodeCount"], group.inputs["minNodeCount"], group.inputs["maxNodeCount"]) == (
+        3,
+        3,
+        6,
     )
+    assert group.inputs["flavorId"] == "m3.medium" and group.inputs["name"] == "workers-m3-medium"
     assert cluster.inputs["masterCount"] == 3 and cluster.inputs["masterLbEnabled"] is True
     provider = one(magnum_rec, PROVIDER)
     assert cluster.urn in provider.dependency_urns and provider.inputs["kubeconfig"] == SECRET
     assert not by_type(magnum_rec, INSTANCE) and not by_type(magnum_rec, VOLUME)
+
+
+def _force_new(doc: str) -> set[str]:
+    """Arguments whose documentation in the pinned SDK says a change creates a new resource."""
+    import re
+
+    found = set()
+    for param in doc.split(":param ")[1:]:
+        head, _, text = param.partition(": ")
+        if re.search(r"Changing\s+this\s+creates\s+a\s+new", text):
+            found.add(head.split()[-1])
+    return found
+
+
+def test_magnum_autoscaler_bounds_change_in_place(magnum_rec: Recording) -> None:
+    import pulumi_openstack as openstack
+
+    cluster_new = _force_new(openstack.containerinfra.ClusterArgs.__init__.__doc__ or "")
+    group_new = _force_new(openstack.containerinfra.NodeGroupArgs.__init__.__doc__ or "")
+    # What the provider documents, so that the design below holds for the pinned SDK.
+    assert {"labels", "flavor", "master_flavor", "merge_labels"} <= cluster_new
+    assert "node_count" not in cluster_new
+    assert not {"min_node_count", "max_node_count", "node_count"} & group_new and "flavor_id" in group_new
+    wider = build(k8s_config(engine="magnum", maxWorkerCount=9))
+    assert one(wider, MAGNUM).inputs == one(magnum_rec, MAGNUM).inputs
+    before, after = one(magnum_rec, NODE_GROUP).inputs, one(wider, NODE_GROUP).inputs
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert changed == {"maxNodeCount"} and after["maxNodeCount"] == 9
+    # A new worker flavor is a new node group (created before the old one goes), not a new cluster.
+    bigger = build(k8s_config(engine="magnum", workerFlavor="m3.xl"))
+    assert one(bigger, MAGNUM).inputs == one(magnum_rec, MAGNUM).inputs
+    assert one(bigger, NODE_GROUP).inputs["name"] == "workers-m3-xl"
+    assert not one(bigger, NODE_GROUP).delete_before_replace
+    # The hub waits for the workers' node group.
+    assert one(magnum_rec, NODE_GROUP).urn in release(magnum_rec, "jupyterhub").dependency_urns
 
 
 def test_magnum_kubeconfig_is_the_clusters_own() -> None:
@@ -387,11 +600,13 @@ def test_ceph_volumes_above_the_volume_quota_stop_the_plan() -> None:
 
     with pytest.raises(
         PlanError,
-        match=r"quotas.volumeGb: the stack needs 1500 GB of block storage, the allocation's quota is 1000",
+        match=r"quotas.volumeGb: the stack needs 1560 GB of block storage, the allocation's quota is 1000",
     ):
         plan_stack("workshop-k8s", overrides={"quotas": {}})
-    fits = plan_stack("workshop-k8s", overrides={"quotas": {"volumeGb": 1500}})
-    assert {q["key"]: q["needed"] for q in fits["quotas"]}["volumeGb"] == 1500
+    fits = plan_stack("workshop-k8s", overrides={"quotas": {"volumeGb": 1560}})
+    needed = {q["key"]: q["needed"] for q in fits["quotas"]}
+    # Three 500 GB Ceph volumes and three 20 GB state volumes: 6 of the default 10 volumes.
+    assert (needed["volumeGb"], needed["volumes"]) == (1560, 6)
 
 
 def test_workshop_plan_meets_the_bars(workshop_plan: dict[str, Any]) -> None:
@@ -437,4 +652,4 @@ def test_one_node_dev_cluster_keeps_one_mon_and_one_copy(caplog: pytest.LogCaptu
     values = release(rec, "rook-ceph-cluster").inputs["values"]
     assert values["cephClusterSpec"]["mon"]["count"] == 1
     assert values["cephBlockPools"][0]["spec"]["replicated"] == {"size": 1, "requireSafeReplicaSize": False}
-    assert len(by_type(rec, VOLUME)) == 1
+    assert sorted(v.name for v in by_type(rec, VOLUME)) == ["k8s-cp-0-ceph", "k8s-cp-0-state"]

@@ -22,6 +22,7 @@ from tests.upstream_schemas import (
     rook_errors,
     rook_operator_defaults,
     unknown_keys,
+    z2jh_defaults,
     z2jh_errors,
 )
 
@@ -72,6 +73,16 @@ def test_z2jh_schema_check_catches_a_misspelt_value() -> None:
     assert any("blockWithIptable" in e for e in z2jh_errors(values))
 
 
+def test_hub_database_upgrades_on_start_with_a_key_the_chart_knows() -> None:
+    values = z2jh_values(Z2JHSpec.from_config(workshop()))
+    assert values["hub"]["db"]["upgrade"] is True
+    assert "upgrade" in z2jh_defaults()["hub"]["db"]
+    # The schema types the key: a wrong type is refused, so a schema that dropped or renamed
+    # it would show here rather than be ignored by Helm.
+    values["hub"]["db"]["upgrade"] = "yes"
+    assert any(e.startswith("hub.db.upgrade:") for e in z2jh_errors(values))
+
+
 def test_z2jh_values_carry_the_workshop_policy() -> None:
     cfg = workshop(profiles=PROFILES)
     values = z2jh_values(Z2JHSpec.from_config(cfg))
@@ -100,6 +111,7 @@ def test_z2jh_values_carry_the_workshop_policy() -> None:
     https = values["proxy"]["https"]
     assert https["hosts"] == ["hub.cis230000.projects.jetstream-cloud.org"] and https["type"] == "letsencrypt"
     assert values["hub"]["db"]["pvc"]["storageClassName"] == rook.BLOCK_CLASS
+    assert values["hub"]["db"]["upgrade"] is True
     assert values["hub"]["config"]["GitHubOAuthenticator"]["oauth_callback_url"] == (
         "https://hub.cis230000.projects.jetstream-cloud.org/hub/oauth_callback"
     )
@@ -254,9 +266,16 @@ def _node_specs() -> list[k3s.K3sNodeSpec]:
         "server",
         tls_sans=("hub.cis230000.projects.jetstream-cloud.org",),
         labels={"a": "b"},
+        state_volume_id="0f7c2b9e-3d41-4c55-9a8e-6b1d2c3e4f50",
         **common,
     )
-    server = k3s.K3sNodeSpec("k8s-cp-1", "server", server_url="https://10.0.0.5:6443", **common)
+    server = k3s.K3sNodeSpec(
+        "k8s-cp-1",
+        "server",
+        server_url="https://10.0.0.5:6443",
+        state_volume_id="1a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d",
+        **common,
+    )
     worker = k3s.K3sNodeSpec(
         "k8s-worker-0",
         "worker",
@@ -294,7 +313,11 @@ def test_k3s_config_per_role_and_no_token_in_user_data() -> None:
     assert (
         "K3S_URL=https://10.0.0.5:6443" in install["content"] and "INSTALL_K3S_EXEC" not in install["content"]
     )
-    assert 'K3S_TOKEN_FILE="$token_file"' in install["content"] and "v1.33.5+k3s1" in install["content"]
+    assert 'K3S_TOKEN_FILE="$token_file"' in install["content"]
+    # The version comes from the stack at install time, not from the user data.
+    assert (
+        "v1.33.5+k3s1" not in install["content"] and f"version_file={k3s.VERSION_FILE}" in install["content"]
+    )
     server_install = k3s.render_k3s_install_script(server)
     assert "INSTALL_K3S_EXEC=server" in server_install and "K3S_URL" not in server_install
     with pytest.raises(ValueError, match="needs the URL of a server"):
@@ -302,10 +325,18 @@ def test_k3s_config_per_role_and_no_token_in_user_data() -> None:
 
 
 def _scripts() -> dict[str, str]:
-    first, _, worker = _node_specs()
+    first, server, worker = _node_specs()
+    user_data = yaml.safe_load(k3s.render_k3s_cloud_init(server))
+    files = {f["path"]: f["content"] for f in user_data["write_files"]}
     return {
         "install-server": k3s.render_k3s_install_script(first),
         "install-worker": k3s.render_k3s_install_script(worker),
+        "upgrade-server": k3s.render_k3s_upgrade_script(server),
+        "upgrade-worker": k3s.render_k3s_upgrade_script(worker),
+        "ready-storage-node": k3s.render_node_ready_script("k8s-cp-1", "v1.33.5+k3s1", storage=True),
+        "ready-worker": k3s.render_node_ready_script("k8s-worker-0", "v1.33.5+k3s1", storage=False),
+        "state-volume": files[k3s.STATE_VOLUME_SCRIPT],
+        "state-binds": files[k3s.STATE_BIND_SCRIPT],
         "install-token": k3s.render_install_token_script(),
         "fetch-kubeconfig": k3s.render_fetch_kubeconfig_script(3),
         "wait-for-workers": k3s.render_wait_for_nodes_script("hub.jupyter.org/node-purpose=user", 300),
@@ -324,6 +355,181 @@ def test_node_scripts_pass_shellcheck(name: str, tmp_path: Path) -> None:
 def test_token_script_reads_the_token_from_stdin_only() -> None:
     script = k3s.render_install_token_script()
     assert "tee /etc/rancher/k3s/secret/token" in script and "umask 077" in script
+    # The node password is written only where none is: a running node keeps the one the
+    # cluster knows; the token goes last, as the installer waits for it.
+    assert "if ! sudo test -s /etc/rancher/node/password" in script
+    assert script.index("/etc/rancher/node/password >/dev/null") < script.index(
+        "tee /etc/rancher/k3s/secret/token"
+    )
+
+
+def _stub(bin_dir: Path, name: str, text: str) -> None:
+    (bin_dir / name).write_text("#!/bin/bash\n" + text)
+    (bin_dir / name).chmod(0o755)
+
+
+@pytest.mark.parametrize(("installed", "runs_installer"), [("v1.33.5+k3s1", False), ("v1.32.9+k3s1", True)])
+def test_upgrade_script_records_the_version_and_upgrades_only_an_older_k3s(
+    installed: str, runs_installer: bool, tmp_path: Path
+) -> None:
+    """Run the script for real with stand-ins for sudo, cloud-init, k3s and curl (the fake
+    installer logs the environment it is run with)."""
+    bash = require_tool("bash", "runs the rendered upgrade script")
+    _, server, _ = _node_specs()
+    script = k3s.render_k3s_upgrade_script(server).replace("/etc/rancher", str(tmp_path / "etc"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "installer.log"
+    _stub(bin_dir, "sudo", 'exec "$@"\n')
+    _stub(bin_dir, "cloud-init", "exit 0\n")
+    _stub(bin_dir, "k3s", f'echo "k3s version {installed} (0123abcd)"\n')
+    _stub(
+        bin_dir,
+        "curl",
+        'out=""; while (($#)); do [[ "$1" == --output ]] && out=$2; shift; done\n'
+        f'printf \'echo "$INSTALL_K3S_VERSION $INSTALL_K3S_EXEC" >>{log}\\n\' >"$out"\n',
+    )
+    result = subprocess.run(
+        [bash, "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "etc/k3s/jshub-version").read_text() == "v1.33.5+k3s1\n"
+    if runs_installer:
+        assert log.read_text() == "v1.33.5+k3s1 server\n"
+    else:
+        assert not log.exists() and "k3s v1.33.5+k3s1 is installed" in result.stdout
+
+
+def test_first_boot_installer_takes_the_version_the_stack_delivered(tmp_path: Path) -> None:
+    bash = require_tool("bash", "runs the rendered install script")
+    first, _, _ = _node_specs()
+    script = k3s.render_k3s_install_script(first).replace("/etc/rancher", str(tmp_path / "etc"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "installer.log"
+    _stub(bin_dir, "sudo", 'exec "$@"\n')
+    _stub(
+        bin_dir,
+        "curl",
+        'out=""; url=""; while (($#)); do [[ "$1" == --output ]] && out=$2; url=$1; shift; done\n'
+        f'echo "$url" >>{log}\n'
+        f'printf \'echo "$INSTALL_K3S_VERSION $INSTALL_K3S_EXEC" >>{log}\\n\' >"$out"\n',
+    )
+    (tmp_path / "etc/k3s/secret").mkdir(parents=True)
+    (tmp_path / "etc/k3s/secret/token").write_text("tok\n")
+    # The user data was written for v1.33.5; the stack now wants v1.34.1.
+    (tmp_path / "etc/k3s/jshub-version").write_text("v1.34.1+k3s1\n")
+    result = subprocess.run(
+        [bash, "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().splitlines() == [
+        "https://raw.githubusercontent.com/k3s-io/k3s/v1.34.1%2Bk3s1/install.sh",
+        "v1.34.1+k3s1 server",
+    ]
+
+
+def test_token_script_stores_both_lines_it_is_given(tmp_path: Path) -> None:
+    """Run the script for real, with sudo and the paths redirected into a scratch folder."""
+    bash = require_tool("bash", "runs the rendered token script")
+    script = k3s.render_install_token_script().replace("/etc/rancher", str(tmp_path / "etc"))
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+    (shim / "sudo").chmod(0o755)
+    env = {"PATH": f"{shim}:/usr/bin:/bin"}
+    for stdin in ("tok-1\npw-1\n", "tok-2\npw-2\n"):
+        result = subprocess.run([bash, "-c", script], input=stdin, capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "etc/k3s/secret/token").read_text() == "tok-2\n"
+    # The second run (a token rotation) leaves the node's password alone.
+    assert (tmp_path / "etc/node/password").read_text() == "pw-1\n"
+    assert oct((tmp_path / "etc/node/password").stat().st_mode & 0o777) == "0o600"
+
+
+def test_control_plane_user_data_mounts_the_state_volume_before_installing_k3s() -> None:
+    first, _, worker = _node_specs()
+    user_data = yaml.safe_load(k3s.render_k3s_cloud_init(first))
+    assert user_data["runcmd"] == [[k3s.STATE_VOLUME_SCRIPT], [k3s.STATE_BIND_SCRIPT], [k3s.INSTALL_SCRIPT]]
+    files = {f["path"]: f["content"] for f in user_data["write_files"]}
+    volume = files[k3s.STATE_VOLUME_SCRIPT]
+    assert "volume_id=0f7c2b9e-3d41-4c55-9a8e-6b1d2c3e4f50" in volume and "mkfs.ext4" in volume
+    binds = files[k3s.STATE_BIND_SCRIPT]
+    # k3s refuses to start without the bind mounts, rather than start an empty cluster.
+    assert "RequiresMountsFor=/var/lib/rancher/k3s/server /var/lib/rook" in binds
+    assert k3s.STATE_VOLUME_SCRIPT not in str(yaml.safe_load(k3s.render_k3s_cloud_init(worker)))
+
+
+def _run_readiness(
+    tmp_path: Path, *, kubelet: str, health: str, checks: str, pods: str
+) -> subprocess.CompletedProcess:
+    """The readiness script against a stand-in `k3s kubectl` that answers as a cluster would."""
+    bash = require_tool("bash", "runs the rendered readiness script")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    _stub(bin_dir, "sudo", 'exec "$@"\n')
+    _stub(bin_dir, "sleep", "exit 0\n")
+    _stub(
+        bin_dir,
+        "k3s",
+        'args="$*"\n'
+        'case "$args" in\n'
+        '  *"get node"*Ready*) echo True ;;\n'
+        f'  *"get node"*kubeletVersion*) echo {kubelet} ;;\n'
+        '  *"get cephcluster --no-headers"*) echo "rook-ceph /var/lib/rook 3 10d Ready" ;;\n'
+        f'  *"get pods"*) printf "%b" "{pods}" ;;\n'
+        f'  *"status.ceph.health"*) echo "{health}" ;;\n'
+        f'  *"status.ceph.details"*) echo "{checks}" ;;\n'
+        "esac\n",
+    )
+    script = k3s.render_node_ready_script("k8s-cp-1", "v1.33.5+k3s1", storage=True, wait_s=20)
+    return subprocess.run(
+        [bash, "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    )
+
+
+RUNNING = "rook-ceph-mon-b-1 1/1 Running 0 1m\\nrook-ceph-osd-1-2 1/1 Running 0 1m\\nprepare-x 0/1 Completed 0 1m\\n"
+
+
+NOW = "2999-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("kubelet", "health", "checks", "pods", "failure"),
+    [
+        ("v1.33.5+k3s1", f"HEALTH_OK {NOW}", "", RUNNING, None),
+        # A one-copy dev pool warns for ever; that does not hold the roll-out back.
+        ("v1.33.5+k3s1", f"HEALTH_WARN {NOW}", "POOL_NO_REDUNDANCY ", RUNNING, None),
+        ("v1.33.5+k3s1", f"HEALTH_WARN {NOW}", "PG_DEGRADED OSD_DOWN ", RUNNING, "Ceph is not healthy"),
+        (
+            "v1.33.5+k3s1",
+            f"HEALTH_OK {NOW}",
+            "",
+            "rook-ceph-osd-1-2 0/1 Running 0 1m\\n",
+            "rook-ceph-osd-1-2",
+        ),
+        # A report from before the node went away is not trusted.
+        ("v1.33.5+k3s1", "HEALTH_OK 2000-01-01T00:00:00Z", "", RUNNING, "Ceph is not healthy"),
+        # Ready, but still at the old version: the upgrade did not take.
+        ("v1.32.9+k3s1", f"HEALTH_OK {NOW}", "", RUNNING, "kubelet: v1.32.9+k3s1"),
+    ],
+)
+def test_readiness_script_against_a_stand_in_cluster(
+    kubelet: str, health: str, checks: str, pods: str, failure: str | None, tmp_path: Path
+) -> None:
+    result = _run_readiness(tmp_path, kubelet=kubelet, health=health, checks=checks, pods=pods)
+    if failure is None:
+        assert result.returncode == 0, result.stdout + result.stderr
+    else:
+        assert result.returncode == 1 and failure in result.stderr, result.stdout + result.stderr
+
+
+def test_readiness_waits_for_a_fresh_ceph_report_and_only_unsafe_checks() -> None:
+    script = k3s.render_node_ready_script("k8s-cp-1", "v1.33.5+k3s1", storage=True)
+    assert '--field-selector "spec.nodeName=$node"' in script
+    assert '"$checked" < "$started"' in script
+    assert "unsafe='^(PG_|OSD_|MON_DOWN|MGR_DOWN|MDS_|FS_|SLOW_OPS|OBJECT_)'" in script
+    assert "get cephcluster" not in k3s.render_node_ready_script("w", "v1.33.5+k3s1", storage=False)
 
 
 def test_kubeconfig_is_rewritten_to_the_floating_ip_and_checked_against_the_hub_name() -> None:

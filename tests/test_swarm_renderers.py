@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from renderers import swarm_manager
 from renderers.hub_config import HubConfigSpec, render_jupyterhub_config
 from renderers.scripts import render_data_volume_script
 from renderers.swarm import (
@@ -48,7 +49,81 @@ SCRIPTS = {
     "xfs-volume": lambda: render_data_volume_script(
         VOLUME_ID, "/export", fs_type="xfs", mount_options="defaults,prjquota"
     ),
+    "caddy-config": lambda: swarm_manager.render_caddy_config_script("hub.example.org", "a@example.org"),
+    "host-key": lambda: swarm_manager.render_host_key_script(),
 }
+
+
+def _fake_docker(tmp_path: Path, state: str, managers: str) -> dict[str, str]:
+    """`sudo`, `cloud-init` and `docker` stand-ins on PATH; docker logs its calls."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "docker.log"
+    stubs = {
+        "sudo": '#!/bin/sh\nexec "$@"\n',
+        "cloud-init": "#!/bin/sh\nexit 0\n",
+        "docker": (
+            "#!/bin/bash\n"
+            f'echo "$*" >>{log}\n'
+            'if [[ "$1" == info && "$3" == *LocalNodeState* ]]; then echo ' + state + "; fi\n"
+            'if [[ "$1" == info && "$3" == *RemoteManagers* ]]; then echo "' + managers + '"; fi\n'
+        ),
+    }
+    for name, text in stubs.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+
+@pytest.mark.parametrize(
+    ("state", "managers", "expected"),
+    [
+        ("inactive", "", ["join"]),
+        # Already in this manager's swarm: nothing to do.
+        ("active", "mgr-old mgr-new ", []),
+        # Still "active" in the swarm of a replaced manager: leave it, join the new one.
+        ("active", "mgr-old ", ["leave", "join"]),
+        ("pending", "mgr-old ", ["leave", "join"]),
+    ],
+)
+def test_join_script_leaves_a_dead_swarm_and_joins_the_managers(
+    state: str, managers: str, expected: list[str], tmp_path: Path
+) -> None:
+    bash = require_tool("bash", "runs the rendered join script")
+    env = _fake_docker(tmp_path, state, managers)
+    result = subprocess.run(
+        [bash, "-c", render_swarm_join_script("10.0.0.5")],
+        input="SWMTKN-1-abc\nmgr-new\n",
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "docker.log").read_text().splitlines()
+    swarm_calls = [c.split()[1] for c in calls if c.startswith("swarm ")]
+    assert swarm_calls == expected
+    if "join" in expected:
+        assert "swarm join --token SWMTKN-1-abc 10.0.0.5:2377" in calls
+
+
+def test_init_prints_the_token_then_the_managers_node_id() -> None:
+    init = render_swarm_init_script("10.0.0.5")
+    assert init.index("join-token --quiet worker") < init.index("{{.Swarm.NodeID}}")
+
+
+def test_caddy_config_script_carries_the_name_and_email() -> None:
+    script = swarm_manager.render_caddy_config_script("hub.example.org", "ops@example.org")
+    assert "email ops@example.org" in script and "hub.example.org {" in script
+    assert "reverse_proxy 127.0.0.1:8000" in script and "reload-or-restart caddy.service" in script
+
+
+def test_docker_provider_trusts_only_the_pinned_host_key() -> None:
+    opts = swarm_manager.docker_ssh_opts("203.0.113.5", KEY + "\n")
+    pairs = dict(o.split("=", 1) for o in opts if o != "-o")
+    assert pairs["StrictHostKeyChecking"] == "yes" and pairs["UserKnownHostsFile"] == "/dev/null"
+    assert pairs["KnownHostsCommand"] == (
+        "/bin/echo 203.0.113.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlaceholderKeyForTests"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
@@ -246,3 +321,56 @@ def test_entrypoint_turns_secret_files_into_the_environment(tmp_path: Path) -> N
         text=True,
     )
     assert result.stdout.strip() == "s3cret t0ken", result.stderr
+
+
+def _manager_stubs(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """`sudo` (as the caller, with `install -o root` tolerated), `cloud-init` and `systemctl`
+    stand-ins; systemctl logs what it is asked to do."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "systemctl.log"
+    stubs = {
+        "sudo": '#!/bin/bash\nif [[ "$1" == install ]]; then shift; exec install -m 0600 "${@: -2}"; fi\nexec "$@"\n',
+        "cloud-init": "#!/bin/sh\nexit 0\n",
+        "systemctl": f'#!/bin/sh\necho "$*" >>{log}\n',
+    }
+    for name, text in stubs.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}, log
+
+
+def test_host_key_script_installs_the_stacks_key_and_restarts_sshd_once(tmp_path: Path) -> None:
+    bash = require_tool("bash", "runs the rendered host-key script")
+    keygen = require_tool("ssh-keygen", "makes the key the script installs")
+    key = tmp_path / "given"
+    subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    target = tmp_path / "ssh_host_ed25519_key"
+    script = swarm_manager.render_host_key_script().replace(swarm_manager.HOST_KEY, str(target))
+    env, log = _manager_stubs(tmp_path)
+    for _ in range(2):
+        result = subprocess.run(
+            [bash, "-c", script], input=key.read_text(), capture_output=True, text=True, env=env
+        )
+        assert result.returncode == 0, result.stderr
+    assert target.read_text() == key.read_text()
+    assert (tmp_path / "ssh_host_ed25519_key.pub").read_text().split()[:2] == (
+        (tmp_path / "given.pub").read_text().split()[:2]
+    )
+    # The second run finds the same key: sshd is not restarted again.
+    assert log.read_text().splitlines() == ["restart ssh.service"]
+    assert "ED25519" in result.stdout
+
+
+def test_caddy_script_writes_the_new_config_and_reloads_only_on_change(tmp_path: Path) -> None:
+    bash = require_tool("bash", "runs the rendered Caddy script")
+    caddyfile = tmp_path / "Caddyfile"
+    caddyfile.write_text("old\n")
+    env, log = _manager_stubs(tmp_path)
+    for email in ("a@example.org", "a@example.org", "b@example.org"):
+        script = swarm_manager.render_caddy_config_script("hub.example.org", email)
+        script = script.replace(swarm_manager.CADDYFILE, str(caddyfile))
+        result = subprocess.run([bash, "-c", script], capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+        assert f"email {email}" in caddyfile.read_text()
+    assert log.read_text().splitlines() == ["reload-or-restart caddy.service"] * 2

@@ -179,3 +179,64 @@ def test_plan_of_persistent_swarm_meets_the_bars(tmp_path: Path) -> None:
         if low is not None and any(low <= p <= high for p in CLUSTER_PORTS):
             assert rule["inputs"].get("remoteIpPrefix") not in WORLD, rule["name"]
     assert plan["cost"]["su_per_hour"] == 2 + 3 * 8
+
+
+def test_an_email_or_name_change_rewrites_caddy_and_replaces_no_manager() -> None:
+    before = swarm_stack(1)
+    after = swarm_stack(1, letsEncryptEmail="new-contact@example.org")
+    manager = named(after, "swarm-manager-server")
+    # The manager's user data serves its first boot only: a change there leaves it in place.
+    assert manager.ignore_changes == ["userData"]
+    caddy = named(after, "swarm-caddy")
+    assert "email new-contact@example.org" in caddy.inputs["create"]
+    assert caddy.inputs["create"] != named(before, "swarm-caddy").inputs["create"]
+    # A re-imaged manager (image) needs Caddy, its host key, the swarm and the exports again.
+    manager_id = placeholder_id(INSTANCE, "swarm-manager-server")
+    for step in ("swarm-caddy", "swarm-install-host-key", "swarm-swarm-init", "swarm-nfs-exports"):
+        assert named(after, step).inputs["triggers"] == [manager_id, "Featured-Ubuntu24"], step
+
+
+def test_workers_rejoin_a_new_swarm_and_the_hub_is_made_again_there() -> None:
+    rec = swarm_stack(2)
+    init = named(rec, "swarm-swarm-init")
+    swarm_id = named(rec, "swarm-swarm-id")
+    assert init.urn in swarm_id.dependency_urns
+    for i in range(2):
+        join = named(rec, f"swarm-worker-{i}-join")
+        # No `swarm leave` on delete: it would run after a replacement's new join.
+        assert "delete" not in join.inputs
+        assert join.inputs["triggers"][1:] == [
+            "Featured-Ubuntu24",
+            placeholder_id(COMMAND, "swarm-swarm-init"),
+        ]
+        assert "read -r manager_id" in join.inputs["create"]
+        node = named(rec, f"swarm-worker-{i}-node")
+        assert node.inputs["triggers"][-1] == placeholder_id(COMMAND, "swarm-swarm-init")
+    docker_objects = [r for r in rec.registrations if r.type.startswith("docker:index/") and r.custom]
+    labelled = [r for r in docker_objects if r.type != "docker:index/image:Image"]
+    assert len(labelled) == 5  # network, config, two secrets, service
+    for r in labelled:
+        assert r.inputs["labels"][0]["label"] == "org.jupyterhub-jetstream.swarm", r.name
+        assert swarm_id.urn in r.property_dependency_urns["labels"], r.name
+        assert r.delete_before_replace, r.name
+    image = one(rec, "docker:index/image:Image")
+    assert swarm_id.urn in image.property_dependency_urns["build"]
+
+
+def test_docker_provider_pins_the_managers_host_key() -> None:
+    rec = swarm_stack(1)
+    provider = one(rec, "pulumi:providers:docker")
+    # Provider inputs reach the engine JSON-encoded.
+    opts = json.loads(provider.inputs["sshOpts"])
+    assert isinstance(opts, list), "the ssh options apply must have run"
+    known = next(o for o in opts if o.startswith("KnownHostsCommand="))
+    fip = named(rec, "swarm-manager-fip")
+    host_key = named(rec, "swarm-manager-host-key")
+    assert known.startswith("KnownHostsCommand=/bin/echo 203.0.113.")
+    assert known.endswith("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5placeholderswarm-manager-host-key")
+    assert "StrictHostKeyChecking=yes" in opts and "StrictHostKeyChecking=accept-new" not in opts
+    assert {fip.urn, host_key.urn} <= set(provider.dependency_urns)
+    install = named(rec, "swarm-install-host-key")
+    assert install.inputs["stdin"] == SECRET and install.inputs["logging"] == "none"
+    assert "/etc/ssh/ssh_host_ed25519_key" in install.inputs["create"]
+    assert install.urn in provider.dependency_urns
