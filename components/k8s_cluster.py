@@ -380,7 +380,9 @@ class K8sCluster(pulumi.ComponentResource):
             connection=connection(first),
             create=k3s.render_fetch_kubeconfig_script(k8s.control_plane_count),
             logging=command.remote.Logging.NONE,
-            triggers=[first.instance_id],
+            # A rebuilt first node keeps its ID; k3s writes its admin kubeconfig again at start,
+            # so the image is a trigger too and the provider gets the file the node now serves.
+            triggers=[first.instance_id, cfg.image],
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[s.token for s in server_steps] + [s.ready for s in server_steps],

@@ -59,6 +59,7 @@ TYPES = (
     "openstack:loadbalancer/listener:Listener",
     "openstack:loadbalancer/loadBalancer:LoadBalancer",
     "openstack:loadbalancer/member:Member",
+    "openstack:loadbalancer/members:Members",
     "openstack:loadbalancer/monitor:Monitor",
     "openstack:loadbalancer/pool:Pool",
     "openstack:networking/floatingIp:FloatingIp",

@@ -294,18 +294,27 @@ def test_a_magnum_copy_of_the_workshop_plans_and_costs_its_nodes(
     assert (out / "architecture.svg").exists()
     plan = plan_stack("workshop-magnum", stack_file=stack_file)
     (cluster,) = [r for r in plan["resources"] if r["type"] == "openstack:containerinfra/cluster:Cluster"]
+    groups = [
+        r["inputs"] for r in plan["resources"] if r["type"] == "openstack:containerinfra/nodeGroup:NodeGroup"
+    ]
+    assert groups, "the workers are a node group, so the autoscaler's bounds change in place"
     i = cluster["inputs"]
-    masters, workers = FLAVORS[i["masterFlavor"]], FLAVORS[i["flavor"]]
-    expected = masters.su_per_hour * int(i["masterCount"]) + workers.su_per_hour * int(i["nodeCount"])
+    # (flavor, nodes now, nodes at the autoscaler's bound): the masters, the cluster's default
+    # group, then each node group.
+    pools = [
+        (FLAVORS[i["masterFlavor"]], int(i["masterCount"]), int(i["masterCount"])),
+        (FLAVORS[i["flavor"]], int(i["nodeCount"]), int(i["nodeCount"])),
+        *[(FLAVORS[g["flavorId"]], int(g["nodeCount"]), int(g["maxNodeCount"])) for g in groups],
+    ]
+    expected = sum(flavor.su_per_hour * now for flavor, now, _ in pools)
     assert plan["cost"]["su_per_hour"] == expected > 0
     needed = {q["key"]: q["needed"] for q in plan["quotas"]}
-    top = int(i["labels"]["max_node_count"])
-    assert needed["cores"] == masters.vcpus * int(i["masterCount"]) + workers.vcpus * top
-    assert needed["ramGb"] == masters.ram_gb * int(i["masterCount"]) + workers.ram_gb * top
+    assert needed["cores"] == sum(flavor.vcpus * top for flavor, _, top in pools)
+    assert needed["ramGb"] == sum(flavor.ram_gb * top for flavor, _, top in pools)
     # Rook's OSDs (3 × cephVolumeGb) and mons claim Cinder volumes through PVCs.
     assert needed["volumes"] >= 3 and needed["volumeGb"] >= 3 * 500
     text = capsys.readouterr().out
-    assert f"k8s-cluster workers: {int(i['nodeCount'])} × {workers.name}" in text
+    assert f"k8s-workers: {int(groups[0]['nodeCount'])} × {groups[0]['flavorId']}" in text
 
 
 def test_magnum_cost_follows_node_groups_and_reports_their_bound() -> None:

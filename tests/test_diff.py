@@ -5,6 +5,7 @@ control plane is never rebuilt all at once without saying so."""
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 import pulumi
@@ -183,18 +184,20 @@ def test_workshop_image_never_rebuilds_the_control_plane_at_once_silently(
         assert code == EXIT_OK and "No quorum is disturbed at once." in out
 
 
-def test_a_k3s_version_bump_replaces_no_node_and_says_they_keep_theirs(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_a_k3s_version_bump_upgrades_every_node_in_place(capsys: pytest.CaptureFixture[str]) -> None:
+    """No server is touched: each node's upgrade step and its readiness check run again, and
+    each node's server waits for the previous node's readiness check, so they go one by one."""
     before = plan_stack("workshop-k8s")
-    diff = diff_plans(before, plan_stack("workshop-k8s", overrides={"k8s.k3sVersion": "v1.33.6+k3s1"}))
-    assert not [c for c in diff if c.type == INSTANCE and c.action in ("replace", "rebuild")]
-    kept = {c.name for c in diff.kept}
-    nodes = {r["name"] for r in before["resources"] if r["type"] == INSTANCE}
-    assert nodes <= kept | {c.name for c in diff}
-    diff_main(["--stack", "workshop-k8s", "--set", "k8s.k3sVersion=v1.33.6+k3s1"])
-    out = capsys.readouterr().out
-    assert "VM REPLACED" not in out and "keeps what its first boot installed" in out
+    after = plan_stack("workshop-k8s", overrides={"k8s.k3sVersion": "v1.33.6+k3s1"})
+    diff = diff_plans(before, after)
+    assert not [c for c in diff if c.type == INSTANCE]
+    nodes = sorted(r["name"].removesuffix("-server") for r in before["resources"] if r["type"] == INSTANCE)
+    assert {f"{n}-k3s" for n in nodes} | {f"{n}-ready" for n in nodes} <= set(reruns(diff))
+    by_name = {r["name"]: r for r in after["resources"]}
+    for previous, node in itertools.pairwise(n for n in nodes if n.startswith("k8s-cp-")):
+        assert f"{previous}-ready" in by_name[f"{node}-server"]["depends_on"], node
+    assert diff_main(["--stack", "workshop-k8s", "--set", "k8s.k3sVersion=v1.33.6+k3s1"]) == EXIT_OK
+    assert "No quorum is disturbed at once." in capsys.readouterr().out
 
 
 def test_invalid_config_exits_2() -> None:

@@ -17,6 +17,7 @@ import yaml
 from components.k8s_cluster import K8sCluster, K8sClusterArgs
 from planner.harness import Recording
 from planner.mocks import SECRET, UNKNOWN, Registration, placeholder_id
+from renderers.boot import boot_commands
 from tests.conftest import BASE_CONFIG, by_type, make_config, one, require_tool, run_mocked
 from tests.upstream_schemas import deep_merge, rook_cluster_defaults, rook_errors, z2jh_errors
 
@@ -236,7 +237,9 @@ def test_k3s_control_plane_state_lives_on_a_protected_volume_mounted_before_k3s(
         user_data = yaml.safe_load(server.inputs["userData"])
         files = {f["path"]: f["content"] for f in user_data["write_files"]}
         if "worker" in node:
-            assert k3s.STATE_VOLUME_SCRIPT not in files and user_data["runcmd"] == [[k3s.INSTALL_SCRIPT]]
+            assert k3s.STATE_VOLUME_SCRIPT not in files and boot_commands(user_data["runcmd"]) == [
+                [k3s.INSTALL_SCRIPT]
+            ]
             continue
         volume_id = placeholder_id(VOLUME, f"{node}-state")
         assert f"volume_id={volume_id}" in files[k3s.STATE_VOLUME_SCRIPT], node
@@ -245,7 +248,7 @@ def test_k3s_control_plane_state_lives_on_a_protected_volume_mounted_before_k3s(
         assert "/var/lib/jshub-node/k3s-server /var/lib/rancher/k3s/server none bind" in binds
         assert "/var/lib/jshub-node/rook /var/lib/rook none bind" in binds
         # Mounted first, then bound, then k3s installed.
-        assert user_data["runcmd"] == [
+        assert boot_commands(user_data["runcmd"]) == [
             [k3s.STATE_VOLUME_SCRIPT],
             [k3s.STATE_BIND_SCRIPT],
             [k3s.INSTALL_SCRIPT],

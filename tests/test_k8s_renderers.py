@@ -450,7 +450,11 @@ def test_token_script_stores_both_lines_it_is_given(tmp_path: Path) -> None:
 def test_control_plane_user_data_mounts_the_state_volume_before_installing_k3s() -> None:
     first, _, worker = _node_specs()
     user_data = yaml.safe_load(k3s.render_k3s_cloud_init(first))
-    assert user_data["runcmd"] == [[k3s.STATE_VOLUME_SCRIPT], [k3s.STATE_BIND_SCRIPT], [k3s.INSTALL_SCRIPT]]
+    assert boot_commands(user_data["runcmd"]) == [
+        [k3s.STATE_VOLUME_SCRIPT],
+        [k3s.STATE_BIND_SCRIPT],
+        [k3s.INSTALL_SCRIPT],
+    ]
     files = {f["path"]: f["content"] for f in user_data["write_files"]}
     volume = files[k3s.STATE_VOLUME_SCRIPT]
     assert "volume_id=0f7c2b9e-3d41-4c55-9a8e-6b1d2c3e4f50" in volume and "mkfs.ext4" in volume
