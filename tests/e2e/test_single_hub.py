@@ -16,6 +16,7 @@ import pwd
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,10 +146,15 @@ def test_new_admin_applies_in_place_and_running_servers_survive(hub: Hub, userna
     # While the hub restarts, the running server keeps answering through the proxy, to a
     # client it already knows (the server caches the hub's answer about a token).
     assert_reachable(hub, username)
+    down = time.monotonic()
     hub.stop()
     assert hub.process is not None and hub.process.returncode == 0, hub.log_tail()
     assert_reachable(hub, username)
     hub.start()
+    # Seconds, not minutes: users' sessions go on meanwhile; logins and spawns wait.
+    downtime = time.monotonic() - down
+    print(f"\nhub API down for {downtime:.1f} s during the config change", file=sys.stderr)
+    assert downtime < 60
 
     assert hub.proxy.running() and hub.proxy.pid == proxy_pid, "the proxy was restarted"
     assert hub.pids_of(username, SINGLEUSER) == running, "the server was restarted, not kept"
