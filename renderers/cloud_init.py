@@ -89,6 +89,9 @@ def render_hub_cloud_init(spec: HubBootSpec) -> str:
         "runcmd": [
             ["/usr/local/sbin/jshub-setup-data-volume"],
             ["install", "-d", "-m", "0700", "-o", "caddy", "-g", "caddy", paths.caddy_dir],
+            # A rebuild onto another image may give the caddy user another UID: the
+            # certificates already on the volume must stay readable to it.
+            ["chown", "-R", "caddy:caddy", paths.caddy_dir],
             # An empty venv: the stack installs the hub's pinned packages into it (hub-config),
             # so that a new JupyterHub version upgrades the hub in place.
             ["python3", "-m", "venv", paths.venv],

@@ -296,7 +296,7 @@ def test_proxy_runs_as_its_own_unit_and_the_hub_unit_leaves_servers_alone() -> N
     # Caddy's folder on the volume is made after the volume is mounted.
     mount = next(i for i, c in enumerate(runcmd) if "jshub-setup-data-volume" in c)
     caddy_dir = next(i for i, c in enumerate(runcmd) if c.endswith("-o caddy -g caddy /data/caddy"))
-    assert mount < caddy_dir
+    assert mount < caddy_dir < runcmd.index("chown -R caddy:caddy /data/caddy")
 
 
 def test_hub_config_uses_the_separate_proxy_and_upgrades_its_database(
@@ -363,3 +363,31 @@ def test_hub_config_script_writes_changed_files_and_restarts_only_what_reads_the
     admins = {**BASE_AUTH, "admins": ["octocat", "new-admin"]}
     assert run(auth=admins) == ["cloud-init status --wait", "systemctl restart jupyterhub.service"]
     assert "'new-admin'" in config.read_text()
+
+
+def test_systemd_accepts_the_hub_and_proxy_units(tmp_path: Path) -> None:
+    """systemd-analyze verify, with the units' programs pointed at ones that exist here; any
+    warning (an unknown key, a bad value) fails."""
+    import sys
+
+    from renderers.hub_config import HubPaths
+
+    analyze = require_tool("systemd-analyze", "checks the rendered systemd units")
+    paths = HubPaths(
+        venv=str(Path(sys.executable).parent.parent),
+        proxy_command=require_tool("configurable-http-proxy", "the proxy unit's program"),
+    )
+    spec = HubConfigSpec.from_config(make_config(), paths=paths)
+    assert spec.proxy is not None
+    files = written_files(render_hub_cloud_init(HubBootSpec(paths, spec.proxy, "vol", "ssh-ed25519 AAAA k")))
+    units = []
+    for path, item in files.items():
+        if path.startswith("/etc/systemd/system/") and path.endswith(".service"):
+            unit = tmp_path / path.rsplit("/", 1)[1]
+            unit.write_text(item["content"])
+            units.append(str(unit))
+    assert {Path(u).name for u in units} >= {"jupyterhub.service", "jshub-proxy.service"}
+    result = subprocess.run([analyze, "verify", *units], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and not result.stderr.strip() and not result.stdout.strip(), (
+        result.stdout + result.stderr
+    )
