@@ -197,6 +197,16 @@ def test_accounts_come_back_with_their_uids_after_the_root_disk_is_rebuilt(hub: 
 
     account = pwd.getpwnam(name)
     assert account.pw_uid == uid and account.pw_dir == str(home)
+    # The home of a user the hub no longer knows has no account after a rebuild: a new user
+    # never gets its UID (and with it those files).
+    orphan_uid = max(entry.pw_uid for entry in pwd.getpwall() if entry.pw_uid < 60000) + 50
+    orphan = Path(hub.paths.home_root) / "e2e-gone"
+    orphan.mkdir(mode=0o700)
+    os.chown(orphan, orphan_uid, orphan_uid)
+    newcomer = random_username()
+    ensure_user(hub, newcomer)
+    assert pwd.getpwnam(newcomer).pw_uid > orphan_uid
+
     hub.start_server(name)
     kernel = hub.expect(hub.user_api(name, "POST", "/kernels", json={}), 201).json()
     out = hub.run_in_kernel(
