@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
     cloud-init      # `cloud-init schema` validates every rendered user data
     caddy           # `caddy validate` checks the rendered Caddyfile
+    systemd         # `systemd-analyze verify` checks the hub VM's rendered units
     adduser sudo    # the hub creates Unix accounts for its users
     slurm-wlm munge # scenario hpc: a single-node SLURM cluster (tests/services/start-slurm.sh)
     openssh-server openssh-client   # scenario hpc: the hub reaches the login node over SSH

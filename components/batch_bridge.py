@@ -4,6 +4,7 @@ SLURM there (renderers.hub_config.SlurmSpawnerSpec, which the HubVM's config inc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -35,9 +36,10 @@ def spawner_spec(cfg: StackConfig, paths: HubPaths | None = None) -> SlurmSpawne
 @dataclass(frozen=True)
 class BatchBridgeArgs:
     config: StackConfig
-    # The hub VM, as its remote commands reach it, and its instance (a new VM needs the key again).
+    # The hub VM, as its remote commands reach it, and what identifies its root disk (HubVM's
+    # root_disk: a new or rebuilt server needs the key again).
     hub_connection: command.remote.ConnectionArgs
-    hub_instance_id: pulumi.Input[str]
+    hub_root_disk: Sequence[pulumi.Input[str]]
 
 
 class BatchBridge(pulumi.ComponentResource):
@@ -67,9 +69,10 @@ class BatchBridge(pulumi.ComponentResource):
             ),
             stdin=pulumi.Output.secret(private_key),  # type: ignore[arg-type]
             logging=command.remote.Logging.NONE,
-            # A new hub server needs the key again. No depends_on on the hub: the script waits
-            # for cloud-init itself, so it runs alongside the hub's secrets, not after them.
-            triggers=[args.hub_instance_id],
+            # The key lives on the hub's root disk: a new or rebuilt server needs it again. No
+            # depends_on on the hub: the script waits for cloud-init itself, so it runs
+            # alongside the hub's secrets, not after them.
+            triggers=list(args.hub_root_disk),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # stdout is the public key only; stdin holds the private key.

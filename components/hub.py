@@ -13,9 +13,16 @@ import pulumi_tls as tls
 
 from catalog.jetstream2 import DEFAULT_LOGIN_USER
 from components.vm import DataVolume, DnsRecord, JetstreamVM, JetstreamVMArgs, VolumeIds
-from renderers.cloud_init import HUB_ENV_FILE, HubBootSpec, render_hub_cloud_init
-from renderers.hub_config import HubConfigSpec
-from renderers.scripts import render_install_secrets_script
+from renderers.cloud_init import (
+    HUB_ENV_FILE,
+    HUB_UNIT,
+    PROXY_ENV_FILE,
+    PROXY_UNIT,
+    HubBootSpec,
+    render_hub_cloud_init,
+)
+from renderers.hub_config import HubConfigSpec, files_digest, hub_vm_files
+from renderers.scripts import render_hub_config_script, render_install_secrets_script
 from stackconfig import StackConfig
 
 
@@ -27,8 +34,12 @@ class HubVMArgs:
     security_group_ids: Sequence[pulumi.Input[str]]
 
 
-def hub_env_file(oauth_client_secret: str, admin_token: str) -> str:
-    return f"OAUTH_CLIENT_SECRET={oauth_client_secret}\nJSHUB_ADMIN_TOKEN={admin_token}\n"
+def hub_env_file(oauth_client_secret: str, admin_token: str, proxy_token: str) -> str:
+    return (
+        f"OAUTH_CLIENT_SECRET={oauth_client_secret}\n"
+        f"JSHUB_ADMIN_TOKEN={admin_token}\n"
+        f"CONFIGPROXY_AUTH_TOKEN={proxy_token}\n"
+    )
 
 
 class HubVM(pulumi.ComponentResource):
@@ -40,6 +51,11 @@ class HubVM(pulumi.ComponentResource):
     instance_id: pulumi.Output[str]
     # How the stack's remote commands reach this VM (holds the deploy key: secret).
     connection: command.remote.ConnectionArgs
+    # What identifies the server's root disk: the server (a replacement is a new one) and the
+    # image (a rebuild keeps the server's ID but re-images its disk and runs user data again).
+    # Every command that puts state on the root disk triggers on these, so it runs again after
+    # either; a resize (flavor) keeps the disk and re-runs nothing.
+    root_disk: list[pulumi.Input[str]]
 
     def __init__(self, name: str, args: HubVMArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jshub:index:HubVM", name, None, opts)
@@ -49,15 +65,19 @@ class HubVM(pulumi.ComponentResource):
         # The stack's own SSH key, for its remote commands; the operator's key pair stays theirs.
         deploy_key = tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
         admin_token = random.RandomPassword(f"{name}-admin-token", length=48, special=False, opts=child)
+        proxy_token = random.RandomPassword(f"{name}-proxy-token", length=48, special=False, opts=child)
         hub_spec = HubConfigSpec.from_config(cfg)
+        proxy = hub_spec.proxy
+        assert proxy is not None, "a hub VM runs its proxy as a service of its own"
 
+        # User data holds the first boot only; nothing in it follows the hub's config, which a
+        # day-2 change must apply without a new server (hub-config below).
         def user_data(volumes: VolumeIds) -> pulumi.Output[str]:
             return pulumi.Output.all(volumes["data"], deploy_key.public_key_openssh).apply(
                 lambda values: render_hub_cloud_init(
                     HubBootSpec(
-                        hub=hub_spec,
-                        fqdn=cfg.hub_fqdn,
-                        lets_encrypt_email=cfg.lets_encrypt_email,
+                        paths=hub_spec.paths,
+                        proxy=proxy,
                         data_volume_id=values[0],
                         deploy_public_key=values[1],
                     )
@@ -84,8 +104,11 @@ class HubVM(pulumi.ComponentResource):
         assert vm.public_ip is not None
 
         env_file: pulumi.Output[str] = pulumi.Output.all(
-            pulumi.Output.secret(cfg.oauth_client_secret.get_secret_value()), admin_token.result
-        ).apply(lambda values: hub_env_file(values[0], values[1]))
+            pulumi.Output.secret(cfg.oauth_client_secret.get_secret_value()),
+            admin_token.result,
+            proxy_token.result,
+        ).apply(lambda values: hub_env_file(values[0], values[1], values[2]))
+        self.root_disk = [vm.instance_id, cfg.image]
         self.connection = command.remote.ConnectionArgs(
             host=vm.public_ip,
             user=DEFAULT_LOGIN_USER,
@@ -97,16 +120,34 @@ class HubVM(pulumi.ComponentResource):
         command.remote.Command(
             f"{name}-secrets",
             connection=self.connection,
-            create=render_install_secrets_script(HUB_ENV_FILE, "jupyterhub.service"),
+            # The proxy first: the restarted hub then adds its routes to the running proxy.
+            create=render_install_secrets_script(
+                HUB_ENV_FILE,
+                [PROXY_UNIT, HUB_UNIT],
+                derived=[(PROXY_ENV_FILE, ["CONFIGPROXY_AUTH_TOKEN"])],
+            ),
             stdin=pulumi.Output.secret(env_file),  # type: ignore[arg-type]
             logging=command.remote.Logging.NONE,
-            # A new server (new instance ID) needs its secrets again. No depends_on on the
-            # whole VM: the script itself waits for cloud-init, which waits for the volume.
-            triggers=[vm.instance_id],
+            # The file lives on the root disk. No depends_on on the whole VM: the script itself
+            # waits for cloud-init, which waits for the volume.
+            triggers=self.root_disk,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 additional_secret_outputs=["stdin", "stdout", "stderr"],
             ),
+        )
+
+        # The hub's config, Caddyfile and packages: written over SSH, so that a change of
+        # admins, users, limits, culler, auth, host name or e-mail restarts the hub in place
+        # (users' servers keep running) instead of replacing the server. The files hold no
+        # secret (those come from the environment file above).
+        files = hub_vm_files(hub_spec, cfg.hub_fqdn, cfg.lets_encrypt_email)
+        command.remote.Command(
+            f"{name}-config",
+            connection=self.connection,
+            create=render_hub_config_script(files, hub_spec.paths),
+            triggers=[*self.root_disk, files_digest(files)],
+            opts=child,
         )
 
         self.url = cfg.hub_url

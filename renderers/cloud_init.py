@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from renderers import render
 from renderers.boot import with_boot_steps
-from renderers.hub_config import HubConfigSpec, SlurmSpawnerSpec, render_jupyterhub_config
+from renderers.hub_config import HubPaths, ProxySpec
 from renderers.scripts import render_add_user_script, render_data_volume_script
 
-HUB_REQUIREMENTS = Path(__file__).parent.parent / "hub" / "requirements.txt"
-# The spawner of scenario hpc, installed next to jupyterhub_config.py.
-HUB_SLURM_SPAWNER = Path(__file__).parent.parent / "hub" / "jshub_slurm.py"
 # Pinned like the Python side, at the newest release whose own and whose dependencies' declared
 # Node.js fits Ubuntu 24.04's nodejs 18 (5.2 and later ask for Node >= 20; stackconfig/images.py).
 CONFIGURABLE_HTTP_PROXY = "configurable-http-proxy@5.1.0"
 HUB_ENV_FILE = "/etc/jupyterhub/secrets/hub.env"
+# The proxy's token alone, for the proxy's unit (install-secrets derives it from HUB_ENV_FILE).
+PROXY_ENV_FILE = "/etc/jupyterhub/secrets/proxy.env"
+PROXY_UNIT = "jshub-proxy.service"
+HUB_UNIT = "jupyterhub.service"
 
 
 @dataclass(frozen=True)
 class HubBootSpec:
-    hub: HubConfigSpec
-    fqdn: str
-    lets_encrypt_email: str
+    """What a hub VM's first boot needs, and nothing a day-2 change of the stack's config
+    touches: a change of user data creates a new server (pulumi_openstack Instance). The
+    hub's config, its Caddyfile and its Python packages arrive over SSH (hub-config)."""
+
+    paths: HubPaths
+    proxy: ProxySpec
     data_volume_id: str
     deploy_public_key: str
 
@@ -53,7 +56,7 @@ def to_user_data(config: dict[str, Any]) -> str:
 
 
 def render_hub_cloud_init(spec: HubBootSpec) -> str:
-    paths = spec.hub.paths
+    paths = spec.paths
     config = {
         "package_update": True,
         "packages": ["python3-venv", "nodejs", "npm", "caddy", "iptables"],
@@ -61,8 +64,6 @@ def render_hub_cloud_init(spec: HubBootSpec) -> str:
         # own key pair, which OpenStack installs.
         "ssh_authorized_keys": [spec.deploy_public_key.strip()],
         "write_files": [
-            _file(f"{paths.config_dir}/jupyterhub_config.py", render_jupyterhub_config(spec.hub)),
-            _file(f"{paths.config_dir}/requirements.txt", HUB_REQUIREMENTS.read_text()),
             _file(paths.add_user_command, render_add_user_script(paths.home_root), "0755"),
             _file(
                 "/usr/local/sbin/jshub-setup-data-volume",
@@ -70,42 +71,37 @@ def render_hub_cloud_init(spec: HubBootSpec) -> str:
                 "0755",
             ),
             _file(
-                "/etc/systemd/system/jupyterhub.service",
-                render("jupyterhub.service.j2", paths=paths, env_file=HUB_ENV_FILE),
+                f"/etc/systemd/system/{PROXY_UNIT}",
+                render("jshub-proxy.service.j2", argv=spec.proxy.argv(), env_file=PROXY_ENV_FILE),
+            ),
+            _file(
+                f"/etc/systemd/system/{HUB_UNIT}",
+                render("jupyterhub.service.j2", paths=paths, env_file=HUB_ENV_FILE, proxy_unit=PROXY_UNIT),
             ),
             _file(
                 "/etc/systemd/system/jshub-block-metadata.service",
                 render("jshub-block-metadata.service.j2"),
             ),
+            # Caddy keeps its certificates on the data volume: after a reboot it must not
+            # start before the volume is mounted (it would start over on the root disk).
             _file(
-                "/etc/caddy/Caddyfile",
-                render(
-                    "Caddyfile.j2",
-                    fqdn=spec.fqdn,
-                    email=spec.lets_encrypt_email,
-                    upstream=spec.hub.bind_url.removeprefix("http://"),
-                ),
+                "/etc/systemd/system/caddy.service.d/jshub-data-volume.conf",
+                f"[Unit]\nRequiresMountsFor={paths.data_root}\n",
             ),
         ],
         "runcmd": [
             ["/usr/local/sbin/jshub-setup-data-volume"],
+            ["install", "-d", "-m", "0700", "-o", "caddy", "-g", "caddy", paths.caddy_dir],
+            # A rebuild onto another image may give the caddy user another UID: the
+            # certificates already on the volume must stay readable to it.
+            ["chown", "-R", "caddy:caddy", paths.caddy_dir],
+            # An empty venv: the stack installs the hub's pinned packages into it (hub-config),
+            # so that a new JupyterHub version upgrades the hub in place.
             ["python3", "-m", "venv", paths.venv],
-            [
-                f"{paths.venv}/bin/pip",
-                "install",
-                "--no-cache-dir",
-                "-r",
-                f"{paths.config_dir}/requirements.txt",
-            ],
             ["npm", "install", "--global", CONFIGURABLE_HTTP_PROXY],
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", "jshub-block-metadata.service"],
-            ["systemctl", "enable", "jupyterhub.service"],
-            ["systemctl", "restart", "caddy.service"],
+            ["systemctl", "enable", PROXY_UNIT, HUB_UNIT],
         ],
     }
-    if isinstance(spec.hub.spawner, SlurmSpawnerSpec):
-        config["write_files"].insert(  # type: ignore[attr-defined]
-            1, _file(f"{paths.config_dir}/jshub_slurm.py", HUB_SLURM_SPAWNER.read_text())
-        )
     return to_user_data(config)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from renderers import render
 from stackconfig import AuthConfig, StackConfig
@@ -14,6 +17,14 @@ from stackconfig.hpc import HpcConfig
 ACCESS_IDP = "https://access-ci.org/idp"
 # The hub's REST API port; in hpc direct mode compute nodes reach it (and only they may).
 HUB_API_PORT = 8081
+# configurable-http-proxy's REST API on a hub VM, where it runs as its own service.
+PROXY_API_URL = "http://127.0.0.1:8001"
+HUB_DIR = Path(__file__).parent.parent / "hub"
+# What the hub VM installs into its venv, and what the tests install to run the rendered
+# jupyterhub_config.py for real. One list, pinned.
+HUB_REQUIREMENTS = HUB_DIR / "requirements.txt"
+# The spawner of scenario hpc, installed next to jupyterhub_config.py.
+HUB_SLURM_SPAWNER = HUB_DIR / "jshub_slurm.py"
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,7 @@ class HubPaths:
     proxy_command: str = "/usr/local/bin/configurable-http-proxy"
     add_user_command: str = "/usr/local/sbin/jshub-add-user"
     run_dir: str = "/run/jupyterhub"
+    caddyfile: str = "/etc/caddy/Caddyfile"
 
     @property
     def state_dir(self) -> str:
@@ -34,6 +46,16 @@ class HubPaths:
     @property
     def home_root(self) -> str:
         return f"{self.data_root}/home"
+
+    @property
+    def caddy_dir(self) -> str:
+        """Caddy's ACME account and certificates: on the data volume, so a rebuilt or
+        replaced hub serves the certificate it already has instead of asking for a new one."""
+        return f"{self.data_root}/caddy"
+
+    @property
+    def config_file(self) -> str:
+        return f"{self.config_dir}/jupyterhub_config.py"
 
     @property
     def hpc_dir(self) -> str:
@@ -137,6 +159,38 @@ SpawnerSpec = LocalSpawnerSpec | SlurmSpawnerSpec | SwarmSpawnerSpec
 
 
 @dataclass(frozen=True)
+class ProxySpec:
+    """configurable-http-proxy as a service of its own, as Zero to JupyterHub runs it in its
+    own pod: a hub restart leaves it, and its routes to running servers, in place. Its token
+    comes from the environment (CONFIGPROXY_AUTH_TOKEN), in the proxy and in the hub."""
+
+    command: str
+    public_url: str
+    api_url: str
+    # Where the hub answers the proxy (its connect URL): the default route and error pages.
+    hub_url: str
+
+    def argv(self) -> list[str]:
+        """The proxy's command line, as JupyterHub itself would start it (jupyterhub/proxy.py)."""
+        public, api = urlsplit(self.public_url), urlsplit(self.api_url)
+        return [
+            self.command,
+            "--ip",
+            public.hostname or "",
+            "--port",
+            str(public.port),
+            "--api-ip",
+            api.hostname or "",
+            "--api-port",
+            str(api.port),
+            "--default-target",
+            self.hub_url,
+            "--error-target",
+            f"{self.hub_url}/hub/error",
+        ]
+
+
+@dataclass(frozen=True)
 class HubConfigSpec:
     public_url: str
     auth: AuthConfig
@@ -149,6 +203,9 @@ class HubConfigSpec:
     hub_bind_url: str = "http://127.0.0.1:8081"
     hub_connect_url: str | None = None
     spawner: SpawnerSpec = field(default_factory=LocalSpawnerSpec)
+    # Set: the proxy runs as its own service with this REST API (hub VMs). None: the hub starts
+    # the proxy itself (the swarm hub's container).
+    proxy_api_url: str | None = None
 
     @classmethod
     def from_config(cls, cfg: StackConfig, paths: HubPaths | None = None) -> HubConfigSpec:
@@ -177,6 +234,18 @@ class HubConfigSpec:
             user_cpu=cfg.user_cpu,
             idle_timeout_s=cfg.idle_timeout_minutes * 60,
             paths=paths,
+            proxy_api_url=PROXY_API_URL,
+        )
+
+    @property
+    def proxy(self) -> ProxySpec | None:
+        if self.proxy_api_url is None:
+            return None
+        return ProxySpec(
+            command=self.paths.proxy_command,
+            public_url=self.bind_url,
+            api_url=self.proxy_api_url,
+            hub_url=self.hub_connect_url or self.hub_bind_url,
         )
 
     @property
@@ -217,3 +286,48 @@ class HubConfigSpec:
 
 def render_jupyterhub_config(spec: HubConfigSpec) -> str:
     return render("jupyterhub_config.py.j2", spec=spec)
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """A file on the hub VM's root disk that follows the stack's config, and the service that
+    reads it (restarted, or reloaded, when the file changes)."""
+
+    path: str
+    content: str
+    service: str
+    mode: str = "0644"
+
+
+def render_caddyfile(fqdn: str, email: str, upstream: str, storage: str) -> str:
+    return render("Caddyfile.j2", fqdn=fqdn, email=email, upstream=upstream, storage=storage)
+
+
+def hub_vm_files(spec: HubConfigSpec, fqdn: str, lets_encrypt_email: str) -> tuple[HubFile, ...]:
+    """Everything on a hub VM that a day-2 change of the stack's config can change. The stack
+    writes these over SSH (hub-config), never through user data, so that changing an admin,
+    a limit or the e-mail address leaves the server in place. Requirements come first: the
+    hub's unit starts only once its config file exists, and that needs the venv filled."""
+    hub = "jupyterhub.service"
+    files = [HubFile(f"{spec.paths.config_dir}/requirements.txt", HUB_REQUIREMENTS.read_text(), hub)]
+    if isinstance(spec.spawner, SlurmSpawnerSpec):
+        files.append(HubFile(f"{spec.paths.config_dir}/jshub_slurm.py", HUB_SLURM_SPAWNER.read_text(), hub))
+    files.append(HubFile(spec.paths.config_file, render_jupyterhub_config(spec), hub))
+    files.append(
+        HubFile(
+            spec.paths.caddyfile,
+            render_caddyfile(
+                fqdn, lets_encrypt_email, spec.bind_url.removeprefix("http://"), spec.paths.caddy_dir
+            ),
+            "caddy.service",
+        )
+    )
+    return tuple(files)
+
+
+def files_digest(files: Sequence[HubFile]) -> str:
+    digest = hashlib.sha256()
+    for f in files:
+        for part in (f.path, f.mode, f.service, f.content):
+            digest.update(part.encode() + b"\0")
+    return digest.hexdigest()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from renderers import render
+from renderers.hub_config import HubFile, HubPaths
 
 # The hub VM's data volume: homes and hub state, both private to their owners.
 HUB_DATA_FOLDERS: tuple[tuple[str, str], ...] = (("hub", "0700"), ("home", "0755"))
@@ -34,9 +37,40 @@ def render_data_volume_script(
     )
 
 
-def render_install_secrets_script(env_file: str, service: str) -> str:
+def render_install_secrets_script(
+    env_file: str,
+    services: Sequence[str],
+    derived: Sequence[tuple[str, Sequence[str]]] = (),
+) -> str:
+    """Install `env_file` from stdin, write each `derived` file with only the listed keys of
+    it (a service that needs one secret gets that one), and restart `services` in order."""
     secrets_dir = env_file.rsplit("/", 1)[0]
-    return render("install-secrets.sh.j2", env_file=env_file, secrets_dir=secrets_dir, service=service)
+    return render(
+        "install-secrets.sh.j2",
+        env_file=env_file,
+        secrets_dir=secrets_dir,
+        services=services,
+        derived=derived,
+    )
+
+
+# Ends each file's here-document in the hub-config script; no file may hold it as a line.
+HEREDOC_END = "JSHUB_END_OF_FILE"
+
+
+def render_hub_config_script(files: Sequence[HubFile], paths: HubPaths) -> str:
+    for f in files:
+        if not f.content.endswith("\n"):
+            raise ValueError(f"{f.path}: content must end with a newline")
+        if HEREDOC_END in f.content.splitlines():
+            raise ValueError(f"{f.path}: content holds the line {HEREDOC_END}")
+    return render(
+        "install-hub-config.sh.j2",
+        files=files,
+        eof=HEREDOC_END,
+        requirements=f"{paths.config_dir}/requirements.txt",
+        venv=paths.venv,
+    )
 
 
 def render_install_hpc_key_script(key_file: str, known_hosts_file: str, known_hosts: str) -> str:

@@ -22,7 +22,7 @@ def build(cfg: StackConfig) -> None:
         BatchBridgeArgs(
             config=cfg,
             hub_connection=hub.connection,
-            hub_instance_id=hub.instance_id,
+            hub_root_disk=hub.root_disk,
         ),
         opts=opts,
     )

@@ -21,7 +21,7 @@ from components import (
     RoleSecurityGroupArgs,
 )
 from components.firewall import ssh_ingress, web_ingress
-from planner.mocks import SECRET, UNKNOWN, placeholder_id
+from planner.mocks import SECRET, UNKNOWN, Registration, placeholder_id
 from renderers.boot import boot_commands
 from tests.conftest import BASE_CONFIG, by_type, make_config, one, run_mocked
 
@@ -176,9 +176,16 @@ def test_hub_user_data_is_rendered_and_carries_no_secret() -> None:
     assert setup["permissions"] == "0755"
 
 
+COMMAND = "command:remote:Command"
+
+
+def command_named(rec: object, name: str) -> Registration:
+    return next(r for r in by_type(rec, COMMAND) if r.name == name)  # type: ignore[arg-type]
+
+
 def test_hub_secrets_travel_over_ssh_on_stdin_never_logged() -> None:
     rec = run_mocked(_hub)
-    cmd = one(rec, "command:remote:Command")
+    cmd = command_named(rec, "hub-secrets")
     assert cmd.inputs["stdin"] == SECRET
     assert cmd.inputs["logging"] == "none"
     assert {"stdin", "stdout", "stderr"} <= set(cmd.additional_secret_outputs)
@@ -187,6 +194,74 @@ def test_hub_secrets_travel_over_ssh_on_stdin_never_logged() -> None:
     assert conn == SECRET  # it carries the deploy private key
     server = one(rec, INSTANCE)
     assert server.urn in cmd.dependency_urns
+    # The proxy gets its token alone, and restarts before the hub (which adds its routes).
+    create = cmd.inputs["create"]
+    assert "grep -E '^(CONFIGPROXY_AUTH_TOKEN)=' /etc/jupyterhub/secrets/hub.env" in create
+    assert create.index("restart jshub-proxy.service") < create.index("restart jupyterhub.service")
+    for r in rec.registrations:
+        assert BASE_CONFIG["oauthClientSecret"] not in str(r.inputs), r.name
+
+
+def _hub_registrations(**overrides: object) -> dict[str, Registration]:
+    rec = run_mocked(lambda: _hub(**overrides), {**BASE_CONFIG, **overrides})
+    return {r.name: r for r in rec.registrations}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"auth": {**BASE_CONFIG["auth"], "admins": ["octocat", "new-admin"]}},
+        {"auth": {**BASE_CONFIG["auth"], "allowedUsers": ["alice"]}},
+        {"auth": {"type": "cilogon", "clientId": "cilogon:/client_id/1", "admins": ["jdoe"]}},
+        {"idleTimeoutMinutes": 30},
+        {"userMemoryGb": 0.5, "concurrentUsers": 8},
+        {"letsEncryptEmail": "someone@example.org"},
+    ],
+    ids=["admins", "allowed-users", "auth", "culler", "limits", "email"],
+)
+def test_a_hub_config_change_rewrites_the_config_in_place_and_leaves_the_server(
+    change: dict[str, object],
+) -> None:
+    before, after = _hub_registrations(), _hub_registrations(**change)
+    assert before.keys() == after.keys()
+    server_before, server_after = before["hub-vm-server"], after["hub-vm-server"]
+    assert server_before.inputs["userData"] not in (UNKNOWN, SECRET), "the cloud-init apply must have run"
+    # Every input of the server is the same: no new server, no rebuild, no resize.
+    assert server_after.inputs == server_before.inputs
+    changed = sorted(name for name in before if before[name].inputs != after[name].inputs)
+    assert changed == ["hub-config"], changed
+    # hub-config runs again (its trigger is the files' digest) and restarts the hub.
+    config_before, config_after = before["hub-config"], after["hub-config"]
+    assert config_before.inputs["triggers"][:2] == config_after.inputs["triggers"][:2]
+    assert config_before.inputs["triggers"][2] != config_after.inputs["triggers"][2]
+    assert "systemctl restart" in config_after.inputs["create"]
+
+
+def test_state_on_the_root_disk_is_put_back_after_a_rebuild_and_not_after_a_resize(next_image: str) -> None:
+    base = _hub_registrations()
+    server = base["hub-vm-server"]
+    on_root_disk = ["hub-secrets", "hub-config"]
+    for name in on_root_disk:
+        triggers = base[name].inputs["triggers"]
+        # The server's ID (a replacement) and its image (a rebuild keeps the ID).
+        assert triggers[:2] == [placeholder_id(INSTANCE, server.name), server.inputs["imageName"]], name
+    rebuilt = _hub_registrations(image=next_image)
+    assert rebuilt["hub-vm-server"].inputs["imageName"] == next_image
+    assert {n for n in base if base[n].inputs != rebuilt[n].inputs} == {"hub-vm-server", *on_root_disk}
+    resized = _hub_registrations(hubFlavor="m3.medium")
+    assert {n for n in base if base[n].inputs != resized[n].inputs} == {"hub-vm-server"}
+
+
+def test_hub_config_command_carries_the_config_but_no_secret() -> None:
+    rec = run_mocked(_hub)
+    cmd = command_named(rec, "hub-config")
+    create = cmd.inputs["create"]
+    assert "c.Authenticator.admin_users = {'octocat'}" in create
+    assert "storage file_system /data/caddy" in create
+    assert "jupyterhub==" in create
+    assert BASE_CONFIG["oauthClientSecret"] not in create
+    assert cmd.inputs["connection"] == SECRET
+    assert one(rec, INSTANCE).urn in cmd.dependency_urns
 
 
 def test_hub_outputs_keep_the_admin_token_secret() -> None:

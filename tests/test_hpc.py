@@ -14,11 +14,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import yaml
 
 from planner.mocks import SECRET, UNKNOWN
 from renderers.cloud_init import HubBootSpec, render_hub_cloud_init
-from renderers.hub_config import HubConfigSpec, SlurmSpawnerSpec, render_jupyterhub_config
+from renderers.hub_config import HubConfigSpec, SlurmSpawnerSpec, hub_vm_files, render_jupyterhub_config
 from renderers.scripts import render_install_hpc_key_script
 from stackconfig import ConfigError
 from tests.conftest import BASE_CONFIG, SECRET_KEYS, as_pulumi_config, by_type, make_config, one, require_tool
@@ -173,21 +172,29 @@ def test_direct_mode_binds_the_hub_api_for_compute_nodes_and_the_proxy_stays_on_
     assert nonstandard.known_hosts.startswith("[login.hpc.example.edu]:2222 ssh-ed25519 ")
 
 
-def test_hpc_cloud_init_passes_the_schema_and_installs_the_spawner(tmp_path: Path) -> None:
+def test_hpc_cloud_init_passes_the_schema_and_the_spawner_arrives_with_the_config(tmp_path: Path) -> None:
     cloud_init = require_tool("cloud-init", "validates the rendered user data")
-    spec = HubConfigSpec.from_config(hpc_config())
-    user_data = render_hub_cloud_init(
-        HubBootSpec(spec, "hub.example.org", "ops@example.org", "vol-1", "ssh-ed25519 AAAA deploy")
-    )
-    files = {f["path"]: f for f in yaml.safe_load(user_data)["write_files"]}
-    assert files["/etc/jupyterhub/jshub_slurm.py"]["content"] == (ROOT / "hub" / "jshub_slurm.py").read_text()
-    assert "PRIVATE KEY" not in user_data
+    cfg = hpc_config()
+    spec = HubConfigSpec.from_config(cfg)
+    assert spec.proxy is not None
+    user_data = render_hub_cloud_init(HubBootSpec(spec.paths, spec.proxy, "vol-1", "ssh-ed25519 AAAA deploy"))
+    assert "PRIVATE KEY" not in user_data and "jshub_slurm" not in user_data
     path = tmp_path / "user-data.yaml"
     path.write_text(user_data)
     result = subprocess.run(
         [cloud_init, "schema", "--config-file", str(path)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    # The spawner module follows the project's code, not the first boot: hub-config installs
+    # it next to jupyterhub_config.py, before the config that imports it.
+    files = [f.path for f in hub_vm_files(spec, cfg.hub_fqdn, cfg.lets_encrypt_email)]
+    assert files.index("/etc/jupyterhub/jshub_slurm.py") < files.index("/etc/jupyterhub/jupyterhub_config.py")
+    module = next(
+        f
+        for f in hub_vm_files(spec, cfg.hub_fqdn, cfg.lets_encrypt_email)
+        if f.path.endswith("jshub_slurm.py")
+    )
+    assert module.content == (ROOT / "hub" / "jshub_slurm.py").read_text()
 
 
 def shellcheck(text: str, tmp_path: Path, name: str) -> None:
@@ -392,7 +399,36 @@ def test_bridge_delivers_the_key_on_stdin_and_outputs_only_the_public_half() -> 
     assert rec.outputs["admin_token"] == SECRET
     user_data = server.inputs["userData"]
     assert user_data not in (SECRET, UNKNOWN), "the cloud-init apply must have run"
-    assert "jshub_slurm.JetstreamSlurmSpawner" in user_data
+    config = next(r for r in by_type(rec, COMMAND) if r.name == "hub-config")
+    assert "jshub_slurm.JetstreamSlurmSpawner" in config.inputs["create"]
+    # The key is on the hub's root disk: a new server (ID) or a rebuilt one (image) needs it
+    # again, like the hub's secrets and config; a resize does not.
+    assert install.inputs["triggers"] == secrets.inputs["triggers"] == config.inputs["triggers"][:2]
+    assert (
+        install.inputs["triggers"][1]
+        == server.inputs["imageName"]
+        == BASE_CONFIG.get("image", "Featured-Ubuntu24")
+    )
+
+
+def test_an_image_change_puts_the_hpc_key_back_and_a_flavor_change_does_not(next_image: str) -> None:
+    def triggers(**top: Any) -> Any:
+        config = {**BASE_CONFIG, **top, "scenario": "hpc", "hpc": HPC}
+
+        def program() -> None:
+            from stackconfig import parse
+            from stacks.hpc import build as build_hpc
+
+            build_hpc(parse(as_pulumi_config(config), secret_keys=SECRET_KEYS))
+
+        from tests.conftest import run_mocked
+
+        rec = run_mocked(program, config)
+        return next(r for r in by_type(rec, COMMAND) if r.name == "hpc-install-key").inputs["triggers"]
+
+    base = triggers()
+    assert triggers(image=next_image) != base
+    assert triggers(hubFlavor="m3.medium") == base
 
 
 def test_given_private_key_is_used_instead_of_a_new_one() -> None:

@@ -72,7 +72,7 @@ def test_secrets_appear_only_as_placeholders(dev_plan: tuple[Path, dict[str, Any
     assert data["outputs"]["admin_token"] == "[secret]"
     everything = json.dumps(data) + "".join(p.read_text() for p in out.rglob("*") if p.is_file())
     assert SECRET_PLACEHOLDER not in everything
-    secrets = next(r for r in data["resources"] if r["type"] == "command:remote:Command")
+    secrets = next(r for r in data["resources"] if r["name"] == "hub-secrets")
     assert secrets["inputs"]["stdin"] == "[secret]"
 
 

@@ -1,5 +1,6 @@
 """What the hub VM runs, checked by the upstream tools themselves: `cloud-init schema`,
-shellcheck, `caddy adapt`/`caddy fmt`, and JupyterHub's own config loader."""
+shellcheck, `caddy adapt`/`caddy fmt`/`caddy validate`, systemd-analyze, and JupyterHub's own
+config loader; the hub-config script is run against a scratch folder."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from typing import Any
 import pytest
 import yaml
 
+from renderers.boot import boot_commands
 from renderers.cloud_init import HubBootSpec, render_hub_cloud_init
-from renderers.hub_config import HubConfigSpec, render_jupyterhub_config
+from renderers.hub_config import HubConfigSpec, HubFile, hub_vm_files, render_jupyterhub_config
 from renderers.scripts import (
+    render_hub_config_script,
     render_install_secrets_script,
 )
-from tests.conftest import make_config, require_tool
+from tests.conftest import BASE_CONFIG, make_config, require_root, require_tool
+
+BASE_AUTH: dict[str, Any] = BASE_CONFIG["auth"]
 
 AUTH_VARIANTS: dict[str, dict[str, Any]] = {
     "github-org": {
@@ -29,15 +34,26 @@ AUTH_VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def hub_spec(auth: dict[str, Any]) -> HubConfigSpec:
+    return HubConfigSpec.from_config(make_config(auth=auth))
+
+
 def boot_spec(auth: dict[str, Any]) -> HubBootSpec:
-    cfg = make_config(auth=auth)
+    spec = hub_spec(auth)
+    assert spec.proxy is not None
     return HubBootSpec(
-        hub=HubConfigSpec.from_config(cfg),
-        fqdn=cfg.hub_fqdn,
-        lets_encrypt_email=cfg.lets_encrypt_email,
+        paths=spec.paths,
+        proxy=spec.proxy,
         data_volume_id="4f0c9a2e-8c1d-4b7e-9f3a-2d6c5e1b0a98",
         deploy_public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyOnly jshub-deploy",
     )
+
+
+def vm_files(auth: dict[str, Any] | None = None) -> dict[str, HubFile]:
+    cfg = make_config(**({"auth": auth} if auth else {}))
+    return {
+        f.path: f for f in hub_vm_files(HubConfigSpec.from_config(cfg), cfg.hub_fqdn, cfg.lets_encrypt_email)
+    }
 
 
 def written_files(user_data: str) -> dict[str, dict[str, Any]]:
@@ -69,12 +85,16 @@ def test_cloud_init_schema_rejects_a_broken_document(tmp_path: Path) -> None:
 
 def scripts() -> dict[str, str]:
     files = written_files(render_hub_cloud_init(boot_spec(AUTH_VARIANTS["github-org"])))
+    spec = hub_spec(AUTH_VARIANTS["github-org"])
     return {
         "add-user": files["/usr/local/sbin/jshub-add-user"]["content"],
         "data-volume": files["/usr/local/sbin/jshub-setup-data-volume"]["content"],
         "install-secrets": render_install_secrets_script(
-            "/etc/jupyterhub/secrets/hub.env", "jupyterhub.service"
+            "/etc/jupyterhub/secrets/hub.env",
+            ["jshub-proxy.service", "jupyterhub.service"],
+            derived=[("/etc/jupyterhub/secrets/proxy.env", ["CONFIGPROXY_AUTH_TOKEN"])],
         ),
+        "hub-config": render_hub_config_script(tuple(vm_files().values()), spec.paths),
     }
 
 
@@ -105,9 +125,7 @@ def test_shellcheck_catches_an_unquoted_variable(tmp_path: Path) -> None:
 
 def test_caddyfile_serves_the_hub_name_over_https_with_the_contact_email(tmp_path: Path) -> None:
     caddy = require_tool("caddy", "checks the reverse proxy's configuration")
-    content = written_files(render_hub_cloud_init(boot_spec(AUTH_VARIANTS["github-org"])))[
-        "/etc/caddy/Caddyfile"
-    ]["content"]
+    content = vm_files()["/etc/caddy/Caddyfile"].content
     path = tmp_path / "Caddyfile"
     path.write_text(content)
     adapted = subprocess.run(
@@ -123,8 +141,18 @@ def test_caddyfile_serves_the_hub_name_over_https_with_the_contact_email(tmp_pat
     issuers = config["apps"]["tls"]["automation"]["policies"][0]["issuers"]
     assert {i.get("email") for i in issuers} == {"ops@example.org"}
     assert "127.0.0.1:8000" in adapted.stdout
+    # The ACME account and certificates live on the data volume, not under the root disk's
+    # /var/lib/caddy: a rebuilt or replaced hub serves the certificate it already has.
+    assert config["storage"] == {"module": "file_system", "root": "/data/caddy"}
     formatted = subprocess.run([caddy, "fmt", str(path)], capture_output=True, text=True, check=True)
     assert formatted.stdout == content
+    validated = subprocess.run(
+        [caddy, "validate", "--adapter", "caddyfile", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert validated.returncode == 0, validated.stdout + validated.stderr
 
 
 def _load_hub_config(text: str, tmp_path: Path) -> Any:
@@ -145,7 +173,7 @@ def test_jupyterhub_loads_the_config_and_builds_its_authenticator(
 
     monkeypatch.setenv("OAUTH_CLIENT_SECRET", "test-secret")
     monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
-    spec = boot_spec(AUTH_VARIANTS[variant]).hub
+    spec = hub_spec(AUTH_VARIANTS[variant])
     config = _load_hub_config(render_jupyterhub_config(spec), tmp_path)
     authenticator = import_item(config.JupyterHub.authenticator_class)(config=config)
     assert authenticator.client_secret == "test-secret"
@@ -168,6 +196,146 @@ def test_jupyterhub_loads_the_config_and_builds_its_authenticator(
 
 
 def test_rendered_hub_config_holds_no_secret_values() -> None:
-    text = render_jupyterhub_config(boot_spec(AUTH_VARIANTS["github-org"]).hub)
+    text = render_jupyterhub_config(hub_spec(AUTH_VARIANTS["github-org"]))
     assert "not-a-real-secret" not in text
     assert 'os.environ["OAUTH_CLIENT_SECRET"]' in text
+
+
+# --- day 2: the hub's config arrives over SSH, not in user data --------------------------------
+
+
+def test_user_data_holds_nothing_a_config_change_touches() -> None:
+    """Admins, allowed users, limits, culler, auth, host name and e-mail may change after the
+    first `pulumi up`; a change of user data creates a new server, so none of them is in it."""
+    base = render_hub_cloud_init(boot_spec(AUTH_VARIANTS["github-org"]))
+    for auth in AUTH_VARIANTS.values():
+        assert render_hub_cloud_init(boot_spec({**auth, "admins": ["someone-else"]})) == base
+    for needle in ("octocat", "my-org", "Caddyfile", "ops@example.org", "jupyterhub=="):
+        assert needle not in base, needle
+    files = written_files(base)
+    assert "/etc/jupyterhub/jupyterhub_config.py" not in files
+    # ... and the files that do follow the config reach the VM through hub-config.
+    assert set(vm_files()) == {
+        "/etc/jupyterhub/requirements.txt",
+        "/etc/jupyterhub/jupyterhub_config.py",
+        "/etc/caddy/Caddyfile",
+    }
+
+
+def test_proxy_runs_as_its_own_unit_and_the_hub_unit_leaves_servers_alone() -> None:
+    spec = hub_spec(AUTH_VARIANTS["github-org"])
+    files = written_files(render_hub_cloud_init(boot_spec(AUTH_VARIANTS["github-org"])))
+    proxy_unit = files["/etc/systemd/system/jshub-proxy.service"]["content"]
+    assert spec.proxy is not None
+    assert f"ExecStart={' '.join(spec.proxy.argv())}\n" in proxy_unit
+    assert "EnvironmentFile=/etc/jupyterhub/secrets/proxy.env\n" in proxy_unit
+    assert spec.proxy.argv()[1:] == [
+        "--ip", "127.0.0.1", "--port", "8000", "--api-ip", "127.0.0.1", "--api-port", "8001",
+        "--default-target", "http://127.0.0.1:8081", "--error-target", "http://127.0.0.1:8081/hub/error",
+    ]  # fmt: skip
+    hub_unit = files["/etc/systemd/system/jupyterhub.service"]["content"]
+    assert "KillMode=process\n" in hub_unit
+    assert "Wants=network-online.target jshub-proxy.service\n" in hub_unit and "Requires=" not in hub_unit
+    assert "ConditionPathExists=/etc/jupyterhub/jupyterhub_config.py\n" in hub_unit
+    dropin = files["/etc/systemd/system/caddy.service.d/jshub-data-volume.conf"]["content"]
+    assert "RequiresMountsFor=/data\n" in dropin
+    user_data = yaml.safe_load(render_hub_cloud_init(boot_spec(AUTH_VARIANTS["github-org"])))
+    runcmd = [" ".join(c) for c in boot_commands(user_data["runcmd"])]
+    # Caddy's folder on the volume is made after the volume is mounted.
+    mount = next(i for i, c in enumerate(runcmd) if "jshub-setup-data-volume" in c)
+    caddy_dir = next(i for i, c in enumerate(runcmd) if c.endswith("-o caddy -g caddy /data/caddy"))
+    assert mount < caddy_dir < runcmd.index("chown -R caddy:caddy /data/caddy")
+
+
+def test_hub_config_uses_the_separate_proxy_and_upgrades_its_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OAUTH_CLIENT_SECRET", "test-secret")
+    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
+    config = _load_hub_config(render_jupyterhub_config(hub_spec(AUTH_VARIANTS["github-org"])), tmp_path)
+    assert config.ConfigurableHTTPProxy.should_start is False
+    assert config.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
+    assert "pid_file" not in config.ConfigurableHTTPProxy
+    assert config.JupyterHub.cleanup_servers is False
+    assert config.JupyterHub.upgrade_db is True
+
+
+def _stub(bin_dir: Path, name: str, body: str) -> None:
+    (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+    (bin_dir / name).chmod(0o755)
+
+
+def test_hub_config_script_writes_changed_files_and_restarts_only_what_reads_them(tmp_path: Path) -> None:
+    """The script the hub-config command runs, run for real against a scratch folder (sudo,
+    cloud-init, systemctl and the venv's pip are stubs that log their calls)."""
+    require_root("the script installs files owned by root")
+    from renderers.hub_config import HubPaths
+
+    paths = HubPaths(
+        data_root=str(tmp_path / "data"),
+        venv=str(tmp_path / "venv"),
+        config_dir=str(tmp_path / "etc"),
+        caddyfile=str(tmp_path / "caddy" / "Caddyfile"),
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    log = tmp_path / "calls.log"
+    _stub(bin_dir, "sudo", 'exec "$@"')
+    _stub(bin_dir, "cloud-init", 'echo "cloud-init $*" >>"$LOG"')
+    _stub(bin_dir, "systemctl", 'echo "systemctl $*" >>"$LOG"')
+    _stub(tmp_path / "venv" / "bin", "pip", 'echo "pip $*" >>"$LOG"')
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log)}
+    cfg = make_config()
+
+    def run(**overrides: Any) -> list[str]:
+        spec = HubConfigSpec.from_config(make_config(**overrides), paths=paths)
+        files = hub_vm_files(spec, cfg.hub_fqdn, cfg.lets_encrypt_email)
+        log.write_text("")
+        subprocess.run(["bash", "-c", render_hub_config_script(files, paths)], env=env, check=True)
+        return log.read_text().splitlines()
+
+    first = run()  # a new (or rebuilt) server: nothing there yet
+    assert first[0] == "cloud-init status --wait"
+    assert first[1].startswith("pip install --no-cache-dir --quiet -r ")
+    assert first[2:] == ["systemctl restart jupyterhub.service", "systemctl reload-or-restart caddy.service"]
+    config = Path(paths.config_file)
+    assert "'octocat'" in config.read_text() and oct(config.stat().st_mode & 0o777) == "0o644"
+    assert (tmp_path / "etc" / "requirements.txt").read_text() == (
+        Path(__file__).parent.parent / "hub" / "requirements.txt"
+    ).read_text()
+    assert "storage file_system" in (tmp_path / "caddy" / "Caddyfile").read_text()
+
+    assert run() == ["cloud-init status --wait"]  # the same config again: nothing restarts
+
+    admins = {**BASE_AUTH, "admins": ["octocat", "new-admin"]}
+    assert run(auth=admins) == ["cloud-init status --wait", "systemctl restart jupyterhub.service"]
+    assert "'new-admin'" in config.read_text()
+
+
+def test_systemd_accepts_the_hub_and_proxy_units(tmp_path: Path) -> None:
+    """systemd-analyze verify, with the units' programs pointed at ones that exist here; any
+    warning (an unknown key, a bad value) fails."""
+    import sys
+
+    from renderers.hub_config import HubPaths
+
+    analyze = require_tool("systemd-analyze", "checks the rendered systemd units")
+    paths = HubPaths(
+        venv=str(Path(sys.executable).parent.parent),
+        proxy_command=require_tool("configurable-http-proxy", "the proxy unit's program"),
+    )
+    spec = HubConfigSpec.from_config(make_config(), paths=paths)
+    assert spec.proxy is not None
+    files = written_files(render_hub_cloud_init(HubBootSpec(paths, spec.proxy, "vol", "ssh-ed25519 AAAA k")))
+    units = []
+    for path, item in files.items():
+        if path.startswith("/etc/systemd/system/") and path.endswith(".service"):
+            unit = tmp_path / path.rsplit("/", 1)[1]
+            unit.write_text(item["content"])
+            units.append(str(unit))
+    assert {Path(u).name for u in units} >= {"jupyterhub.service", "jshub-proxy.service"}
+    result = subprocess.run([analyze, "verify", *units], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and not result.stderr.strip() and not result.stdout.strip(), (
+        result.stdout + result.stderr
+    )

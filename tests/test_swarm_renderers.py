@@ -294,7 +294,8 @@ def test_single_hub_config_still_uses_local_processes() -> None:
     text = render_jupyterhub_config(HubConfigSpec.from_config(make_config()))
     assert 'c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"' in text
     assert "LocalGitHubOAuthenticator" in text and "SwarmSpawner" not in text
-    assert "c.ConfigurableHTTPProxy.pid_file = '/data/hub/jupyterhub-proxy.pid'" in text
+    # On a hub VM the proxy is a service of its own (jshub-proxy.service).
+    assert "c.ConfigurableHTTPProxy.should_start = False" in text and "pid_file" not in text
 
 
 @pytest.mark.parametrize(

@@ -127,13 +127,19 @@ def test_the_secrets_file_is_private_from_the_moment_it_exists(tmp_path: Path) -
         "systemctl": f'printf "%s\\n" systemctl "$@" >>{log}',
         # sudo runs the command with the caller's umask, as sudo does when the caller's is the
         # stricter one; before chmod it records the mode tee created the file with.
-        "sudo": f'if [[ $1 == chmod ]]; then stat -c "created %a" {env_file} >>{log}; fi; exec "$@"',
+        "sudo": f'if [[ $1 == chmod ]]; then stat -c "created %a %n" "$3" >>{log}; fi; exec "$@"',
     }
     for name, body in stubs.items():
         (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
         (bin_dir / name).chmod(0o755)
-    script = render_install_secrets_script(str(env_file), "jupyterhub.service")
-    secret = "OAUTH_CLIENT_SECRET=s3cr3t-value\n"
+    proxy_env = env_file.parent / "proxy.env"
+    # As the hub VM's secrets step calls it: the proxy's unit gets its token alone.
+    script = render_install_secrets_script(
+        str(env_file),
+        ["jshub-proxy.service", "jupyterhub.service"],
+        derived=[(str(proxy_env), ["CONFIGPROXY_AUTH_TOKEN"])],
+    )
+    secret = "OAUTH_CLIENT_SECRET=s3cr3t-value\nCONFIGPROXY_AUTH_TOKEN=proxy-t0ken\n"
     result = subprocess.run(
         ["bash", "-c", script],
         input=secret,
@@ -148,8 +154,16 @@ def test_the_secrets_file_is_private_from_the_moment_it_exists(tmp_path: Path) -
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(env_file.parent.stat().st_mode) == 0o700
     calls = log.read_text().splitlines()
-    assert calls[0] == "created 600"
-    assert calls[1:] == [
+    assert calls[:2] == [f"created 600 {env_file}", f"created 600 {proxy_env}"]
+    assert proxy_env.read_text() == "CONFIGPROXY_AUTH_TOKEN=proxy-t0ken\n"
+    assert stat.S_IMODE(proxy_env.stat().st_mode) == 0o600
+    assert calls[2:] == [
+        "systemctl",
+        "enable",
+        "jshub-proxy.service",
+        "systemctl",
+        "restart",
+        "jshub-proxy.service",
         "systemctl",
         "enable",
         "jupyterhub.service",

@@ -1,9 +1,11 @@
 """Fixtures for end-to-end tests that run the rendered JupyterHub config for real on loopback.
 
 The hub runs as root, creates real Unix accounts through the rendered add-user script and
-starts notebook servers as those accounts, exactly as on a hub VM. Everything lives in a
-scratch folder under the system temp dir; teardown stops every process and removes every
-account the hub created, even when a test fails half way.
+starts notebook servers as those accounts, exactly as on a hub VM. Its proxy runs as a process
+of its own, as jshub-proxy.service runs it, and its config is written by the script the
+stack's hub-config command runs. Everything lives in a scratch folder under the system temp
+dir; teardown stops every process and removes every account the hub created, even when a
+test fails half way.
 """
 
 from __future__ import annotations
@@ -22,16 +24,18 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 import stackconfig
 from renderers import render
-from renderers.hub_config import HubConfigSpec, HubPaths, render_jupyterhub_config
+from renderers.hub_config import HubConfigSpec, HubPaths, hub_vm_files
 from renderers.scripts import render_add_user_script
 from tests.conftest import require_root, require_tool
 from tests.hubclient import HubClient, free_port
+from tests.vmhub_local import ConfigWriter, LocalProxy
 
 SCRATCH_PREFIX = "jshub-e2e-"
 ADMIN = "e2e-admin"
@@ -98,19 +102,56 @@ class Hub(HubClient):
     paths: HubPaths
     config_file: Path
     public_url: str
-    proxy_api_url: str
     admin_token: str
     proxy_command: str
     log_path: Path
+    writer: ConfigWriter
+    # Loopback ports instead of the VM's 8000/8081/8001: the only change to the rendered spec.
+    ports: dict[str, str]
+    proxy: LocalProxy | None = None
     process: subprocess.Popen[bytes] | None = None
     groups: list[int] = dataclasses.field(default_factory=list)  # one per hub started
+
+    # the hub's files, as the stack's hub-config command writes them
+
+    def spec(self, stack: dict[str, Any]) -> HubConfigSpec:
+        cfg = stackconfig.parse(stack, secret_keys=["oauthClientSecret"])
+        return dataclasses.replace(HubConfigSpec.from_config(cfg, paths=self.paths), **self.ports)
+
+    def write_config(self, stack: dict[str, Any]) -> list[str]:
+        """Run the hub-config script for `stack`; return the services it asked to restart."""
+        cfg = stackconfig.parse(stack, secret_keys=["oauthClientSecret"])
+        return self.writer.apply(hub_vm_files(self.spec(stack), cfg.hub_fqdn, cfg.lets_encrypt_email))
 
     # process control
 
     def env(self) -> dict[str, str]:
-        # What the rendered systemd unit gives the hub: its PATH, and the two secrets its
+        # What the rendered systemd unit gives the hub: its PATH, and the three secrets its
         # EnvironmentFile holds. Nothing else leaks in from the test runner.
-        unit = render("jupyterhub.service.j2", paths=self.paths, env_file="/unused")
+        return {
+            "PATH": ":".join(self.env_path()),
+            "LANG": "C.UTF-8",
+            "HOME": pwd.getpwuid(os.getuid()).pw_dir,
+            "OAUTH_CLIENT_SECRET": "e2e-dummy-client-secret",
+            "JSHUB_ADMIN_TOKEN": self.admin_token,
+            "CONFIGPROXY_AUTH_TOKEN": self.proxy_token,
+        }
+
+    @property
+    def proxy_token(self) -> str:
+        assert self.proxy is not None
+        return self.proxy.token
+
+    def start_proxy(self) -> None:
+        """Start the proxy as its unit does: before the hub, and on its own."""
+        proxy = self.spec(STACK).proxy
+        assert proxy is not None, "a hub VM's config runs the proxy as a service of its own"
+        path = self.env_path()
+        self.proxy = LocalProxy(proxy, secrets.token_hex(32), self.root / "proxy.log", path)
+        self.proxy.start()
+
+    def env_path(self) -> list[str]:
+        unit = render("jupyterhub.service.j2", paths=self.paths, env_file="/unused", proxy_unit="p")
         path = next(
             line.removeprefix("Environment=PATH=").split(":")
             for line in unit.splitlines()
@@ -119,13 +160,7 @@ class Hub(HubClient):
         for tool in (self.proxy_command, shutil.which("node")):
             if tool and os.path.dirname(tool) not in path:
                 path.append(os.path.dirname(tool))
-        return {
-            "PATH": ":".join(path),
-            "LANG": "C.UTF-8",
-            "HOME": pwd.getpwuid(os.getuid()).pw_dir,
-            "OAUTH_CLIENT_SECRET": "e2e-dummy-client-secret",
-            "JSHUB_ADMIN_TOKEN": self.admin_token,
-        }
+        return path
 
     def start(self) -> None:
         assert self.process is None or self.process.poll() is not None, "hub already running"
@@ -133,20 +168,13 @@ class Hub(HubClient):
             log.write(f"\n===== jupyterhub start {time.strftime('%H:%M:%S')} =====\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [
-                    f"{self.paths.venv}/bin/jupyterhub",
-                    "--config",
-                    str(self.config_file),
-                    # The proxy's REST API is not in the rendered file (the default
-                    # 127.0.0.1:8001 is free on a hub VM); a free port avoids clashes here.
-                    f"--ConfigurableHTTPProxy.api_url={self.proxy_api_url}",
-                ],
+                [f"{self.paths.venv}/bin/jupyterhub", "--config", str(self.config_file)],
                 cwd=self.paths.state_dir,
                 env=self.env(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                process_group=0,  # a group of its own, which its proxy and services join
+                process_group=0,  # a group of its own, which its services join
             )
             self.groups.append(self.process.pid)
         self.wait_for(self._answers, "the hub to answer GET /hub/api/ through the proxy")
@@ -174,12 +202,14 @@ class Hub(HubClient):
                 process.wait(10)
 
     def kill_groups(self) -> None:
-        """SIGKILL whatever is left of every hub started: the hub, its proxy, its services."""
+        """SIGKILL whatever is left of every hub started (the hub, its services) and the proxy."""
         for group in self.groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)
         if self.process is not None and self.process.poll() is None:
             self.process.wait(10)
+        if self.proxy is not None:
+            self.proxy.stop()
 
     def restart(self) -> None:
         self.stop()
@@ -235,6 +265,7 @@ def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
     config_dir.mkdir(mode=0o755)
     sbin = root / "sbin"
     sbin.mkdir(mode=0o755)
+    (root / "caddy").mkdir(mode=0o755)
 
     paths = HubPaths(
         data_root=str(data_root),
@@ -242,31 +273,34 @@ def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
         config_dir=str(config_dir),
         proxy_command=proxy_command,
         add_user_command=str(sbin / "jshub-add-user"),
+        caddyfile=str(root / "caddy" / "Caddyfile"),
     )
     add_user = Path(paths.add_user_command)
     add_user.write_text(render_add_user_script(paths.home_root))
     add_user.chmod(0o755)
 
-    cfg = stackconfig.parse(STACK, secret_keys=["oauthClientSecret"])
     public_port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
-    spec = dataclasses.replace(
-        HubConfigSpec.from_config(cfg, paths=paths),
-        bind_url=f"http://127.0.0.1:{public_port}",
-        hub_bind_url=f"http://127.0.0.1:{hub_port}",
-    )
-    config_file = config_dir / "jupyterhub_config.py"
-    config_file.write_text(render_jupyterhub_config(spec))
-
     hub = Hub(
         root=root,
         paths=paths,
-        config_file=config_file,
+        config_file=Path(paths.config_file),
         public_url=f"http://127.0.0.1:{public_port}",
-        proxy_api_url=f"http://127.0.0.1:{proxy_api_port}",
         admin_token=secrets.token_hex(32),
         proxy_command=proxy_command,
         log_path=root / "jupyterhub.log",
+        writer=ConfigWriter(root, paths),
+        ports={
+            "bind_url": f"http://127.0.0.1:{public_port}",
+            "hub_bind_url": f"http://127.0.0.1:{hub_port}",
+            "proxy_api_url": f"http://127.0.0.1:{proxy_api_port}",
+        },
     )
+    # Day 1 on a VM: the config arrives (hub-config), the secrets arrive and the units start.
+    asked = hub.write_config(STACK)
+    assert asked == ["systemctl restart jupyterhub.service", "systemctl reload-or-restart caddy.service"], (
+        asked
+    )
+    hub.start_proxy()
     hub.start()
     yield hub
 

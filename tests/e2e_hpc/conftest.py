@@ -1,7 +1,8 @@
 """A real HPC path on loopback: single-node SLURM (tests/services/start-slurm.sh), an sshd as the
 login node (tests/services/start-login-node.sh) that only a throwaway Unix account may log in
 to, and JupyterHub running the hpc scenario's jupyterhub_config.py as the production renderer
-writes it, with only host names, ports and paths changed.
+writes it, with only host names, ports and paths changed: the stack's hub-config script writes
+it (with the spawner module), and the proxy runs on its own, as its unit runs it.
 
 Needs root, slurm-wlm, munge, openssh-server and configurable-http-proxy (`make system-deps`);
 without them the tests skip, or fail when the CI variable is set. Teardown cancels the
@@ -30,13 +31,13 @@ import pytest
 import requests
 
 import stackconfig
-from renderers.hub_config import HubConfigSpec, HubPaths, SlurmSpawnerSpec, render_jupyterhub_config
+from renderers.hub_config import HubConfigSpec, HubPaths, SlurmSpawnerSpec, hub_vm_files
 from tests.conftest import require_root, require_tool
 from tests.hubclient import HubClient, free_port
+from tests.vmhub_local import ConfigWriter, LocalProxy
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SERVICES = ROOT / "tests" / "services"
-SPAWNER_MODULE = ROOT / "hub" / "jshub_slurm.py"
 VENV = Path(sys.executable).parent.parent
 ADMIN = "e2e-admin"
 PARTITION_LIMITS = {"name": "debug", "maxCores": 4, "maxMemoryGb": 4, "maxWallHours": 1}
@@ -202,24 +203,22 @@ class Hub(HubClient):
     paths: HubPaths
     config_file: Path
     public_url: str
-    proxy_api_url: str
     admin_token: str
     log_path: Path
+    proxy: LocalProxy
     extra_args: list[str] = dataclasses.field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        path = [f"{self.paths.venv}/bin", "/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"]
-        for tool in ("configurable-http-proxy", "node"):
-            found = shutil.which(tool)
-            if found and os.path.dirname(found) not in path:
-                path.append(os.path.dirname(found))
+        if not self.proxy.running():
+            self.proxy.start()
         env = {
-            "PATH": ":".join(path),
+            "PATH": ":".join(self.proxy.path),
             "LANG": "C.UTF-8",
             "HOME": pwd.getpwuid(os.getuid()).pw_dir,
             "OAUTH_CLIENT_SECRET": "e2e-dummy-client-secret",
             "JSHUB_ADMIN_TOKEN": self.admin_token,
+            "CONFIGPROXY_AUTH_TOKEN": self.proxy.token,
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -227,7 +226,6 @@ class Hub(HubClient):
                     f"{self.paths.venv}/bin/jupyterhub",
                     "--config",
                     str(self.config_file),
-                    f"--ConfigurableHTTPProxy.api_url={self.proxy_api_url}",
                     *self.extra_args,
                 ],
                 cwd=self.paths.state_dir,
@@ -256,14 +254,26 @@ class Hub(HubClient):
         except (ProcessLookupError, subprocess.TimeoutExpired):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
+        self.proxy.stop()
         self.http.close()
 
     def restart(self) -> None:
-        """SIGTERM the hub process only, as systemd does (KillMode=process), then start it."""
+        """SIGTERM the hub process only, as systemd does (KillMode=process), then start it; the
+        proxy, a service of its own, keeps running."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(30)
         self.start()
+
+
+def local_proxy(spec: HubConfigSpec, root: Path) -> LocalProxy:
+    assert spec.proxy is not None, "a hub VM's config runs the proxy as a service of its own"
+    path = [f"{spec.paths.venv}/bin", "/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+    for tool in ("configurable-http-proxy", "node"):
+        found = shutil.which(tool)
+        if found and os.path.dirname(found) not in path:
+            path.append(os.path.dirname(found))
+    return LocalProxy(spec.proxy, secrets.token_hex(32), root / "proxy.log", path)
 
 
 def start_hub(
@@ -289,6 +299,7 @@ def start_hub(
         proxy_command=require_tool("configurable-http-proxy", "the hub's proxy"),
         add_user_command="/bin/false",
         run_dir=str(root / "run"),
+        caddyfile=str(root / "caddy" / "Caddyfile"),
     )
     cfg = stackconfig.parse(
         stack(connectivity, login.port, login.host_key, hpc or {}, top or {}),
@@ -305,12 +316,13 @@ def start_hub(
         bind_url=public_url,
         hub_bind_url=f"http://127.0.0.1:{hub_port}",
         hub_connect_url=f"http://127.0.0.1:{hub_port}" if spec.hub_connect_url else None,
+        proxy_api_url=f"http://127.0.0.1:{proxy_api_port}",
         spawner=dataclasses.replace(spec.spawner, job_hub_url=job_hub_url),
     )
-    config_file = config_dir / "jupyterhub_config.py"
-    config_file.write_text(render_jupyterhub_config(spec))
-    # What cloud-init and BatchBridge put on the VM: the spawner module, the key, known_hosts.
-    shutil.copy(SPAWNER_MODULE, config_dir / "jshub_slurm.py")
+    # What hub-config puts on the VM (the config, the spawner module), written by its script.
+    ConfigWriter(root, paths).apply(hub_vm_files(spec, cfg.hub_fqdn, cfg.lets_encrypt_email))
+    assert (config_dir / "jshub_slurm.py").is_file()
+    # What BatchBridge puts there: the key and known_hosts.
     hpc_dir = Path(paths.hpc_dir)
     hpc_dir.mkdir(mode=0o700)
     shutil.copy(login.client_key, spec.spawner.key_file)
@@ -320,9 +332,9 @@ def start_hub(
     hub = Hub(
         root=root,
         paths=paths,
-        config_file=config_file,
+        config_file=Path(paths.config_file),
         public_url=public_url,
-        proxy_api_url=f"http://127.0.0.1:{proxy_api_port}",
+        proxy=local_proxy(spec, root),
         admin_token=secrets.token_hex(32),
         log_path=root / "jupyterhub.log",
         extra_args=[f"--{key}={value}" for key, value in (extra_args or {}).items()],
