@@ -19,7 +19,7 @@ import pulumi_docker as docker
 
 from catalog.jetstream2 import DEFAULT_LOGIN_USER
 from renderers.hub_config import HubConfigSpec, SwarmSpawnerSpec, render_jupyterhub_config
-from renderers.swarm import HUB_IMAGE_CONTEXT, HubServiceSpec, hub_service_spec
+from renderers.swarm import HUB_IMAGE_CONTEXT, HubServiceSpec, hub_service_spec, overlay_network_options
 from stackconfig import StackConfig
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -83,6 +83,9 @@ class SwarmHub(pulumi.ComponentResource):
             driver="overlay",
             # Notebook services join it when the spawner creates them.
             attachable=True,
+            # VXLAN inside the instances' network: without a lower MTU, full-size packets
+            # between the hub and a notebook on another VM are dropped and connections stall.
+            options=overlay_network_options(cfg.swarm.overlay_mtu) if cfg.swarm else None,
             opts=on_manager,
         )
         config_text = render_jupyterhub_config(hub_spec)

@@ -308,6 +308,14 @@ class SwarmConfig(ConfigModel):
         le=250,
         description="Memory reserved for each notebook in GB (the limit is userMemoryGb).",
     )
+    overlay_mtu: int = Field(
+        default=1400,
+        ge=1280,
+        le=8950,
+        description="MTU of the swarm's overlay network (hub to notebooks, VXLAN inside the instances' network): "
+        "the instances' MTU minus 50. 1400 fits an instance MTU of 1450 (OpenStack's VXLAN tenant networks) "
+        "and of 1500; check with `ip link` on an instance.",
+    )
 
     @model_validator(mode="after")
     def _quota_overrides_are_sane(self) -> SwarmConfig:
@@ -398,7 +406,7 @@ class StackConfig(ConfigModel):
     auth: AuthConfig = Field(description="Authentication: {type, clientId, admins, allowedUsers, ...}.")
     swarm: SwarmConfig | None = Field(
         default=None,
-        description="Scenario swarm only: {workerCount, workerFlavor, managerFlavor, nfsVolumeGb, homeQuotaGb, homeQuotaOverrides, allowedImages, userCpuReservation, userMemoryReservationGb}; userCpu and userMemoryGb are each notebook container's limits.",
+        description="Scenario swarm only: {workerCount, workerFlavor, managerFlavor, nfsVolumeGb, homeQuotaGb, homeQuotaOverrides, allowedImages, userCpuReservation, userMemoryReservationGb, overlayMtu}; userCpu and userMemoryGb are each notebook container's limits.",
     )
     oauth_client_secret: SecretStr = Field(
         json_schema_extra={"secret": True},

@@ -81,3 +81,11 @@ def test_persistent_swarm_stack_file_is_valid() -> None:
     cfg = parse(stack.config, secret_keys=stack.secret_keys)
     assert cfg.scenario == "swarm" and cfg.swarm is not None
     assert cfg.swarm.home_quota_overrides
+
+
+def test_overlay_mtu_defaults_below_openstack_vxlan_and_names_the_key_when_out_of_range() -> None:
+    cfg = make_config(scenario="swarm", swarm={"workerCount": 2})
+    assert cfg.swarm is not None and cfg.swarm.overlay_mtu == 1400
+    assert make_config(scenario="swarm", swarm={"overlayMtu": 1450}).swarm.overlay_mtu == 1450  # type: ignore[union-attr]
+    text = problems(scenario="swarm", swarm={"overlayMtu": 1000})
+    assert "swarm.overlayMtu" in text and "1000" in text and "1280" in text
