@@ -83,8 +83,9 @@ class SwarmHub(pulumi.ComponentResource):
             driver="overlay",
             # Notebook services join it when the spawner creates them.
             attachable=True,
-            # VXLAN inside the instances' network: without a lower MTU, full-size packets
-            # between the hub and a notebook on another VM are dropped and connections stall.
+            # VXLAN inside the instances' network: Docker's default assumes 1500 under it;
+            # on a smaller network, full-size packets between the hub and a notebook on
+            # another VM are dropped and connections stall.
             options=overlay_network_options(cfg.swarm.overlay_mtu) if cfg.swarm else None,
             opts=on_manager,
         )

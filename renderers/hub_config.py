@@ -125,6 +125,9 @@ class SwarmSpawnerSpec:
     # Setting XFS project quotas needs the volume's block device: a privileged container.
     # Local-only off: kernels without disk quotas (DESIGN.md §4).
     enforce_quota: bool = True
+    # Local-only: files bind-mounted read-only into the home script's container (host path ->
+    # container path), e.g. a recording stand-in for xfs_quota where the kernel has no quotas.
+    home_stand_ins: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Local-only: no IPVS in some kernels, so services resolve by DNS round robin there.
     endpoint_mode: str | None = None
     template: str = "spawners/swarm.py.j2"

@@ -25,8 +25,8 @@ HUB_API_PORT = 8081
 # Where each notebook server listens inside its container (SwarmSpawner's default, set explicitly
 # because the isolation rules admit nothing else).
 NOTEBOOK_PORT = 8888
-# Docker's overlay driver option for the MTU of the network's interfaces (VXLAN inside the
-# instances' network: 50 bytes below the instances' MTU).
+# Docker's overlay driver option: the MTU of the network under the overlay. Docker gives the
+# containers' overlay interfaces 50 bytes less (the VXLAN header); its default assumes 1500.
 OVERLAY_MTU_OPTION = "com.docker.network.driver.mtu"
 # The XFS volume on the manager: homes, hub state, quota bookkeeping.
 EXPORT_ROOT = "/export"

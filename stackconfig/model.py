@@ -309,12 +309,12 @@ class SwarmConfig(ConfigModel):
         description="Memory reserved for each notebook in GB (the limit is userMemoryGb).",
     )
     overlay_mtu: int = Field(
-        default=1400,
-        ge=1280,
-        le=8950,
-        description="MTU of the swarm's overlay network (hub to notebooks, VXLAN inside the instances' network): "
-        "the instances' MTU minus 50. 1400 fits an instance MTU of 1450 (OpenStack's VXLAN tenant networks) "
-        "and of 1500; check with `ip link` on an instance.",
+        default=1450,
+        ge=1330,
+        le=9000,
+        description="MTU of the swarm's overlay network as Docker takes it: the MTU of the instances' network under it "
+        "(`ip link` on an instance); containers' interfaces get 50 bytes less for the VXLAN header. 1450 fits "
+        "OpenStack's VXLAN tenant networks and stays safe on 1500.",
     )
 
     @model_validator(mode="after")
