@@ -123,18 +123,20 @@ def test_node_removal_drains_before_removing() -> None:
 
 
 def write_stub(stubs: Path, name: str, log: Path, exit_code: int = 0) -> None:
-    """A stand-in for `name` that records each call's arguments one per line, then `--`: an
+    """A stand-in for `name` that records each call's arguments one per line, then `#end`: an
     argument split or joined by a quoting bug shows as a different list."""
     stubs.mkdir(exist_ok=True)
     stub = stubs / name
-    stub.write_text(f"#!/bin/bash\nprintf '%s\\n' \"$@\" -- >>{shlex.quote(str(log))}\nexit {exit_code}\n")
+    stub.write_text(
+        f"#!/bin/bash\nprintf '%s\\n' \"$@\" '#end' >>{shlex.quote(str(log))}\nexit {exit_code}\n"
+    )
     stub.chmod(0o755)
 
 
 def stub_calls(log: Path) -> list[list[str]]:
     calls: list[list[str]] = [[]]
     for line in log.read_text().splitlines() if log.exists() else []:
-        if line == "--":
+        if line == "#end":
             calls.append([])
         else:
             calls[-1].append(line)
@@ -403,7 +405,7 @@ def _run_firewall(tmp_path: Path, action: str) -> list[list[str]]:
         stub = stubs / tool
         stub.write_text(
             "#!/bin/bash\n"
-            f"printf '%s\\n' {tool} \"$@\" -- >>{shlex.quote(str(log))}\n"
+            f"printf '%s\\n' {tool} \"$@\" '#end' >>{shlex.quote(str(log))}\n"
             'for arg in "$@"; do [[ "$arg" == -C || "$arg" == -D ]] && exit 1; done\nexit 0\n'
         )
         stub.chmod(0o755)
@@ -493,3 +495,72 @@ def test_isolation_agent_admits_only_the_proxy_port_out_and_the_server_port_in()
     assert 'ns -A JSHUB-IN -s "$subnet" -p tcp --dport "$notebook_port" -j RETURN' in text
     # Events since before the sweep of running containers: none starts unseen.
     assert text.index("since=$(date +%s)") < text.index("docker ps --quiet") < text.index('--since "$since"')
+
+
+def _run_isolation_agent(tmp_path: Path, failing_rule: str | None) -> tuple[list[list[str]], str]:
+    """The rendered agent against stand-ins: Docker reports one running notebook (PID 4242) on
+    the overlay 10.0.1.0/24, then no more events; nsenter records each call and fails on the
+    rule containing `failing_rule`."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir(exist_ok=True)
+    log = tmp_path / "calls.log"
+    quoted = shlex.quote(str(log))
+    (stubs / "docker").write_text(
+        "#!/bin/bash\n"
+        f"printf '%s\\n' docker \"$@\" '#end' >>{quoted}\n"
+        'case "$1" in\n'
+        "  ps) echo abc123 ;;\n"
+        "  inspect) echo 4242 ;;\n"
+        "  network) echo '10.0.1.0/24 ' ;;\n"
+        "esac\n"
+    )
+    fail = f'[[ "$*" == *{shlex.quote(failing_rule)}* ]] && exit 1\n' if failing_rule else ""
+    (stubs / "nsenter").write_text(
+        "#!/bin/bash\n"
+        f"printf '%s\\n' nsenter \"$@\" '#end' >>{quoted}\n"
+        # `-N` and `-C` answer: no such chain or rule yet.
+        'for arg in "$@"; do [[ "$arg" == -N ]] && exit 0; [[ "$arg" == -C ]] && exit 1; done\n'
+        f"{fail}exit 0\n"
+    )
+    for tool in ("docker", "nsenter"):
+        (stubs / tool).chmod(0o755)
+    script = tmp_path / "agent.sh"
+    script.write_text(render_notebook_isolation_script())
+    result = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{stubs}:/usr/bin:/bin"},
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return stub_calls(log), result.stdout + result.stderr
+
+
+def test_isolation_agent_sets_the_rules_in_the_notebooks_namespace(tmp_path: Path) -> None:
+    calls, output = _run_isolation_agent(tmp_path, None)
+    prefix = ["nsenter", "--target", "4242", "--net", "--", "iptables", "-w"]
+    rules = [c[len(prefix) :] for c in calls if c[: len(prefix)] == prefix]
+    assert ["-A", "JSHUB-OUT", "-d", "10.0.1.0/24", "-p", "tcp", "--dport", "8000", "-j", "RETURN"] in rules
+    assert ["-A", "JSHUB-IN", "-s", "10.0.1.0/24", "-p", "tcp", "--dport", "8888", "-j", "RETURN"] in rules
+    assert ["-I", "OUTPUT", "1", "-j", "JSHUB-OUT"] in rules and [
+        "-I",
+        "INPUT",
+        "1",
+        "-j",
+        "JSHUB-IN",
+    ] in rules
+    # The chains are complete before they are hooked in.
+    last_rule = max(i for i, rule in enumerate(rules) if rule[0] == "-A")
+    assert rules.index(["-I", "OUTPUT", "1", "-j", "JSHUB-OUT"]) > last_rule
+    assert next(c for c in calls if c[:2] == ["docker", "events"])[:3] == ["docker", "events", "--since"]
+    assert not any(c[:2] == ["docker", "kill"] for c in calls)
+    assert "isolated notebook container abc123" in output
+
+
+@pytest.mark.parametrize("failing", ["--dport 8000", "-I INPUT"])
+def test_isolation_agent_kills_a_notebook_it_cannot_isolate(tmp_path: Path, failing: str) -> None:
+    calls, output = _run_isolation_agent(tmp_path, failing)
+    assert ["docker", "kill", "abc123"] in calls
+    assert "could not isolate notebook container abc123" in output
+    assert "isolated notebook container" not in output.replace("could not isolate notebook container", "")

@@ -425,7 +425,7 @@ class LocalSwarmHub(HubClient):
         home_command.chmod(0o755)
         stub = sbin / "xfs_quota"
         log = export / ".xfs_quota-calls"
-        stub.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" -- >>{log}\n")
+        stub.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" '#end' >>{log}\n")
         stub.chmod(0o755)
         (sbin / "jshub-node-firewall").write_text(render_node_firewall_script())
         (sbin / "jshub-notebook-isolation").write_text(render_notebook_isolation_script())
@@ -567,7 +567,7 @@ class LocalSwarmHub(HubClient):
         calls: list[list[str]] = [[]]
         text = self.quota_log.read_text() if self.quota_log.exists() else ""
         for line in text.splitlines():
-            if line == "--":
+            if line == "#end":
                 calls.append([])
             else:
                 calls[-1].append(line)
