@@ -19,7 +19,7 @@ import pulumi_docker as docker
 
 from catalog.jetstream2 import DEFAULT_LOGIN_USER
 from renderers.hub_config import HubConfigSpec, SwarmSpawnerSpec, render_jupyterhub_config
-from renderers.swarm import HUB_IMAGE_CONTEXT, HubServiceSpec, hub_service_spec
+from renderers.swarm import HUB_IMAGE_CONTEXT, HubServiceSpec, hub_service_spec, overlay_network_options
 from renderers.swarm_manager import docker_ssh_opts
 from stackconfig import StackConfig
 
@@ -105,6 +105,10 @@ class SwarmHub(pulumi.ComponentResource):
             # Notebook services join it when the spawner creates them.
             attachable=True,
             labels=[docker.NetworkLabelArgs(label=SWARM_LABEL, value=swarm)],
+            # VXLAN inside the instances' network: Docker's default assumes 1500 under it;
+            # on a smaller network, full-size packets between the hub and a notebook on
+            # another VM are dropped and connections stall.
+            options=overlay_network_options(cfg.swarm.overlay_mtu) if cfg.swarm else None,
             opts=on_manager,
         )
         config_text = render_jupyterhub_config(hub_spec)

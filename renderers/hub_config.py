@@ -134,11 +134,22 @@ class SwarmSpawnerSpec:
     export_root: str = "/export"
     home_command: str = "/usr/local/sbin/jshub-user-home"
     notebook_home: str = "/home/jovyan"
-    notebook_user: str = "1000:100"
+    # Notebooks run as the UID the home script gives each user, in this group.
+    notebook_gid: int = 100
+    # The lowest UID the home script hands out: anything below (root, the image's own users) is refused.
+    notebook_min_uid: int = 10000
+    notebook_port: int = 8888
+    # Container labels of notebooks: the nodes' isolation agent recognises them by these.
+    notebook_labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # How notebooks reach the hub's API: through the proxy (None: the hub's own connect URL).
+    notebook_hub_url: str | None = None
     notebook_constraint: str = "node.labels.jshub.notebooks==true"
     # Setting XFS project quotas needs the volume's block device: a privileged container.
     # Local-only off: kernels without disk quotas (DESIGN.md §4).
     enforce_quota: bool = True
+    # Local-only: files bind-mounted read-only into the home script's container (host path ->
+    # container path), e.g. a recording stand-in for xfs_quota where the kernel has no quotas.
+    home_stand_ins: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Local-only: no IPVS in some kernels, so services resolve by DNS round robin there.
     endpoint_mode: str | None = None
     template: str = "spawners/swarm.py.j2"
@@ -149,6 +160,10 @@ class SwarmSpawnerSpec:
     @property
     def quota_overrides(self) -> dict[str, int]:
         return dict(sorted(self.home_quota_overrides.items()))
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.notebook_labels)
 
     @property
     def mem_reservation(self) -> str:

@@ -22,13 +22,28 @@ HUB_SERVICE = "jshub-hub"
 HUB_NETWORK = "jshub"
 HUB_PORT = 8000
 HUB_API_PORT = 8081
+# Where each notebook server listens inside its container (SwarmSpawner's default, set explicitly
+# because the isolation rules admit nothing else).
+NOTEBOOK_PORT = 8888
+# Docker's overlay driver option: the MTU of the network under the overlay. Docker gives the
+# containers' overlay interfaces 50 bytes less (the VXLAN header); its default assumes 1500.
+OVERLAY_MTU_OPTION = "com.docker.network.driver.mtu"
 # The XFS volume on the manager: homes, hub state, quota bookkeeping.
 EXPORT_ROOT = "/export"
 NODE_HOME_ROOT = "/srv/jshub/home"
 USER_HOME_COMMAND = "/usr/local/sbin/jshub-user-home"
 EXPORTS_FILE = "/etc/exports.d/jshub.exports"
 NOTEBOOK_LABEL = "jshub.notebooks=true"
-NOTEBOOK_UID, NOTEBOOK_GID = 1000, 100
+# Container label of every notebook; the nodes' isolation agent acts on containers carrying it.
+NOTEBOOK_CONTAINER_LABEL = ("jshub.role", "notebook")
+# Each user's files belong to a UID of their own, handed out from here by the home script and
+# kept on the volume; the group is `users`, as in Jupyter's docker-stacks images.
+FIRST_USER_UID = 10000
+NOTEBOOK_GID = 100
+# Homes made before users had UIDs of their own belonged to the docker-stacks `jovyan` (1000);
+# the home script gives such a home to its user's UID.
+SHARED_LEGACY_UID = 1000
+USERS_FILE = ".jshub-users"
 # What the hub image contains (hub/swarm/Dockerfile).
 IMAGE_PATHS = HubPaths(
     data_root=EXPORT_ROOT,
@@ -62,8 +77,10 @@ def swarm_hub_config_spec(cfg: StackConfig, paths: HubPaths | None = None) -> Hu
         idle_timeout_s=cfg.idle_timeout_minutes * 60,
         paths=paths or IMAGE_PATHS,
         bind_url=f"http://0.0.0.0:{HUB_PORT}",
-        hub_bind_url=f"http://0.0.0.0:{HUB_API_PORT}",
-        hub_connect_url=f"http://{HUB_SERVICE}:{HUB_API_PORT}",
+        # The proxy runs in the hub's container: the hub's own API port stays on loopback, and
+        # notebooks reach the hub API through the proxy (the only port their rules allow).
+        hub_bind_url=f"http://127.0.0.1:{HUB_API_PORT}",
+        hub_connect_url=f"http://127.0.0.1:{HUB_API_PORT}",
         spawner=SwarmSpawnerSpec(
             network=HUB_NETWORK,
             images=tuple(swarm.allowed_images),
@@ -75,7 +92,11 @@ def swarm_hub_config_spec(cfg: StackConfig, paths: HubPaths | None = None) -> Hu
             node_home_root=NODE_HOME_ROOT,
             export_root=EXPORT_ROOT,
             home_command=USER_HOME_COMMAND,
-            notebook_user=f"{NOTEBOOK_UID}:{NOTEBOOK_GID}",
+            notebook_gid=NOTEBOOK_GID,
+            notebook_min_uid=FIRST_USER_UID,
+            notebook_port=NOTEBOOK_PORT,
+            notebook_labels=MappingProxyType(dict([NOTEBOOK_CONTAINER_LABEL])),
+            notebook_hub_url=f"http://{HUB_SERVICE}:{HUB_PORT}",
             notebook_constraint=f"node.labels.{NOTEBOOK_LABEL.replace('=', '==')}",
         ),
     )
@@ -88,15 +109,67 @@ def render_user_home_script(
     export_root: str = EXPORT_ROOT,
     *,
     enforce_quota: bool = True,
-    owner: tuple[int, int] = (NOTEBOOK_UID, NOTEBOOK_GID),
+    first_uid: int = FIRST_USER_UID,
+    gid: int = NOTEBOOK_GID,
 ) -> str:
     return render(
         "jshub-user-home.sh.j2",
         export_root=export_root,
         home_root=f"{export_root}/home",
-        owner_uid=owner[0],
-        owner_gid=owner[1],
+        users_file=f"{export_root}/{USERS_FILE}",
+        first_uid=first_uid,
+        legacy_uid=SHARED_LEGACY_UID,
+        gid=gid,
         enforce_quota=enforce_quota,
+    )
+
+
+def parse_user_home_output(stdout: str) -> dict[str, str]:
+    """The home script's last line, `home=<path> uid=<n> gid=<n>`, as a dict. The hub's config
+    carries the same few lines (it cannot import this module)."""
+    fields = dict(part.split("=", 1) for part in stdout.strip().splitlines()[-1].split())
+    if set(fields) != {"home", "uid", "gid"} or not (fields["uid"].isdigit() and fields["gid"].isdigit()):
+        raise ValueError(f"unexpected output of the home script: {stdout!r}")
+    return fields
+
+
+def overlay_network_options(mtu: int) -> dict[str, str]:
+    """Driver options of the hub's overlay network."""
+    return {OVERLAY_MTU_OPTION: str(mtu)}
+
+
+# Address ranges no notebook container may open a connection to: the cloud's metadata service,
+# the project's private network (the NFS server, the other nodes' Docker and swarm ports) and
+# every other private range. Name resolution (port 53) stays open: the instances' resolvers
+# may sit in a private range.
+CONTAINER_BLOCKED_V4: tuple[str, ...] = (
+    "169.254.0.0/16",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+)
+# Bridges through which containers reach the node: swarm tasks (docker_gwbridge) and plain
+# containers (docker0).
+CONTAINER_BRIDGES: tuple[str, ...] = ("docker_gwbridge", "docker0")
+
+
+def render_node_firewall_script(
+    blocked: Sequence[str] = CONTAINER_BLOCKED_V4, bridges: Sequence[str] = CONTAINER_BRIDGES
+) -> str:
+    for net in blocked:
+        ipaddress.ip_network(net)
+    return render("jshub-node-firewall.sh.j2", blocked=list(blocked), bridges=list(bridges))
+
+
+def render_notebook_isolation_script(network: str = HUB_NETWORK) -> str:
+    key, value = NOTEBOOK_CONTAINER_LABEL
+    return render(
+        "jshub-notebook-isolation.sh.j2",
+        label=f"{key}={value}",
+        network=network,
+        proxy_port=HUB_PORT,
+        notebook_port=NOTEBOOK_PORT,
     )
 
 
@@ -136,7 +209,28 @@ def _file(path: str, content: str, mode: str = "0644") -> dict[str, str]:
     return {"path": path, "content": content, "owner": "root:root", "permissions": mode}
 
 
-_BLOCK_METADATA = "/etc/systemd/system/jshub-block-metadata-docker.service"
+NODE_FIREWALL_COMMAND = "/usr/local/sbin/jshub-node-firewall"
+NOTEBOOK_ISOLATION_COMMAND = "/usr/local/sbin/jshub-notebook-isolation"
+_UNITS = "/etc/systemd/system"
+
+
+def _node_files() -> list[dict[str, str]]:
+    """What keeps notebooks apart on every node, manager and workers alike."""
+    return [
+        _file(NODE_FIREWALL_COMMAND, render_node_firewall_script(), "0755"),
+        _file(
+            f"{_UNITS}/jshub-node-firewall.service",
+            render("jshub-node-firewall.service.j2", command=NODE_FIREWALL_COMMAND),
+        ),
+        _file(NOTEBOOK_ISOLATION_COMMAND, render_notebook_isolation_script(), "0755"),
+        _file(
+            f"{_UNITS}/jshub-notebook-isolation.service",
+            render("jshub-notebook-isolation.service.j2", command=NOTEBOOK_ISOLATION_COMMAND),
+        ),
+    ]
+
+
+_NODE_UNITS = ["jshub-node-firewall.service", "jshub-notebook-isolation.service"]
 
 
 @dataclass(frozen=True)
@@ -168,7 +262,7 @@ def render_manager_cloud_init(spec: ManagerBootSpec) -> str:
                 "0755",
             ),
             _file(USER_HOME_COMMAND, render_user_home_script(), "0755"),
-            _file(_BLOCK_METADATA, render("jshub-block-metadata-docker.service.j2")),
+            *_node_files(),
             _file(
                 "/etc/caddy/Caddyfile",
                 render(
@@ -194,7 +288,7 @@ def render_manager_cloud_init(spec: ManagerBootSpec) -> str:
             ["usermod", "-aG", "docker", "ubuntu"],
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", "docker.service", "nfs-server.service"],
-            ["systemctl", "enable", "--now", "jshub-block-metadata-docker.service"],
+            ["systemctl", "enable", "--now", *_NODE_UNITS],
             ["systemctl", "restart", "caddy.service"],
         ],
     }
@@ -213,14 +307,14 @@ def render_worker_cloud_init(spec: WorkerBootSpec) -> str:
         "package_update": True,
         "packages": ["docker.io", "nfs-common", "iptables"],
         "ssh_authorized_keys": [spec.deploy_public_key.strip()],
-        "write_files": [_file(_BLOCK_METADATA, render("jshub-block-metadata-docker.service.j2"))],
+        "write_files": _node_files(),
         # Mounted on first access (automount): the manager's export may come up after us.
         "mounts": [[f"{manager}:{EXPORT_ROOT}/home", NODE_HOME_ROOT, "nfs4", NFS_MOUNT_OPTIONS, "0", "0"]],
         "runcmd": [
             ["install", "-d", "-m", "0755", NODE_HOME_ROOT],
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", "docker.service"],
-            ["systemctl", "enable", "--now", "jshub-block-metadata-docker.service"],
+            ["systemctl", "enable", "--now", *_NODE_UNITS],
         ],
     }
     return to_user_data(config)

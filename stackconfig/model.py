@@ -308,6 +308,14 @@ class SwarmConfig(ConfigModel):
         le=250,
         description="Memory reserved for each notebook in GB (the limit is userMemoryGb).",
     )
+    overlay_mtu: int = Field(
+        default=1450,
+        ge=1330,
+        le=9000,
+        description="MTU of the swarm's overlay network as Docker takes it: the MTU of the instances' network under it "
+        "(`ip link` on an instance); containers' interfaces get 50 bytes less for the VXLAN header. 1450 fits "
+        "OpenStack's VXLAN tenant networks and stays safe on 1500.",
+    )
 
     @model_validator(mode="after")
     def _quota_overrides_are_sane(self) -> SwarmConfig:
@@ -401,7 +409,7 @@ class StackConfig(ConfigModel):
     auth: AuthConfig = Field(description="Authentication: {type, clientId, admins, allowedUsers, ...}.")
     swarm: SwarmConfig | None = Field(
         default=None,
-        description="Scenario swarm only: {workerCount, workerFlavor, managerFlavor, nfsVolumeGb, homeQuotaGb, homeQuotaOverrides, allowedImages, userCpuReservation, userMemoryReservationGb}; userCpu and userMemoryGb are each notebook container's limits.",
+        description="Scenario swarm only: {workerCount, workerFlavor, managerFlavor, nfsVolumeGb, homeQuotaGb, homeQuotaOverrides, allowedImages, userCpuReservation, userMemoryReservationGb, overlayMtu}; userCpu and userMemoryGb are each notebook container's limits.",
     )
     oauth_client_secret: SecretStr = Field(
         json_schema_extra={"secret": True},

@@ -16,7 +16,9 @@ from renderers import render
 from tests.conftest import require, require_root
 
 V4, V6 = "169.254.169.254", "fe80::a9fe:a9fe"
-UNITS = ("jshub-block-metadata.service.j2", "jshub-block-metadata-docker.service.j2")
+# The swarm nodes keep containers off the metadata service with their firewall
+# (jshub-node-firewall.sh.j2, run against recording iptables in tests/test_swarm_renderers.py).
+UNITS = ("jshub-block-metadata.service.j2",)
 
 
 def exec_lines(unit: str, key: str) -> list[list[str]]:

@@ -81,3 +81,12 @@ def test_persistent_swarm_stack_file_is_valid() -> None:
     cfg = parse(stack.config, secret_keys=stack.secret_keys)
     assert cfg.scenario == "swarm" and cfg.swarm is not None
     assert cfg.swarm.home_quota_overrides
+
+
+def test_overlay_mtu_defaults_to_openstack_vxlan_and_names_the_key_when_out_of_range() -> None:
+    cfg = make_config(scenario="swarm", swarm={"workerCount": 2})
+    assert cfg.swarm is not None and cfg.swarm.overlay_mtu == 1450
+    assert make_config(scenario="swarm", swarm={"overlayMtu": 1500}).swarm.overlay_mtu == 1500  # type: ignore[union-attr]
+    # Containers would get 50 bytes less: below IPv6's minimum of 1280.
+    text = problems(scenario="swarm", swarm={"overlayMtu": 1300})
+    assert "swarm.overlayMtu" in text and "1300" in text and "1330" in text

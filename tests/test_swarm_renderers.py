@@ -4,15 +4,21 @@ this machine can (the home script, with xfs_quota recorded), cloud-init through
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shlex
 import stat
 import subprocess
+import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from renderers import swarm_manager
+from renderers.boot import boot_commands
 from renderers.hub_config import HubConfigSpec, render_jupyterhub_config
 from renderers.scripts import render_data_volume_script
 from renderers.swarm import (
@@ -20,16 +26,20 @@ from renderers.swarm import (
     WorkerBootSpec,
     export_line,
     hub_image_tag,
+    parse_user_home_output,
     render_manager_cloud_init,
     render_nfs_exports_script,
+    render_node_firewall_script,
     render_node_ready_script,
     render_node_remove_script,
+    render_notebook_isolation_script,
     render_swarm_init_script,
     render_swarm_join_script,
     render_user_home_script,
     render_worker_cloud_init,
 )
-from tests.conftest import make_config, require_tool
+from stackconfig import StackConfig
+from tests.conftest import make_config, require_root, require_tool
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlaceholderKeyForTests jshub-deploy"
 VOLUME_ID = "0b5e7f0e-1c1d-4b6a-9d9e-7f0e1c1d4b6a"
@@ -46,6 +56,8 @@ SCRIPTS = {
     "node-remove": lambda: render_node_remove_script("swarm-worker-0"),
     "nfs-exports": lambda: render_nfs_exports_script(["10.0.0.7", "10.0.0.6"]),
     "user-home": lambda: render_user_home_script(),
+    "node-firewall": lambda: render_node_firewall_script(),
+    "notebook-isolation": lambda: render_notebook_isolation_script(),
     "xfs-volume": lambda: render_data_volume_script(
         VOLUME_ID, "/export", fs_type="xfs", mount_options="defaults,prjquota"
     ),
@@ -184,51 +196,97 @@ def test_node_removal_drains_before_removing() -> None:
     assert "node=swarm-worker-2" in text
 
 
+def write_stub(stubs: Path, name: str, log: Path, exit_code: int = 0) -> None:
+    """A stand-in for `name` that records each call's arguments one per line, then `#end`: an
+    argument split or joined by a quoting bug shows as a different list."""
+    stubs.mkdir(exist_ok=True)
+    stub = stubs / name
+    stub.write_text(
+        f"#!/bin/bash\nprintf '%s\\n' \"$@\" '#end' >>{shlex.quote(str(log))}\nexit {exit_code}\n"
+    )
+    stub.chmod(0o755)
+
+
+def stub_calls(log: Path) -> list[list[str]]:
+    calls: list[list[str]] = [[]]
+    for line in log.read_text().splitlines() if log.exists() else []:
+        if line == "#end":
+            calls.append([])
+        else:
+            calls[-1].append(line)
+    return calls[:-1]
+
+
 def _run_home_script(
     tmp_path: Path, enforce: bool, *args: str
-) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    require_root("the home script gives each home to a UID of its own (chown)")
     export = tmp_path / "export"
     (export / "home").mkdir(parents=True, exist_ok=True)
     stubs = tmp_path / "bin"
-    stubs.mkdir(exist_ok=True)
     log = tmp_path / "xfs_quota.log"
-    stub = stubs / "xfs_quota"
-    stub.write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >>{log}\n')
-    stub.chmod(0o755)
+    write_stub(stubs, "xfs_quota", log)
     script = tmp_path / "jshub-user-home"
-    script.write_text(
-        render_user_home_script(str(export), enforce_quota=enforce, owner=(os.getuid(), os.getgid()))
-    )
+    script.write_text(render_user_home_script(str(export), enforce_quota=enforce))
     script.chmod(0o755)
-    env = {"PATH": f"{stubs}:/usr/bin:/bin"}
+    env = {"PATH": f"{stubs}:/usr/sbin:/usr/bin:/sbin:/bin"}
     result = subprocess.run([str(script), *args], capture_output=True, text=True, env=env)
-    calls = log.read_text().splitlines() if log.exists() else []
-    return result, calls
+    return result, stub_calls(log)
 
 
-def test_home_script_creates_the_home_and_sets_the_exact_quota_commands(tmp_path: Path) -> None:
+def test_home_script_gives_each_user_a_uid_and_sets_the_exact_quota_commands(tmp_path: Path) -> None:
     export = tmp_path / "export"
     first, calls = _run_home_script(tmp_path, True, "alice", "10")
     assert first.returncode == 0, first.stderr
     home = export / "home" / "alice"
-    assert first.stdout.strip() == str(home)
+    assert parse_user_home_output(first.stdout) == {"home": str(home), "uid": "10000", "gid": "100"}
     info = home.stat()
-    assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == os.getuid()
+    assert stat.S_IMODE(info.st_mode) == 0o700 and (info.st_uid, info.st_gid) == (10000, 100)
+    # The project ID is the user's UID; each -c command is one argument.
     assert calls == [
-        f"-x -c project -s -p {home} 1000 {export}",
-        f"-x -c limit -p bhard=10g 1000 {export}",
+        ["-x", "-c", f"project -s -p {home} 10000", str(export)],
+        ["-x", "-c", "limit -p bhard=10g 10000", str(export)],
     ]
-    # A second user gets the next project; a returning user keeps theirs, with a new quota.
-    _, calls = _run_home_script(tmp_path, True, "bob", "5")
-    assert calls[-1] == f"-x -c limit -p bhard=5g 1001 {export}"
+    # A second user gets the next UID and project; a returning user keeps theirs, with a new quota.
+    second, calls = _run_home_script(tmp_path, True, "bob", "5")
+    assert parse_user_home_output(second.stdout)["uid"] == "10001"
+    assert (export / "home" / "bob").stat().st_uid == 10001
+    assert calls[-1] == ["-x", "-c", "limit -p bhard=5g 10001", str(export)]
     (home / "notes.txt").write_text("kept")
-    _, calls = _run_home_script(tmp_path, True, "alice", "50")
+    os.chown(home / "notes.txt", 10000, 100)
+    again, calls = _run_home_script(tmp_path, True, "alice", "50")
+    assert parse_user_home_output(again.stdout)["uid"] == "10000"
     assert calls[-2:] == [
-        f"-x -c project -s -p {home} 1000 {export}",
-        f"-x -c limit -p bhard=50g 1000 {export}",
+        ["-x", "-c", f"project -s -p {home} 10000", str(export)],
+        ["-x", "-c", "limit -p bhard=50g 10000", str(export)],
     ]
     assert (home / "notes.txt").read_text() == "kept"
-    assert (export / ".jshub-projects").read_text() == "alice:1000\nbob:1001\n"
+    assert (export / ".jshub-users").read_text() == "alice:10000\nbob:10001\n"
+
+
+def test_home_script_gives_a_shared_uid_home_to_its_user_and_keeps_an_owner_when_the_list_is_lost(
+    tmp_path: Path,
+) -> None:
+    export = tmp_path / "export"
+    old = export / "home" / "carol"
+    old.mkdir(parents=True)
+    (old / "data.csv").write_text("1,2\n")
+    for path in (old, old / "data.csv"):
+        os.chown(path, 1000, 100)
+    result, _ = _run_home_script(tmp_path, False, "carol", "10")
+    assert result.returncode == 0, result.stderr
+    assert parse_user_home_output(result.stdout)["uid"] == "10000"
+    assert old.stat().st_uid == 10000 and (old / "data.csv").stat().st_uid == 10000
+    assert stat.S_IMODE(old.stat().st_mode) == 0o700
+
+    # The UID list is gone (restored from an old backup): a home keeps the UID that owns it.
+    kept = export / "home" / "dave"
+    kept.mkdir()
+    os.chown(kept, 10042, 100)
+    result, _ = _run_home_script(tmp_path, False, "dave", "10")
+    assert parse_user_home_output(result.stdout)["uid"] == "10042"
+    result, _ = _run_home_script(tmp_path, False, "erin", "10")
+    assert parse_user_home_output(result.stdout)["uid"] == "10043"
 
 
 def test_home_script_without_quotas_only_makes_the_home(tmp_path: Path) -> None:
@@ -241,6 +299,17 @@ def test_home_script_without_quotas_only_makes_the_home(tmp_path: Path) -> None:
 def test_home_script_refuses_bad_arguments(tmp_path: Path, args: tuple[str, ...]) -> None:
     result, calls = _run_home_script(tmp_path, True, *args)
     assert result.returncode in (64, 65) and calls == []
+    assert (
+        not (tmp_path / "export" / ".jshub-users").exists()
+        or not (tmp_path / "export" / ".jshub-users").read_text()
+    )
+
+
+def test_home_output_is_parsed_strictly() -> None:
+    assert parse_user_home_output("noise\nhome=/h/a uid=10000 gid=100\n")["uid"] == "10000"
+    for bad in ("home=/h/a uid=root gid=100", "home=/h/a uid=10000", "/h/a"):
+        with pytest.raises(ValueError):
+            parse_user_home_output(bad)
 
 
 @pytest.mark.parametrize("which", ["manager", "worker"])
@@ -278,7 +347,12 @@ def test_swarm_hub_config_uses_swarmspawner_with_limits_homes_and_images() -> No
         "c.Spawner.mem_guarantee = '512M'",
         "c.Spawner.cpu_guarantee = 0.5",
         "_HOME_QUOTA_OVERRIDES = {'alice': 50}",
-        "c.JupyterHub.hub_connect_url = 'http://jshub-hub:8081'",
+        # The hub's API stays on loopback in its container; notebooks reach it through the proxy.
+        "c.JupyterHub.hub_bind_url = 'http://127.0.0.1:8081'",
+        "c.JupyterHub.hub_connect_url = 'http://127.0.0.1:8081'",
+        "c.SwarmSpawner.hub_connect_url = 'http://jshub-hub:8000'",
+        "c.SwarmSpawner.port = 8888",
+        "c.SwarmSpawner.extra_container_spec = {\"labels\": {'jshub.role': 'notebook'}}",
         'c.JupyterHub.authenticator_class = "oauthenticator.github.GitHubOAuthenticator"',
         "c.SwarmSpawner.extra_placement_spec = {\"constraints\": ['node.labels.jshub.notebooks==true']}",
         "jupyterhub_idle_culler",
@@ -375,3 +449,246 @@ def test_caddy_script_writes_the_new_config_and_reloads_only_on_change(tmp_path:
         assert result.returncode == 0, result.stderr
         assert f"email {email}" in caddyfile.read_text()
     assert log.read_text().splitlines() == ["reload-or-restart caddy.service"] * 2
+
+
+class _FakeContainers:
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.calls: list[tuple[tuple[object, ...], dict[str, object]]] = []
+
+    def run(self, *args: object, **kwargs: object) -> bytes:
+        self.calls.append((args, kwargs))
+        return self.answer
+
+
+def _load_swarm_hub_config(cfg: StackConfig, answer: bytes) -> tuple[Any, _FakeContainers]:
+    """Execute the rendered jupyterhub_config.py as JupyterHub would, with a stand-in for the
+    Docker client its pre-spawn hook uses."""
+    from traitlets.config import Config
+
+    containers = _FakeContainers(answer)
+    client = types.SimpleNamespace(containers=containers, close=lambda: None)
+    fake_docker = types.ModuleType("docker")
+    fake_docker.from_env = lambda: client  # type: ignore[attr-defined]
+    config = Config()
+    saved = sys.modules.get("docker")
+    sys.modules["docker"] = fake_docker
+    try:
+        text = render_jupyterhub_config(HubConfigSpec.from_config(cfg))
+        env = {"OAUTH_CLIENT_SECRET": "x", "JSHUB_ADMIN_TOKEN": "y"}
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            exec(compile(text, "jupyterhub_config.py", "exec"), {"get_config": lambda: config})
+    finally:
+        if saved is None:
+            sys.modules.pop("docker", None)
+        else:
+            sys.modules["docker"] = saved
+    return config, containers
+
+
+def _spawner(name: str, spec: dict[str, Any]) -> Any:
+    return types.SimpleNamespace(user=types.SimpleNamespace(name=name), extra_container_spec=dict(spec))
+
+
+def test_pre_spawn_applies_the_users_quota_override_and_runs_the_notebook_as_their_uid() -> None:
+    cfg = swarm_config(homeQuotaGb=10, homeQuotaOverrides={"alice": 50})
+    config, containers = _load_swarm_hub_config(cfg, b"home=/export/home/alice uid=10007 gid=100\n")
+    hook = config.Spawner.pre_spawn_hook
+    base = config.SwarmSpawner.extra_container_spec
+    assert base == {"labels": {"jshub.role": "notebook"}}
+
+    alice = _spawner("alice", base)
+    asyncio.run(hook(alice))
+    (args, kwargs) = containers.calls[-1]
+    assert args[1] == ["/usr/local/sbin/jshub-user-home", "alice", "50"]
+    assert kwargs["privileged"] is True and kwargs["network_mode"] == "none"
+    assert alice.extra_container_spec == {"labels": {"jshub.role": "notebook"}, "user": "10007:100"}
+
+    bob = _spawner("bob", base)
+    asyncio.run(hook(bob))
+    assert containers.calls[-1][0][1] == ["/usr/local/sbin/jshub-user-home", "bob", "10"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"home=/export/home/alice uid=0 gid=100\n", b"home=/export/home/alice uid=1000 gid=100\n", b"oops\n"],
+)
+def test_pre_spawn_refuses_root_a_shared_uid_or_an_unreadable_answer(answer: bytes) -> None:
+    config, _ = _load_swarm_hub_config(swarm_config(), answer)
+    spawner = _spawner("alice", config.SwarmSpawner.extra_container_spec)
+    with pytest.raises((RuntimeError, ValueError)):
+        asyncio.run(config.Spawner.pre_spawn_hook(spawner))
+    assert "user" not in spawner.extra_container_spec
+
+
+def _run_firewall(tmp_path: Path, action: str) -> list[list[str]]:
+    stubs = tmp_path / "bin"
+    log = tmp_path / "iptables.log"
+    log.unlink(missing_ok=True)
+    # `-C` (is the jump there?) answers no, as on a fresh node.
+    stubs.mkdir(exist_ok=True)
+    for tool in ("iptables", "ip6tables"):
+        stub = stubs / tool
+        stub.write_text(
+            "#!/bin/bash\n"
+            f"printf '%s\\n' {tool} \"$@\" '#end' >>{shlex.quote(str(log))}\n"
+            'for arg in "$@"; do [[ "$arg" == -C || "$arg" == -D ]] && exit 1; done\nexit 0\n'
+        )
+        stub.chmod(0o755)
+    script = tmp_path / "jshub-node-firewall"
+    script.write_text(render_node_firewall_script())
+    result = subprocess.run(
+        ["bash", str(script), action],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{stubs}:/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    return stub_calls(log)
+
+
+def test_node_firewall_rejects_private_ranges_and_the_node_itself_for_containers(tmp_path: Path) -> None:
+    calls = _run_firewall(tmp_path, "start")
+    v4 = [c[1:] for c in calls if c[0] == "iptables"]
+    chain = [c[2:] for c in v4 if c[:2] == ["-w", "-A"] and c[2] == "JSHUB-CONTAINERS"]
+    assert chain[0] == [
+        "JSHUB-CONTAINERS",
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "ESTABLISHED,RELATED",
+        "-j",
+        "RETURN",
+    ]
+    for net in ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"):
+        assert [
+            "JSHUB-CONTAINERS",
+            "-d",
+            net,
+            "-p",
+            "tcp",
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "tcp-reset",
+        ] in chain
+    # Name resolution is allowed before any reject.
+    dns = chain.index(["JSHUB-CONTAINERS", "-p", "udp", "--dport", "53", "-j", "RETURN"])
+    first_reject = next(i for i, rule in enumerate(chain) if "REJECT" in rule)
+    assert dns < first_reject and chain[-1] == ["JSHUB-CONTAINERS", "-j", "RETURN"]
+    node = [c[2:] for c in v4 if c[:2] == ["-w", "-A"] and c[2] == "JSHUB-CONTAINERS-NODE"]
+    assert node[-1] == ["JSHUB-CONTAINERS-NODE", "-j", "REJECT", "--reject-with", "icmp-port-unreachable"]
+    for bridge in ("docker_gwbridge", "docker0"):
+        assert ["-w", "-I", "DOCKER-USER", "1", "-i", bridge, "-j", "JSHUB-CONTAINERS"] in v4
+        assert ["-w", "-I", "INPUT", "1", "-i", bridge, "-j", "JSHUB-CONTAINERS-NODE"] in v4
+    v6 = [c[1:] for c in calls if c[0] == "ip6tables"]
+    assert ["-w", "-I", "FORWARD", "1", "-i", "docker_gwbridge", "-j", "JSHUB-CONTAINERS"] in v6
+
+    stop = _run_firewall(tmp_path, "stop")
+    assert ["iptables", "-w", "-X", "JSHUB-CONTAINERS"] in stop
+    assert ["iptables", "-w", "-D", "DOCKER-USER", "-i", "docker_gwbridge", "-j", "JSHUB-CONTAINERS"] in stop
+
+
+def test_every_node_runs_the_firewall_and_the_notebook_isolation_agent() -> None:
+    manager = yaml.safe_load(
+        render_manager_cloud_init(ManagerBootSpec("hub.example.org", "a@example.org", VOLUME_ID, KEY))
+    )
+    worker = yaml.safe_load(render_worker_cloud_init(WorkerBootSpec("10.0.0.5", KEY)))
+    for cloud in (manager, worker):
+        files = {f["path"]: f for f in cloud["write_files"]}
+        assert files["/usr/local/sbin/jshub-node-firewall"]["permissions"] == "0755"
+        assert files["/usr/local/sbin/jshub-notebook-isolation"]["permissions"] == "0755"
+        unit = files["/etc/systemd/system/jshub-node-firewall.service"]["content"]
+        assert (
+            "ExecStart=/usr/local/sbin/jshub-node-firewall start" in unit and "After=docker.service" in unit
+        )
+        agent = files["/etc/systemd/system/jshub-notebook-isolation.service"]["content"]
+        assert "Restart=always" in agent
+        assert [
+            "systemctl",
+            "enable",
+            "--now",
+            "jshub-node-firewall.service",
+            "jshub-notebook-isolation.service",
+        ] in boot_commands(cloud["runcmd"])
+
+
+def test_isolation_agent_admits_only_the_proxy_port_out_and_the_server_port_in() -> None:
+    text = render_notebook_isolation_script()
+    assert "label=jshub.role=notebook" in text and "network=jshub" in text
+    assert "proxy_port=8000" in text and "notebook_port=8888" in text
+    assert 'ns -A JSHUB-OUT -d "$subnet" -p tcp --dport "$proxy_port" -j RETURN' in text
+    assert 'ns -A JSHUB-IN -s "$subnet" -p tcp --dport "$notebook_port" -j RETURN' in text
+    # Events since before the sweep of running containers: none starts unseen.
+    assert text.index("since=$(date +%s)") < text.index("docker ps --quiet") < text.index('--since "$since"')
+
+
+def _run_isolation_agent(tmp_path: Path, failing_rule: str | None) -> tuple[list[list[str]], str]:
+    """The rendered agent against stand-ins: Docker reports one running notebook (PID 4242) on
+    the overlay 10.0.1.0/24, then no more events; nsenter records each call and fails on the
+    rule containing `failing_rule`."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir(exist_ok=True)
+    log = tmp_path / "calls.log"
+    quoted = shlex.quote(str(log))
+    (stubs / "docker").write_text(
+        "#!/bin/bash\n"
+        f"printf '%s\\n' docker \"$@\" '#end' >>{quoted}\n"
+        'case "$1" in\n'
+        "  ps) echo abc123 ;;\n"
+        "  inspect) echo 4242 ;;\n"
+        "  network) echo '10.0.1.0/24 ' ;;\n"
+        "esac\n"
+    )
+    fail = f'[[ "$*" == *{shlex.quote(failing_rule)}* ]] && exit 1\n' if failing_rule else ""
+    (stubs / "nsenter").write_text(
+        "#!/bin/bash\n"
+        f"printf '%s\\n' nsenter \"$@\" '#end' >>{quoted}\n"
+        # `-N` and `-C` answer: no such chain or rule yet.
+        'for arg in "$@"; do [[ "$arg" == -N ]] && exit 0; [[ "$arg" == -C ]] && exit 1; done\n'
+        f"{fail}exit 0\n"
+    )
+    for tool in ("docker", "nsenter"):
+        (stubs / tool).chmod(0o755)
+    script = tmp_path / "agent.sh"
+    script.write_text(render_notebook_isolation_script())
+    result = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{stubs}:/usr/bin:/bin"},
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return stub_calls(log), result.stdout + result.stderr
+
+
+def test_isolation_agent_sets_the_rules_in_the_notebooks_namespace(tmp_path: Path) -> None:
+    calls, output = _run_isolation_agent(tmp_path, None)
+    prefix = ["nsenter", "--target", "4242", "--net", "--", "iptables", "-w"]
+    rules = [c[len(prefix) :] for c in calls if c[: len(prefix)] == prefix]
+    assert ["-A", "JSHUB-OUT", "-d", "10.0.1.0/24", "-p", "tcp", "--dport", "8000", "-j", "RETURN"] in rules
+    assert ["-A", "JSHUB-IN", "-s", "10.0.1.0/24", "-p", "tcp", "--dport", "8888", "-j", "RETURN"] in rules
+    assert ["-I", "OUTPUT", "1", "-j", "JSHUB-OUT"] in rules and [
+        "-I",
+        "INPUT",
+        "1",
+        "-j",
+        "JSHUB-IN",
+    ] in rules
+    # The chains are complete before they are hooked in.
+    last_rule = max(i for i, rule in enumerate(rules) if rule[0] == "-A")
+    assert rules.index(["-I", "OUTPUT", "1", "-j", "JSHUB-OUT"]) > last_rule
+    assert next(c for c in calls if c[:2] == ["docker", "events"])[:3] == ["docker", "events", "--since"]
+    assert not any(c[:2] == ["docker", "kill"] for c in calls)
+    assert "isolated notebook container abc123" in output
+
+
+@pytest.mark.parametrize("failing", ["--dport 8000", "-I INPUT"])
+def test_isolation_agent_kills_a_notebook_it_cannot_isolate(tmp_path: Path, failing: str) -> None:
+    calls, output = _run_isolation_agent(tmp_path, failing)
+    assert ["docker", "kill", "abc123"] in calls
+    assert "could not isolate notebook container abc123" in output
+    assert "isolated notebook container" not in output.replace("could not isolate notebook container", "")

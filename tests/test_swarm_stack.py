@@ -121,6 +121,9 @@ def test_homes_volume_is_protected_and_the_hub_is_a_swarm_service_on_the_manager
     assert spec["containerSpec"]["image"] == image.inputs["imageName"]
     network = one(rec, "docker:index/network:Network")
     assert network.inputs["driver"] == "overlay" and network.inputs["attachable"] is True
+    assert network.inputs["options"] == {"com.docker.network.driver.mtu": "1450"}
+    mtu = one(swarm_stack(2, swarm={"workerCount": 2, "overlayMtu": 1500}), "docker:index/network:Network")
+    assert mtu.inputs["options"] == {"com.docker.network.driver.mtu": "1500"}
     provider = one(rec, "pulumi:providers:docker")
     assert provider.inputs["host"].startswith("ssh://ubuntu@203.0.113.")
     assert rec.outputs["admin_token"] == SECRET

@@ -1,37 +1,55 @@
 """A real single-node Docker Swarm running the swarm scenario's hub, for tests and benchmarks.
 
 What runs is what production runs: the hub image built from hub/swarm/Dockerfile, the
-jupyterhub_config.py the production renderer writes for a swarm stack, and the hub service
-spec the stack hands to pulumi-docker. The only changes are paths (a scratch folder stands in
-for the NFS export), ports, and what this kernel lacks (DESIGN.md §4): no IPVS, so services
-use DNS round robin and a host-mode published port; no disk quotas, so the home script runs
-with quotas off. Everything it creates is removed again; the cached base image stays.
+jupyterhub_config.py the production renderer writes for a swarm stack, the node firewall and
+notebook isolation agent the nodes' cloud-init installs, and the hub's network and service
+exactly as components/swarm_hub.py declares them to pulumi-docker: the SwarmHub component is
+run under the planner's Pulumi mocks, and its recorded Network and Service inputs are
+translated into `docker network create` / `docker service create` (`production_service_args`
+refuses any field it does not know, so a new production field cannot be silently dropped).
+
+Local stand-ins, each for something this machine lacks (DESIGN.md §4), listed in
+`LocalOverrides` and the spawner spec: host paths (a scratch folder stands in for the /export
+volume and the NFS mount), the published port, DNS round robin endpoints and a host-mode
+published port (no IPVS here), and the home script's quota step: no disk quotas and no
+privileged containers here, so the one-shot container is unprivileged and a stand-in for
+xfs_quota, bind-mounted over the real one, records each call's arguments one per line.
+Everything it creates is removed again; the cached base image stays.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import stackconfig
+from planner.harness import Recording
+from planner.mocks import placeholder_id
 from renderers.hub_config import HubConfigSpec, SwarmSpawnerSpec, render_jupyterhub_config
 from renderers.swarm import (
     HUB_IMAGE_CONTEXT,
     HUB_IMAGE_REPOSITORY,
     NOTEBOOK_LABEL,
-    HubServiceSpec,
     hub_image_tag,
-    hub_service_spec,
+    render_node_firewall_script,
+    render_notebook_isolation_script,
     render_user_home_script,
 )
+from tests.conftest import run_mocked
 from tests.hubclient import HubClient, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -114,6 +132,233 @@ def build_images() -> tuple[str, dict[str, float]]:
     return tag, timings
 
 
+# --- the production spec, recorded under mocks and translated for the docker CLI -------------
+
+NETWORK = "docker:index/network:Network"
+SERVICE = "docker:index/service:Service"
+SERVICE_CONFIG = "docker:index/serviceConfig:ServiceConfig"
+SECRET = "docker:index/secret:Secret"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProductionHub:
+    """The SwarmHub component's docker resources as `pulumi up` would create them."""
+
+    network: dict[str, Any]
+    network_id: str
+    service: dict[str, Any]
+    config: dict[str, Any]
+    config_id: str
+    # recorded secret name -> the value this run gave it
+    secret_values: dict[str, str]
+    secret_ids: dict[str, str]
+
+
+def record_production_hub(cfg: stackconfig.StackConfig, admin_token: str) -> ProductionHub:
+    """Run components/swarm_hub.py's SwarmHub under the planner's mocks and keep what it
+    registers."""
+    from components.swarm_hub import SwarmHub, SwarmHubArgs
+
+    def program() -> None:
+        SwarmHub("hub", SwarmHubArgs(config=cfg, manager_public_ip="203.0.113.10", admin_token=admin_token))
+
+    recording: Recording = run_mocked(program)
+
+    def one(kind: str) -> Any:
+        found = [r for r in recording.registrations if r.type == kind]
+        assert len(found) == 1, f"SwarmHub registered {len(found)} {kind}"
+        return found[0]
+
+    # The mocks hand back placeholder IDs; the Service refers to its network, config and
+    # secrets by those.
+    network, service, config = one(NETWORK), one(SERVICE), one(SERVICE_CONFIG)
+    secrets_by_name = {r.inputs["name"]: r for r in recording.registrations if r.type == SECRET}
+    known = {
+        "oauth_client_secret": cfg.oauth_client_secret.get_secret_value(),
+        "jshub_admin_token": admin_token,
+    }
+    values = {}
+    for name in secrets_by_name:
+        base = name.rsplit("-", 1)[0]
+        values[name] = known[base]
+    return ProductionHub(
+        network=network.inputs,
+        network_id=placeholder_id(NETWORK, network.name),
+        service=service.inputs,
+        config=config.inputs,
+        config_id=placeholder_id(SERVICE_CONFIG, config.name),
+        secret_values=values,
+        secret_ids={placeholder_id(SECRET, r.name): name for name, r in secrets_by_name.items()},
+    )
+
+
+class UnsupportedSpecError(AssertionError):
+    """A production field the local translation does not know: it would be dropped silently."""
+
+
+class _Fields:
+    """A dict read field by field; `done()` fails on anything left unread."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, dict):
+            raise UnsupportedSpecError(f"{path}: expected an object, got {data!r}")
+        self.data, self.path = dict(data), path
+
+    def take(self, key: str, default: Any = None) -> Any:
+        return self.data.pop(key, default)
+
+    def sub(self, key: str) -> _Fields:
+        return _Fields(self.data.pop(key, {}), f"{self.path}.{key}")
+
+    def items(self, key: str) -> Iterator[_Fields]:
+        for index, item in enumerate(self.data.pop(key, []) or []):
+            yield _Fields(item, f"{self.path}.{key}[{index}]")
+
+    def done(self) -> None:
+        if self.data:
+            raise UnsupportedSpecError(f"{self.path}: {sorted(self.data)} not translated to the docker CLI")
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalOverrides:
+    """Everything the local run changes in the production service, and why (DESIGN.md §4)."""
+
+    # host paths of bind mounts: the scratch folder stands in for the /export volume
+    bind_sources: dict[str, str]
+    published_port: int
+    # no IPVS in this kernel: no VIP endpoints and no routing mesh
+    endpoint_mode: str = "dnsrr"
+    publish_mode: str = "host"
+
+
+def production_network_args(network: dict[str, Any]) -> list[str]:
+    spec = _Fields(network, "Network")
+    args = ["network", "create", "--driver", spec.take("driver")]
+    if spec.take("attachable"):
+        args.append("--attachable")
+    for key, value in (spec.take("options") or {}).items():
+        args += ["--opt", f"{key}={value}"]
+    name = spec.take("name")
+    spec.done()
+    return [*args, name]
+
+
+def production_service_args(
+    service: dict[str, Any],
+    *,
+    networks: dict[str, str],
+    configs: dict[str, str],
+    secrets: dict[str, str],
+    overrides: LocalOverrides,
+) -> list[str]:
+    """`docker service create` arguments for the recorded pulumi-docker Service inputs.
+    `networks`, `configs` and `secrets` map the recorded IDs to the local objects' names."""
+    spec = _Fields(service, "Service")
+    args = ["service", "create", "--detach", "--no-resolve-image", "--name", spec.take("name")]
+
+    task = spec.sub("taskSpec")
+    container = task.sub("containerSpec")
+    image = container.take("image")
+    for config in container.items("configs"):
+        name = configs[config.take("configId")]
+        config.take("configName")
+        args += [
+            "--config",
+            f"source={name},target={config.take('fileName')},mode=0{int(config.take('fileMode')):o}",
+        ]
+        config.done()
+    for secret in container.items("secrets"):
+        name = secrets[secret.take("secretId")]
+        assert secret.take("secretName") == name
+        args += [
+            "--secret",
+            f"source={name},target={secret.take('fileName')},mode=0{int(secret.take('fileMode')):o}",
+        ]
+        secret.done()
+    for mount in container.items("mounts"):
+        kind = mount.take("type")
+        if kind != "bind":
+            raise UnsupportedSpecError(f"{mount.path}: mount type {kind}")
+        source = mount.take("source")
+        source = overrides.bind_sources.get(source, source)
+        option = f"type=bind,source={source},target={mount.take('target')}"
+        if mount.take("readOnly"):
+            option += ",readonly"
+        args += ["--mount", option]
+        mount.done()
+    container.done()
+
+    placement = task.sub("placement")
+    for constraint in placement.take("constraints") or []:
+        args += ["--constraint", constraint]
+    placement.done()
+    for network in task.items("networksAdvanceds"):
+        args += ["--network", networks[network.take("id")]]
+        network.done()
+    restart = task.sub("restartPolicy")
+    args += ["--restart-condition", restart.take("condition"), "--restart-delay", restart.take("delay")]
+    restart.done()
+    task.done()
+
+    mode = spec.sub("mode")
+    replicated = mode.sub("replicated")
+    args += ["--replicas", str(int(replicated.take("replicas")))]
+    replicated.done()
+    mode.done()
+
+    endpoint = spec.sub("endpointSpec")
+    endpoint.take("mode")  # production: vip
+    args += ["--endpoint-mode", overrides.endpoint_mode]
+    for port in endpoint.items("ports"):
+        port.take("publishedPort")
+        port.take("publishMode")  # production: ingress
+        args += [
+            "--publish",
+            f"mode={overrides.publish_mode},target={int(port.take('targetPort'))},"
+            f"published={overrides.published_port},protocol={port.take('protocol')}",
+        ]
+        port.done()
+    endpoint.done()
+    spec.done()
+    return [*args, image]
+
+
+# --- stand-ins for what the nodes have and this machine lacks -------------------------------
+
+
+class PortListener:
+    """A TCP listener standing in for the NFS server on the node's address (no kernel NFS
+    here): the isolation test needs something that answers when the path is open."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, port))
+        self.sock.listen(16)
+        self.accepted = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def node_address() -> str:
+    """The node's own address on its network (the source of its default route)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(("192.0.2.250", 9))  # no packet is sent for a UDP connect
+        return str(sock.getsockname()[0])
+
+
 @dataclasses.dataclass
 class LocalSwarmHub(HubClient):
     image: str
@@ -121,10 +366,15 @@ class LocalSwarmHub(HubClient):
     port: int
     admin_token: str
     spec: HubConfigSpec
-    service: HubServiceSpec
+    production: ProductionHub
+    overrides: LocalOverrides
+    # a user with a homeQuotaOverrides entry in the stack
+    quota_user: str
     created_swarm: bool = False
     created_gwbridge: bool = False
     labelled_node: str | None = None
+    firewall_started: bool = False
+    isolation: subprocess.Popen[bytes] | None = None
     objects: dict[str, list[str]] = dataclasses.field(
         default_factory=lambda: {"service": [], "config": [], "secret": [], "network": []}
     )
@@ -134,9 +384,29 @@ class LocalSwarmHub(HubClient):
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def service_name(self) -> str:
+        return str(self.production.service["name"])
+
+    @property
+    def network_name(self) -> str:
+        return str(self.production.network["name"])
+
+    @property
     def home_root(self) -> Path:
         assert isinstance(self.spec.spawner, SwarmSpawnerSpec)
         return Path(self.spec.spawner.node_home_root)
+
+    @property
+    def export(self) -> Path:
+        return self.root / "export"
+
+    @property
+    def quota_log(self) -> Path:
+        return self.export / ".xfs_quota-calls"
+
+    @property
+    def firewall(self) -> Path:
+        return self.root / "sbin" / "jshub-node-firewall"
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -150,49 +420,57 @@ class LocalSwarmHub(HubClient):
         sbin = root / "sbin"
         sbin.mkdir()
         home_command = sbin / "jshub-user-home"
-        # No disk quotas in this kernel: the script runs with them off, otherwise unchanged.
-        home_command.write_text(render_user_home_script(str(export), enforce_quota=False))
+        # The production script, quotas on; xfs_quota is the recording stand-in below.
+        home_command.write_text(render_user_home_script(str(export)))
         home_command.chmod(0o755)
+        stub = sbin / "xfs_quota"
+        log = export / ".xfs_quota-calls"
+        stub.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" '#end' >>{log}\n")
+        stub.chmod(0o755)
+        (sbin / "jshub-node-firewall").write_text(render_node_firewall_script())
+        (sbin / "jshub-notebook-isolation").write_text(render_notebook_isolation_script())
 
+        quota_user = random_user()
         stack = {**STACK, **stack_overrides}
-        cfg = stackconfig.parse(
-            {**stack, "swarm": {**stack["swarm"], "allowedImages": [image]}},
-            secret_keys=["oauthClientSecret"],
-        )
+        swarm = {**stack["swarm"], "allowedImages": [image]}
+        swarm["homeQuotaOverrides"] = {**swarm.get("homeQuotaOverrides", {}), quota_user: 42}
+        cfg = stackconfig.parse({**stack, "swarm": swarm}, secret_keys=["oauthClientSecret"])
+        admin_token = secrets.token_hex(32)
+        production_hub = record_production_hub(cfg, admin_token)
+
         production = HubConfigSpec.from_config(cfg)
         assert isinstance(production.spawner, SwarmSpawnerSpec) and production.spawner.hub_image == image
         spec = dataclasses.replace(
             production,
-            paths=dataclasses.replace(production.paths, data_root=str(export)),
+            # The hub's state stays at /export/hub inside its container, as in production;
+            # only the host side of that bind mount is the scratch folder (LocalOverrides).
             spawner=dataclasses.replace(
                 production.spawner,
                 export_root=str(export),
                 node_home_root=str(export / "home"),
                 home_command=str(home_command),
+                # No privileged containers in this sandbox: the quota step records instead.
                 enforce_quota=False,
+                home_stand_ins=MappingProxyType({str(stub): "/usr/sbin/xfs_quota"}),
                 endpoint_mode="dnsrr",
             ),
         )
-        prod_service = hub_service_spec(image)
-        service = dataclasses.replace(
-            prod_service,
-            binds=tuple(
-                (str(export / "hub"), str(export / "hub")) if dst.endswith("/hub") else (src, dst)
-                for src, dst in prod_service.binds
-            ),
+        overrides = LocalOverrides(
+            bind_sources={
+                f"{production.spawner.export_root}/hub": str(export / "hub"),
+            },
             published_port=free_port(),
-            publish_mode="host",
-            endpoint_mode="dnsrr",
         )
-        hub = cls(
+        return cls(
             image=image,
             root=root,
-            port=service.published_port,
-            admin_token=secrets.token_hex(32),
+            port=overrides.published_port,
+            admin_token=admin_token,
             spec=spec,
-            service=service,
+            production=production_hub,
+            overrides=overrides,
+            quota_user=quota_user,
         )
-        return hub
 
     def start(self, timeout: float = 120) -> None:
         self.remove_leftovers()
@@ -209,49 +487,40 @@ class LocalSwarmHub(HubClient):
             docker("node", "update", "--label-add", NOTEBOOK_LABEL, node)
             self.labelled_node = node
 
-        docker("network", "create", "--driver", "overlay", "--attachable", self.service.network)
-        self.objects["network"].append(self.service.network)
+        # What every node's cloud-init starts: the firewall, then the isolation agent.
+        run("bash", str(self.firewall), "start")
+        self.firewall_started = True
+        self.isolation = subprocess.Popen(
+            ["bash", str(self.root / "sbin" / "jshub-notebook-isolation")],
+            stdout=(self.root / "isolation.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+        )
+
+        docker(*production_network_args(self.production.network))
+        self.objects["network"].append(self.network_name)
+        config_text = render_jupyterhub_config(self.spec)
         config_file = self.root / "jupyterhub_config.py"
-        config_file.write_text(render_jupyterhub_config(self.spec))
-        config_name = f"jshub-hub-config-{secrets.token_hex(4)}"
+        config_file.write_text(config_text)
+        # Named by content, as in production; the content has this run's scratch paths.
+        config_name = f"jshub-hub-config-{hashlib.sha256(config_text.encode()).hexdigest()[:12]}"
         docker("config", "create", config_name, str(config_file))
         self.objects["config"].append(config_name)
-        values = {"oauth_client_secret": "e2e-dummy-client-secret", "jshub_admin_token": self.admin_token}
-        secret_flags = []
-        for name in self.service.secrets:
-            secret_name = f"{name}-{secrets.token_hex(4)}"
-            docker("secret", "create", secret_name, "-", input=values[name])
-            self.objects["secret"].append(secret_name)
-            secret_flags += ["--secret", f"source={secret_name},target={name},mode=0400"]
+        for name, value in self.production.secret_values.items():
+            docker("secret", "create", name, "-", input=value)
+            self.objects["secret"].append(name)
 
-        s = self.service
-        args = [
-            "service",
-            "create",
-            "--detach",
-            "--no-resolve-image",
-            "--name",
-            s.name,
-            "--network",
-            s.network,
-            "--endpoint-mode",
-            s.endpoint_mode,
-            "--restart-condition",
-            s.restart_condition,
-            "--restart-delay",
-            "1s",
-            "--publish",
-            f"mode={s.publish_mode},target={s.target_port},published={s.published_port}",
-            "--config",
-            f"source={config_name},target={s.config_target},mode=0444",
-            *secret_flags,
-        ]
-        for constraint in s.constraints:
-            args += ["--constraint", constraint]
-        for src, dst in s.binds:
-            args += ["--mount", f"type=bind,source={src},target={dst}"]
-        docker(*args, s.image)
-        self.objects["service"].append(s.name)
+        docker(
+            *production_service_args(
+                self.production.service,
+                networks={self.production.network_id: self.network_name},
+                configs={self.production.config_id: config_name},
+                secrets=self.production.secret_ids,
+                overrides=self.overrides,
+            )
+        )
+        self.objects["service"].append(self.service_name)
         self.wait_answering(timeout)
 
     def wait_answering(self, timeout: float = 120) -> None:
@@ -263,9 +532,46 @@ class LocalSwarmHub(HubClient):
 
     # --- observation -----------------------------------------------------------------------
 
+    def containers_of(self, service: str) -> list[str]:
+        return docker("ps", "--quiet", "--filter", f"label=com.docker.swarm.service.name={service}").split()
+
     def hub_container(self) -> str | None:
-        ids = docker("ps", "--quiet", "--filter", f"label=com.docker.swarm.service.name={self.service.name}")
-        return ids.split()[0] if ids else None
+        ids = self.containers_of(self.service_name)
+        return ids[0] if ids else None
+
+    def notebook_container(self, user: str) -> str:
+        ids = self.containers_of(f"jupyter-{user}")
+        assert len(ids) == 1, f"expected one container for {user}'s notebook, got {ids}\n{self.diagnose()}"
+        return ids[0]
+
+    def exec_python(self, container: str, code: str) -> str:
+        """Run Python in a container as its own user (the notebook's UID, for a notebook)."""
+        return docker("exec", container, "python3", "-c", code)
+
+    def connects(self, container: str, host: str, port: int) -> str:
+        """'open', or the error a connection from inside `container` meets."""
+        code = (
+            "import socket\n"
+            "try:\n"
+            f"    socket.create_connection(({host!r}, {port}), timeout=5).close()\n"
+            "    print('open')\n"
+            "except OSError as exc:\n"
+            "    print(type(exc).__name__)\n"
+        )
+        return self.exec_python(container, code)
+
+    def run_firewall(self, action: str) -> None:
+        run("bash", str(self.firewall), action)
+
+    def quota_calls(self) -> list[list[str]]:
+        calls: list[list[str]] = [[]]
+        text = self.quota_log.read_text() if self.quota_log.exists() else ""
+        for line in text.splitlines():
+            if line == "#end":
+                calls.append([])
+            else:
+                calls[-1].append(line)
+        return calls[:-1]
 
     def service_inspect(self, name: str) -> dict[str, Any] | None:
         out = docker("service", "inspect", name, check=False)
@@ -274,17 +580,20 @@ class LocalSwarmHub(HubClient):
 
     def diagnose(self) -> str:
         parts = []
-        for name in [self.service.name, *self.user_services()]:
+        for name in [self.service_name, *self.user_services()]:
             parts.append(docker("service", "ps", "--no-trunc", name, check=False))
         container = self.hub_container()
         if container:
             log = run("docker", "logs", "--tail", "200", container, check=False).stderr
         else:
-            result = run("docker", "service", "logs", "--tail", "200", self.service.name, check=False)
+            result = run("docker", "service", "logs", "--tail", "200", self.service_name, check=False)
             log = result.stdout + result.stderr
         # The tests poll the API; those lines say nothing.
         lines = [line for line in log.splitlines() if " 200 GET /hub/api/users/" not in line]
         parts.append("\n".join(lines[-60:]))
+        isolation_log = self.root / "isolation.log"
+        if isolation_log.exists():
+            parts.append("isolation agent:\n" + isolation_log.read_text()[-2000:])
         return "\n".join(parts)
 
     def start_server(
@@ -310,14 +619,16 @@ class LocalSwarmHub(HubClient):
     # --- teardown ---------------------------------------------------------------------------
 
     def remove_leftovers(self) -> None:
-        """Services of an earlier run that crashed, by this fixture's names only."""
+        """Objects of an earlier run that crashed, by this fixture's names only."""
         names = docker("service", "ls", "--format", "{{.Name}}", check=False).split()
-        stale = [n for n in names if n == self.service.name or n.startswith(f"jupyter-{USER_PREFIX}")]
+        stale = [n for n in names if n == self.service_name or n.startswith(f"jupyter-{USER_PREFIX}")]
         if stale:
             docker("service", "rm", *stale, check=False)
             self.wait_gone(stale)
-        if docker("network", "ls", "--quiet", "--filter", f"name=^{self.service.network}$", check=False):
-            docker("network", "rm", self.service.network, check=False)
+        if docker("network", "ls", "--quiet", "--filter", f"name=^{self.network_name}$", check=False):
+            docker("network", "rm", self.network_name, check=False)
+        for name in self.production.secret_values:
+            docker("secret", "rm", name, check=False)
 
     def wait_gone(self, services: list[str], timeout: float = 60) -> None:
         # A removed service's containers go away a moment later; the network needs them gone.
@@ -355,6 +666,12 @@ class LocalSwarmHub(HubClient):
                 if run("docker", "network", "rm", network, check=False).returncode == 0:
                     break
                 time.sleep(0.5)
+        if self.isolation is not None and self.isolation.poll() is None:
+            # The agent and its `docker events` pipe: the process group it was started in.
+            os.killpg(self.isolation.pid, signal.SIGTERM)
+            self.isolation.wait(10)
+        if self.firewall_started:
+            run("bash", str(self.firewall), "stop", check=False)
         if self.labelled_node:
             docker(
                 "node", "update", "--label-rm", NOTEBOOK_LABEL.split("=")[0], self.labelled_node, check=False
@@ -363,7 +680,7 @@ class LocalSwarmHub(HubClient):
             docker("swarm", "leave", "--force", check=False)
         if self.created_gwbridge:
             docker("network", "rm", "docker_gwbridge", check=False)
-        # Homes were written by the notebook user (UID 1000) inside containers; root removes them.
+        # Homes were written by the users' UIDs inside containers; root removes them.
         shutil.rmtree(self.root, ignore_errors=True)
 
 
