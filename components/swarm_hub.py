@@ -93,7 +93,10 @@ class SwarmHub(pulumi.ComponentResource):
             opts=on_manager,
         )
         values: dict[str, pulumi.Output[str]] = {
-            "oauth_client_secret": pulumi.Output.secret(cfg.oauth_client_secret.get_secret_value()),
+            # The config rules hold swarm to OAuth logins, which have a client secret.
+            "oauth_client_secret": pulumi.Output.secret(
+                cfg.oauth_client_secret.get_secret_value() if cfg.oauth_client_secret else ""
+            ),
             "jshub_admin_token": pulumi.Output.secret(pulumi.Output.from_input(args.admin_token)),
         }
         secrets = []

@@ -27,6 +27,7 @@ import pytest
 import requests
 
 import stackconfig
+from components.hub import hub_env_file, workshop_secrets
 from renderers import render
 from renderers.hub_config import HubConfigSpec, HubPaths, render_jupyterhub_config
 from renderers.scripts import render_add_user_script
@@ -102,6 +103,8 @@ class Hub(HubClient):
     admin_token: str
     proxy_command: str
     log_path: Path
+    # The secrets environment file the stack writes (components.hub.hub_env_file), as text.
+    env_file: str = ""
     process: subprocess.Popen[bytes] | None = None
     groups: list[int] = dataclasses.field(default_factory=list)  # one per hub started
 
@@ -123,8 +126,7 @@ class Hub(HubClient):
             "PATH": ":".join(path),
             "LANG": "C.UTF-8",
             "HOME": pwd.getpwuid(os.getuid()).pw_dir,
-            "OAUTH_CLIENT_SECRET": "e2e-dummy-client-secret",
-            "JSHUB_ADMIN_TOKEN": self.admin_token,
+            **dict(line.split("=", 1) for line in self.env_file.splitlines()),
         }
 
     def start(self) -> None:
@@ -247,7 +249,9 @@ def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
     add_user.write_text(render_add_user_script(paths.home_root))
     add_user.chmod(0o755)
 
-    cfg = stackconfig.parse(STACK, secret_keys=["oauthClientSecret"])
+    # A test module may run its own stack (HUB_STACK), e.g. another login type.
+    stack = getattr(request.module, "HUB_STACK", STACK)
+    cfg = stackconfig.parse(stack, secret_keys=list(stack))
     public_port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
     spec = dataclasses.replace(
         HubConfigSpec.from_config(cfg, paths=paths),
@@ -257,15 +261,17 @@ def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
     config_file = config_dir / "jupyterhub_config.py"
     config_file.write_text(render_jupyterhub_config(spec))
 
+    admin_token = secrets.token_hex(32)
     hub = Hub(
         root=root,
         paths=paths,
         config_file=config_file,
         public_url=f"http://127.0.0.1:{public_port}",
         proxy_api_url=f"http://127.0.0.1:{proxy_api_port}",
-        admin_token=secrets.token_hex(32),
+        admin_token=admin_token,
         proxy_command=proxy_command,
         log_path=root / "jupyterhub.log",
+        env_file=hub_env_file("e2e-dummy-client-secret", admin_token, workshop_secrets(cfg)),
     )
     hub.start()
     yield hub
