@@ -227,7 +227,8 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
             "config": _auth_config(spec),
             "extraEnv": _auth_env(spec),
             "extraConfig": {"05-auth-from-env": _AUTH_FROM_ENV, "10-shared-data": _ADMIN_WRITES_SHARED},
-            "services": {ADMIN_SERVICE: {"name": ADMIN_SERVICE}},
+            # admin: a roster may name admins, which JupyterHub lets only admin callers grant.
+            "services": {ADMIN_SERVICE: {"name": ADMIN_SERVICE, "admin": True}},
             "loadRoles": {ADMIN_SERVICE: {"scopes": list(ADMIN_SCOPES), "services": [ADMIN_SERVICE]}},
             "db": {
                 "type": "sqlite-pvc",

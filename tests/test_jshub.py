@@ -84,3 +84,53 @@ def test_the_table_names_the_failed_step() -> None:
     assert lines[0].split() == ["step", "seconds", "result"]
     assert lines[2].startswith("create user") and "FAILED: 403" in lines[2]
     assert lines[-1].split() == ["total", "0.30"]
+
+
+def test_roster_reads_csv_and_text_and_reports_bad_lines_by_number() -> None:
+    from jshub import roster
+
+    entries, bad = roster.parse(
+        "username,admin\n"
+        "alice,true\n"
+        "# instructors above, participants below\n"
+        "\n"
+        "bob\n"
+        "carol, no\n"
+        "Dave\n"
+        "eve,maybe\n"
+        "bob\n"
+        "frank,true,extra\n"
+        "has space\n"
+    )
+    assert [(e.line, e.name, e.admin) for e in entries] == [
+        (2, "alice", True),
+        (5, "bob", False),
+        (6, "carol", False),
+    ]
+    assert [(b.line, b.reason.split(":")[0]) for b in bad] == [
+        (7, "JupyterHub logs this user in as 'dave'"),
+        (8, "admin column 'maybe'"),
+        (9, "bob is already on line 5"),
+        (10, "more than two columns; write username[,admin]"),
+        (11, "not a username"),
+    ]
+    text_entries, text_bad = roster.parse("alice\nbob\n")
+    assert [e.name for e in text_entries] == ["alice", "bob"] and not text_bad
+
+
+def test_progress_bar_on_a_log_prints_a_line_per_finished_item() -> None:
+    import io
+
+    from jshub.progress import Progress
+
+    stream = io.StringIO()
+    bar = Progress("warm-up", 2, stream=stream, width=10)
+    bar.started()
+    bar.started()
+    bar.finished(True)
+    bar.finished(False)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("warm-up [----------] 0/2")
+    assert lines[-1].startswith("warm-up [##########] 2/2  ok 1  failed 1  in progress 0")
+    assert bar.peak_active == 2 and len(lines) == 3

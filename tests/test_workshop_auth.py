@@ -255,6 +255,7 @@ def test_z2jh_values_validate_and_hold_no_password(auth: dict[str, Any]) -> None
     assert hub["config"]["Authenticator"]["allow_existing_users"] is True
     assert "OAUTH_CLIENT_SECRET" not in hub["extraEnv"]
     assert hub["extraEnv"]["JSHUB_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == HUB_SECRETS
+    assert hub["services"]["jshub-admin"] == {"name": "jshub-admin", "admin": True}  # no token here
     assert hub["loadRoles"]["jshub-admin"]["scopes"] == [
         "admin:users",
         "admin:servers",
