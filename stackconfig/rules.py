@@ -132,10 +132,6 @@ def auth_secrets_match_type(cfg: StackConfig) -> list[Problem]:
                 "oauthClientSecret", f"only github and cilogon use it, not auth.type {auth.type}; remove it"
             )
         )
-    if auth.type not in OAUTH_TYPES and cfg.scenario == "swarm":
-        problems.append(
-            Problem("auth.type", "the swarm hub takes only github or cilogon logins so far", auth.type)
-        )
     workshop = {
         "workshopPassword": cfg.workshop_password,
         "workshopAdminPassword": cfg.workshop_admin_password,

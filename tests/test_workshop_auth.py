@@ -350,3 +350,45 @@ def test_plan_of_a_shared_password_single_hub_never_shows_the_passwords(tmp_path
     everything = (tmp_path / "plan.json").read_text() + "".join(p.read_text(errors="replace") for p in files)
     assert SECRET_PLACEHOLDER not in everything
     assert 'os.environ["WORKSHOP_PASSWORD"]' in everything
+
+
+# --- swarm ------------------------------------------------------------------------------------
+
+
+def test_swarm_hub_gets_the_passwords_as_docker_secrets() -> None:
+    import base64
+    import hashlib
+
+    from planner.mocks import SECRET
+    from stacks.swarm import build
+
+    changes = {"scenario": "swarm", "swarm": {"workerCount": 2}, **SHARED}
+    rec = run_mocked(lambda: build(make_config(**changes)), {**BASE_CONFIG, **changes})
+    service = next(r for r in rec.registrations if r.type == "docker:index/service:Service")
+    files = {s["fileName"] for s in service.inputs["taskSpec"]["containerSpec"]["secrets"]}
+    # The entrypoint turns workshop_password into WORKSHOP_PASSWORD, which the config reads.
+    assert files == {"jshub_admin_token", "workshop_password", "workshop_admin_password"}
+    secrets = [r for r in rec.registrations if r.type == "docker:index/secret:Secret"]
+    assert secrets and all(s.inputs["data"] == SECRET for s in secrets)
+    # A plain hash of a short password in the secret's visible name could be searched.
+    for value in (PASSWORD, ADMIN_PASSWORD):
+        assert hashlib.sha256(value.encode()).hexdigest()[:12] not in json.dumps([s.inputs for s in secrets])
+    text = json.dumps([r.inputs for r in rec.registrations])
+    assert PASSWORD not in text and ADMIN_PASSWORD not in text
+    config = next(r for r in rec.registrations if r.type == "docker:index/serviceConfig:ServiceConfig")
+    rendered = base64.b64decode(config.inputs["data"]).decode()
+    assert 'c.JupyterHub.authenticator_class = "shared-password"' in rendered
+    assert 'os.environ["WORKSHOP_PASSWORD"]' in rendered
+
+
+def test_swarm_hub_with_native_sign_up_has_no_password_secret() -> None:
+    from stacks.swarm import build
+
+    changes = {"scenario": "swarm", "swarm": {"workerCount": 2}, **NATIVE}
+    rec = run_mocked(lambda: build(make_config(**changes)), {**BASE_CONFIG, **changes})
+    service = next(r for r in rec.registrations if r.type == "docker:index/service:Service")
+    assert [s["fileName"] for s in service.inputs["taskSpec"]["containerSpec"]["secrets"]] == [
+        "jshub_admin_token"
+    ]
+    requirements = (Path(__file__).parent.parent / "hub" / "swarm" / "requirements.txt").read_text()
+    assert "jupyterhub-nativeauthenticator==1.3.0" in requirements
