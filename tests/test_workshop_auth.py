@@ -313,8 +313,24 @@ def test_k8s_stack_exports_a_secret_admin_token() -> None:
 # --- the plan ---------------------------------------------------------------------------------------
 
 
-def test_plan_of_a_shared_password_single_hub_never_shows_the_passwords(tmp_path: Path) -> None:
+def _plan_text(capsys: pytest.CaptureFixture[str], out: Path, argv: list[str]) -> str:
+    """Everything a plan shows: what it prints, its JSON and every file it writes."""
     from planner.__main__ import main
+
+    assert main([*argv, "--json", str(out / "plan.json"), "--out", str(out / "files")]) == 0
+    printed = capsys.readouterr()
+    files = [p for p in (out / "files").rglob("*") if p.is_file()]
+    assert any(p.name in ("jupyterhub_config.py", "plan.json") for p in files)
+    return (
+        printed.out
+        + printed.err
+        + "".join(p.read_text(errors="replace") for p in [out / "plan.json", *files])
+    )
+
+
+def test_plans_with_a_shared_password_never_show_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from planner.stackfile import SECRET_PLACEHOLDER
 
     dev = yaml.safe_load((Path(__file__).parent.parent / "Pulumi.dev.yaml").read_text())
@@ -329,27 +345,15 @@ def test_plan_of_a_shared_password_single_hub_never_shows_the_passwords(tmp_path
     config["jupyterhub-jetstream:workshopAdminPassword"] = {"secure": "v1:encrypted"}
     stack_file = tmp_path / "Pulumi.workshop-dev.yaml"
     stack_file.write_text(yaml.safe_dump(dev))
-    out = tmp_path / "files"
-    assert (
-        main(
-            [
-                "--stack",
-                "workshop-dev",
-                "--stack-file",
-                str(stack_file),
-                "--json",
-                str(tmp_path / "plan.json"),
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
+    single = _plan_text(
+        capsys, tmp_path / "single", ["--stack", "workshop-dev", "--stack-file", str(stack_file)]
     )
-    files = [p for p in out.rglob("*") if p.is_file()]
-    assert any(p.name == "jupyterhub_config.py" for p in files)
-    everything = (tmp_path / "plan.json").read_text() + "".join(p.read_text(errors="replace") for p in files)
-    assert SECRET_PLACEHOLDER not in everything
-    assert 'os.environ["WORKSHOP_PASSWORD"]' in everything
+    # The planner stands in f"{SECRET_PLACEHOLDER}-workshopPassword" for the encrypted value.
+    assert SECRET_PLACEHOLDER not in single
+    assert 'os.environ["WORKSHOP_PASSWORD"]' in single
+    k8s = _plan_text(capsys, tmp_path / "k8s", ["--stack", "workshop-k8s"])
+    assert SECRET_PLACEHOLDER not in k8s
+    assert "output admin_token: [secret]" in k8s and "shared-password" in k8s
 
 
 # --- swarm ------------------------------------------------------------------------------------
