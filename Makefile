@@ -12,8 +12,9 @@ HOURS     ?=
 PYTEST_ARGS ?=
 
 SET       ?=
+ARGS      ?=
 
-.PHONY: plan diff diagrams drills test lint bench venv clean system-deps
+.PHONY: plan diff diagrams drills test lint bench venv clean system-deps smoke users
 
 venv: $(VENV)/.installed
 
@@ -34,6 +35,15 @@ diff: venv
 # Refresh the architecture pictures the README embeds (tests check they are current).
 diagrams: venv
 	$(PY) -m planner.diagram
+
+# Against the deployed hub of the selected stack (its url and admin_token outputs):
+#   make smoke                                   the hub end to end, every step timed
+#   make users ARGS="create roster.csv"          also list, remove --yes, warm-up --concurrency N
+smoke: venv
+	$(PY) -m jshub.smoke $(ARGS)
+
+users: venv
+	$(PY) -m jshub.users $(ARGS)
 
 test: venv
 	$(PY) -m pytest -m "not drill" $(PYTEST_ARGS)

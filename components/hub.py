@@ -34,12 +34,26 @@ class HubVMArgs:
     security_group_ids: Sequence[pulumi.Input[str]]
 
 
-def hub_env_file(oauth_client_secret: str, admin_token: str, proxy_token: str) -> str:
+def hub_env_file(
+    oauth_client_secret: str, admin_token: str, proxy_token: str, workshop: dict[str, str] | None = None
+) -> str:
+    # workshop: WORKSHOP_PASSWORD (and WORKSHOP_ADMIN_PASSWORD) of a shared-password login.
+    extra = "".join(f"{key}={value}\n" for key, value in (workshop or {}).items())
     return (
         f"OAUTH_CLIENT_SECRET={oauth_client_secret}\n"
         f"JSHUB_ADMIN_TOKEN={admin_token}\n"
         f"CONFIGPROXY_AUTH_TOKEN={proxy_token}\n"
+        f"{extra}"
     )
+
+
+def workshop_secrets(cfg: StackConfig) -> dict[str, str]:
+    """The shared-password login's secrets, as the hub's environment names them."""
+    named = {
+        "WORKSHOP_PASSWORD": cfg.workshop_password,
+        "WORKSHOP_ADMIN_PASSWORD": cfg.workshop_admin_password,
+    }
+    return {key: value.get_secret_value() for key, value in named.items() if value is not None}
 
 
 class HubVM(pulumi.ComponentResource):
@@ -103,11 +117,13 @@ class HubVM(pulumi.ComponentResource):
         )
         assert vm.public_ip is not None
 
+        oauth_secret = cfg.oauth_client_secret.get_secret_value() if cfg.oauth_client_secret else ""
         env_file: pulumi.Output[str] = pulumi.Output.all(
-            pulumi.Output.secret(cfg.oauth_client_secret.get_secret_value()),
+            pulumi.Output.secret(oauth_secret),
             admin_token.result,
             proxy_token.result,
-        ).apply(lambda values: hub_env_file(values[0], values[1], values[2]))
+            pulumi.Output.secret(workshop_secrets(cfg)),
+        ).apply(lambda values: hub_env_file(values[0], values[1], values[2], values[3]))
         self.root_disk = [vm.instance_id, cfg.image]
         self.connection = command.remote.ConnectionArgs(
             host=vm.public_ip,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,15 @@ import pulumi
 import pulumi_docker as docker
 
 from catalog.jetstream2 import DEFAULT_LOGIN_USER
+from components.hub import workshop_secrets
 from renderers.hub_config import HubConfigSpec, SwarmSpawnerSpec, render_jupyterhub_config
-from renderers.swarm import HUB_IMAGE_CONTEXT, HubServiceSpec, hub_service_spec, overlay_network_options
+from renderers.swarm import (
+    HUB_IMAGE_CONTEXT,
+    HubServiceSpec,
+    hub_secret_names,
+    hub_service_spec,
+    overlay_network_options,
+)
 from renderers.swarm_manager import docker_ssh_opts
 from stackconfig import StackConfig
 
@@ -61,7 +69,10 @@ class SwarmHub(pulumi.ComponentResource):
         cfg = args.config
         hub_spec = HubConfigSpec.from_config(cfg)
         assert isinstance(hub_spec.spawner, SwarmSpawnerSpec)
-        service: HubServiceSpec = hub_service_spec(hub_spec.spawner.hub_image)
+        service: HubServiceSpec = hub_service_spec(
+            hub_spec.spawner.hub_image,
+            secrets=hub_secret_names(cfg.auth.type, cfg.workshop_admin_password is not None),
+        )
 
         # `ssh-add` of the operator's key pair lets the provider log in as ubuntu (cloud-init adds
         # ubuntu to the docker group on the manager).
@@ -119,18 +130,27 @@ class SwarmHub(pulumi.ComponentResource):
             labels=[docker.ServiceConfigLabelArgs(label=SWARM_LABEL, value=swarm)],
             opts=on_manager,
         )
+        plain = {key.lower(): value for key, value in workshop_secrets(cfg).items()}
+        if cfg.oauth_client_secret is not None:
+            plain["oauth_client_secret"] = cfg.oauth_client_secret.get_secret_value()
         values: dict[str, pulumi.Output[str]] = {
-            "oauth_client_secret": pulumi.Output.secret(cfg.oauth_client_secret.get_secret_value()),
+            **{key: pulumi.Output.secret(value) for key, value in plain.items()},
             "jshub_admin_token": pulumi.Output.secret(pulumi.Output.from_input(args.admin_token)),
         }
         secrets = []
         for secret_name in service.secrets:
             value = values[secret_name]
+            # A 12-digit hash of a high-entropy secret reveals nothing of it, and keeps the
+            # service spec reviewable in the plan. A workshop password is short and guessable:
+            # its name hashes it keyed with the admin token, so the name cannot be searched.
+            content = value
+            if secret_name.startswith("workshop_"):
+                content = pulumi.Output.all(values["jshub_admin_token"], value).apply(
+                    lambda keyed: hmac.new(keyed[0].encode(), keyed[1].encode(), "sha256").hexdigest()
+                )
             secret = docker.Secret(
                 f"{name}-{secret_name.replace('_', '-')}",
-                # A 12-digit hash of a high-entropy secret reveals nothing of it, and keeps the
-                # service spec reviewable in the plan.
-                name=pulumi.Output.unsecret(value.apply(functools.partial(_content_name, secret_name))),
+                name=pulumi.Output.unsecret(content.apply(functools.partial(_content_name, secret_name))),
                 data=value.apply(_b64),
                 labels=[docker.SecretLabelArgs(label=SWARM_LABEL, value=swarm)],
                 opts=pulumi.ResourceOptions.merge(

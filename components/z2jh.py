@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as kubernetes
+import pulumi_random as random
 
 from renderers import k8s_objects, z2jh
 from stackconfig import StackConfig
+from stackconfig.model import OAUTH_TYPES
 
 # Image pulls by the pre-puller hook and certificate issuance can take a while on a new cluster.
 RELEASE_TIMEOUT_S = 1800
@@ -31,6 +33,8 @@ class Z2JHArgs:
 class Z2JH(pulumi.ComponentResource):
     release: kubernetes.helm.v3.Release
     url: str
+    # The jshub-admin service's API token, as on the VM hubs (secret).
+    admin_token: pulumi.Output[str]
 
     def __init__(self, name: str, args: Z2JHArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jshub:index:Z2JH", name, None, opts)
@@ -52,15 +56,39 @@ class Z2JH(pulumi.ComponentResource):
         gone_with = args.deleted_with or namespace
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace], deleted_with=gone_with)
 
-        secret_obj = k8s_objects.oauth_secret(ns_name, "")
-        secret = kubernetes.core.v1.Secret(
-            f"{name}-oauth",
-            metadata=secret_obj["metadata"],
-            type=secret_obj["type"],
-            string_data={
-                z2jh.OAUTH_SECRET_KEY: pulumi.Output.secret(cfg.oauth_client_secret.get_secret_value())
-            },
-            opts=in_ns,
+        secrets: list[pulumi.Resource] = []
+        if cfg.auth.type in OAUTH_TYPES and cfg.oauth_client_secret is not None:
+            secret_obj = k8s_objects.oauth_secret(ns_name, "")
+            secrets.append(
+                kubernetes.core.v1.Secret(
+                    f"{name}-oauth",
+                    metadata=secret_obj["metadata"],
+                    type=secret_obj["type"],
+                    string_data={
+                        z2jh.OAUTH_SECRET_KEY: pulumi.Output.secret(
+                            cfg.oauth_client_secret.get_secret_value()
+                        )
+                    },
+                    opts=in_ns,
+                )
+            )
+        admin_token = random.RandomPassword(
+            f"{name}-admin-token", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        hub_secret_data: pulumi.Output[dict[str, str]] = admin_token.result.apply(
+            lambda token: z2jh.hub_secret_data(cfg, token)
+        )
+        hub_secret_obj = k8s_objects.hub_secret(ns_name, {})
+        secrets.append(
+            kubernetes.core.v1.Secret(
+                f"{name}-secrets",
+                metadata=hub_secret_obj["metadata"],
+                type=hub_secret_obj["type"],
+                string_data=pulumi.Output.secret(hub_secret_data),  # type: ignore[arg-type]
+                opts=pulumi.ResourceOptions.merge(
+                    in_ns, pulumi.ResourceOptions(additional_secret_outputs=["stringData", "data"])
+                ),
+            )
         )
         # Shared data: its volume is reclaimed with Retain, and the claim is protected too, so
         # `pulumi destroy` stops here until an operator unprotects it.
@@ -96,9 +124,12 @@ class Z2JH(pulumi.ComponentResource):
             timeout=RELEASE_TIMEOUT_S,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[secret, shared, ready, *args.storage, *args.depends_on],
+                depends_on=[*secrets, shared, ready, *args.storage, *args.depends_on],
                 deleted_with=gone_with,
             ),
         )
         self.url = cfg.hub_url
-        self.register_outputs({"url": self.url, "status": self.release.status})
+        self.admin_token = pulumi.Output.secret(admin_token.result)
+        self.register_outputs(
+            {"url": self.url, "status": self.release.status, "admin_token": self.admin_token}
+        )

@@ -131,7 +131,9 @@ def load(
     for key, value in (stack_data.get("config") or {}).items():
         full = _full_key(project, key)
         if isinstance(value, dict) and set(value) == {"secure"}:
-            values[full] = SECRET_PLACEHOLDER
+            # One per key, long enough for every rule (workshopAdminPassword: 32 characters, not
+            # workshopPassword's value).
+            values[full] = f"{SECRET_PLACEHOLDER}-{key.rpartition(':')[2]}"
             secret_keys.append(full)
         else:
             values[full] = value

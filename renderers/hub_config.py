@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from renderers import render
 from stackconfig import AuthConfig, StackConfig
 from stackconfig.hpc import HpcConfig
+from stackconfig.model import WORKSHOP_USERNAME
 
 ACCESS_IDP = "https://access-ci.org/idp"
 # The hub's REST API port; in hpc direct mode compute nodes reach it (and only they may).
@@ -300,7 +301,7 @@ class HubConfigSpec:
 
 
 def render_jupyterhub_config(spec: HubConfigSpec) -> str:
-    return render("jupyterhub_config.py.j2", spec=spec)
+    return render("jupyterhub_config.py.j2", spec=spec, workshop_username=WORKSHOP_USERNAME)
 
 
 @dataclass(frozen=True)

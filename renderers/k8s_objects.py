@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from renderers.rook import BLOCK_CLASS, FILESYSTEM_CLASS
-from renderers.z2jh import OAUTH_SECRET, OAUTH_SECRET_KEY, SHARED_DATA_CLAIM
+from renderers.z2jh import HUB_SECRETS, OAUTH_SECRET, OAUTH_SECRET_KEY, SHARED_DATA_CLAIM
 
 # A small pinned image for the storage check; Docker Hub's official busybox.
 CHECK_IMAGE = "docker.io/library/busybox:1.37.0"
@@ -27,6 +27,17 @@ def oauth_secret(ns: str, client_secret: str) -> dict[str, Any]:
         "metadata": {"name": OAUTH_SECRET, "namespace": ns, "labels": dict(LABELS)},
         "type": "Opaque",
         "stringData": {OAUTH_SECRET_KEY: client_secret},
+    }
+
+
+def hub_secret(ns: str, data: dict[str, str]) -> dict[str, Any]:
+    """The stack's own hub secrets (see renderers.z2jh.hub_secret_data)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": HUB_SECRETS, "namespace": ns, "labels": dict(LABELS)},
+        "type": "Opaque",
+        "stringData": data,
     }
 
 

@@ -15,6 +15,7 @@ from renderers.cloud_init import to_user_data
 from renderers.hub_config import HubConfigSpec, HubPaths, SwarmSpawnerSpec
 from renderers.scripts import render_data_volume_script
 from stackconfig import StackConfig
+from stackconfig.model import OAUTH_TYPES
 
 HUB_IMAGE_CONTEXT = Path(__file__).resolve().parent.parent / "hub" / "swarm"
 HUB_IMAGE_REPOSITORY = "jshub-swarm-hub"
@@ -353,5 +354,17 @@ class HubServiceSpec:
     restart_condition: str = "any"
 
 
-def hub_service_spec(image: str | None = None) -> HubServiceSpec:
-    return HubServiceSpec(image=image or hub_image_tag())
+def hub_secret_names(auth_type: str, admin_password: bool = False) -> tuple[str, ...]:
+    """The hub's docker secrets for a login type: a shared-password workshop's passwords
+    (workshop_password becomes WORKSHOP_PASSWORD) instead of the OAuth client secret."""
+    if auth_type in OAUTH_TYPES:
+        return HUB_SECRETS
+    if auth_type == "shared-password":
+        return ("jshub_admin_token", "workshop_password") + (
+            ("workshop_admin_password",) if admin_password else ()
+        )
+    return ("jshub_admin_token",)
+
+
+def hub_service_spec(image: str | None = None, secrets: tuple[str, ...] = HUB_SECRETS) -> HubServiceSpec:
+    return HubServiceSpec(image=image or hub_image_tag(), secrets=secrets)

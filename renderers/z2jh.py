@@ -10,7 +10,7 @@ from typing import Any, Literal
 from renderers.hub_config import HubConfigSpec
 from renderers.rook import BLOCK_CLASS
 from stackconfig import StackConfig, sizing
-from stackconfig.model import K8sConfig, ProfileConfig
+from stackconfig.model import OAUTH_TYPES, WORKSHOP_USERNAME, K8sConfig, ProfileConfig
 
 CHART = "jupyterhub"
 CHART_VERSION = "4.4.0"
@@ -18,6 +18,15 @@ CHART_REPO = "https://hub.jupyter.org/helm-chart/"
 NAMESPACE = "jupyterhub"
 OAUTH_SECRET = "hub-oauth"
 OAUTH_SECRET_KEY = "client-secret"
+# The stack's own hub secrets (the admin service's token, a workshop's passwords), read by
+# the hub from its environment as on the VM hubs, never written into the Helm values.
+HUB_SECRETS = "hub-jshub"
+ADMIN_TOKEN_KEY = "admin-token"
+WORKSHOP_PASSWORD_KEY = "workshop-password"
+WORKSHOP_ADMIN_PASSWORD_KEY = "workshop-admin-password"
+ADMIN_SERVICE = "jshub-admin"
+# As on the VM hubs: what operators' scripts (python -m jshub.users, jshub.smoke) need.
+ADMIN_SCOPES = ("admin:users", "admin:servers", "tokens", "access:servers")
 SHARED_DATA_CLAIM = "shared-data"
 SHARED_DATA_MOUNT = "/home/jovyan/shared"
 # Attaching a new Ceph volume and pulling a large image can take minutes on a fresh node.
@@ -76,12 +85,47 @@ class Z2JHSpec:
         )
 
 
+_AUTH_FROM_ENV = f"""\
+# Secrets reach the hub as environment variables from the stack's own Secret.
+import os
+
+for _service in c.JupyterHub.services:
+    if _service["name"] == {ADMIN_SERVICE!r}:
+        _service["api_token"] = os.environ["JSHUB_ADMIN_TOKEN"]
+if os.environ.get("WORKSHOP_PASSWORD"):
+    c.SharedPasswordAuthenticator.user_password = os.environ["WORKSHOP_PASSWORD"]
+    c.SharedPasswordAuthenticator.admin_password = os.environ.get("WORKSHOP_ADMIN_PASSWORD") or None
+"""
+
+
 def _auth_config(spec: Z2JHSpec) -> dict[str, Any]:
     auth = spec.hub.auth
     callback = f"https://{spec.fqdn}/hub/oauth_callback"
-    common: dict[str, Any] = {"admin_users": sorted(auth.admins), "allow_all": auth.allow_all}
+    common: dict[str, Any] = {
+        "admin_users": sorted(auth.admins),
+        "allow_all": auth.allow_all,
+        # oauthenticator 16+ defaults this to False: users an admin adds could not log in.
+        "allow_existing_users": True,
+    }
     if auth.allowed_users:
         common["allowed_users"] = sorted(auth.allowed_users)
+    if auth.type not in OAUTH_TYPES:
+        common["username_pattern"] = WORKSHOP_USERNAME
+    if auth.type == "shared-password":
+        # The passwords come from the environment (_AUTH_FROM_ENV), never from these values.
+        return {"JupyterHub": {"authenticator_class": "shared-password"}, "Authenticator": common}
+    if auth.type == "native":
+        # Approval is the gate; allowAll means sign-up without it.
+        return {
+            "JupyterHub": {"authenticator_class": "native"},
+            "Authenticator": {**common, "allow_all": True},
+            "NativeAuthenticator": {
+                "open_signup": auth.allow_all,
+                "minimum_password_length": 8,
+                "check_common_password": True,
+                "allowed_failed_logins": 10,
+            },
+        }
     if auth.type == "github":
         github: dict[str, Any] = {"client_id": auth.client_id, "oauth_callback_url": callback}
         if auth.allowed_organizations:
@@ -101,6 +145,35 @@ def _auth_config(spec: Z2JHSpec) -> dict[str, Any]:
             "allowed_idps": spec.hub.cilogon_idps,
         },
     }
+
+
+def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": secret, "key": key}
+    if optional:
+        ref["optional"] = True
+    return {name: {"valueFrom": {"secretKeyRef": ref}}}
+
+
+def _auth_env(spec: Z2JHSpec) -> dict[str, Any]:
+    """The hub's secret environment: the client secret stays in a Secret the stack owns, out
+    of the Helm values, and so do the admin token and a workshop's passwords."""
+    env = _secret_env("JSHUB_ADMIN_TOKEN", HUB_SECRETS, ADMIN_TOKEN_KEY)
+    if spec.hub.auth.type in OAUTH_TYPES:
+        env |= _secret_env("OAUTH_CLIENT_SECRET", OAUTH_SECRET, OAUTH_SECRET_KEY)
+    if spec.hub.auth.type == "shared-password":
+        env |= _secret_env("WORKSHOP_PASSWORD", HUB_SECRETS, WORKSHOP_PASSWORD_KEY)
+        env |= _secret_env("WORKSHOP_ADMIN_PASSWORD", HUB_SECRETS, WORKSHOP_ADMIN_PASSWORD_KEY, optional=True)
+    return env
+
+
+def hub_secret_data(cfg: StackConfig, admin_token: str) -> dict[str, str]:
+    """What the stack's hub Secret holds (plain values: the component marks them secret)."""
+    data = {ADMIN_TOKEN_KEY: admin_token}
+    if cfg.workshop_password is not None:
+        data[WORKSHOP_PASSWORD_KEY] = cfg.workshop_password.get_secret_value()
+    if cfg.workshop_admin_password is not None:
+        data[WORKSHOP_ADMIN_PASSWORD_KEY] = cfg.workshop_admin_password.get_secret_value()
+    return data
 
 
 def _profile(profile: ProfileConfig) -> dict[str, Any]:
@@ -152,13 +225,11 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
     return {
         "hub": {
             "config": _auth_config(spec),
-            # The client secret stays in a Secret the stack owns, out of the Helm values.
-            "extraEnv": {
-                "OAUTH_CLIENT_SECRET": {
-                    "valueFrom": {"secretKeyRef": {"name": OAUTH_SECRET, "key": OAUTH_SECRET_KEY}}
-                }
-            },
-            "extraConfig": {"10-shared-data": _ADMIN_WRITES_SHARED},
+            "extraEnv": _auth_env(spec),
+            "extraConfig": {"05-auth-from-env": _AUTH_FROM_ENV, "10-shared-data": _ADMIN_WRITES_SHARED},
+            # admin: a roster may name admins, which JupyterHub lets only admin callers grant.
+            "services": {ADMIN_SERVICE: {"name": ADMIN_SERVICE, "admin": True}},
+            "loadRoles": {ADMIN_SERVICE: {"scopes": list(ADMIN_SCOPES), "services": [ADMIN_SERVICE]}},
             "db": {
                 "type": "sqlite-pvc",
                 # A chart bump that brings a JupyterHub with a new database schema upgrades the

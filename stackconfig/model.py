@@ -97,15 +97,33 @@ DnsZone = Annotated[str, AfterValidator(_dns_zone)]
 Email = Annotated[str, AfterValidator(_email)]
 
 
-class AuthConfig(ConfigModel):
-    """Who may log in, through which identity provider."""
+AuthType = Literal["github", "cilogon", "shared-password", "native"]
+OAUTH_TYPES: tuple[str, ...] = ("github", "cilogon")
+# Workshop logins let participants choose their own names: names that are Unix accounts,
+# Kubernetes labels and swarm service names alike (adduser's default NAME_REGEX, 32 at most).
+WORKSHOP_USERNAME = r"^[a-z][a-z0-9_-]{0,31}$"
+_WORKSHOP_USERNAME = re.compile(WORKSHOP_USERNAME)
 
-    type: Literal["github", "cilogon"] = Field(
-        description="Identity provider: github (GitHub OAuth app) or cilogon (CILogon, e.g. ACCESS IdP)."
+
+class AuthConfig(ConfigModel):
+    """Who may log in, through which identity provider (or, for a workshop, a shared password
+    or sign-up with an admin's approval)."""
+
+    type: AuthType = Field(
+        description="How users log in: github (GitHub OAuth app), cilogon (CILogon, e.g. ACCESS IdP), "
+        "shared-password (participants pick a name; the password is the secret workshopPassword) or "
+        "native (participants sign up with their own password; an admin approves them)."
     )
-    client_id: str = Field(min_length=1, description="OAuth client ID of the app registered for this hub.")
+    client_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="github and cilogon: OAuth client ID of the app registered for this hub.",
+    )
     admins: list[str] = Field(default_factory=list, description="Usernames with JupyterHub admin rights.")
-    allowed_users: list[str] = Field(default_factory=list, description="Usernames allowed to log in.")
+    allowed_users: list[str] = Field(
+        default_factory=list,
+        description="Usernames allowed to log in (native: approved as soon as they sign up).",
+    )
     allowed_organizations: list[str] = Field(
         default_factory=list, description="GitHub organizations (or org:team) whose members may log in."
     )
@@ -114,11 +132,23 @@ class AuthConfig(ConfigModel):
         description="CILogon identity providers (entity IDs) allowed; default: the ACCESS IdP.",
     )
     allow_all: bool = Field(
-        default=False, description="Let anyone the identity provider authenticates log in."
+        default=False,
+        description="Let anyone the identity provider authenticates log in (shared-password: anyone with "
+        "the password, under any free name; native: sign-up without approval).",
     )
 
     @model_validator(mode="after")
     def _someone_can_log_in(self) -> AuthConfig:
+        # clientId (required or unused by the type) is a rule: its message names auth.clientId.
+        if self.type not in OAUTH_TYPES:
+            if "allowed_idps" in self.model_fields_set:
+                raise ValueError(f"allowedIdps only applies to cilogon, not {self.type}")
+            bad = [u for u in self.admins + self.allowed_users if not _WORKSHOP_USERNAME.match(u)]
+            if bad:
+                raise ValueError(
+                    f"not usernames a participant can log in with: {bad}; use 1-32 lowercase letters, "
+                    "digits, '-' and '_', starting with a letter"
+                )
         if self.type == "github":
             bad = [u for u in self.admins + self.allowed_users if not _GITHUB_LOGIN.match(u)]
             if bad:
@@ -127,6 +157,11 @@ class AuthConfig(ConfigModel):
             raise ValueError("cilogon needs at least one entry in allowedIdps")
         if self.type != "github" and self.allowed_organizations:
             raise ValueError("allowedOrganizations works only with type github")
+        if self.type == "native" and not self.admins:
+            raise ValueError(
+                "native sign-up needs an admin to approve participants: list at least one in admins "
+                "(that admin signs up first, under that name)"
+            )
         if not (self.allow_all or self.allowed_users or self.admins or self.allowed_organizations):
             raise ValueError(
                 "nobody could log in: set allowedUsers, admins or allowedOrganizations, or allowAll: true"
@@ -406,14 +441,30 @@ class StackConfig(ConfigModel):
         description="Scenario k8s: {engine, controlPlaneCount, workerFlavor, workerCount, cephVolumeGb, "
         "userStorageGb, sharedDataGb, userCpuGuarantee, userMemoryGuaranteeGb, userImage, profiles, ...}.",
     )
-    auth: AuthConfig = Field(description="Authentication: {type, clientId, admins, allowedUsers, ...}.")
+    auth: AuthConfig = Field(
+        description="Authentication: {type: github|cilogon|shared-password|native, clientId, admins, allowedUsers, allowAll, ...}."
+    )
     swarm: SwarmConfig | None = Field(
         default=None,
         description="Scenario swarm only: {workerCount, workerFlavor, managerFlavor, nfsVolumeGb, homeQuotaGb, homeQuotaOverrides, allowedImages, userCpuReservation, userMemoryReservationGb, overlayMtu}; userCpu and userMemoryGb are each notebook container's limits.",
     )
-    oauth_client_secret: SecretStr = Field(
+    oauth_client_secret: SecretStr | None = Field(
+        default=None,
         json_schema_extra={"secret": True},
-        description="OAuth client secret of the app (pulumi config set --secret oauthClientSecret ...).",
+        description="auth.type github or cilogon: OAuth client secret of the app "
+        "(pulumi config set --secret oauthClientSecret ...).",
+    )
+    workshop_password: SecretStr | None = Field(
+        default=None,
+        json_schema_extra={"secret": True},
+        description="auth.type shared-password: the password every participant logs in with, 8 characters "
+        "or more (pulumi config set --secret workshopPassword ...).",
+    )
+    workshop_admin_password: SecretStr | None = Field(
+        default=None,
+        json_schema_extra={"secret": True},
+        description="auth.type shared-password: the password auth.admins log in with, 32 characters or more "
+        "and not workshopPassword; without it admins cannot log in.",
     )
     hpc: HpcConfig | None = Field(
         default=None,

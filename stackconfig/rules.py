@@ -12,7 +12,7 @@ from stackconfig import sizing
 from stackconfig.errors import Problem
 from stackconfig.hpc import SAMPLE_USER, unix_name
 from stackconfig.images import image_provides_packages
-from stackconfig.model import HUB_OVERHEAD_GB, StackConfig
+from stackconfig.model import HUB_OVERHEAD_GB, OAUTH_TYPES, StackConfig
 
 
 def hub_name_fits_certificate(cfg: StackConfig) -> list[Problem]:
@@ -70,6 +70,122 @@ def single_vm_fits_users(cfg: StackConfig) -> list[Problem]:
                 "userCpu",
                 f"more than the {flavor.vcpus} vCPUs of hubFlavor {flavor.name}",
                 cfg.user_cpu,
+            )
+        )
+    return problems
+
+
+# JupyterHub's SharedPasswordAuthenticator refuses shorter passwords when the hub starts.
+WORKSHOP_PASSWORD_MIN = 8
+WORKSHOP_ADMIN_PASSWORD_MIN = 32
+WORKSHOP_PASSWORD_MAX = 256
+# The hub's secrets file is read as KEY=VALUE lines (systemd, Docker secrets): these would
+# not arrive verbatim.
+_PASSWORD_UNSAFE = frozenset(" \t\"'`\\$")
+
+
+def _password_problems(key: str, value: str, minimum: int) -> list[Problem]:
+    # Never echo the value: a Problem without one prints only the key and the message.
+    if len(value) < minimum or len(value) > WORKSHOP_PASSWORD_MAX:
+        return [
+            Problem(
+                key,
+                f"must be {minimum} to {WORKSHOP_PASSWORD_MAX} characters (JupyterHub refuses fewer than "
+                f"{minimum}); it has {len(value)}",
+            )
+        ]
+    if any(ch in _PASSWORD_UNSAFE or not ch.isprintable() or not ch.isascii() for ch in value):
+        return [
+            Problem(
+                key,
+                "use printable ASCII without spaces, quotes, backslashes or '$' (the hub's secrets file "
+                "would not carry those verbatim)",
+            )
+        ]
+    return []
+
+
+def auth_secrets_match_type(cfg: StackConfig) -> list[Problem]:
+    """Each login type has its own secrets; a secret another type would use is a mistake."""
+    auth, problems = cfg.auth, []
+    if auth.type in OAUTH_TYPES and auth.client_id is None:
+        problems.append(
+            Problem(
+                "auth.clientId",
+                f"is required with auth.type {auth.type}, the OAuth app's client ID: "
+                "pulumi config set --path auth.clientId ...",
+            )
+        )
+    if auth.type not in OAUTH_TYPES and auth.client_id is not None:
+        problems.append(
+            Problem("auth.clientId", f"only github and cilogon use it, not auth.type {auth.type}; remove it")
+        )
+    if auth.type in OAUTH_TYPES and cfg.oauth_client_secret is None:
+        problems.append(
+            Problem(
+                "oauthClientSecret",
+                f"is required with auth.type {auth.type}: pulumi config set --secret oauthClientSecret ...",
+            )
+        )
+    if auth.type not in OAUTH_TYPES and cfg.oauth_client_secret is not None:
+        problems.append(
+            Problem(
+                "oauthClientSecret", f"only github and cilogon use it, not auth.type {auth.type}; remove it"
+            )
+        )
+    workshop = {
+        "workshopPassword": cfg.workshop_password,
+        "workshopAdminPassword": cfg.workshop_admin_password,
+    }
+    if auth.type != "shared-password":
+        problems += [
+            Problem(key, f"only auth.type shared-password uses it, not {auth.type}; remove it")
+            for key, value in workshop.items()
+            if value is not None
+        ]
+        return problems
+    if cfg.workshop_password is None:
+        problems.append(
+            Problem(
+                "workshopPassword",
+                f"is required with auth.type shared-password: pulumi config set --secret workshopPassword "
+                f"... ({WORKSHOP_PASSWORD_MIN} characters or more)",
+            )
+        )
+    else:
+        problems += _password_problems(
+            "workshopPassword", cfg.workshop_password.get_secret_value(), WORKSHOP_PASSWORD_MIN
+        )
+    if cfg.workshop_admin_password is not None:
+        admin = cfg.workshop_admin_password.get_secret_value()
+        problems += _password_problems("workshopAdminPassword", admin, WORKSHOP_ADMIN_PASSWORD_MIN)
+        if cfg.workshop_password is not None and admin == cfg.workshop_password.get_secret_value():
+            problems.append(
+                Problem("workshopAdminPassword", "must differ from workshopPassword (JupyterHub refuses it)")
+            )
+        if not auth.admins:
+            problems.append(
+                Problem(
+                    "workshopAdminPassword",
+                    "only users listed in auth.admins log in with it, and auth.admins is empty",
+                )
+            )
+    elif auth.admins:
+        problems.append(
+            Problem(
+                "workshopAdminPassword",
+                f"auth.admins {sorted(auth.admins)} can log in only with the admin password: pulumi config "
+                f"set --secret workshopAdminPassword ... ({WORKSHOP_ADMIN_PASSWORD_MIN} characters or more), "
+                "or remove auth.admins (the admin_token output still works)",
+            )
+        )
+    if cfg.scenario == "hpc" and cfg.hpc is not None and cfg.hpc.account_mode == "per-user":
+        problems.append(
+            Problem(
+                "auth.type",
+                "with hpc.accountMode per-user, anyone with the shared password could log in under another "
+                "user's name and submit jobs as their HPC account; use native, github or cilogon",
+                auth.type,
             )
         )
     return problems
@@ -478,6 +594,7 @@ def swarm_notebooks_fit_workers(cfg: StackConfig) -> list[Problem]:
 
 
 RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
+    auth_secrets_match_type,
     hub_name_fits_certificate,
     ssh_not_open_to_world,
     single_vm_fits_users,

@@ -49,6 +49,7 @@ def build(cfg: StackConfig) -> None:
         opts=in_cluster,
     )
     pulumi.export("url", hub.url)
+    pulumi.export("admin_token", hub.admin_token)
     pulumi.export("hub_ip", cluster.ingress_ip)
     if cluster.admin_ip is not None:
         pulumi.export("admin_ip", cluster.admin_ip)

@@ -30,7 +30,9 @@ BASE_CONFIG: dict[str, Any] = {
     "auth": {"type": "github", "clientId": "abc123", "admins": ["octocat"]},
     "oauthClientSecret": "not-a-real-secret",
 }
-SECRET_KEYS = [f"{PROJECT}:oauthClientSecret"]
+SECRET_KEYS = [
+    f"{PROJECT}:{key}" for key in ("oauthClientSecret", "workshopPassword", "workshopAdminPassword")
+]
 
 
 def as_pulumi_config(values: dict[str, Any]) -> dict[str, str]:

@@ -143,10 +143,11 @@ def test_plain_objects_in_the_graph_validate_strictly(engine: str, request: pyte
             }
             if obj.get("stringData") == SECRET:
                 # Pulumi keeps the whole map secret; its one key is checked in the next test.
-                obj["stringData"] = {"client-secret": "redacted"}
+                obj["stringData"] = {"redacted": "redacted"}
             kubernetes_validate.validate(obj, "1.33.0", strict=True)
             checked += 1
-    assert checked == 4  # Namespace, Secret, the shared claim, the storage check Job
+    # Namespace, the OAuth and the hub Secrets, the shared claim, the storage check Job
+    assert checked == 5
 
 
 @pytest.mark.parametrize("engine", ["k3s", "magnum"])
@@ -166,8 +167,10 @@ def test_in_cluster_objects_go_with_the_cluster_and_shared_data_is_protected(
 @pytest.mark.parametrize("engine", ["k3s", "magnum"])
 def test_oauth_secret_stays_out_of_values_and_state(engine: str, request: pytest.FixtureRequest) -> None:
     rec: Recording = request.getfixturevalue(f"{engine}_rec")
-    secret = one(rec, "kubernetes:core/v1:Secret")
-    assert secret.inputs["stringData"] == SECRET and "stringData" in secret.secret_inputs
+    secrets = by_type(rec, "kubernetes:core/v1:Secret")
+    assert {s.inputs["metadata"]["name"] for s in secrets} == {"hub-oauth", "hub-jshub"}
+    for secret in secrets:
+        assert secret.inputs["stringData"] == SECRET and "stringData" in secret.secret_inputs
     text = json.dumps([r.inputs for r in rec.registrations])
     assert BASE_CONFIG["oauthClientSecret"] not in text
 

@@ -30,6 +30,7 @@ import pytest
 import requests
 
 import stackconfig
+from components.hub import hub_env_file, workshop_secrets
 from renderers import render
 from renderers.hub_config import HubConfigSpec, HubPaths, hub_vm_files
 from renderers.scripts import render_add_user_script
@@ -108,6 +109,8 @@ class Hub(HubClient):
     writer: ConfigWriter
     # Loopback ports instead of the VM's 8000/8081/8001: the only change to the rendered spec.
     ports: dict[str, str]
+    # The stack the hub runs: the module's HUB_STACK (e.g. another login type), else STACK.
+    stack: dict[str, Any] = dataclasses.field(default_factory=lambda: STACK)
     proxy: LocalProxy | None = None
     process: subprocess.Popen[bytes] | None = None
     groups: list[int] = dataclasses.field(default_factory=list)  # one per hub started
@@ -115,26 +118,28 @@ class Hub(HubClient):
     # the hub's files, as the stack's hub-config command writes them
 
     def spec(self, stack: dict[str, Any]) -> HubConfigSpec:
-        cfg = stackconfig.parse(stack, secret_keys=["oauthClientSecret"])
+        cfg = stackconfig.parse(stack, secret_keys=list(stack))
         return dataclasses.replace(HubConfigSpec.from_config(cfg, paths=self.paths), **self.ports)
 
     def write_config(self, stack: dict[str, Any]) -> list[str]:
         """Run the hub-config script for `stack`; return the services it asked to restart."""
-        cfg = stackconfig.parse(stack, secret_keys=["oauthClientSecret"])
+        cfg = stackconfig.parse(stack, secret_keys=list(stack))
         return self.writer.apply(hub_vm_files(self.spec(stack), cfg.hub_fqdn, cfg.lets_encrypt_email))
 
     # process control
 
     def env(self) -> dict[str, str]:
-        # What the rendered systemd unit gives the hub: its PATH, and the three secrets its
-        # EnvironmentFile holds. Nothing else leaks in from the test runner.
+        # What the rendered systemd unit gives the hub: its PATH, and the secrets its
+        # EnvironmentFile holds, as the stack writes them. Nothing else leaks in from the runner.
+        cfg = stackconfig.parse(self.stack, secret_keys=list(self.stack))
+        secrets_file = hub_env_file(
+            "e2e-dummy-client-secret", self.admin_token, self.proxy_token, workshop_secrets(cfg)
+        )
         return {
             "PATH": ":".join(self.env_path()),
             "LANG": "C.UTF-8",
             "HOME": pwd.getpwuid(os.getuid()).pw_dir,
-            "OAUTH_CLIENT_SECRET": "e2e-dummy-client-secret",
-            "JSHUB_ADMIN_TOKEN": self.admin_token,
-            "CONFIGPROXY_AUTH_TOKEN": self.proxy_token,
+            **dict(line.split("=", 1) for line in secrets_file.splitlines()),
         }
 
     @property
@@ -144,7 +149,7 @@ class Hub(HubClient):
 
     def start_proxy(self) -> None:
         """Start the proxy as its unit does: before the hub, and on its own."""
-        proxy = self.spec(STACK).proxy
+        proxy = self.spec(self.stack).proxy
         assert proxy is not None, "a hub VM's config runs the proxy as a service of its own"
         path = self.env_path()
         self.proxy = LocalProxy(proxy, secrets.token_hex(32), self.root / "proxy.log", path)
@@ -280,6 +285,7 @@ def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
     add_user.chmod(0o755)
 
     public_port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
+    stack = getattr(request.module, "HUB_STACK", STACK)
     hub = Hub(
         root=root,
         paths=paths,
@@ -294,9 +300,10 @@ def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
             "hub_bind_url": f"http://127.0.0.1:{hub_port}",
             "proxy_api_url": f"http://127.0.0.1:{proxy_api_port}",
         },
+        stack=stack,
     )
     # Day 1 on a VM: the config arrives (hub-config), the secrets arrive and the units start.
-    asked = hub.write_config(STACK)
+    asked = hub.write_config(stack)
     assert asked == ["systemctl restart jupyterhub.service", "systemctl reload-or-restart caddy.service"], (
         asked
     )

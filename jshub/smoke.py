@@ -1,0 +1,166 @@
+"""Smoke test of a deployed hub, end to end, as a user would use it:
+
+    python -m jshub.smoke [--url URL] [--stack NAME] [--timeout SECONDS]
+
+creates a throw-away user, starts their server, runs a cell through the kernel's websocket
+(prints the Python version, writes a file in the home), restarts the server and checks the file
+is still there, stops the server and deletes the user. Prints each step's time; exits 1 naming
+the step that failed (after cleaning up what it can), 2 when there is no hub to talk to."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from jshub import target
+from jshub.hubapi import HubAPI
+
+DEFAULT_USER = "jshub-smoke"
+MARKER_FILE = "jshub-smoke.txt"
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: float
+    detail: str
+    ok: bool
+
+
+@dataclass
+class Smoke:
+    hub: HubAPI
+    user: str = DEFAULT_USER
+    timeout: float = 600.0
+    steps: list[Step] = field(default_factory=list)
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+
+    def step(self, name: str, action: Callable[[], str]) -> None:
+        self.log(f"... {name}")
+        start = time.monotonic()
+        try:
+            detail = action()
+        except Exception as exc:
+            self.steps.append(Step(name, time.monotonic() - start, f"{type(exc).__name__}: {exc}", False))
+            raise
+        self.steps.append(Step(name, time.monotonic() - start, detail, True))
+
+    def run(self) -> bool:
+        """Every step in turn; on a failure, clean up and return False."""
+        token = secrets.token_hex(16)
+        hub = self.hub
+        try:
+            self.step("reach the hub", lambda: f"JupyterHub {hub.version()} at {hub.public_url}")
+            self.step("create user", self._create_user)
+            self.step("start server", self._start)
+            self.step("run a cell", lambda: self._write(token))
+            self.step("stop server", self._stop)
+            self.step("start server again", self._start)
+            self.step("file kept after restart", lambda: self._check(token))
+            self.step("stop server again", self._stop)
+            self.step("delete user", self._delete_user)
+        except Exception:
+            self._clean_up()
+            return False
+        return True
+
+    def _create_user(self) -> str:
+        note = ""
+        if self.hub.user(self.user) is not None:
+            # Left over from an interrupted run: start from nothing.
+            self._remove(self.user)
+            note = " (removed one left from an earlier run)"
+        self.hub.expect(self.hub.api("POST", f"/users/{self.user}"), 201)
+        return f"{self.user}{note}"
+
+    def _start(self) -> str:
+        server = self.hub.start_server(self.user, timeout=self.timeout, poll_s=1.0)
+        return f"ready at {server['url']}"
+
+    def _stop(self) -> str:
+        self.hub.stop_server(self.user, timeout=self.timeout)
+        return "stopped"
+
+    def _write(self, token: str) -> str:
+        code = (
+            "import pathlib, sys\n"
+            f"pathlib.Path.home().joinpath({MARKER_FILE!r}).write_text({token!r})\n"
+            "print(sys.version.split()[0], pathlib.Path.home())\n"
+        )
+        version, home = self.hub.run_code(self.user, code, timeout=120).split()
+        return f"Python {version}, wrote {home}/{MARKER_FILE}"
+
+    def _check(self, token: str) -> str:
+        code = (
+            "import pathlib\n"
+            f"path = pathlib.Path.home() / {MARKER_FILE!r}\n"
+            "print(path.read_text() if path.exists() else 'missing')\n"
+        )
+        found = self.hub.run_code(self.user, code, timeout=120).strip()
+        if found != token:
+            raise AssertionError(f"{MARKER_FILE} in the home holds {found[:40]!r}, not what was written")
+        return f"{MARKER_FILE} still there"
+
+    def _delete_user(self) -> str:
+        self.hub.expect(self.hub.api("DELETE", f"/users/{self.user}"), 204)
+        if self.hub.user(self.user) is not None:
+            raise AssertionError(f"the hub still lists {self.user} after deleting it")
+        return "deleted"
+
+    def _remove(self, user: str) -> None:
+        if self.hub.server(user) is not None:
+            self.hub.stop_server(user, timeout=self.timeout)
+        self.hub.expect(self.hub.api("DELETE", f"/users/{user}"), 204, 404)
+
+    def _clean_up(self) -> None:
+        try:
+            if self.hub.user(self.user) is not None:
+                self._remove(self.user)
+                self.log(f"cleaned up: {self.user} stopped and deleted")
+        except Exception as exc:
+            self.log(f"could not clean up {self.user}: {exc}; delete it in the admin page")
+
+
+def table(steps: list[Step]) -> str:
+    width = max([len("step"), *(len(s.name) for s in steps)])
+    lines = [f"{'step':<{width}}  {'seconds':>8}  result"]
+    for s in steps:
+        first = s.detail.splitlines()[0] if s.detail else ""
+        lines.append(f"{s.name:<{width}}  {s.seconds:8.2f}  {'ok' if s.ok else 'FAILED'}: {first}")
+    lines.append(f"{'total':<{width}}  {sum(s.seconds for s in steps):8.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jshub.smoke", description=__doc__.split("\n\n")[0])
+    target.add_arguments(parser)
+    parser.add_argument("--user", default=DEFAULT_USER, help=f"the throw-away user (default {DEFAULT_USER})")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for a server to start or stop (default 600)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        hub_target = target.resolve(args)
+    except target.TargetError as exc:
+        print(f"jshub.smoke: {exc}", file=sys.stderr)
+        return 2
+    smoke = Smoke(HubAPI(hub_target.url, hub_target.token), user=args.user, timeout=args.timeout)
+    ok = smoke.run()
+    print(table(smoke.steps))
+    if not ok:
+        failed = smoke.steps[-1]
+        print(f"smoke test FAILED at step {failed.name!r}: {failed.detail}", file=sys.stderr)
+        return 1
+    print("smoke test passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The operators' commands without a hub: where they find the hub (flags, environment, the
+stack's outputs), and what they say when they cannot."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from jshub import smoke, target
+
+
+def args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    target.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.fixture
+def fake_pulumi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `pulumi` on PATH that prints stack outputs as `pulumi stack output --json
+    --show-secrets` does, and records its arguments."""
+    script = tmp_path / "pulumi"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" > {tmp_path}/args\n'
+        'echo \'{"url": "https://hub.example.org", "admin_token": "from-stack", "workers": 3}\'\n'
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.delenv("JSHUB_URL", raising=False)
+    monkeypatch.delenv("JSHUB_TOKEN", raising=False)
+    return tmp_path
+
+
+def test_flags_win_over_the_environment_and_the_stack(
+    fake_pulumi: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JSHUB_URL", "https://env.example.org")
+    monkeypatch.setenv("JSHUB_TOKEN", "from-env")
+    assert target.resolve(args("--url", "https://flag.example.org/", "--token", "t")) == target.Target(
+        "https://flag.example.org", "t"
+    )
+    assert target.resolve(args()) == target.Target("https://env.example.org", "from-env")
+    assert not (fake_pulumi / "args").exists(), "pulumi was asked although nothing was missing"
+
+
+def test_the_stack_outputs_fill_in_what_is_missing(
+    fake_pulumi: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JSHUB_URL", "https://env.example.org")
+    assert target.resolve(args("--stack", "dev")) == target.Target("https://env.example.org", "from-stack")
+    assert (fake_pulumi / "args").read_text().split() == [
+        "stack",
+        "output",
+        "--json",
+        "--show-secrets",
+        "--stack",
+        "dev",
+    ]
+
+
+def test_no_hub_to_talk_to_exits_2_saying_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pulumi
+    monkeypatch.delenv("JSHUB_URL", raising=False)
+    monkeypatch.delenv("JSHUB_TOKEN", raising=False)
+    assert smoke.main([]) == 2
+    assert "no pulumi command" in capsys.readouterr().err
+
+
+def test_the_table_names_the_failed_step() -> None:
+    text = smoke.table(
+        [
+            smoke.Step("reach the hub", 0.1, "JupyterHub 5.4.3", True),
+            smoke.Step("create user", 0.2, "403", False),
+        ]
+    )
+    lines = text.splitlines()
+    assert lines[0].split() == ["step", "seconds", "result"]
+    assert lines[2].startswith("create user") and "FAILED: 403" in lines[2]
+    assert lines[-1].split() == ["total", "0.30"]
+
+
+def test_roster_reads_csv_and_text_and_reports_bad_lines_by_number() -> None:
+    from jshub import roster
+
+    entries, bad = roster.parse(
+        "username,admin\n"
+        "alice,true\n"
+        "# instructors above, participants below\n"
+        "\n"
+        "bob\n"
+        "carol, no\n"
+        "Dave\n"
+        "eve,maybe\n"
+        "bob\n"
+        "frank,true,extra\n"
+        "has space\n"
+    )
+    assert [(e.line, e.name, e.admin) for e in entries] == [
+        (2, "alice", True),
+        (5, "bob", False),
+        (6, "carol", False),
+    ]
+    assert [(b.line, b.reason.split(":")[0]) for b in bad] == [
+        (7, "JupyterHub logs this user in as 'dave'"),
+        (8, "admin column 'maybe'"),
+        (9, "bob is already on line 5"),
+        (10, "more than two columns; write username[,admin]"),
+        (11, "not a username"),
+    ]
+    text_entries, text_bad = roster.parse("alice\nbob\n")
+    assert [e.name for e in text_entries] == ["alice", "bob"] and not text_bad
+
+
+def test_progress_bar_on_a_log_prints_a_line_per_finished_item() -> None:
+    import io
+
+    from jshub.progress import Progress
+
+    stream = io.StringIO()
+    bar = Progress("warm-up", 2, stream=stream, width=10)
+    bar.started()
+    bar.started()
+    bar.finished(True)
+    bar.finished(False)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("warm-up [----------] 0/2")
+    assert lines[-1].startswith("warm-up [##########] 2/2  ok 1  failed 1  in progress 0")
+    assert bar.peak_active == 2 and len(lines) == 3

@@ -1,0 +1,401 @@
+"""Workshop logins (auth.type shared-password and native): the config refuses what JupyterHub
+would refuse or what would lock people out, naming the key and never echoing a password; the
+rendered hub config builds the authenticator in JupyterHub's own loader with the passwords
+from the environment only; the Z2JH values validate against the chart's schema and keep the
+passwords in a Secret; a plan never shows them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.hub import hub_env_file, workshop_secrets
+from renderers.cloud_init import HubBootSpec, render_hub_cloud_init
+from renderers.hub_config import HubConfigSpec, hub_vm_files, render_jupyterhub_config
+from renderers.z2jh import HUB_SECRETS, Z2JHSpec, hub_secret_data, z2jh_values
+from stackconfig import ConfigError
+from tests.conftest import BASE_CONFIG, make_config, run_mocked
+from tests.upstream_schemas import z2jh_errors
+
+PASSWORD = "tea-and-biscuits-42"
+ADMIN_PASSWORD = "instructors-only-" + "x" * 20
+SHARED: dict[str, Any] = {
+    "auth": {"type": "shared-password", "allowAll": True, "admins": ["instructor"]},
+    "oauthClientSecret": "",
+    "workshopPassword": PASSWORD,
+    "workshopAdminPassword": ADMIN_PASSWORD,
+}
+NATIVE: dict[str, Any] = {
+    "auth": {"type": "native", "admins": ["instructor"], "allowedUsers": ["alice"]},
+    "oauthClientSecret": "",
+}
+K8S = {
+    "scenario": "k8s",
+    "concurrentUsers": 20,
+    "userMemoryGb": 4,
+    "userCpu": 2,
+    "k8s": {"userMemoryGuaranteeGb": 2, "cephVolumeGb": 300, "workerFlavor": "m3.medium"},
+}
+
+
+def problems(**overrides: Any) -> list[str]:
+    with pytest.raises(ConfigError) as error:
+        make_config(**overrides)
+    return [str(p) for p in error.value.problems]
+
+
+# --- config -----------------------------------------------------------------------------------
+
+
+def test_shared_password_config_is_accepted() -> None:
+    cfg = make_config(**SHARED)
+    assert cfg.auth.type == "shared-password" and cfg.oauth_client_secret is None
+    assert cfg.workshop_password is not None and cfg.workshop_password.get_secret_value() == PASSWORD
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"workshopPassword": "short7!"}, "workshopPassword: must be 8 to 256 characters"),
+        ({"workshopPassword": "has space in it"}, "workshopPassword: use printable ASCII without spaces"),
+        ({"workshopPassword": "dollar$sign1"}, "workshopPassword: use printable ASCII"),
+        ({"workshopAdminPassword": "only-twenty-chars-ok"}, "workshopAdminPassword: must be 32 to 256"),
+        (
+            {"workshopAdminPassword": PASSWORD * 2, "workshopPassword": PASSWORD * 2},
+            "workshopAdminPassword: must differ",
+        ),
+        ({"workshopAdminPassword": ""}, "workshopAdminPassword: auth.admins ['instructor'] can log in only"),
+        ({"workshopPassword": ""}, "workshopPassword: is required with auth.type shared-password"),
+        ({"oauthClientSecret": "abc"}, "oauthClientSecret: only github and cilogon use it"),
+    ],
+)
+def test_bad_workshop_passwords_name_the_key_and_never_the_value(
+    overrides: dict[str, Any], expected: str
+) -> None:
+    found = problems(**{**SHARED, **overrides})
+    assert any(p.startswith(expected.split(":")[0]) and expected.split(": ", 1)[-1] in p for p in found), (
+        found
+    )
+    for value in overrides.values():
+        if len(value) > 3:
+            assert not any(value in p for p in found), found
+
+
+def test_participant_names_must_be_unix_names() -> None:
+    found = problems(**{**SHARED, "auth": {**SHARED["auth"], "admins": ["Instructor One"]}})
+    assert any("not usernames a participant can log in with: ['Instructor One']" in p for p in found)
+
+
+def test_native_needs_an_admin_to_approve() -> None:
+    found = problems(**{**NATIVE, "auth": {"type": "native", "allowAll": True}})
+    assert any(p.startswith("auth: native sign-up needs an admin") for p in found), found
+    assert make_config(**NATIVE).auth.type == "native"
+
+
+def test_oauth_types_still_need_their_client_id_and_secret() -> None:
+    found = problems(auth={"type": "github", "admins": ["octocat"]}, oauthClientSecret="")
+    assert any(p.startswith("auth.clientId: is required with auth.type github") for p in found), found
+    assert any(p.startswith("oauthClientSecret: is required with auth.type github") for p in found), found
+
+
+def test_shared_password_refused_with_per_user_hpc_accounts() -> None:
+    from tests.test_hpc import HPC
+
+    found = problems(scenario="hpc", hpc=HPC, **SHARED)
+    assert any(p.startswith("auth.type = 'shared-password': with hpc.accountMode per-user") for p in found)
+
+
+# --- the VM hub's jupyterhub_config.py ---------------------------------------------------------
+
+
+def _load(text: str, tmp_path: Path) -> Any:
+    from jupyterhub.app import JupyterHub
+
+    path = tmp_path / "jupyterhub_config.py"
+    path.write_text(text)
+    app = JupyterHub()
+    app.load_config_file(str(path))
+    return app.config
+
+
+def _authenticator(config: Any) -> Any:
+    from traitlets.utils.importstring import import_item
+
+    cls = config.JupyterHub.authenticator_class
+    if isinstance(cls, str):
+        from jupyterhub.app import JupyterHub
+
+        cls = JupyterHub(config=config).authenticator_class  # resolves entry-point names
+        cls = import_item(cls) if isinstance(cls, str) else cls
+    return cls(config=config)
+
+
+def test_single_hub_config_takes_the_passwords_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyterhub.auth import LocalAuthenticator
+    from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
+
+    text = render_jupyterhub_config(HubConfigSpec.from_config(make_config(**SHARED)))
+    assert PASSWORD not in text and ADMIN_PASSWORD not in text
+    assert "OAUTH_CLIENT_SECRET" not in text
+    for key, value in workshop_secrets(make_config(**SHARED)).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
+    authenticator = _authenticator(_load(text, tmp_path))
+    assert isinstance(authenticator, SharedPasswordAuthenticator)
+    assert isinstance(authenticator, LocalAuthenticator) and authenticator.create_system_users
+    assert authenticator.user_password == PASSWORD and authenticator.admin_password == ADMIN_PASSWORD
+    assert authenticator.allow_all and authenticator.allow_existing_users
+    assert authenticator.admin_users == {"instructor"}
+    assert authenticator.validate_username("alice-1")
+    assert not authenticator.validate_username("alice smith")
+
+
+def test_without_admin_password_the_hub_starts_with_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = make_config(
+        **{**SHARED, "auth": {"type": "shared-password", "allowAll": True}, "workshopAdminPassword": ""}
+    )
+    monkeypatch.setenv("WORKSHOP_PASSWORD", PASSWORD)
+    monkeypatch.delenv("WORKSHOP_ADMIN_PASSWORD", raising=False)
+    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
+    authenticator = _authenticator(_load(render_jupyterhub_config(HubConfigSpec.from_config(cfg)), tmp_path))
+    assert authenticator.admin_password is None and authenticator.user_password == PASSWORD
+
+
+def test_local_accounts_never_log_in_as_a_system_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORKSHOP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
+    spec = HubConfigSpec.from_config(make_config(**SHARED))
+    authenticator = _authenticator(_load(render_jupyterhub_config(spec), tmp_path))
+    hook = authenticator.post_auth_hook
+    assert hook(authenticator, None, {"name": "root"}) is None
+    assert hook(authenticator, None, {"name": "nobody-here-xyz"}) == {"name": "nobody-here-xyz"}
+
+
+def test_hpc_hub_uses_jupyterhubs_own_shared_password_class(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
+
+    from tests.test_hpc import HPC
+
+    cfg = make_config(
+        scenario="hpc", hpc={**HPC, "accountMode": "community", "communityAccount": "gw"}, **SHARED
+    )
+    text = render_jupyterhub_config(HubConfigSpec.from_config(cfg))
+    assert 'c.JupyterHub.authenticator_class = "shared-password"' in text
+    monkeypatch.setenv("WORKSHOP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
+    authenticator = _authenticator(_load(text, tmp_path))
+    assert type(authenticator) is SharedPasswordAuthenticator
+
+
+def test_native_config_builds_nativeauthenticator_with_approval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nativeauthenticator import NativeAuthenticator
+
+    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
+    config = _load(render_jupyterhub_config(HubConfigSpec.from_config(make_config(**NATIVE))), tmp_path)
+    cls = config.JupyterHub.authenticator_class
+    assert issubclass(cls, NativeAuthenticator)
+    assert config.NativeAuthenticator.open_signup is False
+    assert config.Authenticator.allow_all is True  # approval is the gate
+    assert config.Authenticator.allowed_users == {"alice"}
+
+
+def test_env_file_carries_the_passwords_and_user_data_does_not() -> None:
+    cfg = make_config(**SHARED)
+    env = hub_env_file("", "token", "proxy-token", workshop_secrets(cfg))
+    assert f"WORKSHOP_PASSWORD={PASSWORD}\n" in env and f"WORKSHOP_ADMIN_PASSWORD={ADMIN_PASSWORD}\n" in env
+    spec = HubConfigSpec.from_config(cfg)
+    user_data = render_hub_cloud_init(
+        HubBootSpec(
+            paths=spec.paths,
+            proxy=spec.proxy,
+            data_volume_id="4f0c9a2e-8c1d-4b7e-9f3a-2d6c5e1b0a98",
+            deploy_public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyOnly jshub-deploy",
+        )
+    )
+    assert PASSWORD not in user_data and ADMIN_PASSWORD not in user_data
+    # What hub-config writes (the config, the Caddyfile, the pinned requirements): no password.
+    files = {f.path: f.content for f in hub_vm_files(spec, cfg.hub_fqdn, cfg.lets_encrypt_email)}
+    assert not [path for path, text in files.items() if PASSWORD in text or ADMIN_PASSWORD in text]
+    assert "jupyterhub-nativeauthenticator==" in files[f"{spec.paths.config_dir}/requirements.txt"]
+
+
+def test_hub_vm_sends_the_passwords_only_on_secret_stdin() -> None:
+    from stacks.single import build
+
+    config = {**BASE_CONFIG, **SHARED}
+    rec = run_mocked(lambda: build(make_config(**SHARED)), config)
+    secrets = next(r for r in rec.registrations if r.name == "hub-secrets")
+    assert "stdin" in secrets.secret_inputs and secrets.inputs["logging"] == "none"
+    text = json.dumps([r.inputs for r in rec.registrations])
+    assert PASSWORD not in text and ADMIN_PASSWORD not in text
+
+
+# --- Z2JH ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("auth", [SHARED, NATIVE], ids=["shared-password", "native"])
+def test_z2jh_values_validate_and_hold_no_password(auth: dict[str, Any]) -> None:
+    cfg = make_config(**K8S, **auth)
+    values = z2jh_values(Z2JHSpec.from_config(cfg))
+    assert z2jh_errors(values) == []
+    text = json.dumps(values)
+    assert PASSWORD not in text and ADMIN_PASSWORD not in text
+    hub = values["hub"]
+    assert hub["config"]["Authenticator"]["allow_existing_users"] is True
+    assert "OAUTH_CLIENT_SECRET" not in hub["extraEnv"]
+    assert hub["extraEnv"]["JSHUB_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == HUB_SECRETS
+    assert hub["services"]["jshub-admin"] == {"name": "jshub-admin", "admin": True}  # no token here
+    assert hub["loadRoles"]["jshub-admin"]["scopes"] == [
+        "admin:users",
+        "admin:servers",
+        "tokens",
+        "access:servers",
+    ]
+    if auth is SHARED:
+        assert hub["config"]["JupyterHub"]["authenticator_class"] == "shared-password"
+        assert hub["extraEnv"]["WORKSHOP_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == HUB_SECRETS
+        assert set(hub_secret_data(cfg, "t")) == {
+            "admin-token",
+            "workshop-password",
+            "workshop-admin-password",
+        }
+    else:
+        assert hub["config"]["NativeAuthenticator"]["open_signup"] is False
+
+
+def test_z2jh_extra_config_sets_the_passwords_and_the_admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the rendered extraConfig the way the chart's jupyterhub_config.py does: after the
+    chart has appended hub.services with a generated token."""
+    from traitlets.config import Config
+
+    values = z2jh_values(Z2JHSpec.from_config(make_config(**K8S, **SHARED)))
+    c = Config()
+    c.JupyterHub.services = [{"name": "jshub-admin", "api_token": "chart-generated"}]
+    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "ours")
+    monkeypatch.setenv("WORKSHOP_PASSWORD", PASSWORD)
+    monkeypatch.delenv("WORKSHOP_ADMIN_PASSWORD", raising=False)
+    exec(values["hub"]["extraConfig"]["05-auth-from-env"], {"c": c})
+    assert c.JupyterHub.services[0]["api_token"] == "ours"
+    assert c.SharedPasswordAuthenticator.user_password == PASSWORD
+    assert c.SharedPasswordAuthenticator.admin_password is None
+
+
+def test_github_on_k8s_lets_users_an_admin_adds_log_in() -> None:
+    values = z2jh_values(Z2JHSpec.from_config(make_config(**K8S)))
+    assert values["hub"]["config"]["Authenticator"]["allow_existing_users"] is True
+    assert "OAUTH_CLIENT_SECRET" in values["hub"]["extraEnv"]
+
+
+def test_k8s_stack_exports_a_secret_admin_token() -> None:
+    from stacks.k8s import build
+
+    config = {**BASE_CONFIG, **K8S, **SHARED}
+    rec = run_mocked(lambda: build(make_config(**K8S, **SHARED)), config)
+    assert "admin_token" in rec.outputs
+    secret = next(r for r in rec.registrations if r.name == "hub-secrets")
+    assert "stringData" in secret.secret_inputs
+    assert not any(r.name == "hub-oauth" for r in rec.registrations)
+    text = json.dumps([r.inputs for r in rec.registrations])
+    assert PASSWORD not in text and ADMIN_PASSWORD not in text
+
+
+# --- the plan ---------------------------------------------------------------------------------------
+
+
+def _plan_text(capsys: pytest.CaptureFixture[str], out: Path, argv: list[str]) -> str:
+    """Everything a plan shows: what it prints, its JSON and every file it writes."""
+    from planner.__main__ import main
+
+    assert main([*argv, "--json", str(out / "plan.json"), "--out", str(out / "files")]) == 0
+    printed = capsys.readouterr()
+    files = [p for p in (out / "files").rglob("*") if p.is_file()]
+    assert any(p.name in ("jupyterhub_config.py", "plan.json") for p in files)
+    return (
+        printed.out
+        + printed.err
+        + "".join(p.read_text(errors="replace") for p in [out / "plan.json", *files])
+    )
+
+
+def test_plans_with_a_shared_password_never_show_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from planner.stackfile import SECRET_PLACEHOLDER
+
+    dev = yaml.safe_load((Path(__file__).parent.parent / "Pulumi.dev.yaml").read_text())
+    config = dev["config"]
+    config.pop("jupyterhub-jetstream:oauthClientSecret")
+    config["jupyterhub-jetstream:auth"] = {
+        "type": "shared-password",
+        "allowAll": True,
+        "admins": ["instructor"],
+    }
+    config["jupyterhub-jetstream:workshopPassword"] = {"secure": "v1:encrypted"}
+    config["jupyterhub-jetstream:workshopAdminPassword"] = {"secure": "v1:encrypted"}
+    stack_file = tmp_path / "Pulumi.workshop-dev.yaml"
+    stack_file.write_text(yaml.safe_dump(dev))
+    single = _plan_text(
+        capsys, tmp_path / "single", ["--stack", "workshop-dev", "--stack-file", str(stack_file)]
+    )
+    # The planner stands in f"{SECRET_PLACEHOLDER}-workshopPassword" for the encrypted value.
+    assert SECRET_PLACEHOLDER not in single
+    assert 'os.environ["WORKSHOP_PASSWORD"]' in single
+    k8s = _plan_text(capsys, tmp_path / "k8s", ["--stack", "workshop-k8s"])
+    assert SECRET_PLACEHOLDER not in k8s
+    assert "output admin_token: [secret]" in k8s and "shared-password" in k8s
+
+
+# --- swarm ------------------------------------------------------------------------------------
+
+
+def test_swarm_hub_gets_the_passwords_as_docker_secrets() -> None:
+    import base64
+    import hashlib
+
+    from planner.mocks import SECRET
+    from stacks.swarm import build
+
+    changes = {"scenario": "swarm", "swarm": {"workerCount": 2}, **SHARED}
+    rec = run_mocked(lambda: build(make_config(**changes)), {**BASE_CONFIG, **changes})
+    service = next(r for r in rec.registrations if r.type == "docker:index/service:Service")
+    files = {s["fileName"] for s in service.inputs["taskSpec"]["containerSpec"]["secrets"]}
+    # The entrypoint turns workshop_password into WORKSHOP_PASSWORD, which the config reads.
+    assert files == {"jshub_admin_token", "workshop_password", "workshop_admin_password"}
+    secrets = [r for r in rec.registrations if r.type == "docker:index/secret:Secret"]
+    assert secrets and all(s.inputs["data"] == SECRET for s in secrets)
+    # A plain hash of a short password in the secret's visible name could be searched.
+    for value in (PASSWORD, ADMIN_PASSWORD):
+        assert hashlib.sha256(value.encode()).hexdigest()[:12] not in json.dumps([s.inputs for s in secrets])
+    text = json.dumps([r.inputs for r in rec.registrations])
+    assert PASSWORD not in text and ADMIN_PASSWORD not in text
+    config = next(r for r in rec.registrations if r.type == "docker:index/serviceConfig:ServiceConfig")
+    rendered = base64.b64decode(config.inputs["data"]).decode()
+    assert 'c.JupyterHub.authenticator_class = "shared-password"' in rendered
+    assert 'os.environ["WORKSHOP_PASSWORD"]' in rendered
+
+
+def test_swarm_hub_with_native_sign_up_has_no_password_secret() -> None:
+    from stacks.swarm import build
+
+    changes = {"scenario": "swarm", "swarm": {"workerCount": 2}, **NATIVE}
+    rec = run_mocked(lambda: build(make_config(**changes)), {**BASE_CONFIG, **changes})
+    service = next(r for r in rec.registrations if r.type == "docker:index/service:Service")
+    assert [s["fileName"] for s in service.inputs["taskSpec"]["containerSpec"]["secrets"]] == [
+        "jshub_admin_token"
+    ]
+    requirements = (Path(__file__).parent.parent / "hub" / "swarm" / "requirements.txt").read_text()
+    assert "jupyterhub-nativeauthenticator==1.3.0" in requirements
