@@ -59,6 +59,9 @@ class SwarmCluster(pulumi.ComponentResource):
     worker_names: list[str]
     homes_volume_id: pulumi.Output[str]
     deploy_public_key: pulumi.Output[str]
+    # How the stack's remote commands reach the manager (holds the deploy key: secret).
+    manager_connection: command.remote.ConnectionArgs
+    manager_instance_id: pulumi.Output[str]
     # What resources that need a working swarm (the hub) must depend on.
     ready: list[pulumi.Resource]
 
@@ -215,6 +218,8 @@ class SwarmCluster(pulumi.ComponentResource):
         self.manager_private_ip = manager.private_ip
         self.homes_volume_id = manager.volume_ids["homes"]
         self.deploy_public_key = deploy_key.public_key_openssh.apply(str.strip)
+        self.manager_connection = to_manager
+        self.manager_instance_id = manager.instance_id
         self.ready = [init, exports, *node_commands]
         self.register_outputs(
             {

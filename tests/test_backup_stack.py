@@ -1,0 +1,171 @@
+"""Backups in the resource graph, under Pulumi mocks: the container is protected, the S3
+credentials' secret and the repository password stay secret, the credentials reach the VM only
+on a remote command's standard input with logging off, and no plan carries them in the clear."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_command as command
+import pytest
+
+import components.backup
+import planner.mocks
+from components.backup import BackupStore, BackupStoreArgs, container_name
+from planner.mocks import SECRET
+from planner.plan import plan_stack
+from renderers.backup import BackupSpec, hub_backup_paths
+from tests.conftest import one, run_mocked
+
+CONTAINER = "openstack:objectstorage/container:Container"
+EC2 = "openstack:identity/ec2CredentialV3:Ec2CredentialV3"
+COMMAND = "command:remote:Command"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+
+
+def spec() -> BackupSpec:
+    return BackupSpec(
+        host="hub.cis230000.projects.jetstream-cloud.org",
+        paths=hub_backup_paths(),
+        schedule="*-*-* 03:15:00",
+        keep_daily=7,
+        keep_weekly=4,
+        keep_monthly=6,
+        max_age_hours=30,
+    )
+
+
+def test_backup_store_protects_the_container_and_keeps_credentials_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rendered: list[str] = []
+    real = components.backup.render_env_file
+
+    def recording(*args: str) -> str:
+        rendered.append(real(*args))
+        return rendered[-1]
+
+    monkeypatch.setattr(components.backup, "render_env_file", recording)
+
+    def program() -> None:
+        BackupStore(
+            "backup",
+            BackupStoreArgs(
+                container_name="jshub-backup-cis230000-test",
+                spec=spec(),
+                host_connection=command.remote.ConnectionArgs(host="203.0.113.5", user="ubuntu"),
+                host_instance_id=pulumi.Output.from_input("server-id"),
+            ),
+        )
+
+    rec = run_mocked(program)
+    container = one(rec, CONTAINER)
+    assert container.protect and container.retain_on_delete
+    assert container.inputs["name"] == "jshub-backup-cis230000-test"
+    assert container.inputs.get("forceDestroy") in (None, False)
+    assert "secret" in one(rec, EC2).additional_secret_outputs
+    install = one(rec, COMMAND)
+    assert install.inputs["logging"] == "none"
+    assert install.inputs["stdin"] == SECRET
+    assert {"stdin", "stdout", "stderr"} <= set(install.additional_secret_outputs)
+    assert install.inputs["triggers"] == ["server-id"]
+    assert "jshub-backup.timer" in install.inputs["create"]
+    # The environment file was really rendered (apply ran), from the container and credentials.
+    assert len(rendered) == 1
+    assert (
+        "RESTIC_REPOSITORY=s3:https://js2.jetstream-cloud.org:8001/jshub-backup-cis230000-test\n"
+        in rendered[0]
+    )
+    store = one(rec, "jshub:index:BackupStore")
+    assert {r.parent_urn for r in rec.registrations if r.custom} == {store.urn}
+
+
+def test_the_sdk_itself_marks_the_ec2_secret_secret() -> None:
+    """Read from pulumi_openstack: its Ec2CredentialV3 adds `secret` to additional_secret_outputs."""
+    import inspect
+
+    import pulumi_openstack
+
+    source = inspect.getsource(pulumi_openstack.identity.Ec2CredentialV3._internal_init)
+    assert 'additional_secret_outputs=["secret"]' in source
+
+
+@pytest.mark.parametrize(
+    ("allocation", "stack", "expected"),
+    [
+        ("cis230000", "dev", "jshub-backup-cis230000-dev"),
+        ("cis230000", "Prod_Hub.2", "jshub-backup-cis230000-prod-hub-2"),
+        ("cis230000", "x" * 80, "jshub-backup-cis230000-" + "x" * 40),
+    ],
+)
+def test_default_container_name_is_a_valid_bucket_name(allocation: str, stack: str, expected: str) -> None:
+    assert container_name(allocation, stack) == expected
+
+
+MARK_PASSWORD = "resticpasswordmark" + "7" * 30
+MARK_EC2 = "ec2secretmark" + "9" * 19
+
+
+@pytest.fixture
+def marked_mocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mocks' values for the repository password and the EC2 secret, made recognisable."""
+    real = planner.mocks._computed
+
+    def computed(args: Any) -> dict[str, Any]:
+        out = real(args)
+        if args.typ == PASSWORD and args.name == "backup-restic-password":
+            out = {**out, "result": MARK_PASSWORD}
+        if args.typ == EC2:
+            out = {**out, "secret": MARK_EC2}
+        return out
+
+    monkeypatch.setattr(planner.mocks, "_computed", computed)
+
+
+@pytest.mark.parametrize("stack", ["dev", "gateway-hpc", "persistent-swarm"])
+def test_plans_back_up_and_show_no_backup_secret(
+    stack: str, marked_mocks: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from planner.__main__ import main
+
+    rendered: list[str] = []
+    real = components.backup.render_env_file
+    monkeypatch.setattr(
+        components.backup, "render_env_file", lambda *a: rendered.append(real(*a)) or rendered[-1]
+    )
+
+    out = tmp_path / "plan"
+    assert main(["--stack", stack, "--out", str(out), "--json", str(tmp_path / "plan.json")]) == 0
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    names = {r["name"] for r in plan["resources"]}
+    assert {"backup-container", "backup-s3-credentials", "backup-restic-password", "backup-install"} <= names
+    assert plan["outputs"]["restic_password"] == SECRET
+    everything = [(tmp_path / "plan.json").read_text()] + [
+        p.read_text(errors="replace") for p in out.rglob("*") if p.is_file()
+    ]
+    # The values went into the VM's environment file, and nowhere a plan shows.
+    assert len(rendered) == 1 and MARK_PASSWORD in rendered[0] and MARK_EC2 in rendered[0]
+    for text in everything:
+        assert MARK_PASSWORD not in text and MARK_EC2 not in text
+    install = next(r for r in plan["resources"] if r["name"] == "backup-install")
+    home_root = "/export/home" if stack == "persistent-swarm" else "/data/home"
+    assert f"home_root={home_root}\n" in install["inputs"]["create"]
+
+
+def test_k8s_and_disabled_stacks_have_no_backup() -> None:
+    k8s = plan_stack("workshop-k8s")
+    assert not [r for r in k8s["resources"] if r["type"] in (CONTAINER, EC2)]
+    off = plan_stack("dev", overrides={"backup": {"enabled": False}})
+    assert not [r for r in off["resources"] if r["name"].startswith("backup")]
+    assert "restic_password" not in off["outputs"]
+
+
+def test_swarm_backs_up_the_managers_volume() -> None:
+    plan = plan_stack("persistent-swarm")
+    install = next(r for r in plan["resources"] if r["name"] == "backup-install")
+    manager = next(r for r in plan["resources"] if r["name"] == "swarm-manager-server")
+    assert "database=/export/hub/jupyterhub.sqlite\n" in install["inputs"]["create"]
+    assert install["data_dependencies"].get("triggers") == [manager["name"]]
