@@ -169,3 +169,31 @@ def test_swarm_backs_up_the_managers_volume() -> None:
     manager = next(r for r in plan["resources"] if r["name"] == "swarm-manager-server")
     assert "database=/export/hub/jupyterhub.sqlite\n" in install["inputs"]["create"]
     assert install["data_dependencies"].get("triggers") == [manager["name"]]
+
+
+def test_plan_reports_schedule_retention_and_object_storage(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from planner.__main__ import main
+
+    dev = plan_stack(
+        "dev", overrides={"backup": {"schedule": "Mon..Fri *-*-* 02:00", "retention": {"keepMonthly": 0}}}
+    )
+    b = dev["backup"]
+    assert b["schedule"] == "Mon..Fri *-*-* 02:00"
+    assert b["retention"] == {"keepDaily": 7, "keepWeekly": 4, "keepMonthly": 0}
+    # 100 GB of homes × 0.8 × (1 + 0.05 × 11 kept snapshots) = 124 GB, plus the 100 GB volume.
+    assert b["object_storage"]["stored_gb"] == 124 and b["storage_gb"] == 224
+    assert b["su_per_hour"] == 0 and b["containers"] == ["jshub-backup-cis000000-dev"]
+
+    assert main(["--stack", "persistent-swarm", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "on schedule '*-*-* 03:15:00'" in text and "keeps 7 daily, 4 weekly, 6 monthly" in text
+    assert "up to about 740 GB (1.48 GB per GB of homes)" in text
+    assert "! more than the default 1000 GB of Jetstream2 Storage" in text
+    assert plan_stack("workshop-k8s")["backup"] == {
+        "enabled": False,
+        "why": "scenario k8s has no backup yet",
+        "containers": [],
+        "volume_gb": 1500.0,
+    }
