@@ -162,8 +162,12 @@ def test_units_run_on_the_configured_schedule(tmp_path: Path) -> None:
         [tool, "verify", *(str(tmp_path / n) for n in units)], capture_output=True, text=True, check=False
     )
     # Only the unit files' own problems count; the host may lack a running systemd.
-    own = [line for line in result.stderr.splitlines() if str(tmp_path) in line]
+    own = [line for line in result.stderr.splitlines() if any(name in line for name in units)]
     assert not own, result.stderr
+    # The verifier does catch a broken unit here.
+    (tmp_path / "broken.timer").write_text(units["jshub-backup.timer"].replace("OnCalendar=", "OnCalender="))
+    broken = subprocess.run([tool, "verify", str(tmp_path / "broken.timer")], capture_output=True, text=True)
+    assert "broken.timer" in broken.stderr
 
 
 def test_env_file_is_sourceable_and_refuses_values_it_cannot_carry() -> None:

@@ -300,6 +300,8 @@ def test_check_fails_when_the_newest_snapshot_is_older_than_max_age(s3_endpoint:
         key, _, value = line.partition("=")
         env[key] = value.strip("'")
     subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
+    assert "no backup of" in hub.run("jshub-backup-check", expect=1).stderr
+    assert hub.metrics()["jshub_backup_repository_up"] == 1 and hub.metrics()["jshub_backup_fresh"] == 0
     old = time.time() - 31 * 3600
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(old))
     subprocess.run(
