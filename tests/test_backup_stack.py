@@ -197,3 +197,20 @@ def test_plan_reports_schedule_retention_and_object_storage(
         "containers": [],
         "volume_gb": 1500.0,
     }
+
+
+@pytest.mark.parametrize("stack", ["dev", "persistent-swarm"])
+def test_a_schedule_or_retention_change_touches_only_the_backup_install(stack: str) -> None:
+    """They are not in user data: the servers stay, only the install command runs again."""
+    before = {r["name"]: r for r in plan_stack(stack)["resources"]}
+    after = {
+        r["name"]: r
+        for r in plan_stack(
+            stack, overrides={"backup": {"schedule": "*-*-* 01:00:00", "retention": {"keepDaily": 14}}}
+        )["resources"]
+    }
+    assert before.keys() == after.keys()
+    changed = sorted(n for n in before if before[n]["inputs"] != after[n]["inputs"])
+    assert changed == ["backup-install"]
+    assert "OnCalendar=*-*-* 01:00:00" in after["backup-install"]["inputs"]["create"]
+    assert "--keep-daily 14" in after["backup-install"]["inputs"]["create"]
