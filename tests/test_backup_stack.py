@@ -214,3 +214,16 @@ def test_a_schedule_or_retention_change_touches_only_the_backup_install(stack: s
     assert changed == ["backup-install"]
     assert "OnCalendar=*-*-* 01:00:00" in after["backup-install"]["inputs"]["create"]
     assert "--keep-daily 14" in after["backup-install"]["inputs"]["create"]
+
+
+def test_policy_keeps_the_backup_container() -> None:
+    from policy import rules
+
+    kept = rules.ResourceMeta("backup-container", protect=True, retain_on_delete=True)
+    assert rules.data_is_kept(rules.OBJECT_CONTAINER, {"name": "b"}, kept) == []
+    [unprotected] = rules.data_is_kept(rules.OBJECT_CONTAINER, {"name": "b"}, rules.ResourceMeta("c"))
+    assert "deleting it deletes the backups" in unprotected
+    [forced] = rules.data_is_kept(rules.OBJECT_CONTAINER, {"name": "b", "forceDestroy": True}, kept)
+    assert "every backup in it would be lost" in forced
+    # The planned stacks meet the rule.
+    assert plan_stack("dev")["policy_violations"] == []
