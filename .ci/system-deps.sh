@@ -11,6 +11,8 @@ packages=(
     openssh-server openssh-client   # scenario hpc: the hub reaches the login node over SSH
     docker.io       # the swarm scenario's hub runs on a local single-node swarm
     debootstrap     # base image for local Docker images: there is no Docker Hub here
+    restic          # the hub's backups: tests back up and restore a home against a local S3 (moto)
+    systemd         # systemd-analyze: the backup schedule grammar and timer units checked by systemd
 )
 # configurable-http-proxy needs Node.js and npm; a machine may already have both from
 # another source (whose nodejs package bundles npm and conflicts with Debian's npm).

@@ -12,6 +12,12 @@ Sources:
   https://docs.jetstream-cloud.org/general/dns/
 - Default quotas: https://docs.jetstream-cloud.org/alloc/storage/ and
   https://docs.jetstream-cloud.org/general/quotas/
+- Object storage: https://docs.jetstream-cloud.org/general/s3/ ("The Jetstream2 object store
+  hosts an S3-compatible API at the endpoint https://js2.jetstream-cloud.org:8001"; EC2
+  credentials from `openstack ec2 credentials create`; region RegionOne; bucket names are
+  global). Storage is its own ACCESS resource in GB, not SUs:
+  https://docs.jetstream-cloud.org/general/storage/ (every allocation gets 1 TB of "Jetstream2
+  Storage"; more is exchanged at 1 ACCESS credit = 1 GB).
 """
 
 from __future__ import annotations
@@ -85,3 +91,11 @@ DEFAULT_QUOTAS = Quotas(volumes=10, volume_gb=1000, floating_ips=10, routers=1)
 def allocation_zone(allocation: str) -> str:
     """The Designate zone Jetstream2 creates for an allocation, with its trailing dot."""
     return f"{allocation.lower()}.{DNS_ZONE_SUFFIX}."
+
+
+# Jetstream2's object store (Ceph RGW behind Swift and S3): restic talks S3 to it.
+OBJECT_STORE_S3_ENDPOINT = "https://js2.jetstream-cloud.org:8001"
+OBJECT_STORE_REGION = "RegionOne"
+# Every allocation's default Jetstream2 Storage allocation, in GB (volumes, shares and object
+# store draw on the allocation's storage; none of it is charged in SUs).
+DEFAULT_STORAGE_GB = 1000

@@ -66,6 +66,9 @@ class SwarmCluster(pulumi.ComponentResource):
     # The swarm's cluster ID: a new one (a replaced or re-imaged manager) means the hub's Docker
     # objects must be made again there.
     swarm_id: pulumi.Output[str]
+    # How the stack's remote commands reach the manager (holds the deploy key: secret).
+    manager_connection: command.remote.ConnectionArgs
+    manager_instance_id: pulumi.Output[str]
     # What resources that need a working swarm (the hub) must depend on.
     ready: list[pulumi.Resource]
 
@@ -262,6 +265,8 @@ class SwarmCluster(pulumi.ComponentResource):
         self.deploy_public_key = deploy_key.public_key_openssh.apply(str.strip)
         self.manager_host_key = host_key.public_key_openssh.apply(str.strip)
         self.swarm_id = swarm_id.stdout.apply(str.strip)
+        self.manager_connection = to_manager
+        self.manager_instance_id = manager.instance_id
         self.ready = [init, exports, install_host_key, swarm_id, *node_commands]
         self.register_outputs(
             {

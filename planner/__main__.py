@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from planner import diagram, report
+from planner import backup, diagram, report
 from planner.plan import PROJECT_DIR, PlanError, plan_stack
 
 
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     for wait in e["explicit_waits_on_critical_path"]:
         print(f"  ! {wait['to']} waits for {wait['from']} without a data dependency (+{wait['extra_s']} s)")
     print("\nQuotas: " + ", ".join(_quota_use(q) for q in plan["quotas"]))
+    print("\n" + "\n".join(backup.lines(plan["backup"])))
     print(
         f"\nRendered files ({len(files)}) under {out_dir.relative_to(Path.cwd()) if out_dir.is_relative_to(Path.cwd()) else out_dir}/"
     )

@@ -56,6 +56,7 @@ TYPES = (
     "openstack:containerinfra/cluster:Cluster",
     "openstack:containerinfra/nodeGroup:NodeGroup",
     "openstack:dns/recordSet:RecordSet",
+    "openstack:identity/ec2CredentialV3:Ec2CredentialV3",
     "openstack:loadbalancer/listener:Listener",
     "openstack:loadbalancer/loadBalancer:LoadBalancer",
     "openstack:loadbalancer/member:Member",
@@ -70,6 +71,7 @@ TYPES = (
     "openstack:networking/secGroup:SecGroup",
     "openstack:networking/secGroupRule:SecGroupRule",
     "openstack:networking/subnet:Subnet",
+    "openstack:objectstorage/container:Container",
     "random:index/randomPassword:RandomPassword",
     "tls:index/privateKey:PrivateKey",
 )

@@ -69,6 +69,11 @@ def _computed(args: mocks.MockResourceArgs) -> dict[str, Any]:
             create = str(args.inputs.get("create", ""))
             stdout = PLACEHOLDER_KUBECONFIG if "/etc/rancher/k3s/k3s.yaml" in create else ""
             return {"stdout": stdout, "stderr": ""}
+        case "openstack:identity/ec2CredentialV3:Ec2CredentialV3":
+            return {
+                "access": uuid.uuid5(_NAMESPACE, f"access/{name}").hex,
+                "secret": "placeholder" + "1" * 21,
+            }
         case "openstack:containerinfra/cluster:Cluster":
             return {"kubeconfig": {"raw_config": PLACEHOLDER_KUBECONFIG, "host": "https://203.0.113.20:6443"}}
     return {}

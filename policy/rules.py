@@ -28,6 +28,7 @@ MANDATORY = "mandatory"
 
 SEC_GROUP_RULE = "openstack:networking/secGroupRule:SecGroupRule"
 VOLUME = "openstack:blockstorage/volume:Volume"
+OBJECT_CONTAINER = "openstack:objectstorage/container:Container"
 INSTANCE = "openstack:compute/instance:Instance"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 PVC = "kubernetes:core/v1:PersistentVolumeClaim"
@@ -235,8 +236,20 @@ def data_is_kept(resource_type: str, props: Mapping[str, Any], meta: ResourceMet
       reclaimPolicy Retain, unless annotated `jupyterhub-jetstream/user-data: "false"`;
     - Rook never wipes disks on uninstall (cleanupPolicy.confirmation empty), a CephFilesystem
       keeps its pools (preserveFilesystemOnDelete not false), and the rook-ceph-cluster chart's
-      storage classes use reclaimPolicy Retain (the chart's default is Delete)."""
+      storage classes use reclaimPolicy Retain (the chart's default is Delete);
+    - an object-storage container (it holds the backups) is protected or retained on delete and
+      never force-destroyed (emptied so that it can be deleted)."""
     kept = meta.protect or meta.retain_on_delete
+    if resource_type == OBJECT_CONTAINER:
+        found = []
+        if not kept:
+            found.append(
+                "object-storage container is neither protected nor retained on delete: deleting it deletes "
+                "the backups it holds; set protect=True and retain_on_delete=True"
+            )
+        if props.get("forceDestroy") is True:
+            found.append("forceDestroy empties the container to delete it: every backup in it would be lost")
+        return found
     if resource_type == VOLUME:
         if not kept:
             return [
@@ -452,7 +465,7 @@ RULES: tuple[RuleSpec, ...] = (
     ),
     RuleSpec(
         "data-kept",
-        "Volumes, claims and Ceph storage holding user data are protected or retained on delete.",
+        "Volumes, claims, Ceph storage and backup containers holding user data are protected or retained on delete.",
         data_is_kept,
     ),
     RuleSpec(

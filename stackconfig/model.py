@@ -25,6 +25,7 @@ from catalog import (
     FLAVORS,
     allocation_zone,
 )
+from stackconfig.backup import BackupConfig
 from stackconfig.base import ConfigModel
 from stackconfig.hpc import HpcConfig
 
@@ -471,6 +472,13 @@ class StackConfig(ConfigModel):
         description="Scenario hpc: {loginHost, loginPort, hostKey, accountMode, usernamePattern, communityAccount, "
         "slurmAccount, partitions: [{name, maxCores, maxMemoryGb, maxGpus, maxWallHours}], environmentSetup, "
         "connectivity: direct|ssh-tunnel, computeCidrs, ...}; see docs/hpc.md.",
+    )
+    backup: BackupConfig = Field(
+        default_factory=BackupConfig,
+        description="Backups of homes and the hub database to Jetstream2 object storage (restic): {enabled, "
+        "schedule (systemd OnCalendar, default '*-*-* 03:15:00'), retention: {keepDaily: 7, keepWeekly: 4, "
+        "keepMonthly: 6}, maxAgeHours: 30, container}; unset enabled: on for single, hpc and swarm. See "
+        "README, Backups and restore.",
     )
     hpc_ssh_private_key: SecretStr | None = Field(
         default=None,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from catalog import FLAVORS
 from catalog.jetstream2 import LETSENCRYPT_MAX_CN
 from stackconfig import sizing
+from stackconfig.backup import BACKUP_SCENARIOS
 from stackconfig.errors import Problem
 from stackconfig.hpc import SAMPLE_USER, unix_name
 from stackconfig.images import image_provides_packages
@@ -593,6 +594,19 @@ def swarm_notebooks_fit_workers(cfg: StackConfig) -> list[Problem]:
     return problems
 
 
+def backup_supported(cfg: StackConfig) -> list[Problem]:
+    if cfg.backup.enabled and cfg.scenario not in BACKUP_SCENARIOS:
+        return [
+            Problem(
+                "backup.enabled",
+                f"backups run on the VM that holds the homes (scenarios {', '.join(BACKUP_SCENARIOS)}); "
+                f"scenario {cfg.scenario} has none yet: remove it or set it to false",
+                True,
+            )
+        ]
+    return []
+
+
 RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     auth_secrets_match_type,
     hub_name_fits_certificate,
@@ -610,6 +624,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     swarm_section_matches_scenario,
     swarm_notebooks_fit_workers,
     image_provides_packages,
+    backup_supported,
 )
 
 

@@ -17,7 +17,9 @@ from components import (
     RoleSecurityGroupArgs,
 )
 from components.firewall import Ingress, ssh_ingress, web_ingress
+from renderers.backup import hub_backup_paths
 from stackconfig import StackConfig
+from stacks.backup import backup
 
 
 def openstack_provider() -> openstack.Provider:
@@ -72,4 +74,5 @@ def hub_vm(cfg: StackConfig, opts: pulumi.ResourceOptions, extra_ingress: Sequen
     pulumi.export("admin_token", hub.admin_token)
     pulumi.export("deploy_public_key", hub.deploy_public_key)
     pulumi.export("data_volume_id", hub.data_volume_id)
+    backup(cfg, hub.connection, hub.root_disk, hub_backup_paths(), opts)
     return hub

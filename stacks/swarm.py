@@ -8,7 +8,10 @@ import pulumi_random as random
 
 from components.swarm import SwarmCluster, SwarmClusterArgs
 from components.swarm_hub import SwarmHub, SwarmHubArgs
+from renderers.backup import hub_backup_paths
+from renderers.swarm import IMAGE_PATHS
 from stackconfig import StackConfig
+from stacks.backup import backup
 from stacks.common import hub_security_group, network, openstack_provider
 
 
@@ -45,3 +48,6 @@ def build(cfg: StackConfig) -> None:
     pulumi.export("homes_volume_id", cluster.homes_volume_id)
     pulumi.export("workers", cluster.worker_names)
     pulumi.export("hub_image", hub.image)
+    # The homes and the hub's database are on the manager's volume, where the image's paths put them.
+    manager_root_disk: list[pulumi.Input[str]] = [cluster.manager_instance_id, cfg.image]
+    backup(cfg, cluster.manager_connection, manager_root_disk, hub_backup_paths(IMAGE_PATHS), opts)

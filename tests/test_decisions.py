@@ -137,9 +137,10 @@ def test_a_second_router_does_not_fit_the_default_allocation() -> None:
 def test_plan_json_carries_estimate_and_cost_fields(dev: dict[str, Any]) -> None:
     e, c = dev["estimate"], dev["cost"]
     assert 0 < e["critical_path_s"] <= e["serial_s"]
-    # The hub's secrets and its config (with the pip install) both wait on the server.
+    # The hub's secrets, its config (with the pip install) and the backup install all wait for
+    # the first boot.
     assert e["critical_path"][:2] == ["hub-vm-data", "hub-vm-server"]
-    assert e["critical_path"][2:] in (["hub-secrets"], ["hub-config"])
+    assert e["critical_path"][2:] in (["hub-secrets"], ["hub-config"], ["backup-install"])
     assert e["explicit_waits_on_critical_path"] == []
     assert c["su_per_hour"] == 2 and c["floor_su_per_hour"] == 2
     assert c["su_for_workshop"] == 16

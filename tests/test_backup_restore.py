@@ -1,0 +1,339 @@
+"""The backup, check and restore commands the hub VM runs, for real: the rendered scripts
+(only the endpoint, the paths and the environment file's place changed) drive the real restic
+against a real S3 server on loopback (moto), on a home of real files owned by a real Unix
+user. Checksums, owners and modes are compared after each restore."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import re
+import socket
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from renderers.backup import (
+    METRICS_FILE,
+    BackupPaths,
+    BackupSpec,
+    render_env_file,
+    repository,
+    scripts,
+)
+from tests.conftest import require_root, require_tool
+
+HOST = "hub.cis230000.projects.jetstream-cloud.org"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    server = require_tool("moto_server", "a local S3 endpoint for restic (PyPI moto[server])")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the moto S3 server did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def unix_user() -> Iterator[str]:
+    """A real account, as the hub makes for each of its users."""
+    require_root("creates a Unix account and restores files owned by it")
+    name = f"jshub-bk-{uuid.uuid4().hex[:6]}"
+    subprocess.run(
+        ["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
+        check=True,
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=False)
+
+
+class Hub:
+    """The rendered commands installed under a scratch root, talking to one bucket."""
+
+    def __init__(self, root: Path, endpoint: str, bucket: str, max_age_hours: float = 30) -> None:
+        self.root = root
+        self.bucket = bucket
+        self.paths = BackupPaths(
+            home_root=str(root / "data" / "home"),
+            database=str(root / "data" / "hub" / "jupyterhub.sqlite"),
+            env_file=str(root / "etc" / "jshub-backup" / "restic.env"),
+            state_dir=str(root / "var" / "lib" / "jshub-backup"),
+            textfile_dir=str(root / "var" / "lib" / "prometheus" / "node-exporter"),
+            bin_dir=str(root / "usr" / "local" / "sbin"),
+        )
+        self.spec = BackupSpec(
+            host=HOST,
+            paths=self.paths,
+            schedule="*-*-* 03:15:00",
+            keep_daily=7,
+            keep_weekly=4,
+            keep_monthly=6,
+            max_age_hours=max_age_hours,
+        )
+        self.install(endpoint, bucket)
+
+    def install(self, endpoint: str, bucket: str, password: str = "correct-horse-battery-staple") -> None:
+        bin_dir = Path(self.paths.bin_dir)
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in scripts(self.spec).items():
+            (bin_dir / name).write_text(text)
+            (bin_dir / name).chmod(0o755)
+        env = Path(self.paths.env_file)
+        env.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # The region Jetstream2 documents; moto accepts any.
+        env.write_text(render_env_file(repository(bucket, endpoint), "testing", "testing", password))
+        env.chmod(0o600)
+
+    def run(self, command: str, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [f"{self.paths.bin_dir}/{command}", *args], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == expect, (
+            f"{command} {args}: {result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
+        return result
+
+    def metrics(self) -> dict[str, float]:
+        text = (Path(self.paths.textfile_dir) / METRICS_FILE).read_text()
+        return {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(r"^(jshub_backup_\w+)\{[^}]*\} (\S+)$", text, re.MULTILINE)
+        }
+
+
+def tree_state(root: Path) -> dict[str, tuple[str, int, int, int]]:
+    """sha256 (or link target), owner, group and mode of everything under root."""
+    state = {}
+    for path in sorted([root, *root.rglob("*")]):
+        st = path.lstat()
+        if path.is_symlink():
+            digest = "-> " + os.readlink(path)
+        elif path.is_file():
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            digest = "dir"
+        state[str(path.relative_to(root.parent))] = (digest, st.st_uid, st.st_gid, st.st_mode)
+    return state
+
+
+def make_home(home_root: Path, user: str) -> Path:
+    entry = pwd.getpwnam(user)
+    home = home_root / user
+    (home / "work" / "data").mkdir(parents=True)
+    (home / "analysis.ipynb").write_text('{"cells": [], "nbformat": 4, "nbformat_minor": 5}\n')
+    (home / "work" / "data" / "results.csv").write_bytes(os.urandom(512 * 1024))
+    (home / "work" / "notes.md").write_text("# thesis notes\n")
+    (home / ".bashrc").write_text("export EDITOR=nano\n")
+    (home / "work" / "latest.csv").symlink_to("data/results.csv")
+    (home / ".cache" / "pip").mkdir(parents=True)
+    (home / ".cache" / "pip" / "wheel").write_bytes(os.urandom(1024))
+    for path in [home, *home.rglob("*")]:
+        os.lchown(path, entry.pw_uid, entry.pw_gid)
+    home.chmod(0o700)
+    (home / "work" / "notes.md").chmod(0o600)
+    return home
+
+
+def make_database(path: Path) -> None:
+    path.parent.mkdir(parents=True, mode=0o700)
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, admin INTEGER)")
+        db.executemany("INSERT INTO users (name, admin) VALUES (?, ?)", [("alice", 1), ("bob", 0)])
+
+
+def rows(path: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        return list(db.execute("SELECT id, name, admin FROM users ORDER BY id"))
+
+
+def snapshot_ids(hub: Hub) -> list[str]:
+    env = dict(os.environ)
+    for line in Path(hub.paths.env_file).read_text().splitlines():
+        key, _, value = line.partition("=")
+        env[key] = value.strip("'")
+    out = subprocess.run(
+        ["restic", "snapshots", "--json", "--host", HOST], env=env, capture_output=True, text=True, check=True
+    )
+    return [s["id"] for s in sorted(json.loads(out.stdout), key=lambda s: s["time"])]
+
+
+def test_backup_and_restore_a_users_home_round_trip(s3_endpoint: str, unix_user: str, tmp_path: Path) -> None:
+    require_tool("restic", "backs up homes (Debian package restic)")
+    hub = Hub(tmp_path, s3_endpoint, f"jshub-backup-{uuid.uuid4().hex[:8]}")
+    home_root = Path(hub.paths.home_root)
+    home = make_home(home_root, unix_user)
+    make_database(Path(hub.paths.database))
+    original = tree_state(home)
+
+    before = int(time.time())
+    out = hub.run("jshub-backup")
+    assert "limit 30 h" in out.stdout, out.stdout  # the freshness check ran after the backup
+    metrics = hub.metrics()
+    assert before - 1 <= metrics["jshub_backup_last_success_timestamp_seconds"] <= time.time() + 1
+    assert metrics["jshub_backup_fresh"] == 1 and metrics["jshub_backup_repository_up"] == 1
+    assert metrics["jshub_backup_max_age_seconds"] == 30 * 3600
+    first = snapshot_ids(hub)
+    assert len(first) == 1
+
+    # A user deletes a notebook, overwrites results, and makes a new file.
+    (home / "analysis.ipynb").unlink()
+    (home / "work" / "data" / "results.csv").write_bytes(b"oops")
+    (home / "work" / "notes.md").unlink()
+    (home / "new-since-backup.txt").write_text("keep me")
+
+    # One path, in place: only that file comes back.
+    hub.run("jshub-restore", unix_user, "work/data/results.csv")
+    now = tree_state(home)
+    key = f"{unix_user}/work/data/results.csv"
+    assert now[key] == original[key]
+    assert f"{unix_user}/analysis.ipynb" not in now
+
+    # The whole home, in place: everything as it was, with owners and modes; newer files stay.
+    hub.run("jshub-restore", unix_user)
+    now = tree_state(home)
+    assert {k: v for k, v in now.items() if k != f"{unix_user}/new-since-backup.txt"} == original
+    assert (home / "new-since-backup.txt").read_text() == "keep me"
+
+    # The whole home to another folder; caches are not in the backup (rebuilt, they only cost storage).
+    hub.run("jshub-restore", unix_user, "--target", str(tmp_path / "whole"))
+    cache = f"{unix_user}/.cache"
+    assert tree_state(tmp_path / "whole" / unix_user) == {
+        k: v for k, v in original.items() if not k.startswith(cache)
+    }
+
+    # A later backup the same day: the retention (keepDaily 7) keeps one snapshot per day, so
+    # `forget --prune` drops the first.
+    (home / "work" / "notes.md").write_text("# rewritten\n")
+    hub.run("jshub-backup")
+    second = snapshot_ids(hub)
+    assert len(second) == 1 and second != first
+
+    # A path to another folder from a named snapshot; the home is not touched.
+    (home / "work" / "notes.md").write_text("# changed again, not backed up\n")
+    target = tmp_path / "restored"
+    hub.run("jshub-restore", unix_user, "work", "--snapshot", second[0][:8], "--target", str(target))
+    assert (target / "work" / "notes.md").read_text() == "# rewritten\n"
+    copied = tree_state(target / "work")
+    expected = {
+        k.replace(f"{unix_user}/", "", 1): v
+        for k, v in tree_state(home).items()
+        if k.startswith(f"{unix_user}/work")
+    }
+    notes = "work/notes.md"
+    assert {k: v for k, v in copied.items() if k != notes} == {
+        k: v for k, v in expected.items() if k != notes
+    }
+    assert copied[notes][1:] == expected[notes][1:]  # owner, group and mode kept
+    assert (home / "work" / "notes.md").read_text() == "# changed again, not backed up\n"
+
+    # Mistakes are refused before anything is written.
+    assert "not in snapshot" in hub.run("jshub-restore", unix_user, "no/such/file", expect=1).stderr
+    hub.run("jshub-restore", unix_user, "../other-user", expect=64)
+    hub.run("jshub-restore", unix_user, "work", "--snapshot", "; rm -rf /", expect=64)
+    hub.run("jshub-restore", unix_user, "work", "--target", str(target), expect=1)  # exists already
+
+
+def test_disaster_recovery_restores_every_home_and_the_database(
+    s3_endpoint: str, unix_user: str, tmp_path: Path
+) -> None:
+    require_tool("restic", "backs up homes (Debian package restic)")
+    hub = Hub(tmp_path, s3_endpoint, f"jshub-backup-{uuid.uuid4().hex[:8]}")
+    home_root = Path(hub.paths.home_root)
+    make_home(home_root, unix_user)
+    make_database(Path(hub.paths.database))
+    original = {k: v for k, v in tree_state(home_root).items() if "/.cache" not in k}
+    hub.run("jshub-backup")
+
+    # The data volume is lost: a new, empty one is mounted where the old one was.
+    subprocess.run(["rm", "-rf", str(home_root), str(Path(hub.paths.database).parent)], check=True)
+    home_root.mkdir(parents=True)
+    home_root.chmod(0o755)
+    hub.run("jshub-restore", "--all")
+
+    assert tree_state(home_root) == original
+    assert rows(Path(hub.paths.database)) == [(1, "alice", 1), (2, "bob", 0)]
+    assert Path(hub.paths.database).stat().st_mode & 0o777 == 0o600
+
+
+def test_check_fails_when_the_newest_snapshot_is_older_than_max_age(s3_endpoint: str, tmp_path: Path) -> None:
+    require_root("runs the hub's backup commands as they run on the VM")
+    require_tool("restic", "backs up homes (Debian package restic)")
+    hub = Hub(tmp_path, s3_endpoint, f"jshub-backup-{uuid.uuid4().hex[:8]}", max_age_hours=30)
+    # Nothing backed up yet: the check fails.
+    Path(hub.paths.home_root).mkdir(parents=True)
+    hub.run("jshub-backup-check", expect=2)  # no repository at all yet
+    assert hub.metrics()["jshub_backup_repository_up"] == 0
+
+    # A repository whose newest snapshot of this hub is 31 hours old (restic backup --time).
+    env = dict(os.environ)
+    for line in Path(hub.paths.env_file).read_text().splitlines():
+        key, _, value = line.partition("=")
+        env[key] = value.strip("'")
+    subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
+    assert "no backup of" in hub.run("jshub-backup-check", expect=1).stderr
+    assert hub.metrics()["jshub_backup_repository_up"] == 1 and hub.metrics()["jshub_backup_fresh"] == 0
+    old = time.time() - 31 * 3600
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(old))
+    subprocess.run(
+        ["restic", "backup", "--host", HOST, "--tag", "jshub", "--time", stamp, hub.paths.home_root],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    result = hub.run("jshub-backup-check", expect=1)
+    assert "31 h old, more than backup.maxAgeHours (30 h)" in result.stderr
+    metrics = hub.metrics()
+    assert metrics["jshub_backup_fresh"] == 0 and metrics["jshub_backup_repository_up"] == 1
+    assert abs(metrics["jshub_backup_last_success_timestamp_seconds"] - old) <= 1
+
+    # A snapshot of another host does not count for this one.
+    subprocess.run(
+        ["restic", "backup", "--host", "other-hub", "--tag", "jshub", hub.paths.home_root],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    hub.run("jshub-backup-check", expect=1)
+
+    # A real backup now makes it pass; a limit below its age makes the same repository fail.
+    hub.run("jshub-backup")
+    assert hub.metrics()["jshub_backup_fresh"] == 1
+    strict = Hub(tmp_path / "strict", s3_endpoint, hub.bucket, max_age_hours=0.0001)  # 0.36 s
+    time.sleep(1)
+    strict.run("jshub-backup-check", expect=1)
+    assert strict.metrics()["jshub_backup_fresh"] == 0
+
+    # A wrong password: the repository cannot be read, and the check says so.
+    hub.install(s3_endpoint, hub.bucket, password="wrong")
+    hub.run("jshub-backup-check", expect=2)
+    assert hub.metrics()["jshub_backup_repository_up"] == 0
