@@ -91,11 +91,26 @@ class QuorumProblem:
 
 
 @dataclass
+class QuorumRoll:
+    """Members of a quorum group the change disturbs one after another: each member's server
+    waits for a readiness step of the one before, which the change runs again."""
+
+    group: str
+    members: list[str]
+    actions: dict[str, str]
+
+    def describe(self) -> str:
+        order = " then ".join(f"{m} ({self.actions[m]})" for m in self.members)
+        return f"{self.group}: one at a time, {order}, each after the one before is ready again"
+
+
+@dataclass
 class Diff:
     changes: list[Change]
     # Resources whose every change is ignored (ignore_changes): nothing happens to them.
     kept: list[Change]
     quorum: list[QuorumProblem]
+    rolls: list[QuorumRoll] = field(default_factory=list)
 
     def __iter__(self) -> Any:
         return iter(self.changes)
@@ -180,7 +195,15 @@ def _role(resource: dict[str, Any]) -> str | None:
 def quorum_problems(
     before: dict[str, Any], after: dict[str, Any], changes: list[Change]
 ) -> list[QuorumProblem]:
-    """Groups of instances (by metadata role) of which the change disturbs too much at once.
+    """Groups of instances (by metadata role) of which the change disturbs too much at once."""
+    return quorum_effects(before, after, changes)[0]
+
+
+def quorum_effects(
+    before: dict[str, Any], after: dict[str, Any], changes: list[Change]
+) -> tuple[list[QuorumProblem], list[QuorumRoll]]:
+    """Groups of instances (by metadata role) of which the change disturbs too much at once,
+    and the groups it disturbs one member at a time.
 
     Disturbed members A, B, ... are serialised when they can be ordered so that each one's
     instance waits (depends_on or data, transitively) for a resource that waits for the one
@@ -194,7 +217,8 @@ def quorum_problems(
         role = _role(r) if r["type"] == INSTANCE else None
         if role in QUORUM_ROLES:
             groups.setdefault(role, []).append(r["name"])
-    problems = []
+    problems: list[QuorumProblem] = []
+    rolls: list[QuorumRoll] = []
     for role, members in sorted(groups.items()):
         disturbed = [m for m in members if m in action and action[m].action in DISTURBING]
         if not disturbed:
@@ -215,7 +239,9 @@ def quorum_problems(
 
         if not all(chained(a, b) for a, b in itertools.pairwise(ordered)):
             problems.append(QuorumProblem(QUORUM_ROLES[role], ordered, acts, causes))
-    return problems
+        else:
+            rolls.append(QuorumRoll(QUORUM_ROLES[role], ordered, acts))
+    return problems, rolls
 
 
 def diff_plans(before: dict[str, Any], after: dict[str, Any]) -> Diff:
@@ -288,7 +314,8 @@ def diff_plans(before: dict[str, Any], after: dict[str, Any]) -> Diff:
         else:
             change.notes.append(f"{', '.join(change.ignored)} changed but in ignore_changes: left as it is")
     ordered = sorted(changes.values(), key=lambda c: (ACTIONS.index(c.action), c.name))
-    return Diff(ordered, sorted(kept.values(), key=lambda c: c.name), quorum_problems(before, after, ordered))
+    problems, rolls = quorum_effects(before, after, ordered)
+    return Diff(ordered, sorted(kept.values(), key=lambda c: c.name), problems, rolls)
 
 
 def _annotate(
@@ -425,6 +452,8 @@ def render(diff: Diff, settings: dict[str, Any]) -> str:
             lines.append(f"!! QUORUM ({keys}): {problem.describe()}")
     else:
         lines.append("No quorum is disturbed at once.")
+    for roll in diff.rolls:
+        lines.append(f"Rolled: {roll.describe()}.")
     return "\n".join(lines)
 
 
@@ -463,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
                     "changes": [c.__dict__ for c in diff.changes],
                     "kept": [c.__dict__ for c in diff.kept],
                     "quorum": [p.__dict__ for p in diff.quorum],
+                    "rolls": [r.__dict__ for r in diff.rolls],
                 },
                 indent=2,
                 default=str,

@@ -170,18 +170,21 @@ def test_dev_image_rebuilds_the_hub_and_warns_that_its_secrets_do_not_follow(
     assert "rebuild  openstack:compute/instance:Instance  hub-vm-server" in capsys.readouterr().out
 
 
-def test_workshop_image_never_rebuilds_the_control_plane_at_once_silently(
+def test_workshop_image_rolls_the_control_plane_one_node_at_a_time(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = diff_main(["--stack", "workshop-k8s", "--set", "image=Featured-Ubuntu22"])
+    """The bar: an image change never rebuilds every control-plane node at once. Each node's
+    server waits for the readiness step of the one before, which the change runs again."""
+    before = plan_stack("workshop-k8s")
+    diff = diff_plans(before, plan_stack("workshop-k8s", overrides={"image": "Featured-Ubuntu22"}))
+    assert diff.quorum == []
+    (roll,) = diff.rolls
+    assert roll.members == ["k8s-cp-0-server", "k8s-cp-1-server", "k8s-cp-2-server"]
+    assert set(roll.actions.values()) == {"rebuild"}
+    assert {"k8s-cp-0-ready", "k8s-cp-1-ready", "k8s-cp-2-ready"} <= set(reruns(diff))
+    assert diff_main(["--stack", "workshop-k8s", "--set", "image=Featured-Ubuntu22"]) == EXIT_OK
     out = capsys.readouterr().out
-    if code == EXIT_QUORUM:
-        quorum = next(line for line in out.splitlines() if line.startswith("!! QUORUM"))
-        assert "(image)" in quorum and "imageName" in quorum
-        for node in ("k8s-cp-0-server", "k8s-cp-1-server", "k8s-cp-2-server"):
-            assert node in quorum
-    else:
-        assert code == EXIT_OK and "No quorum is disturbed at once." in out
+    assert "Rolled: k8s control plane" in out and "k8s-cp-0-server (rebuild) then k8s-cp-1-server" in out
 
 
 def test_a_k3s_version_bump_upgrades_every_node_in_place(capsys: pytest.CaptureFixture[str]) -> None:
