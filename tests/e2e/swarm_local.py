@@ -231,11 +231,21 @@ class LocalOverrides:
     publish_mode: str = "host"
 
 
+def _label_args(spec: _Fields) -> list[str]:
+    """`--label k=v` for each recorded label (the swarm's ID the hub's objects carry)."""
+    args: list[str] = []
+    for label in spec.items("labels"):
+        args += ["--label", f"{label.take('label')}={label.take('value')}"]
+        label.done()
+    return args
+
+
 def production_network_args(network: dict[str, Any]) -> list[str]:
     spec = _Fields(network, "Network")
     args = ["network", "create", "--driver", spec.take("driver")]
     if spec.take("attachable"):
         args.append("--attachable")
+    args += _label_args(spec)
     for key, value in (spec.take("options") or {}).items():
         args += ["--opt", f"{key}={value}"]
     name = spec.take("name")
@@ -255,6 +265,7 @@ def production_service_args(
     `networks`, `configs` and `secrets` map the recorded IDs to the local objects' names."""
     spec = _Fields(service, "Service")
     args = ["service", "create", "--detach", "--no-resolve-image", "--name", spec.take("name")]
+    args += _label_args(spec)
 
     task = spec.sub("taskSpec")
     container = task.sub("containerSpec")
