@@ -18,7 +18,7 @@ import pulumi_tls as tls
 from catalog import EXTERNAL_NETWORK
 from catalog.jetstream2 import DEFAULT_LOGIN_USER
 from components.firewall import Ingress, RoleSecurityGroup, RoleSecurityGroupArgs, ssh_ingress, web_ingress
-from components.vm import DataVolume, JetstreamVM, JetstreamVMArgs, VolumeIds
+from components.vm import DataVolume, JetstreamVM, JetstreamVMArgs, VolumeIds, a_record
 from renderers import k3s
 from stackconfig import StackConfig, sizing
 from stackconfig.model import K8sConfig
@@ -478,16 +478,7 @@ class K8sCluster(pulumi.ComponentResource):
             # Explicit as well, so the dependency shows where the VIP port is not yet known.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[balancer]),
         )
-        zone = openstack.dns.get_dns_zone_output(name=cfg.zone, opts=pulumi.InvokeOutputOptions(parent=self))
-        openstack.dns.RecordSet(
-            f"{name}-dns",
-            zone_id=zone.id,
-            name=f"{cfg.hub_fqdn}.",
-            type="A",
-            ttl=300,
-            records=[address.address],
-            opts=child,
-        )
+        a_record(f"{name}-dns", cfg.zone, cfg.hub_fqdn, address.address, parent=self)
         return address.address
 
     # --- magnum ----------------------------------------------------------------------------
@@ -550,16 +541,7 @@ class K8sCluster(pulumi.ComponentResource):
             description=f"{cfg.hub_fqdn} (JupyterHub proxy)",
             opts=child,
         )
-        zone = openstack.dns.get_dns_zone_output(name=cfg.zone, opts=pulumi.InvokeOutputOptions(parent=self))
-        openstack.dns.RecordSet(
-            f"{name}-dns",
-            zone_id=zone.id,
-            name=f"{cfg.hub_fqdn}.",
-            type="A",
-            ttl=300,
-            records=[address.address],
-            opts=child,
-        )
+        a_record(f"{name}-dns", cfg.zone, cfg.hub_fqdn, address.address, parent=self)
         self.ingress_ip = address.address
         self.admin_ip = None
         self.lifeline = cluster

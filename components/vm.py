@@ -35,6 +35,22 @@ class DnsRecord:
         return f"{self.hostname}.{self.zone.rstrip('.')}"
 
 
+def a_record(
+    name: str, zone: str, fqdn: str, address: pulumi.Input[str], parent: pulumi.Resource
+) -> openstack.dns.RecordSet:
+    """The `A` record of `fqdn` in the allocation's Designate zone, pointing at `address`."""
+    found = openstack.dns.get_dns_zone_output(name=zone, opts=pulumi.InvokeOutputOptions(parent=parent))
+    return openstack.dns.RecordSet(
+        name,
+        zone_id=found.id,
+        name=f"{fqdn}.",
+        type="A",
+        ttl=300,
+        records=[address],
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
 @dataclass(frozen=True)
 class JetstreamVMArgs:
     role: str
@@ -133,18 +149,7 @@ class JetstreamVM(pulumi.ComponentResource):
             )
             self.public_ip = fip.address
             if args.dns is not None:
-                zone = openstack.dns.get_dns_zone_output(
-                    name=args.dns.zone, opts=pulumi.InvokeOutputOptions(parent=self)
-                )
-                openstack.dns.RecordSet(
-                    f"{name}-dns",
-                    zone_id=zone.id,
-                    name=f"{args.dns.fqdn}.",
-                    type="A",
-                    ttl=300,
-                    records=[fip.address],
-                    opts=child,
-                )
+                a_record(f"{name}-dns", args.dns.zone, args.dns.fqdn, fip.address, parent=self)
                 self.fqdn = args.dns.fqdn
         elif args.dns is not None:
             raise ValueError(f"{name}: a DNS record needs a floating IP")
