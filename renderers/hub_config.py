@@ -37,6 +37,9 @@ class HubPaths:
     config_dir: str = "/etc/jupyterhub"
     proxy_command: str = "/usr/local/bin/configurable-http-proxy"
     add_user_command: str = "/usr/local/sbin/jshub-add-user"
+    # The shared course folder: its group (the hub's admins) and the script that keeps it.
+    shared_access_command: str = "/usr/local/sbin/jshub-shared-access"
+    shared_group: str = "jshub-admins"
     run_dir: str = "/run/jupyterhub"
     caddyfile: str = "/etc/caddy/Caddyfile"
 
@@ -47,6 +50,11 @@ class HubPaths:
     @property
     def home_root(self) -> str:
         return f"{self.data_root}/home"
+
+    @property
+    def shared_root(self) -> str:
+        """Course material: readable by every user, writable by the hub's admins."""
+        return f"{self.data_root}/shared"
 
     @property
     def caddy_dir(self) -> str:
@@ -222,6 +230,8 @@ class HubConfigSpec:
     # Set: the proxy runs as its own service with this REST API (hub VMs). None: the hub starts
     # the proxy itself (the swarm hub's container).
     proxy_api_url: str | None = None
+    # The shared course folder (README, Course material).
+    shared_folder: bool = False
 
     @classmethod
     def from_config(cls, cfg: StackConfig, paths: HubPaths | None = None) -> HubConfigSpec:
@@ -251,6 +261,7 @@ class HubConfigSpec:
             idle_timeout_s=cfg.idle_timeout_minutes * 60,
             paths=paths,
             proxy_api_url=PROXY_API_URL,
+            shared_folder=cfg.shared_folder_on,
         )
 
     @property
@@ -300,6 +311,15 @@ class HubConfigSpec:
         return idps
 
 
+def render_shared_access_script(paths: HubPaths) -> str:
+    return render(
+        "jshub-shared-access.sh.j2",
+        shared_root=paths.shared_root,
+        group=paths.shared_group,
+        home_root=paths.home_root,
+    )
+
+
 def render_jupyterhub_config(spec: HubConfigSpec) -> str:
     return render("jupyterhub_config.py.j2", spec=spec, workshop_username=WORKSHOP_USERNAME)
 
@@ -328,6 +348,11 @@ def hub_vm_files(spec: HubConfigSpec, fqdn: str, lets_encrypt_email: str) -> tup
     files = [HubFile(f"{spec.paths.config_dir}/requirements.txt", HUB_REQUIREMENTS.read_text(), hub)]
     if isinstance(spec.spawner, SlurmSpawnerSpec):
         files.append(HubFile(f"{spec.paths.config_dir}/jshub_slurm.py", HUB_SLURM_SPAWNER.read_text(), hub))
+    if spec.shared_folder and isinstance(spec.spawner, LocalSpawnerSpec):
+        # Before the config that calls it: a hub restarted by the config finds the script there.
+        files.append(
+            HubFile(spec.paths.shared_access_command, render_shared_access_script(spec.paths), hub, "0755")
+        )
     files.append(HubFile(spec.paths.config_file, render_jupyterhub_config(spec), hub))
     files.append(
         HubFile(
