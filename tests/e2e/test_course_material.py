@@ -94,8 +94,8 @@ def test_nbgitpuller_link_pulls_a_repository_into_the_home(
     hub: Hub, participant: str, tmp_path: Path
 ) -> None:
     require_tool("git", "nbgitpuller runs git in the user's server")
-    # A course repository as an organiser would publish it, here a bare repository on disk
-    # that the participant's account can read.
+    # A course repository as an organiser would publish it (on GitHub, say), here a bare
+    # repository on disk.
     repo = hub.root / "course.git"
     work = tmp_path / "work"
     git = ["git", "-c", "user.name=Organiser", "-c", "user.email=org@example.org"]
@@ -107,7 +107,8 @@ def test_nbgitpuller_link_pulls_a_repository_into_the_home(
     subprocess.run([*git, "-C", str(work), "add", "."], check=True)
     subprocess.run([*git, "-C", str(work), "commit", "--quiet", "-m", "lesson 1"], check=True)
     subprocess.run(["git", "-C", str(work), "push", "--quiet", str(repo), "main"], check=True)
-    subprocess.run(["chmod", "-R", "a+rX", str(repo)], check=True)
+    # git reads a repository on disk only as its owner (safe.directory): hand it over.
+    subprocess.run(["chown", "-R", participant, str(repo)], check=True)
     if not hub.server(participant):
         hub.start_server(participant)
 
