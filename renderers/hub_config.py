@@ -161,6 +161,12 @@ class SwarmSpawnerSpec:
     home_stand_ins: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Local-only: no IPVS in some kernels, so services resolve by DNS round robin there.
     endpoint_mode: str | None = None
+    # The shared course folder: in the exported homes' tree (so every node has it through the
+    # homes' NFS mount), mounted read-only into notebooks, read-write for admins, whose
+    # notebooks also get this group (the folder's, mode 2775).
+    shared_dir: str = ".shared"
+    shared_mount: str = "/srv/shared"
+    shared_admin_gid: int = 9999
     template: str = "spawners/swarm.py.j2"
     # Without Unix accounts on swarm: users exist only inside their containers.
     local_accounts: bool = False
@@ -175,9 +181,30 @@ class SwarmSpawnerSpec:
         return dict(self.notebook_labels)
 
     @property
+    def shared_node_path(self) -> str:
+        return f"{self.node_home_root}/{self.shared_dir}"
+
+    @property
+    def shared_export_path(self) -> str:
+        return f"{self.export_root}/home/{self.shared_dir}"
+
+    @property
     def mem_reservation(self) -> str:
         return f"{int(self.mem_reservation_gb * 1024)}M"
 
+
+# Run by the swarm hub in a one-shot container on the manager (the volume bound at the same
+# path) before each spawn: `sh -c SCRIPT sh ADMIN_GID SHARED HOME_LINK TARGET UID GID`. The
+# folder is root's, the admins' group's, setgid; a user's home gets a `shared` link to where
+# notebooks mount it, unless the user has something of that name already.
+SWARM_SHARED_SETUP = """\
+set -eu
+install -d -m 2775 -o 0 -g "$1" "$2"
+if [ ! -e "$3" ] && [ ! -L "$3" ]; then
+    ln -s "$4" "$3"
+    chown -h "$5:$6" "$3"
+fi
+"""
 
 SpawnerSpec = LocalSpawnerSpec | SlurmSpawnerSpec | SwarmSpawnerSpec
 
@@ -321,7 +348,12 @@ def render_shared_access_script(paths: HubPaths) -> str:
 
 
 def render_jupyterhub_config(spec: HubConfigSpec) -> str:
-    return render("jupyterhub_config.py.j2", spec=spec, workshop_username=WORKSHOP_USERNAME)
+    return render(
+        "jupyterhub_config.py.j2",
+        spec=spec,
+        workshop_username=WORKSHOP_USERNAME,
+        swarm_shared_setup=SWARM_SHARED_SETUP,
+    )
 
 
 @dataclass(frozen=True)

@@ -366,7 +366,7 @@ class SwarmConfig(ConfigModel):
 
 
 # Scenarios that offer the shared course folder: notebooks run where the folder is.
-SHARED_FOLDER_SCENARIOS: tuple[str, ...] = ("single", "k8s")
+SHARED_FOLDER_SCENARIOS: tuple[str, ...] = ("single", "swarm", "k8s")
 
 
 class StackConfig(ConfigModel):
@@ -440,7 +440,7 @@ class StackConfig(ConfigModel):
     shared_folder: bool | None = Field(
         default=None,
         description="A shared folder every user reads and only admins write (~/shared); unset: on where "
-        "notebooks run beside the data (single, k8s), off for hpc, where they run on the HPC system.",
+        "notebooks run beside the data (single, swarm, k8s), off for hpc, where they run on the HPC system.",
     )
     quotas: QuotaConfig = Field(
         default_factory=QuotaConfig,

@@ -4,15 +4,23 @@ tested for real in tests/e2e/test_course_material.py."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from renderers.hub_config import HUB_REQUIREMENTS, HubConfigSpec, hub_vm_files, render_jupyterhub_config
+from renderers.hub_config import (
+    HUB_REQUIREMENTS,
+    SWARM_SHARED_SETUP,
+    HubConfigSpec,
+    hub_vm_files,
+    render_jupyterhub_config,
+)
 from stackconfig import ConfigError
-from tests.conftest import make_config
+from tests.conftest import make_config, require_root, require_tool
 from tests.test_hpc import HPC, hpc_config
 
 SCRIPT = "/usr/local/sbin/jshub-shared-access"
@@ -62,12 +70,8 @@ def test_hpc_hub_offers_no_shared_folder() -> None:
     [
         (
             {"scenario": "hpc", "hpc": HPC, "sharedFolder": True},
-            "sharedFolder = True: true is offered only by scenarios single, k8s: notebooks run as batch jobs "
+            "sharedFolder = True: true is offered only by scenarios single, swarm, k8s: notebooks run as batch jobs "
             "on the HPC system",
-        ),
-        (
-            {"scenario": "swarm", "swarm": {"workerCount": 2}, "sharedFolder": True},
-            "sharedFolder = True: true is offered only by scenarios single, k8s: scenario swarm has none yet",
         ),
         (
             {"scenario": "k8s", "k8s": {"engine": "k3s"}, "sharedFolder": False},
@@ -100,3 +104,42 @@ def test_nbgitpuller_is_pinned_in_the_hubs_packages_and_installed_here() -> None
     # Installing the package enables its server extension (its jupyter_server_config.d file).
     lines = (listed.stdout + listed.stderr).splitlines()
     assert any("nbgitpuller" in line and "enabled" in line for line in lines), lines
+
+
+def test_swarm_shared_setup_passes_shellcheck(tmp_path: Path) -> None:
+    path = tmp_path / "shared-setup.sh"
+    path.write_text("#!/bin/sh\n" + SWARM_SHARED_SETUP)
+    tool = require_tool("shellcheck", "lints rendered shell scripts")
+    result = subprocess.run(
+        [tool, "--severity=style", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_swarm_shared_setup_makes_the_folder_and_links_it_into_a_home_once(tmp_path: Path) -> None:
+    """What the swarm hub's one-shot container runs on the manager's volume, run for real."""
+    require_root("the folder is root's and the link the user's")
+    home_root = tmp_path / "home"
+    home = home_root / "alice"
+    home.mkdir(parents=True, mode=0o700)
+    os.chown(home, 10007, 100)
+    shared = home_root / ".shared"
+
+    def run(link_owner: tuple[str, str]) -> None:
+        subprocess.run(
+            ["/bin/sh", "-c", SWARM_SHARED_SETUP, "sh", "9999", str(shared), str(home / "shared"), "/srv/shared",
+             *link_owner],
+            check=True,
+        )  # fmt: skip
+
+    run(("10007", "100"))
+    info = shared.stat()
+    assert (info.st_uid, info.st_gid, oct(info.st_mode & 0o7777)) == (0, 9999, "0o2775")
+    link = home / "shared"
+    assert os.readlink(link) == "/srv/shared" and link.lstat().st_uid == 10007
+    # A second start changes nothing; a user's own `shared` is never replaced.
+    run(("10007", "100"))
+    link.unlink()
+    (home / "shared").mkdir()
+    run(("10007", "100"))
+    assert (home / "shared").is_dir() and not (home / "shared").is_symlink()
