@@ -53,8 +53,9 @@ class HubPaths:
 
     @property
     def shared_root(self) -> str:
-        """Course material: readable by every user, writable by the hub's admins."""
-        return f"{self.data_root}/shared"
+        """Course material: readable by every user, writable by the hub's admins. Beside the
+        homes, so that backups and restores of the homes carry it (as on the swarm)."""
+        return f"{self.home_root}/.shared"
 
     @property
     def caddy_dir(self) -> str:

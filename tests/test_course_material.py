@@ -41,7 +41,7 @@ def test_single_hub_offers_the_shared_folder_by_default() -> None:
     cfg = make_config()
     assert cfg.shared_folder is None and cfg.shared_folder_on
     vm = files(cfg)
-    assert "shared=/data/shared" in vm[SCRIPT] and "group=jshub-admins" in vm[SCRIPT]
+    assert "shared=/data/home/.shared" in vm[SCRIPT] and "group=jshub-admins" in vm[SCRIPT]
     config = vm["/etc/jupyterhub/jupyterhub_config.py"]
     assert "c.Spawner.pre_spawn_hook = _shared_folder_access" in config
     assert repr(SCRIPT) in config
