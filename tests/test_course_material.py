@@ -1,6 +1,6 @@
 """Course material: the sharedFolder key, where the shared folder is offered, and what the hub
 VM gets for it (the access script, the pre-spawn hook, nbgitpuller). The folder itself is
-tested for real in tests/e2e/test_course_material.py."""
+tested for real in tests/e2e/test_course_material_hub.py."""
 
 from __future__ import annotations
 
