@@ -609,15 +609,13 @@ def backup_supported(cfg: StackConfig) -> list[Problem]:
 
 def shared_folder_supported(cfg: StackConfig) -> list[Problem]:
     if cfg.shared_folder is True and cfg.scenario not in SHARED_FOLDER_SCENARIOS:
-        why = {
-            "hpc": "notebooks run as batch jobs on the HPC system, which cannot see the hub's data volume; "
-            "hand out material with nbgitpuller links (README, Course material)",
-        }.get(cfg.scenario, f"scenario {cfg.scenario} has none yet")
+        # Only hpc: its notebooks run where the hub's data volume is not.
         return [
             Problem(
                 "sharedFolder",
-                f"true is offered only by scenarios {', '.join(SHARED_FOLDER_SCENARIOS)}: {why}; "
-                "remove it or set it to false",
+                f"true is offered only by scenarios {', '.join(SHARED_FOLDER_SCENARIOS)}: on {cfg.scenario} "
+                "notebooks run as batch jobs on the HPC system, which cannot see the hub's data volume; "
+                "hand out material with nbgitpuller links (README, Course material); remove it or set it to false",
                 True,
             )
         ]

@@ -70,7 +70,7 @@ def test_hpc_hub_offers_no_shared_folder() -> None:
     [
         (
             {"scenario": "hpc", "hpc": HPC, "sharedFolder": True},
-            "sharedFolder = True: true is offered only by scenarios single, swarm, k8s: notebooks run as batch jobs "
+            "sharedFolder = True: true is offered only by scenarios single, swarm, k8s: on hpc notebooks run as batch jobs "
             "on the HPC system",
         ),
         (
