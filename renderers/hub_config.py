@@ -37,6 +37,9 @@ class HubPaths:
     config_dir: str = "/etc/jupyterhub"
     proxy_command: str = "/usr/local/bin/configurable-http-proxy"
     add_user_command: str = "/usr/local/sbin/jshub-add-user"
+    # The shared course folder: its group (the hub's admins) and the script that keeps it.
+    shared_access_command: str = "/usr/local/sbin/jshub-shared-access"
+    shared_group: str = "jshub-admins"
     run_dir: str = "/run/jupyterhub"
     caddyfile: str = "/etc/caddy/Caddyfile"
 
@@ -47,6 +50,12 @@ class HubPaths:
     @property
     def home_root(self) -> str:
         return f"{self.data_root}/home"
+
+    @property
+    def shared_root(self) -> str:
+        """Course material: readable by every user, writable by the hub's admins. Beside the
+        homes, so that backups and restores of the homes carry it (as on the swarm)."""
+        return f"{self.home_root}/.shared"
 
     @property
     def caddy_dir(self) -> str:
@@ -153,6 +162,12 @@ class SwarmSpawnerSpec:
     home_stand_ins: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Local-only: no IPVS in some kernels, so services resolve by DNS round robin there.
     endpoint_mode: str | None = None
+    # The shared course folder: in the exported homes' tree (so every node has it through the
+    # homes' NFS mount), mounted read-only into notebooks, read-write for admins, whose
+    # notebooks also get this group (the folder's, mode 2775).
+    shared_dir: str = ".shared"
+    shared_mount: str = "/srv/shared"
+    shared_admin_gid: int = 9999
     template: str = "spawners/swarm.py.j2"
     # Without Unix accounts on swarm: users exist only inside their containers.
     local_accounts: bool = False
@@ -167,9 +182,30 @@ class SwarmSpawnerSpec:
         return dict(self.notebook_labels)
 
     @property
+    def shared_node_path(self) -> str:
+        return f"{self.node_home_root}/{self.shared_dir}"
+
+    @property
+    def shared_export_path(self) -> str:
+        return f"{self.export_root}/home/{self.shared_dir}"
+
+    @property
     def mem_reservation(self) -> str:
         return f"{int(self.mem_reservation_gb * 1024)}M"
 
+
+# Run by the swarm hub in a one-shot container on the manager (the volume bound at the same
+# path) before each spawn: `sh -c SCRIPT sh ADMIN_GID SHARED HOME_LINK TARGET UID GID`. The
+# folder is root's, the admins' group's, setgid; a user's home gets a `shared` link to where
+# notebooks mount it, unless the user has something of that name already.
+SWARM_SHARED_SETUP = """\
+set -eu
+install -d -m 2775 -o 0 -g "$1" "$2"
+if [ ! -e "$3" ] && [ ! -L "$3" ]; then
+    ln -s "$4" "$3"
+    chown -h "$5:$6" "$3"
+fi
+"""
 
 SpawnerSpec = LocalSpawnerSpec | SlurmSpawnerSpec | SwarmSpawnerSpec
 
@@ -222,6 +258,8 @@ class HubConfigSpec:
     # Set: the proxy runs as its own service with this REST API (hub VMs). None: the hub starts
     # the proxy itself (the swarm hub's container).
     proxy_api_url: str | None = None
+    # The shared course folder (README, Course material).
+    shared_folder: bool = False
 
     @classmethod
     def from_config(cls, cfg: StackConfig, paths: HubPaths | None = None) -> HubConfigSpec:
@@ -251,6 +289,7 @@ class HubConfigSpec:
             idle_timeout_s=cfg.idle_timeout_minutes * 60,
             paths=paths,
             proxy_api_url=PROXY_API_URL,
+            shared_folder=cfg.shared_folder_on,
         )
 
     @property
@@ -300,8 +339,22 @@ class HubConfigSpec:
         return idps
 
 
+def render_shared_access_script(paths: HubPaths) -> str:
+    return render(
+        "jshub-shared-access.sh.j2",
+        shared_root=paths.shared_root,
+        group=paths.shared_group,
+        home_root=paths.home_root,
+    )
+
+
 def render_jupyterhub_config(spec: HubConfigSpec) -> str:
-    return render("jupyterhub_config.py.j2", spec=spec, workshop_username=WORKSHOP_USERNAME)
+    return render(
+        "jupyterhub_config.py.j2",
+        spec=spec,
+        workshop_username=WORKSHOP_USERNAME,
+        swarm_shared_setup=SWARM_SHARED_SETUP,
+    )
 
 
 @dataclass(frozen=True)
@@ -328,6 +381,11 @@ def hub_vm_files(spec: HubConfigSpec, fqdn: str, lets_encrypt_email: str) -> tup
     files = [HubFile(f"{spec.paths.config_dir}/requirements.txt", HUB_REQUIREMENTS.read_text(), hub)]
     if isinstance(spec.spawner, SlurmSpawnerSpec):
         files.append(HubFile(f"{spec.paths.config_dir}/jshub_slurm.py", HUB_SLURM_SPAWNER.read_text(), hub))
+    if spec.shared_folder and isinstance(spec.spawner, LocalSpawnerSpec):
+        # Before the config that calls it: a hub restarted by the config finds the script there.
+        files.append(
+            HubFile(spec.paths.shared_access_command, render_shared_access_script(spec.paths), hub, "0755")
+        )
     files.append(HubFile(spec.paths.config_file, render_jupyterhub_config(spec), hub))
     files.append(
         HubFile(

@@ -100,6 +100,7 @@ def swarm_hub_config_spec(cfg: StackConfig, paths: HubPaths | None = None) -> Hu
             notebook_hub_url=f"http://{HUB_SERVICE}:{HUB_PORT}",
             notebook_constraint=f"node.labels.{NOTEBOOK_LABEL.replace('=', '==')}",
         ),
+        shared_folder=cfg.shared_folder_on,
     )
 
 

@@ -54,6 +54,9 @@ def config_block(model: type[BaseModel] = StackConfig) -> dict[str, Any]:
             # Pulumi treats a declared key without a default as required; "" means unset.
             if default is None:
                 default = "" if kind == "string" else {}
+                if kind == "boolean":
+                    # A boolean cannot say "unset" (the scenario decides): no declared type, {}.
+                    del entry["type"]
             elif isinstance(default, BaseModel):
                 default = {}  # the model fills in each sub-key's default
             entry["default"] = default

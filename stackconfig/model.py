@@ -365,6 +365,10 @@ class SwarmConfig(ConfigModel):
         return self
 
 
+# Scenarios that offer the shared course folder: notebooks run where the folder is.
+SHARED_FOLDER_SCENARIOS: tuple[str, ...] = ("single", "swarm", "k8s")
+
+
 class StackConfig(ConfigModel):
     """Everything a stack file sets under the project's namespace."""
 
@@ -432,6 +436,12 @@ class StackConfig(ConfigModel):
     idle_timeout_minutes: int = Field(
         default=60, ge=5, le=10080, description="Stop servers idle this long (minutes)."
     )
+    # Course material (README, Course material).
+    shared_folder: bool | None = Field(
+        default=None,
+        description="A shared folder every user reads and only admins write (~/shared); unset: on where "
+        "notebooks run beside the data (single, swarm, k8s), off for hpc, where they run on the HPC system.",
+    )
     quotas: QuotaConfig = Field(
         default_factory=QuotaConfig,
         description="The allocation's quotas, checked by the planner before anything is created: {cores, ramGb, floatingIps, volumes, volumeGb, routers, securityGroups, securityGroupRules, instances}.",
@@ -486,6 +496,13 @@ class StackConfig(ConfigModel):
         description="Scenario hpc: an OpenSSH private key the hub uses on the login node; empty: the stack makes one "
         "(output hpc_public_key).",
     )
+
+    @property
+    def shared_folder_on(self) -> bool:
+        """Whether users get the shared folder: the explicit setting, or the scenario's default."""
+        if self.shared_folder is not None:
+            return self.shared_folder
+        return self.scenario in SHARED_FOLDER_SCENARIOS
 
     @property
     def zone(self) -> str:

@@ -13,7 +13,7 @@ from stackconfig.backup import BACKUP_SCENARIOS
 from stackconfig.errors import Problem
 from stackconfig.hpc import SAMPLE_USER, unix_name
 from stackconfig.images import image_provides_packages
-from stackconfig.model import HUB_OVERHEAD_GB, OAUTH_TYPES, StackConfig
+from stackconfig.model import HUB_OVERHEAD_GB, OAUTH_TYPES, SHARED_FOLDER_SCENARIOS, StackConfig
 
 
 def hub_name_fits_certificate(cfg: StackConfig) -> list[Problem]:
@@ -607,6 +607,30 @@ def backup_supported(cfg: StackConfig) -> list[Problem]:
     return []
 
 
+def shared_folder_supported(cfg: StackConfig) -> list[Problem]:
+    if cfg.shared_folder is True and cfg.scenario not in SHARED_FOLDER_SCENARIOS:
+        # Only hpc: its notebooks run where the hub's data volume is not.
+        return [
+            Problem(
+                "sharedFolder",
+                f"true is offered only by scenarios {', '.join(SHARED_FOLDER_SCENARIOS)}: on {cfg.scenario} "
+                "notebooks run as batch jobs on the HPC system, which cannot see the hub's data volume; "
+                "hand out material with nbgitpuller links (README, Course material); remove it or set it to false",
+                True,
+            )
+        ]
+    if cfg.shared_folder is False and cfg.scenario == "k8s":
+        return [
+            Problem(
+                "sharedFolder",
+                "false is not offered by scenario k8s, whose hub always mounts the shared-data claim "
+                "(size: k8s.sharedDataGb); remove it",
+                False,
+            )
+        ]
+    return []
+
+
 RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     auth_secrets_match_type,
     hub_name_fits_certificate,
@@ -625,6 +649,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     swarm_notebooks_fit_workers,
     image_provides_packages,
     backup_supported,
+    shared_folder_supported,
 )
 
 

@@ -95,6 +95,7 @@ def scripts() -> dict[str, str]:
             derived=[("/etc/jupyterhub/secrets/proxy.env", ["CONFIGPROXY_AUTH_TOKEN"])],
         ),
         "hub-config": render_hub_config_script(tuple(vm_files().values()), spec.paths),
+        "shared-access": vm_files()["/usr/local/sbin/jshub-shared-access"].content,
     }
 
 
@@ -217,6 +218,7 @@ def test_user_data_holds_nothing_a_config_change_touches() -> None:
     # ... and the files that do follow the config reach the VM through hub-config.
     assert set(vm_files()) == {
         "/etc/jupyterhub/requirements.txt",
+        "/usr/local/sbin/jshub-shared-access",
         "/etc/jupyterhub/jupyterhub_config.py",
         "/etc/caddy/Caddyfile",
     }

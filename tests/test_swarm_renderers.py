@@ -342,7 +342,8 @@ def test_swarm_hub_config_uses_swarmspawner_with_limits_homes_and_images() -> No
         'c.JupyterHub.spawner_class = "dockerspawner.SwarmSpawner"',
         "c.SwarmSpawner.network_name = 'jshub'",
         "c.SwarmSpawner.allowed_images = ['example.org/a:1', 'example.org/b:2']",
-        "c.SwarmSpawner.volumes = {'/srv/jshub/home/{raw_username}': '/home/jovyan'}",
+        "c.SwarmSpawner.volumes = {'/srv/jshub/home/{raw_username}': '/home/jovyan', "
+        "'/srv/jshub/home/.shared': {'bind': '/srv/shared', 'mode': 'ro'}}",
         "c.Spawner.mem_limit = '1024M'",
         "c.Spawner.mem_guarantee = '512M'",
         "c.Spawner.cpu_guarantee = 0.5",
@@ -488,8 +489,16 @@ def _load_swarm_hub_config(cfg: StackConfig, answer: bytes) -> tuple[Any, _FakeC
     return config, containers
 
 
-def _spawner(name: str, spec: dict[str, Any]) -> Any:
-    return types.SimpleNamespace(user=types.SimpleNamespace(name=name), extra_container_spec=dict(spec))
+def _spawner(name: str, spec: dict[str, Any], volumes: Any = None, admin: bool = False) -> Any:
+    return types.SimpleNamespace(
+        user=types.SimpleNamespace(name=name, admin=admin),
+        extra_container_spec=dict(spec),
+        volumes=dict(volumes or {}),
+    )
+
+
+def _home_calls(containers: _FakeContainers) -> list[tuple[tuple[object, ...], dict[str, object]]]:
+    return [c for c in containers.calls if c[0][1][0] == "/usr/local/sbin/jshub-user-home"]  # type: ignore[index]
 
 
 def test_pre_spawn_applies_the_users_quota_override_and_runs_the_notebook_as_their_uid() -> None:
@@ -499,16 +508,66 @@ def test_pre_spawn_applies_the_users_quota_override_and_runs_the_notebook_as_the
     base = config.SwarmSpawner.extra_container_spec
     assert base == {"labels": {"jshub.role": "notebook"}}
 
-    alice = _spawner("alice", base)
+    alice = _spawner("alice", base, config.SwarmSpawner.volumes)
     asyncio.run(hook(alice))
-    (args, kwargs) = containers.calls[-1]
+    (args, kwargs) = _home_calls(containers)[-1]
     assert args[1] == ["/usr/local/sbin/jshub-user-home", "alice", "50"]
     assert kwargs["privileged"] is True and kwargs["network_mode"] == "none"
     assert alice.extra_container_spec == {"labels": {"jshub.role": "notebook"}, "user": "10007:100"}
 
-    bob = _spawner("bob", base)
+    bob = _spawner("bob", base, config.SwarmSpawner.volumes)
     asyncio.run(hook(bob))
-    assert containers.calls[-1][0][1] == ["/usr/local/sbin/jshub-user-home", "bob", "10"]
+    assert _home_calls(containers)[-1][0][1] == ["/usr/local/sbin/jshub-user-home", "bob", "10"]
+
+
+def test_pre_spawn_mounts_the_shared_folder_read_write_with_its_group_for_admins_only() -> None:
+    config, containers = _load_swarm_hub_config(
+        swarm_config(), b"home=/export/home/alice uid=10007 gid=100\n"
+    )
+    hook = config.Spawner.pre_spawn_hook
+    shared = "/srv/jshub/home/.shared"
+    assert config.SwarmSpawner.volumes[shared] == {"bind": "/srv/shared", "mode": "ro"}
+
+    alice = _spawner(
+        "alice", config.SwarmSpawner.extra_container_spec, config.SwarmSpawner.volumes, admin=True
+    )
+    asyncio.run(hook(alice))
+    # The folder and alice's ~/shared link are made on the manager's volume, unprivileged.
+    (args, kwargs) = containers.calls[-1]
+    command = args[1]
+    assert command[:2] == ["/bin/sh", "-c"]  # type: ignore[index]
+    assert command[3:] == [  # type: ignore[index]
+        "sh",
+        "9999",
+        "/export/home/.shared",
+        "/export/home/alice/shared",
+        "/srv/shared",
+        "10007",
+        "100",
+    ]
+    assert "privileged" not in kwargs and kwargs["network_mode"] == "none"
+    assert alice.volumes[shared] == {"bind": "/srv/shared", "mode": "rw"}
+    assert alice.extra_container_spec["groups"] == ["9999"]
+    assert alice.volumes["/srv/jshub/home/{raw_username}"] == "/home/jovyan"
+
+    # Demoted: the same spawner's next start reads only, without the group.
+    alice.user.admin = False
+    asyncio.run(hook(alice))
+    assert alice.volumes[shared] == {"bind": "/srv/shared", "mode": "ro"}
+    assert "groups" not in alice.extra_container_spec
+
+
+def test_swarm_hub_without_the_shared_folder_mounts_only_homes() -> None:
+    config, containers = _load_swarm_hub_config(
+        make_config(scenario="swarm", swarm={"workerCount": 2}, sharedFolder=False),
+        b"home=/export/home/alice uid=10007 gid=100\n",
+    )
+    assert config.SwarmSpawner.volumes == {"/srv/jshub/home/{raw_username}": "/home/jovyan"}
+    alice = _spawner(
+        "alice", config.SwarmSpawner.extra_container_spec, config.SwarmSpawner.volumes, admin=True
+    )
+    asyncio.run(config.Spawner.pre_spawn_hook(alice))
+    assert len(containers.calls) == 1 and "groups" not in alice.extra_container_spec
 
 
 @pytest.mark.parametrize(

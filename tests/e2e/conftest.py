@@ -239,6 +239,8 @@ def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
     proxy_command = require_tool("configurable-http-proxy", "the hub's proxy")
 
     root = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+    # The shared folder's admin group, one per hub: named after the scratch folder.
+    shared_group = root.name
     accounts_before = {entry.pw_name for entry in pwd.getpwall()}
     hub: Hub | None = None
 
@@ -255,6 +257,8 @@ def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
             mine = entry.pw_dir.startswith(home_root) and entry.pw_name not in accounts_before
             if mine or _stale_scratch_home(entry.pw_dir):
                 remove_account(entry.pw_name)
+        # The shared folder's admin group, which the hub's shared-access script made.
+        subprocess.run(["groupdel", shared_group], capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
 
     request.addfinalizer(teardown)
@@ -278,6 +282,8 @@ def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
         config_dir=str(config_dir),
         proxy_command=proxy_command,
         add_user_command=str(sbin / "jshub-add-user"),
+        shared_access_command=str(sbin / "jshub-shared-access"),
+        shared_group=shared_group,
         caddyfile=str(root / "caddy" / "Caddyfile"),
     )
     add_user = Path(paths.add_user_command)
