@@ -14,6 +14,7 @@ from stackconfig.errors import Problem
 from stackconfig.hpc import SAMPLE_USER, unix_name
 from stackconfig.images import image_provides_packages
 from stackconfig.model import HUB_OVERHEAD_GB, OAUTH_TYPES, StackConfig
+from stackconfig.monitoring import MONITORING_SCENARIOS
 
 
 def hub_name_fits_certificate(cfg: StackConfig) -> list[Problem]:
@@ -607,6 +608,19 @@ def backup_supported(cfg: StackConfig) -> list[Problem]:
     return []
 
 
+def monitoring_supported(cfg: StackConfig) -> list[Problem]:
+    if cfg.monitoring.enabled and cfg.scenario not in MONITORING_SCENARIOS:
+        return [
+            Problem(
+                "monitoring.enabled",
+                f"monitoring runs on the VM that runs the hub (scenarios {', '.join(MONITORING_SCENARIOS)}); "
+                f"scenario {cfg.scenario} has none yet: remove it or set it to false",
+                True,
+            )
+        ]
+    return []
+
+
 RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     auth_secrets_match_type,
     hub_name_fits_certificate,
@@ -625,6 +639,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     swarm_notebooks_fit_workers,
     image_provides_packages,
     backup_supported,
+    monitoring_supported,
 )
 
 
