@@ -375,7 +375,12 @@ def test_swarm_hub_gets_the_passwords_as_docker_secrets() -> None:
     files = {s["fileName"] for s in service.inputs["taskSpec"]["containerSpec"]["secrets"]}
     # The entrypoint turns workshop_password into WORKSHOP_PASSWORD, which the config reads.
     # jshub_metrics_token: monitoring is on by default for swarm.
-    assert files == {"jshub_admin_token", "workshop_password", "workshop_admin_password", "jshub_metrics_token"}
+    assert files == {
+        "jshub_admin_token",
+        "workshop_password",
+        "workshop_admin_password",
+        "jshub_metrics_token",
+    }
     secrets = [r for r in rec.registrations if r.type == "docker:index/secret:Secret"]
     assert secrets and all(s.inputs["data"] == SECRET for s in secrets)
     # A plain hash of a short password in the secret's visible name could be searched.
