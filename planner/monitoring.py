@@ -1,0 +1,49 @@
+"""What the plan says about monitoring: whether it is on, where Prometheus runs, what it scrapes
+and which alerts it evaluates, read from the install command the stack would run."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from stackconfig import StackConfig
+
+INSTALL = "monitoring-install"
+_ALERT = re.compile(r"^  - alert: (\S+)$", re.MULTILINE)
+_TARGET = re.compile(r"^- job_name: (\S+)\n(?:.*\n)*?    - (\S+)$", re.MULTILINE)
+
+
+def report(cfg: StackConfig, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    install = next((r for r in resources if r["name"] == INSTALL and r["custom"]), None)
+    m = cfg.monitoring
+    if install is None:
+        if m.enabled is False:
+            why = "monitoring.enabled is false"
+        elif cfg.scenario == "k8s":
+            why = "scenario k8s has no monitoring yet"
+        else:
+            why = f"off by default for scenario {cfg.scenario}; monitoring.enabled: true turns it on"
+        return {"enabled": False, "why": why}
+    script = str(install["inputs"].get("create", ""))
+    return {
+        "enabled": True,
+        "host": "the swarm manager" if cfg.scenario == "swarm" else "the hub VM",
+        "retention_days": m.retention_days,
+        "volume_full_percent": m.volume_full_percent,
+        "scrapes": {job: target for job, target in _TARGET.findall(script)},
+        "alerts": _ALERT.findall(script),
+        "reruns_on": "a new or re-imaged root disk, or a change of anything it writes (thresholds, retention)",
+    }
+
+
+def lines(info: dict[str, Any]) -> list[str]:
+    """The plan's text about monitoring."""
+    if not info["enabled"]:
+        return [f"Monitoring: off ({info['why']})"]
+    scrapes = ", ".join(f"{job} at {target}" for job, target in info["scrapes"].items())
+    return [
+        f"Monitoring: Prometheus and node exporter on {info['host']} (127.0.0.1 only; keeps "
+        f"{info['retention_days']} days); scrapes {scrapes}",
+        f"  alerts: {', '.join(info['alerts'])} (data volume full above {info['volume_full_percent']} %)",
+        f"  installed by {INSTALL}, which runs again on {info['reruns_on']}",
+    ]
