@@ -1,0 +1,224 @@
+"""Monitoring against the real local single hub (the production-rendered config on loopback):
+a real Prometheus, with the rendered configuration and rules, scrapes the hub's /hub/metrics
+with the read-only jshub-metrics token and a real node exporter whose textfile collector holds
+what the real jshub-backup-check wrote; a stopped hub is seen down and JupyterHubDown becomes
+active. The Grafana dashboards and alert rules query only metrics these exporters export.
+
+Needs root, adduser, configurable-http-proxy, prometheus and prometheus-node-exporter
+(`make system-deps`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests
+
+from jshub.hubapi import wait_until
+from renderers.backup import BackupPaths, BackupSpec, render_check_script
+from renderers.monitoring import (
+    HUB_JOB,
+    NODE_JOB,
+    MonitoringPaths,
+    MonitoringSpec,
+    alert_rules,
+    dashboards,
+    render_prometheus_config,
+    render_rules,
+)
+from tests.conftest import require_tool
+from tests.hubclient import free_port
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import Hub
+
+pytestmark = pytest.mark.e2e
+
+# Names a PromQL expression of ours queries: the hub's, node exporter's and the backup check's.
+_METRIC = re.compile(r"\b((?:jupyterhub|node|jshub)_[A-Za-z0-9_]+)\b")
+_SUFFIXES = ("_bucket", "_count", "_sum", "_created", "_total")
+
+
+def exported_names(text: str) -> set[str]:
+    """Every metric name an exposition offers: its samples' names, and for a histogram, summary
+    or counter declared by # TYPE, the series names it has once observed (a labelled histogram
+    such as spawn duration shows no sample before the first spawn)."""
+    names = {
+        line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")
+    }
+    for family, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE):
+        names.add(family)
+        if kind in ("histogram", "summary", "counter"):
+            names.update(family + suffix for suffix in _SUFFIXES)
+    return names
+
+
+def get(url: str, **kwargs: Any) -> requests.Response:
+    session = requests.Session()
+    session.trust_env = False  # loopback, never through a proxy
+    return session.get(url, timeout=10, **kwargs)
+
+
+@dataclasses.dataclass
+class Monitor:
+    url: str
+    node_url: str
+    spec: MonitoringSpec
+    processes: list[subprocess.Popen[bytes]]
+    logs: list[Path]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        body = get(f"{self.url}/api/v1/query", params={"query": expr}).json()
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    def diagnose(self) -> str:
+        return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in self.logs)
+
+    def wait(self, expr: str, what: str, timeout: float = 60) -> list[dict[str, Any]]:
+        return wait_until(lambda: self.query(expr) or None, what, timeout, self.diagnose, 0.5)
+
+
+@pytest.fixture(scope="module")
+def monitor(hub: Hub) -> Iterator[Monitor]:
+    prometheus = require_tool("prometheus", "scrapes the real hub")
+    node_exporter = require_tool(
+        "prometheus-node-exporter", "exports the VM's and the backup check's metrics"
+    )
+    root = Path(tempfile.mkdtemp(prefix="jshub-e2e-monitoring-"))
+    textfile = root / "textfile"
+    textfile.mkdir()
+    # The real freshness check, with no repository to read: it still writes its metrics.
+    backup = BackupSpec(
+        host="hub.example.org",
+        paths=BackupPaths(
+            home_root=str(root),
+            database=str(root / "db.sqlite"),
+            env_file=str(root / "missing.env"),
+            state_dir=str(root / "state"),
+            textfile_dir=str(textfile),
+        ),
+        schedule="daily",
+        keep_daily=7,
+        keep_weekly=0,
+        keep_monthly=0,
+        max_age_hours=30,
+    )
+    check = root / "jshub-backup-check"
+    check.write_text(render_check_script(backup))
+    check.chmod(0o755)
+    assert subprocess.run([str(check)], capture_output=True).returncode == 2  # no repository
+    assert (textfile / "jshub_backup.prom").is_file()
+
+    node_port, prometheus_port = free_port(), free_port()
+    spec = MonitoringSpec(
+        hub_target=hub.public_url.removeprefix("http://"),
+        data_mount="/",
+        retention_days=1,
+        volume_full_percent=85,
+        spawn_failures_per_hour=3,
+        backup_max_age_hours=30,
+        paths=MonitoringPaths(config_dir=str(root), textfile_dir=str(textfile)),
+        node_target=f"127.0.0.1:{node_port}",
+        listen=f"127.0.0.1:{prometheus_port}",
+        scrape_interval_s=1,
+    )
+    # As the install writes it: the remote command's standard input, the bare token.
+    Path(spec.paths.token_file).write_text(hub.metrics_token)
+    Path(spec.paths.rules_file).write_text(render_rules(spec))
+    Path(spec.paths.config_file).write_text(render_prometheus_config(spec))
+    processes: list[subprocess.Popen[bytes]] = []
+    logs = [root / "node-exporter.log", root / "prometheus.log"]
+    commands = [
+        [
+            node_exporter,
+            f"--web.listen-address={spec.node_target}",
+            f"--collector.textfile.directory={textfile}",
+        ],
+        [
+            prometheus,
+            f"--config.file={spec.paths.config_file}",
+            f"--storage.tsdb.path={root / 'data'}",
+            f"--web.listen-address={spec.listen}",
+        ],
+    ]
+    try:
+        for argv, log in zip(commands, logs, strict=True):
+            with log.open("wb") as out:
+                processes.append(
+                    subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                )
+        yield Monitor(f"http://{spec.listen}", f"http://{spec.node_target}", spec, processes, logs)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_metrics_token_reads_metrics_and_nothing_else(hub: Hub) -> None:
+    headers = {"Authorization": f"token {hub.metrics_token}"}
+    metrics = get(f"{hub.public_url}/hub/metrics", headers=headers)
+    assert metrics.status_code == 200 and "jupyterhub_running_servers" in metrics.text
+    assert get(f"{hub.public_url}/hub/metrics").status_code == 403
+    assert get(f"{hub.public_url}/hub/api/users", headers=headers).status_code == 403
+
+
+def test_prometheus_scrapes_the_hub_and_node_exporter(monitor: Monitor) -> None:
+    for job in (HUB_JOB, NODE_JOB):
+        monitor.wait(f'up{{job="{job}"}} == 1', f"Prometheus to scrape {job}")
+    found = monitor.wait('jupyterhub_total_users{job="jupyterhub"}', "a jupyterhub_ metric in Prometheus")
+    assert found[0]["metric"]["instance"] == monitor.spec.hub_target
+    fresh = monitor.wait("jshub_backup_repository_up", "the backup check's metrics through node exporter")
+    assert fresh[0]["value"][1] == "0"
+    # The rule group loaded and is evaluated: no alert with a hub that answers.
+    rules = get(f"{monitor.url}/api/v1/rules").json()["data"]["groups"]
+    assert {r["name"] for g in rules for r in g["rules"]} == {r["alert"] for r in alert_rules(monitor.spec)}
+
+
+def test_dashboards_and_rules_query_only_exported_metrics(hub: Hub, monitor: Monitor) -> None:
+    hub_text = get(
+        f"{hub.public_url}/hub/metrics", headers={"Authorization": f"token {hub.metrics_token}"}
+    ).text
+    node_text = get(f"{monitor.node_url}/metrics").text
+    exported = exported_names(hub_text) | exported_names(node_text)
+    queried = {
+        name
+        for board in dashboards(monitor.spec).values()
+        for panel in board["panels"]
+        for target in panel["targets"]
+        for name in _METRIC.findall(target["expr"])
+    }
+    queried |= {name for rule in alert_rules(monitor.spec) for name in _METRIC.findall(rule["expr"])}
+    assert {
+        "jupyterhub_active_users",
+        "node_cpu_seconds_total",
+        "jshub_backup_last_success_timestamp_seconds",
+    } <= queried
+    assert queried - exported == set()
+
+
+def test_a_stopped_hub_is_down_and_fires_hub_down(hub: Hub, monitor: Monitor) -> None:
+    monitor.wait(f'up{{job="{HUB_JOB}"}} == 1', "the hub scraped")
+    hub.stop()
+    try:
+        monitor.wait(f'up{{job="{HUB_JOB}"}} == 0', "Prometheus to see the stopped hub down")
+        # for: 2m — the rule is active (pending) now and fires after two minutes of this; the
+        # promtool unit tests hold the timing.
+        alert = monitor.wait('ALERTS{alertname="JupyterHubDown"}', "JupyterHubDown to become active")
+        assert alert[0]["metric"]["alertstate"] in ("pending", "firing")
+    finally:
+        hub.start()
