@@ -34,6 +34,12 @@ class MonitoringPaths:
     defaults_dir: str = "/etc/default"
     textfile_dir: str = TEXTFILE_DIR
     dashboards_dir: str = "/usr/local/share/jshub/grafana-dashboards"
+    # The Caddyfile imports *.caddy from here (renderers/templates/Caddyfile.j2).
+    caddy_routes_dir: str = "/etc/caddy/jshub.d"
+
+    @property
+    def caddy_route(self) -> str:
+        return f"{self.caddy_routes_dir}/prometheus.caddy"
 
     @property
     def config_file(self) -> str:
@@ -64,6 +70,16 @@ class MonitoringSpec:
     node_target: str = "127.0.0.1:9100"
     listen: str = "127.0.0.1:9090"
     scrape_interval_s: int = 30
+    # Where admins reach Prometheus's web UI through Caddy (https://<hub>/prometheus/); its path
+    # is Prometheus's route prefix. None: served at / on `listen` only.
+    external_url: str | None = None
+
+    @property
+    def route_prefix(self) -> str:
+        if self.external_url is None:
+            return "/"
+        path = "/" + self.external_url.split("://", 1)[-1].partition("/")[2]
+        return path if path.endswith("/") else path + "/"
 
 
 def render_prometheus_config(spec: MonitoringSpec) -> str:
@@ -162,10 +178,9 @@ def render_rules(spec: MonitoringSpec) -> str:
 
 def render_prometheus_defaults(spec: MonitoringSpec) -> str:
     """/etc/default/prometheus: the Debian unit starts `prometheus $ARGS`."""
-    args = (
-        f"--web.listen-address={spec.listen} --storage.tsdb.retention.time={spec.retention_days}d "
-        "--web.external-url=http://localhost:9090/"
-    )
+    args = f"--web.listen-address={spec.listen} --storage.tsdb.retention.time={spec.retention_days}d"
+    if spec.external_url is not None:
+        args += f" --web.external-url={spec.external_url}"
     return f'ARGS="{args}"\n'
 
 
@@ -253,8 +268,35 @@ def files_digest(spec: MonitoringSpec) -> str:
     return hashlib.sha256(json.dumps(files(spec)).encode()).hexdigest()[:16]
 
 
+ADMIN_USER = "admin"
+
+
+def install_stdin(metrics_token: str, web_password: str) -> str:
+    """What the install reads on standard input, one line each."""
+    for value in (metrics_token, web_password):
+        # Checked, never echoed: the value is a secret.
+        if not value or "\n" in value:
+            raise ValueError("a monitoring secret must be one non-empty line")
+    return f"{metrics_token}\n{web_password}\n"
+
+
+def render_caddy_route(spec: MonitoringSpec, password_hash: str) -> str:
+    """Caddy's route to Prometheus's web UI and API, behind HTTP basic auth (Caddy 2.6's
+    `basicauth`; the hash is what `caddy hash-password` prints). Empty without an external URL."""
+    if spec.external_url is None:
+        return ""
+    return render(
+        "prometheus.caddy.j2",
+        prefix=spec.route_prefix,
+        user=ADMIN_USER,
+        hash=password_hash,
+        upstream=spec.listen,
+    )
+
+
 def render_install_script(spec: MonitoringSpec) -> str:
-    """Run over SSH by the stack, with the metrics token on standard input."""
+    """Run over SSH by the stack, with two lines on standard input: the metrics token, then the
+    password of Prometheus's web UI."""
     written = files(spec)
     for path, _, text in written:
         if _HEREDOC in text.splitlines():
@@ -265,4 +307,5 @@ def render_install_script(spec: MonitoringSpec) -> str:
         files=written,
         delimiter=_HEREDOC,
         dirs=sorted({path.rsplit("/", 1)[0] for path, _, _ in written}),
+        caddy_route=render_caddy_route(spec, "$password_hash") if spec.external_url else "",
     )

@@ -13,6 +13,8 @@ from stackconfig import StackConfig
 
 # The hub's public port on the VM: the proxy on a hub VM, the published service on a manager.
 HUB_TARGET = "127.0.0.1:8000"
+# Prometheus's web UI under the hub's HTTPS name, for admins.
+WEB_PATH = "/prometheus/"
 
 
 def monitoring_spec(cfg: StackConfig, data_mount: str) -> MonitoringSpec:
@@ -25,6 +27,7 @@ def monitoring_spec(cfg: StackConfig, data_mount: str) -> MonitoringSpec:
         volume_full_percent=m.volume_full_percent,
         spawn_failures_per_hour=m.spawn_failures_per_hour,
         backup_max_age_hours=cfg.backup.max_age_hours if backups else None,
+        external_url=f"https://{cfg.hub_fqdn}{WEB_PATH}",
     )
 
 
@@ -39,7 +42,7 @@ def monitoring(
     """Nothing when monitoring is off for this stack (monitoring.enabled, or the scenario's default)."""
     if not cfg.monitoring.on_for(cfg.scenario):
         return None
-    return HubMonitoring(
+    monitor = HubMonitoring(
         "monitoring",
         HubMonitoringArgs(
             spec=monitoring_spec(cfg, data_mount),
@@ -49,3 +52,7 @@ def monitoring(
         ),
         opts=opts,
     )
+    pulumi.export("prometheus_url", f"https://{cfg.hub_fqdn}{WEB_PATH}")
+    # User admin: `pulumi stack output prometheus_password --show-secrets`.
+    pulumi.export("prometheus_password", monitor.web_password)
+    return monitor

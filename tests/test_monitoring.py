@@ -25,6 +25,8 @@ from renderers.monitoring import (
     MonitoringSpec,
     alert_rules,
     dashboards,
+    install_stdin,
+    render_caddy_route,
     render_install_script,
     render_prometheus_config,
     render_rules,
@@ -33,6 +35,7 @@ from stackconfig import ConfigError
 from tests.conftest import make_config, one, require_tool, run_mocked
 
 COMMAND = "command:remote:Command"
+WEB = "https://hub.example.org/prometheus/"
 
 
 def spec(**changes: Any) -> MonitoringSpec:
@@ -233,19 +236,38 @@ def test_thresholds_reach_the_rules(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_install_script_passes_shellcheck_and_reads_the_token_from_stdin(tmp_path: Path) -> None:
+@pytest.mark.parametrize("web", [True, False])
+def test_install_script_passes_shellcheck_and_reads_the_secrets_from_stdin(tmp_path: Path, web: bool) -> None:
     tool = require_tool("shellcheck", "lints rendered shell scripts")
-    text = render_install_script(spec())
+    text = render_install_script(spec(external_url=WEB if web else None))
     path = tmp_path / "install"
     path.write_text(text)
     result = subprocess.run([tool, str(path)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
-    assert "umask 077\nsudo tee /etc/prometheus/jshub-metrics.token >/dev/null\n" in text
+    assert "printf '%s' \"$token\" | sudo tee /etc/prometheus/jshub-metrics.token >/dev/null\n" in text
+    # The web UI's password is hashed on the VM, from standard input, never an argument.
+    # (with a newline: caddy 2.6's hash-password fails on input without one)
+    assert ("password_hash=$(printf '%s\\n' \"$password\" | caddy hash-password)" in text) is web
+    assert ("sudo systemctl reload-or-restart caddy.service" in text) is web
     assert "sudo chown root:prometheus /etc/prometheus/jshub-metrics.token\n" in text
     for name in ("prometheus.yml", "jshub-alerts.yml", "jupyterhub.json", "node.json"):
         assert f"/{name} >/dev/null <<'JSHUB_MONITORING_EOF'" in text, name
-    assert 'ARGS="--web.listen-address=127.0.0.1:9090 --storage.tsdb.retention.time=15d' in text
+    external = f" --web.external-url={WEB}" if web else ""
+    assert f'ARGS="--web.listen-address=127.0.0.1:9090 --storage.tsdb.retention.time=15d{external}"' in text
     assert "--collector.textfile.directory=/var/lib/prometheus/node-exporter" in text
+
+
+def test_the_install_reads_the_token_and_the_password_the_stack_sends(tmp_path: Path) -> None:
+    text = render_install_script(spec(external_url=WEB))
+    # The script's own lines that read standard input, then what they read.
+    reads = "".join(line + "\n" for line in text.splitlines() if line.startswith("IFS= read -r"))
+    probe = reads + 'printf "%s|%s" "$token" "$password"\n'
+    result = subprocess.run(
+        ["bash", "-c", probe], input=install_stdin("tok123", "pw456"), capture_output=True, text=True
+    )
+    assert result.stdout == "tok123|pw456"
+    with pytest.raises(ValueError, match="one non-empty line"):
+        install_stdin("", "pw")
 
 
 def test_dashboards_are_grafana_json_with_a_query_per_panel() -> None:
@@ -342,3 +364,26 @@ def test_the_hub_vm_gets_the_metrics_token_in_its_secrets_file(monkeypatch: pyte
     rendered.clear()
     plan_stack("dev")
     assert len(rendered) == 1 and "JSHUB_METRICS_TOKEN" not in rendered[0]
+
+
+def test_the_hub_caddyfile_takes_the_admin_route_before_the_hub(tmp_path: Path) -> None:
+    """The hub's own Caddyfile imports the route: /prometheus/ goes to Prometheus behind basic
+    auth, everything else still to the hub."""
+    from renderers.hub_config import render_caddyfile
+
+    caddy = require_tool("caddy", "checks the reverse proxy's configuration")
+    routes = tmp_path / "jshub.d"
+    routes.mkdir()
+    hashed = "$2a$14$" + "a" * 53  # the shape of `caddy hash-password`'s bcrypt output
+    (routes / "prometheus.caddy").write_text(render_caddy_route(spec(external_url=WEB), hashed))
+    text = render_caddyfile("hub.example.org", "ops@example.org", "127.0.0.1:8000", str(tmp_path / "caddy"))
+    assert "\timport /etc/caddy/jshub.d/*.caddy\n" in text
+    path = tmp_path / "Caddyfile"
+    path.write_text(text.replace("/etc/caddy/jshub.d/", f"{routes}/"))
+    adapted = subprocess.run(
+        [caddy, "adapt", "--adapter", "caddyfile", "--config", str(path)], capture_output=True, text=True
+    )
+    assert adapted.returncode == 0, adapted.stderr
+    dumped = adapted.stdout
+    assert '"path":["/prometheus/*"]' in dumped and '"http_basic"' in dumped and hashed in dumped
+    assert dumped.index("/prometheus/*") < dumped.index('"dial":"127.0.0.1:8000"')

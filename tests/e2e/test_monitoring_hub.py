@@ -2,9 +2,10 @@
 a real Prometheus, with the rendered configuration and rules, scrapes the hub's /hub/metrics
 with the read-only jshub-metrics token and a real node exporter whose textfile collector holds
 what the real jshub-backup-check wrote; a stopped hub is seen down and JupyterHubDown becomes
-active. The Grafana dashboards and alert rules query only metrics these exporters export.
+active. A real Caddy serves Prometheus's web UI through the rendered admin route, only with the
+password. The Grafana dashboards and alert rules query only metrics these exporters export.
 
-Needs root, adduser, configurable-http-proxy, prometheus and prometheus-node-exporter
+Needs root, adduser, configurable-http-proxy, caddy, prometheus and prometheus-node-exporter
 (`make system-deps`).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -31,6 +33,8 @@ from renderers.monitoring import (
     MonitoringSpec,
     alert_rules,
     dashboards,
+    render_caddy_route,
+    render_install_script,
     render_prometheus_config,
     render_rules,
 )
@@ -71,6 +75,9 @@ def get(url: str, **kwargs: Any) -> requests.Response:
 class Monitor:
     url: str
     node_url: str
+    # Prometheus through Caddy's admin route, and that route's password.
+    web_url: str
+    web_password: str
     spec: MonitoringSpec
     processes: list[subprocess.Popen[bytes]]
     logs: list[Path]
@@ -93,6 +100,7 @@ def monitor(hub: Hub) -> Iterator[Monitor]:
     node_exporter = require_tool(
         "prometheus-node-exporter", "exports the VM's and the backup check's metrics"
     )
+    caddy = require_tool("caddy", "serves Prometheus's web UI to admins")
     root = Path(tempfile.mkdtemp(prefix="jshub-e2e-monitoring-"))
     textfile = root / "textfile"
     textfile.mkdir()
@@ -118,7 +126,7 @@ def monitor(hub: Hub) -> Iterator[Monitor]:
     assert subprocess.run([str(check)], capture_output=True).returncode == 2  # no repository
     assert (textfile / "jshub_backup.prom").is_file()
 
-    node_port, prometheus_port = free_port(), free_port()
+    node_port, prometheus_port, caddy_port = free_port(), free_port(), free_port()
     spec = MonitoringSpec(
         hub_target=hub.public_url.removeprefix("http://"),
         data_mount="/",
@@ -130,13 +138,34 @@ def monitor(hub: Hub) -> Iterator[Monitor]:
         node_target=f"127.0.0.1:{node_port}",
         listen=f"127.0.0.1:{prometheus_port}",
         scrape_interval_s=1,
+        external_url=f"http://127.0.0.1:{caddy_port}/prometheus/",
+    )
+    # The install script's own line hashes the password, as on the VM.
+    web_password = secrets.token_hex(16)
+    hash_line = next(
+        line for line in render_install_script(spec).splitlines() if line.startswith("password_hash=")
+    )
+    hashed = subprocess.run(
+        ["bash", "-c", f'password="$1"\n{hash_line}\nprintf "%s" "$password_hash"', "-", web_password],
+        env={"PATH": f"{Path(caddy).parent}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert hashed.startswith("$2")
+    route = root / "prometheus.caddy"
+    route.write_text(render_caddy_route(spec, hashed))
+    caddyfile = root / "Caddyfile"
+    # Loopback and plain HTTP; no admin endpoint (another Caddy may hold the default port).
+    caddyfile.write_text(
+        f"{{\n\tadmin off\n}}\n\nhttp://127.0.0.1:{caddy_port} {{\n\timport {route}\n\trespond 404\n}}\n"
     )
     # As the install writes it: the remote command's standard input, the bare token.
     Path(spec.paths.token_file).write_text(hub.metrics_token)
     Path(spec.paths.rules_file).write_text(render_rules(spec))
     Path(spec.paths.config_file).write_text(render_prometheus_config(spec))
     processes: list[subprocess.Popen[bytes]] = []
-    logs = [root / "node-exporter.log", root / "prometheus.log"]
+    logs = [root / "node-exporter.log", root / "prometheus.log", root / "caddy.log"]
     commands = [
         [
             node_exporter,
@@ -148,7 +177,9 @@ def monitor(hub: Hub) -> Iterator[Monitor]:
             f"--config.file={spec.paths.config_file}",
             f"--storage.tsdb.path={root / 'data'}",
             f"--web.listen-address={spec.listen}",
+            f"--web.external-url={spec.external_url}",
         ],
+        [caddy, "run", "--adapter", "caddyfile", "--config", str(caddyfile)],
     ]
     try:
         for argv, log in zip(commands, logs, strict=True):
@@ -156,7 +187,15 @@ def monitor(hub: Hub) -> Iterator[Monitor]:
                 processes.append(
                     subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
                 )
-        yield Monitor(f"http://{spec.listen}", f"http://{spec.node_target}", spec, processes, logs)
+        yield Monitor(
+            f"http://{spec.listen}/prometheus",
+            f"http://{spec.node_target}",
+            f"http://127.0.0.1:{caddy_port}/prometheus",
+            web_password,
+            spec,
+            processes,
+            logs,
+        )
     finally:
         for process in processes:
             process.terminate()
@@ -187,6 +226,25 @@ def test_prometheus_scrapes_the_hub_and_node_exporter(monitor: Monitor) -> None:
     # The rule group loaded and is evaluated: no alert with a hub that answers.
     rules = get(f"{monitor.url}/api/v1/rules").json()["data"]["groups"]
     assert {r["name"] for g in rules for r in g["rules"]} == {r["alert"] for r in alert_rules(monitor.spec)}
+
+
+def test_the_web_ui_answers_admins_with_the_password_only(monitor: Monitor) -> None:
+    query = f"{monitor.web_url}/api/v1/query"
+    answer = wait_until(
+        lambda: get(query, params={"query": "up"}, auth=("admin", monitor.web_password)),
+        "Caddy to serve Prometheus",
+        30,
+        monitor.diagnose,
+        0.5,
+    )
+    assert answer.status_code == 200 and answer.json()["status"] == "success"
+    assert get(query, params={"query": "up"}).status_code == 401
+    assert get(query, params={"query": "up"}, auth=("admin", "wrong")).status_code == 401
+    # The UI's own pages, under the prefix the external URL gives them.
+    page = get(f"{monitor.web_url}/graph", auth=("admin", monitor.web_password))
+    assert page.status_code == 200 and "Prometheus" in page.text
+    bare = get(monitor.web_url, allow_redirects=False)
+    assert bare.status_code in (301, 302, 308) and bare.headers["Location"].endswith("/prometheus/")
 
 
 def test_dashboards_and_rules_query_only_exported_metrics(hub: Hub, monitor: Monitor) -> None:
