@@ -33,6 +33,7 @@ def report(cfg: StackConfig, resources: list[dict[str, Any]]) -> dict[str, Any]:
         "scrapes": {job: target for job, target in _TARGET.findall(script)},
         "alerts": _ALERT.findall(script),
         "reruns_on": "a new or re-imaged root disk, or a change of anything it writes (thresholds, retention)",
+        "web_ui": f"https://{cfg.hub_fqdn}/prometheus/" if "prometheus.caddy" in script else None,
     }
 
 
@@ -41,9 +42,13 @@ def lines(info: dict[str, Any]) -> list[str]:
     if not info["enabled"]:
         return [f"Monitoring: off ({info['why']})"]
     scrapes = ", ".join(f"{job} at {target}" for job, target in info["scrapes"].items())
+    web = info["web_ui"]
     return [
-        f"Monitoring: Prometheus and node exporter on {info['host']} (127.0.0.1 only; keeps "
+        f"Monitoring: Prometheus and node exporter on {info['host']} (listening on 127.0.0.1; keeps "
         f"{info['retention_days']} days); scrapes {scrapes}",
+        f"  web UI: {web} for admins (user admin, password: output prometheus_password)"
+        if web
+        else "  web UI: none (SSH tunnel to 127.0.0.1:9090)",
         f"  alerts: {', '.join(info['alerts'])} (data volume full above {info['volume_full_percent']} %)",
         f"  installed by {INSTALL}, which runs again on {info['reruns_on']}",
     ]

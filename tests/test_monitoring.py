@@ -387,3 +387,17 @@ def test_the_hub_caddyfile_takes_the_admin_route_before_the_hub(tmp_path: Path) 
     dumped = adapted.stdout
     assert '"path":["/prometheus/*"]' in dumped and '"http_basic"' in dumped and hashed in dumped
     assert dumped.index("/prometheus/*") < dumped.index('"dial":"127.0.0.1:8000"')
+
+
+def test_plan_says_where_prometheus_runs_what_it_scrapes_and_which_alerts() -> None:
+    from planner.monitoring import lines
+
+    info = plan_stack("persistent-swarm")["monitoring"]
+    assert info["host"] == "the swarm manager" and info["volume_full_percent"] == 85
+    assert info["scrapes"] == {"jupyterhub": "127.0.0.1:8000", "node": "127.0.0.1:9100"}
+    assert info["alerts"] == [rule["alert"] for rule in alert_rules(spec())]
+    assert info["web_ui"] == "https://hub.cis000000.projects.jetstream-cloud.org/prometheus/"
+    text = "\n".join(lines(info))
+    assert "alerts: JupyterHubDown, SpawnFailures, VolumeAlmostFull" in text and "prometheus_password" in text
+    k8s = plan_stack("workshop-k8s")["monitoring"]
+    assert k8s == {"enabled": False, "why": "scenario k8s has no monitoring yet"}
