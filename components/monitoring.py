@@ -4,6 +4,7 @@ remote command with the hub's read-only metrics token and the password of Promet
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,24 @@ import pulumi
 import pulumi_command as command
 import pulumi_random as random
 
-from renderers.monitoring import MonitoringSpec, files_digest, install_stdin, render_install_script
+from renderers.monitoring import (
+    NODE_EXPORTER_PORT,
+    MonitoringSpec,
+    files_digest,
+    install_stdin,
+    render_install_script,
+    render_worker_install_script,
+)
+
+
+@dataclass(frozen=True)
+class MonitoredHost:
+    """Another VM whose node exporter Prometheus scrapes (a swarm worker)."""
+
+    connection: command.remote.ConnectionArgs
+    # Its server's ID and image: a new or re-imaged root disk needs node exporter again.
+    root_disk: Sequence[pulumi.Input[str]]
+    private_ip: pulumi.Output[str]
 
 
 @dataclass(frozen=True)
@@ -24,11 +42,13 @@ class HubMonitoringArgs:
     # instance ID and the image: a replaced or rebuilt server has lost the packages and files).
     host_connection: command.remote.ConnectionArgs
     host_root_disk: Sequence[pulumi.Input[str]]
+    # The swarm's workers: node exporter on each, scraped at its private address.
+    workers: Sequence[MonitoredHost] = ()
 
 
 class HubMonitoring(pulumi.ComponentResource):
     # What the install wrote, as a digest: a change of threshold or retention changes it.
-    config_digest: str
+    config_digest: pulumi.Output[str]
     # Prometheus's web UI (user admin, HTTP basic auth through Caddy): secret.
     web_password: pulumi.Output[str]
 
@@ -36,7 +56,22 @@ class HubMonitoring(pulumi.ComponentResource):
         self, name: str, args: HubMonitoringArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("jshub:index:HubMonitoring", name, None, opts)
-        self.config_digest = files_digest(args.spec)
+        for index, worker in enumerate(args.workers):
+            command.remote.Command(
+                f"{name}-node-exporter-{index}",
+                connection=worker.connection,
+                create=worker.private_ip.apply(render_worker_install_script),
+                logging=command.remote.Logging.STDERR,
+                triggers=list(worker.root_disk),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        # Prometheus's targets include the workers' addresses, known at deploy time.
+        spec: pulumi.Output[MonitoringSpec] = pulumi.Output.all(*[w.private_ip for w in args.workers]).apply(
+            lambda ips: dataclasses.replace(
+                args.spec, worker_targets=tuple(f"{ip}:{NODE_EXPORTER_PORT}" for ip in ips)
+            )
+        )
+        self.config_digest = spec.apply(files_digest)
         # Letters and digits only: one line on standard input, no quoting anywhere.
         password = random.RandomPassword(
             f"{name}-web-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
@@ -47,7 +82,7 @@ class HubMonitoring(pulumi.ComponentResource):
         command.remote.Command(
             f"{name}-install",
             connection=args.host_connection,
-            create=render_install_script(args.spec),
+            create=spec.apply(render_install_script),
             stdin=pulumi.Output.secret(stdin),  # type: ignore[arg-type]
             logging=command.remote.Logging.NONE,
             # A new or re-imaged root disk needs everything again; a new config, only the files.

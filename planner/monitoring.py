@@ -6,11 +6,25 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import yaml
+
 from stackconfig import StackConfig
 
 INSTALL = "monitoring-install"
 _ALERT = re.compile(r"^  - alert: (\S+)$", re.MULTILINE)
-_TARGET = re.compile(r"^- job_name: (\S+)\n(?:.*\n)*?    - (\S+)$", re.MULTILINE)
+_CONFIG = re.compile(r"/prometheus\.yml >/dev/null <<'(\w+)'\n(.*?)\n\1\n", re.DOTALL)
+
+
+def _scrapes(script: str) -> dict[str, list[str]]:
+    """Each job's targets, from the prometheus.yml the install writes."""
+    found = _CONFIG.search(script)
+    if found is None:
+        return {}
+    config = yaml.safe_load(found.group(2))
+    return {
+        job["job_name"]: [t for static in job["static_configs"] for t in static["targets"]]
+        for job in config["scrape_configs"]
+    }
 
 
 def report(cfg: StackConfig, resources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -25,12 +39,15 @@ def report(cfg: StackConfig, resources: list[dict[str, Any]]) -> dict[str, Any]:
             why = f"off by default for scenario {cfg.scenario}; monitoring.enabled: true turns it on"
         return {"enabled": False, "why": why}
     script = str(install["inputs"].get("create", ""))
+    scrapes = _scrapes(script)
+    others = len(scrapes.get("node", [])) - 1
+    host = "the swarm manager" if cfg.scenario == "swarm" else "the hub VM"
     return {
         "enabled": True,
-        "host": "the swarm manager" if cfg.scenario == "swarm" else "the hub VM",
+        "host": host + (f" (node exporter also on {others} workers)" if others > 0 else ""),
         "retention_days": m.retention_days,
         "volume_full_percent": m.volume_full_percent,
-        "scrapes": {job: target for job, target in _TARGET.findall(script)},
+        "scrapes": scrapes,
         "alerts": _ALERT.findall(script),
         "reruns_on": "a new or re-imaged root disk, or a change of anything it writes (thresholds, retention)",
         "web_ui": f"https://{cfg.hub_fqdn}/prometheus/" if "prometheus.caddy" in script else None,
@@ -41,7 +58,7 @@ def lines(info: dict[str, Any]) -> list[str]:
     """The plan's text about monitoring."""
     if not info["enabled"]:
         return [f"Monitoring: off ({info['why']})"]
-    scrapes = ", ".join(f"{job} at {target}" for job, target in info["scrapes"].items())
+    scrapes = ", ".join(f"{job} at {', '.join(targets)}" for job, targets in info["scrapes"].items())
     web = info["web_ui"]
     return [
         f"Monitoring: Prometheus and node exporter on {info['host']} (listening on 127.0.0.1; keeps "

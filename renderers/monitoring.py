@@ -68,6 +68,8 @@ class MonitoringSpec:
     backup_max_age_hours: float | None
     paths: MonitoringPaths = MonitoringPaths()
     node_target: str = "127.0.0.1:9100"
+    # Node exporters of the other VMs (swarm workers), at their private addresses.
+    worker_targets: tuple[str, ...] = ()
     listen: str = "127.0.0.1:9090"
     scrape_interval_s: int = 30
     # Where admins reach Prometheus's web UI through Caddy (https://<hub>/prometheus/); its path
@@ -97,7 +99,7 @@ def render_prometheus_config(spec: MonitoringSpec) -> str:
                 "authorization": {"type": "Bearer", "credentials_file": spec.paths.token_file},
                 "static_configs": [{"targets": [spec.hub_target]}],
             },
-            {"job_name": NODE_JOB, "static_configs": [{"targets": [spec.node_target]}]},
+            {"job_name": NODE_JOB, "static_configs": [{"targets": [spec.node_target, *spec.worker_targets]}]},
         ],
     }
     return yaml.safe_dump(config, sort_keys=False)
@@ -143,11 +145,12 @@ def alert_rules(spec: MonitoringSpec) -> list[dict[str, Any]]:
             f"the data volume at {spec.data_mount} is more than {spec.volume_full_percent} % full",
         ),
         _alert(
-            "NodeExporterDown",
+            "NodeDown",
             f'up{{job="{NODE_JOB}"}} == 0',
             "2m",
             "critical",
-            "node exporter has not answered for 2 minutes: no disk, CPU or backup metrics",
+            "a VM's node exporter (label instance) has not answered for 2 minutes: the VM is down or "
+            "unreachable, and its disk, CPU and backup metrics are missing",
         ),
     ]
     if spec.backup_max_age_hours is not None:
@@ -185,8 +188,22 @@ def render_prometheus_defaults(spec: MonitoringSpec) -> str:
 
 
 def render_node_exporter_defaults(spec: MonitoringSpec) -> str:
-    args = f"--web.listen-address={spec.node_target} --collector.textfile.directory={spec.paths.textfile_dir}"
-    return f'ARGS="{args}"\n'
+    return _node_exporter_args(spec.node_target, spec.paths.textfile_dir)
+
+
+def _node_exporter_args(listen: str, textfile_dir: str) -> str:
+    return f'ARGS="--web.listen-address={listen} --collector.textfile.directory={textfile_dir}"\n'
+
+
+NODE_EXPORTER_PORT = 9100
+
+
+def render_worker_install_script(private_ip: str, paths: MonitoringPaths | None = None) -> str:
+    """Run over SSH on a swarm worker: node exporter on its private address, which only the
+    cluster's own members may reach (the swarm security group)."""
+    paths = paths or MonitoringPaths()
+    defaults = _node_exporter_args(f"{private_ip}:{NODE_EXPORTER_PORT}", paths.textfile_dir)
+    return render("monitoring-worker-install.sh.j2", paths=paths, defaults=defaults, delimiter=_HEREDOC)
 
 
 # Grafana dashboards: panels by title, each a PromQL query. Tests hold every metric named here

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_command as command
 
-from components.monitoring import HubMonitoring, HubMonitoringArgs
+from components.monitoring import HubMonitoring, HubMonitoringArgs, MonitoredHost
 from renderers.monitoring import MonitoringSpec
 from stackconfig import StackConfig
 
@@ -38,6 +38,7 @@ def monitoring(
     metrics_token: pulumi.Input[str],
     data_mount: str,
     opts: pulumi.ResourceOptions,
+    workers: Sequence[MonitoredHost] = (),
 ) -> HubMonitoring | None:
     """Nothing when monitoring is off for this stack (monitoring.enabled, or the scenario's default)."""
     if not cfg.monitoring.on_for(cfg.scenario):
@@ -49,6 +50,7 @@ def monitoring(
             metrics_token=metrics_token,
             host_connection=connection,
             host_root_disk=root_disk,
+            workers=workers,
         ),
         opts=opts,
     )

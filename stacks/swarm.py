@@ -6,6 +6,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_random as random
 
+from components.monitoring import MonitoredHost
 from components.swarm import SwarmCluster, SwarmClusterArgs
 from components.swarm_hub import SwarmHub, SwarmHubArgs
 from renderers.backup import hub_backup_paths
@@ -57,4 +58,13 @@ def build(cfg: StackConfig) -> None:
     manager_root_disk: list[pulumi.Input[str]] = [cluster.manager_instance_id, cfg.image]
     backup(cfg, cluster.manager_connection, manager_root_disk, hub_backup_paths(IMAGE_PATHS), opts)
     if metrics_token is not None:
-        monitoring(cfg, cluster.manager_connection, manager_root_disk, metrics_token, EXPORT_ROOT, opts)
+        workers = [MonitoredHost(w.connection, w.root_disk, w.private_ip) for w in cluster.workers]
+        monitoring(
+            cfg,
+            cluster.manager_connection,
+            manager_root_disk,
+            metrics_token,
+            EXPORT_ROOT,
+            opts,
+            workers=workers,
+        )

@@ -180,7 +180,7 @@ def unit_tests(s: MonitoringSpec) -> list[dict[str, Any]]:
         # The data volume: 90 % used for 10 minutes fires, 80 % does not.
         _case(s, "1m", {avail: "10x20", size: "100x20"}, "VolumeAlmostFull", "15m", True, DATA),
         _case(s, "1m", {avail: "20x20", size: "100x20"}, "VolumeAlmostFull", "15m", False, {}),
-        _case(s, "1m", {up_node: "0x10"}, "NodeExporterDown", "5m", True, NODE),
+        _case(s, "1m", {up_node: "0x10"}, "NodeDown", "5m", True, NODE),
         # The newest backup at time 0: stale after backup.maxAgeHours (30 h), not before.
         _case(
             s,
@@ -393,11 +393,66 @@ def test_plan_says_where_prometheus_runs_what_it_scrapes_and_which_alerts() -> N
     from planner.monitoring import lines
 
     info = plan_stack("persistent-swarm")["monitoring"]
-    assert info["host"] == "the swarm manager" and info["volume_full_percent"] == 85
-    assert info["scrapes"] == {"jupyterhub": "127.0.0.1:8000", "node": "127.0.0.1:9100"}
+    assert info["host"] == "the swarm manager (node exporter also on 3 workers)"
+    assert info["volume_full_percent"] == 85
+    assert info["scrapes"]["jupyterhub"] == ["127.0.0.1:8000"]
+    assert info["scrapes"]["node"][0] == "127.0.0.1:9100" and len(info["scrapes"]["node"]) == 4
     assert info["alerts"] == [rule["alert"] for rule in alert_rules(spec())]
     assert info["web_ui"] == "https://hub.cis000000.projects.jetstream-cloud.org/prometheus/"
     text = "\n".join(lines(info))
     assert "alerts: JupyterHubDown, SpawnFailures, VolumeAlmostFull" in text and "prometheus_password" in text
     k8s = plan_stack("workshop-k8s")["monitoring"]
     assert k8s == {"enabled": False, "why": "scenario k8s has no monitoring yet"}
+
+
+def test_swarm_workers_get_node_exporter_reachable_only_from_the_cluster() -> None:
+    plan = plan_stack("persistent-swarm")
+    resources = {r["name"]: r for r in plan["resources"]}
+    workers = [
+        r
+        for r in plan["resources"]
+        if r["type"] == "openstack:compute/instance:Instance" and "worker" in r["name"]
+    ]
+    installs = [r for r in plan["resources"] if r["name"].startswith("monitoring-node-exporter-")]
+    assert len(installs) == len(workers) == 3
+    prometheus = resources["monitoring-install"]["inputs"]["create"]
+    for install in installs:
+        # On the worker's private address, which Prometheus on the manager scrapes.
+        listen = re.search(r"--web.listen-address=(\S+):9100 ", install["inputs"]["create"])
+        assert listen and f"    - {listen.group(1)}:9100\n" in prometheus
+        assert install["data_dependencies"].get("triggers"), "a new or re-imaged worker installs it again"
+    rules = [
+        r
+        for r in plan["resources"]
+        if r["type"] == "openstack:networking/secGroupRule:SecGroupRule"
+        and r["inputs"].get("portRangeMin") == 9100
+    ]
+    assert (
+        len(rules) == 1
+        and "remoteIpPrefix" not in rules[0]["inputs"]
+        and rules[0]["inputs"].get("remoteGroupId")
+    )
+    off = plan_stack("persistent-swarm", overrides={"monitoring": {"enabled": False}})
+    assert not [
+        r for r in off["resources"] if r["inputs"].get("portRangeMin") == 9100 or "node-exporter" in r["name"]
+    ]
+
+
+def test_worker_install_passes_shellcheck(tmp_path: Path) -> None:
+    from renderers.monitoring import render_worker_install_script
+
+    tool = require_tool("shellcheck", "lints rendered shell scripts")
+    path = tmp_path / "install"
+    path.write_text(render_worker_install_script("10.0.0.7"))
+    result = subprocess.run([tool, str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout
+    assert 'ARGS="--web.listen-address=10.0.0.7:9100 --collector.textfile' in path.read_text()
+
+
+def test_adding_a_worker_adds_its_node_exporter_and_rewrites_only_prometheus_config() -> None:
+    from planner.diff import diff_plans
+
+    before = plan_stack("persistent-swarm")
+    after = plan_stack("persistent-swarm", overrides={"swarm": {"workerCount": 4}})
+    touched = {c.name: c.action for c in diff_plans(before, after).changes if "monitoring" in c.name}
+    assert touched == {"monitoring-node-exporter-3": "create", "monitoring-install": "replace"}

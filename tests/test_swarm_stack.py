@@ -146,10 +146,12 @@ def test_scaling_up_adds_only_the_new_workers_resources() -> None:
         "swarm-worker-2-server",
         "swarm-worker-2-join",
         "swarm-worker-2-node",
+        "monitoring-node-exporter-2",  # monitoring is on by default for swarm
     }
     changed = {name for name in two if two[name].inputs != three[name].inputs}
-    # Only the export table learns the new worker's address; manager, volume, hub untouched.
-    assert changed == {"swarm-nfs-exports"}, changed
+    # Only the export table and Prometheus's targets learn the new worker's address; manager,
+    # volume, hub untouched.
+    assert changed == {"swarm-nfs-exports", "monitoring-install"}, changed
 
 
 def test_scaling_down_removes_only_the_last_workers() -> None:
@@ -160,6 +162,7 @@ def test_scaling_down_removes_only_the_last_workers() -> None:
         "swarm-worker-2-server",
         "swarm-worker-2-join",
         "swarm-worker-2-node",
+        "monitoring-node-exporter-2",
     }
     assert "docker node rm" in three["swarm-worker-2-node"].inputs["delete"]
 
