@@ -68,7 +68,7 @@ def exported_names(text: str) -> set[str]:
 def get(url: str, **kwargs: Any) -> requests.Response:
     session = requests.Session()
     session.trust_env = False  # loopback, never through a proxy
-    return session.get(url, timeout=10, **kwargs)
+    return session.get(url, timeout=60, **kwargs)
 
 
 @dataclasses.dataclass
@@ -233,7 +233,8 @@ def test_the_web_ui_answers_admins_with_the_password_only(monitor: Monitor) -> N
     answer = wait_until(
         lambda: get(query, params={"query": "up"}, auth=("admin", monitor.web_password)),
         "Caddy to serve Prometheus",
-        30,
+        # Each check of a basic-auth password is a bcrypt of cost 14: seconds on a busy machine.
+        120,
         monitor.diagnose,
         0.5,
     )
