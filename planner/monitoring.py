@@ -44,7 +44,8 @@ def report(cfg: StackConfig, resources: list[dict[str, Any]]) -> dict[str, Any]:
     host = "the swarm manager" if cfg.scenario == "swarm" else "the hub VM"
     return {
         "enabled": True,
-        "host": host + (f" (node exporter also on {others} workers)" if others > 0 else ""),
+        "host": host,
+        "other_exporters": max(others, 0),
         "retention_days": m.retention_days,
         "volume_full_percent": m.volume_full_percent,
         "scrapes": scrapes,
@@ -61,8 +62,9 @@ def lines(info: dict[str, Any]) -> list[str]:
     scrapes = ", ".join(f"{job} at {', '.join(targets)}" for job, targets in info["scrapes"].items())
     web = info["web_ui"]
     return [
-        f"Monitoring: Prometheus and node exporter on {info['host']} (listening on 127.0.0.1; keeps "
-        f"{info['retention_days']} days); scrapes {scrapes}",
+        f"Monitoring: Prometheus on {info['host']} (keeps {info['retention_days']} days), node exporter there"
+        + (f" and on {info['other_exporters']} workers" if info["other_exporters"] else "")
+        + f"; scrapes {scrapes}",
         f"  web UI: {web} for admins (user admin, password: output prometheus_password)"
         if web
         else "  web UI: none (SSH tunnel to 127.0.0.1:9090)",

@@ -393,13 +393,14 @@ def test_plan_says_where_prometheus_runs_what_it_scrapes_and_which_alerts() -> N
     from planner.monitoring import lines
 
     info = plan_stack("persistent-swarm")["monitoring"]
-    assert info["host"] == "the swarm manager (node exporter also on 3 workers)"
+    assert info["host"] == "the swarm manager" and info["other_exporters"] == 3
     assert info["volume_full_percent"] == 85
     assert info["scrapes"]["jupyterhub"] == ["127.0.0.1:8000"]
     assert info["scrapes"]["node"][0] == "127.0.0.1:9100" and len(info["scrapes"]["node"]) == 4
     assert info["alerts"] == [rule["alert"] for rule in alert_rules(spec())]
     assert info["web_ui"] == "https://hub.cis000000.projects.jetstream-cloud.org/prometheus/"
     text = "\n".join(lines(info))
+    assert "node exporter there and on 3 workers" in text
     assert "alerts: JupyterHubDown, SpawnFailures, VolumeAlmostFull" in text and "prometheus_password" in text
     k8s = plan_stack("workshop-k8s")["monitoring"]
     assert k8s == {"enabled": False, "why": "scenario k8s has no monitoring yet"}
