@@ -1,10 +1,11 @@
 """Monitoring of a VM that runs the hub: Prometheus's configuration and alert rules, node
 exporter's arguments, Grafana dashboards and the script that installs them over SSH.
 
-Everything is delivered by one remote command, not by user data: a change of threshold or
-retention re-runs that command and leaves the server alone. Prometheus (Debian/Ubuntu package
-`prometheus`) and node exporter (`prometheus-node-exporter`) listen on 127.0.0.1 only; an admin
-reaches Prometheus's web UI over SSH (README, Monitoring)."""
+Everything is delivered by remote commands, not by user data: a change of threshold or
+retention re-runs the install and leaves the server alone. Prometheus (Debian/Ubuntu package
+`prometheus`) and node exporter (`prometheus-node-exporter`) listen on 127.0.0.1 on the hub's VM
+(node exporter on a swarm worker's private address); admins reach Prometheus's web UI through
+Caddy at /prometheus/ with a password (README, Monitoring)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,6 @@ from renderers.backup import METRICS_FILE, TEXTFILE_DIR
 
 HUB_JOB = "jupyterhub"
 NODE_JOB = "node"
-# The JupyterHub service whose token Prometheus scrapes with: it holds only read:metrics.
-METRICS_SERVICE = "jshub-metrics"
-METRICS_TOKEN_ENV = "JSHUB_METRICS_TOKEN"
 _HEREDOC = "JSHUB_MONITORING_EOF"
 
 
