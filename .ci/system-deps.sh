@@ -7,6 +7,7 @@ packages=(
     caddy           # `caddy validate` checks the rendered Caddyfile
     systemd         # `systemd-analyze verify` checks the hub VM's rendered units
     adduser sudo    # the hub creates Unix accounts for its users
+    prometheus prometheus-node-exporter  # monitoring: promtool checks config and rules; a real Prometheus scrapes the hub
     slurm-wlm munge # scenario hpc: a single-node SLURM cluster (tests/services/start-slurm.sh)
     openssh-server openssh-client   # scenario hpc: the hub reaches the login node over SSH
     docker.io       # the swarm scenario's hub runs on a local single-node swarm

@@ -35,10 +35,16 @@ class HubVMArgs:
 
 
 def hub_env_file(
-    oauth_client_secret: str, admin_token: str, proxy_token: str, workshop: dict[str, str] | None = None
+    oauth_client_secret: str,
+    admin_token: str,
+    proxy_token: str,
+    workshop: dict[str, str] | None = None,
+    metrics_token: str = "",
 ) -> str:
     # workshop: WORKSHOP_PASSWORD (and WORKSHOP_ADMIN_PASSWORD) of a shared-password login.
     extra = "".join(f"{key}={value}\n" for key, value in (workshop or {}).items())
+    # The read-only token Prometheus scrapes /hub/metrics with (monitoring on).
+    extra += f"JSHUB_METRICS_TOKEN={metrics_token}\n" if metrics_token else ""
     return (
         f"OAUTH_CLIENT_SECRET={oauth_client_secret}\n"
         f"JSHUB_ADMIN_TOKEN={admin_token}\n"
@@ -60,6 +66,8 @@ class HubVM(pulumi.ComponentResource):
     url: str
     public_ip: pulumi.Output[str]
     admin_token: pulumi.Output[str]
+    # The jshub-metrics service's token (read:metrics only); empty with monitoring off. Secret.
+    metrics_token: pulumi.Output[str]
     deploy_public_key: pulumi.Output[str]
     data_volume_id: pulumi.Output[str]
     instance_id: pulumi.Output[str]
@@ -80,6 +88,11 @@ class HubVM(pulumi.ComponentResource):
         deploy_key = tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
         admin_token = random.RandomPassword(f"{name}-admin-token", length=48, special=False, opts=child)
         proxy_token = random.RandomPassword(f"{name}-proxy-token", length=48, special=False, opts=child)
+        metrics_token: pulumi.Output[str] = pulumi.Output.from_input("")
+        if cfg.monitoring.on_for(cfg.scenario):
+            metrics_token = random.RandomPassword(
+                f"{name}-metrics-token", length=48, special=False, opts=child
+            ).result
         hub_spec = HubConfigSpec.from_config(cfg)
         proxy = hub_spec.proxy
         assert proxy is not None, "a hub VM runs its proxy as a service of its own"
@@ -123,7 +136,8 @@ class HubVM(pulumi.ComponentResource):
             admin_token.result,
             proxy_token.result,
             pulumi.Output.secret(workshop_secrets(cfg)),
-        ).apply(lambda values: hub_env_file(values[0], values[1], values[2], values[3]))
+            metrics_token,
+        ).apply(lambda values: hub_env_file(values[0], values[1], values[2], values[3], values[4]))
         self.root_disk = [vm.instance_id, cfg.image]
         self.connection = command.remote.ConnectionArgs(
             host=vm.public_ip,
@@ -169,6 +183,7 @@ class HubVM(pulumi.ComponentResource):
         self.url = cfg.hub_url
         self.public_ip = vm.public_ip
         self.admin_token = pulumi.Output.secret(admin_token.result)
+        self.metrics_token = pulumi.Output.secret(metrics_token)
         self.deploy_public_key = deploy_key.public_key_openssh.apply(str.strip)
         self.data_volume_id = vm.volume_ids["data"]
         self.instance_id = vm.instance_id

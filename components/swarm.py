@@ -32,9 +32,11 @@ from renderers.swarm_manager import render_caddy_config_script, render_host_key_
 from stackconfig import StackConfig
 
 
-def cluster_ingress() -> list[Ingress]:
-    """Swarm and NFS ports, open only between members of the cluster's own group."""
-    return [
+def cluster_ingress(node_exporter: bool = False) -> list[Ingress]:
+    """Swarm and NFS ports, open only between members of the cluster's own group; with
+    monitoring, node exporter's port, which the manager's Prometheus scrapes on each worker."""
+    monitoring = [Ingress("node exporter (monitoring)", "tcp", 9100, 9100, from_self=True)]
+    return (monitoring if node_exporter else []) + [
         Ingress("swarm cluster management", "tcp", 2377, 2377, from_self=True),
         Ingress("swarm node gossip", "tcp", 7946, 7946, from_self=True),
         Ingress("swarm node gossip", "udp", 7946, 7946, from_self=True),
@@ -43,6 +45,16 @@ def cluster_ingress() -> list[Ingress]:
         # The stack reaches workers through the manager (they have no public address).
         Ingress("ssh between members", "tcp", 22, 22, from_self=True),
     ]
+
+
+@dataclass(frozen=True)
+class WorkerHost:
+    """A worker as the stack's remote commands reach it (through the manager)."""
+
+    connection: command.remote.ConnectionArgs
+    # Its server's ID and image: what a step that installs on its root disk triggers on.
+    root_disk: list[pulumi.Input[str]]
+    private_ip: pulumi.Output[str]
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class SwarmCluster(pulumi.ComponentResource):
     manager_instance_id: pulumi.Output[str]
     # What resources that need a working swarm (the hub) must depend on.
     ready: list[pulumi.Resource]
+    workers: list[WorkerHost]
 
     def __init__(self, name: str, args: SwarmClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jshub:index:SwarmCluster", name, None, opts)
@@ -85,7 +98,7 @@ class SwarmCluster(pulumi.ComponentResource):
         host_key = tls.PrivateKey(f"{name}-manager-host-key", algorithm="ED25519", opts=child)
         members = RoleSecurityGroup(
             f"{pulumi.get_stack()}-swarm",
-            RoleSecurityGroupArgs(role="swarm", ingress=cluster_ingress()),
+            RoleSecurityGroupArgs(role="swarm", ingress=cluster_ingress(cfg.monitoring.on_for(cfg.scenario))),
             opts=child,
         )
 
@@ -179,6 +192,7 @@ class SwarmCluster(pulumi.ComponentResource):
         )
 
         self.worker_names = []
+        self.workers = []
         worker_ips: list[pulumi.Output[str]] = []
         node_commands: list[pulumi.Resource] = []
         worker_user_data = pulumi.Output.all(manager.private_ip, deploy_key.public_key_openssh).apply(
@@ -202,23 +216,24 @@ class SwarmCluster(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-            join = command.remote.Command(
-                f"{worker_name}-join",
-                connection=command.remote.ConnectionArgs(
-                    host=worker.private_ip,
+            to_worker = command.remote.ConnectionArgs(
+                host=worker.private_ip,
+                user=DEFAULT_LOGIN_USER,
+                private_key=deploy_key.private_key_openssh,
+                dial_error_limit=60,
+                per_dial_timeout=10,
+                # Workers have no public address: the stack reaches them through the manager.
+                proxy=command.remote.ProxyConnectionArgs(
+                    host=manager.public_ip,
                     user=DEFAULT_LOGIN_USER,
                     private_key=deploy_key.private_key_openssh,
                     dial_error_limit=60,
                     per_dial_timeout=10,
-                    # Workers have no public address: the stack reaches them through the manager.
-                    proxy=command.remote.ProxyConnectionArgs(
-                        host=manager.public_ip,
-                        user=DEFAULT_LOGIN_USER,
-                        private_key=deploy_key.private_key_openssh,
-                        dial_error_limit=60,
-                        per_dial_timeout=10,
-                    ),
                 ),
+            )
+            join = command.remote.Command(
+                f"{worker_name}-join",
+                connection=to_worker,
                 create=manager.private_ip.apply(render_swarm_join_script),
                 # No `swarm leave` on delete: a join is replaced when the swarm is new, and the
                 # old one's delete would run after the new join and take the worker out again.
@@ -245,6 +260,7 @@ class SwarmCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[join]),
             )
             self.worker_names.append(worker_name)
+            self.workers.append(WorkerHost(to_worker, [worker.instance_id, cfg.image], worker.private_ip))
             worker_ips.append(worker.private_ip)
             node_commands.append(node)
 

@@ -57,6 +57,8 @@ class SwarmHubArgs:
     # The swarm's cluster ID: when it changes (a new swarm on a replaced or re-imaged manager),
     # every Docker object of the hub is made again there.
     swarm_id: pulumi.Input[str] | None = None
+    # The token of the hub's read-only jshub-metrics service (monitoring on), a docker secret.
+    metrics_token: pulumi.Input[str] | None = None
 
 
 class SwarmHub(pulumi.ComponentResource):
@@ -71,7 +73,8 @@ class SwarmHub(pulumi.ComponentResource):
         assert isinstance(hub_spec.spawner, SwarmSpawnerSpec)
         service: HubServiceSpec = hub_service_spec(
             hub_spec.spawner.hub_image,
-            secrets=hub_secret_names(cfg.auth.type, cfg.workshop_admin_password is not None),
+            secrets=hub_secret_names(cfg.auth.type, cfg.workshop_admin_password is not None)
+            + (("jshub_metrics_token",) if args.metrics_token is not None else ()),
         )
 
         # `ssh-add` of the operator's key pair lets the provider log in as ubuntu (cloud-init adds
@@ -137,6 +140,8 @@ class SwarmHub(pulumi.ComponentResource):
             **{key: pulumi.Output.secret(value) for key, value in plain.items()},
             "jshub_admin_token": pulumi.Output.secret(pulumi.Output.from_input(args.admin_token)),
         }
+        if args.metrics_token is not None:
+            values["jshub_metrics_token"] = pulumi.Output.secret(pulumi.Output.from_input(args.metrics_token))
         secrets = []
         for secret_name in service.secrets:
             value = values[secret_name]

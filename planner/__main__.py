@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from planner import backup, diagram, report
+from planner import backup, diagram, monitoring, report
 from planner.plan import PROJECT_DIR, PlanError, plan_stack
 
 
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ! {wait['to']} waits for {wait['from']} without a data dependency (+{wait['extra_s']} s)")
     print("\nQuotas: " + ", ".join(_quota_use(q) for q in plan["quotas"]))
     print("\n" + "\n".join(backup.lines(plan["backup"])))
+    print("\n" + "\n".join(monitoring.lines(plan["monitoring"])))
     print(
         f"\nRendered files ({len(files)}) under {out_dir.relative_to(Path.cwd()) if out_dir.is_relative_to(Path.cwd()) else out_dir}/"
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import pulumi
 
-from planner import backup, cost, estimate, quota, report, stackfile
+from planner import backup, cost, estimate, monitoring, quota, report, stackfile
 from planner.harness import main_program, run_program
 from policy.rules import check_plan
 from stackconfig import StackConfig, parse
@@ -60,6 +60,7 @@ def plan_stack(
     plan["cost"] = cost.cost(plan["resources"], cfg.concurrent_users, user_guarantees(cfg), workshop_hours)
     plan["estimate"] = estimate.estimate(plan["resources"])
     plan["backup"] = backup.report(cfg, plan["resources"])
+    plan["monitoring"] = monitoring.report(cfg, plan["resources"])
     # The policy pack's own rules, on the planned inputs (secrets known by their markers).
     plan["policy_violations"] = [
         {"rule": v.rule, "resource": v.resource, "message": v.message, "enforcement": v.enforcement}

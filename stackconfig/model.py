@@ -28,6 +28,7 @@ from catalog import (
 from stackconfig.backup import BackupConfig
 from stackconfig.base import ConfigModel
 from stackconfig.hpc import HpcConfig
+from stackconfig.monitoring import MonitoringConfig
 
 Scenario = Literal["single", "hpc", "swarm", "k8s"]
 SCENARIOS: tuple[str, ...] = ("single", "hpc", "swarm", "k8s")
@@ -489,6 +490,12 @@ class StackConfig(ConfigModel):
         "schedule (systemd OnCalendar, default '*-*-* 03:15:00'), retention: {keepDaily: 7, keepWeekly: 4, "
         "keepMonthly: 6}, maxAgeHours: 30, container}; unset enabled: on for single, hpc and swarm. See "
         "README, Backups and restore.",
+    )
+    monitoring: MonitoringConfig = Field(
+        default_factory=MonitoringConfig,
+        description="Prometheus and node exporter on the hub's VM with alert rules: {enabled, retentionDays: 15, "
+        "volumeFullPercent: 85, spawnFailuresPerHour: 3}; unset enabled: on for swarm, off for single and hpc. "
+        "See README, Monitoring.",
     )
     hpc_ssh_private_key: SecretStr | None = Field(
         default=None,

@@ -14,6 +14,7 @@ from stackconfig.errors import Problem
 from stackconfig.hpc import SAMPLE_USER, unix_name
 from stackconfig.images import image_provides_packages
 from stackconfig.model import HUB_OVERHEAD_GB, OAUTH_TYPES, SHARED_FOLDER_SCENARIOS, StackConfig
+from stackconfig.monitoring import MONITORING_SCENARIOS
 
 
 def hub_name_fits_certificate(cfg: StackConfig) -> list[Problem]:
@@ -631,6 +632,19 @@ def shared_folder_supported(cfg: StackConfig) -> list[Problem]:
     return []
 
 
+def monitoring_supported(cfg: StackConfig) -> list[Problem]:
+    if cfg.monitoring.enabled and cfg.scenario not in MONITORING_SCENARIOS:
+        return [
+            Problem(
+                "monitoring.enabled",
+                f"monitoring runs on the VM that runs the hub (scenarios {', '.join(MONITORING_SCENARIOS)}); "
+                f"scenario {cfg.scenario} has none yet: remove it or set it to false",
+                True,
+            )
+        ]
+    return []
+
+
 RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     auth_secrets_match_type,
     hub_name_fits_certificate,
@@ -650,6 +664,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     image_provides_packages,
     backup_supported,
     shared_folder_supported,
+    monitoring_supported,
 )
 
 

@@ -18,8 +18,10 @@ from components import (
 )
 from components.firewall import Ingress, ssh_ingress, web_ingress
 from renderers.backup import hub_backup_paths
+from renderers.hub_config import HubPaths
 from stackconfig import StackConfig
 from stacks.backup import backup
+from stacks.monitoring import monitoring
 
 
 def openstack_provider() -> openstack.Provider:
@@ -75,4 +77,5 @@ def hub_vm(cfg: StackConfig, opts: pulumi.ResourceOptions, extra_ingress: Sequen
     pulumi.export("deploy_public_key", hub.deploy_public_key)
     pulumi.export("data_volume_id", hub.data_volume_id)
     backup(cfg, hub.connection, hub.root_disk, hub_backup_paths(), opts)
+    monitoring(cfg, hub.connection, hub.root_disk, hub.metrics_token, HubPaths().data_root, opts)
     return hub

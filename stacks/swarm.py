@@ -6,13 +6,15 @@ from __future__ import annotations
 import pulumi
 import pulumi_random as random
 
+from components.monitoring import MonitoredHost
 from components.swarm import SwarmCluster, SwarmClusterArgs
 from components.swarm_hub import SwarmHub, SwarmHubArgs
 from renderers.backup import hub_backup_paths
-from renderers.swarm import IMAGE_PATHS
+from renderers.swarm import EXPORT_ROOT, IMAGE_PATHS
 from stackconfig import StackConfig
 from stacks.backup import backup
 from stacks.common import hub_security_group, network, openstack_provider
+from stacks.monitoring import monitoring
 
 
 def build(cfg: StackConfig) -> None:
@@ -30,6 +32,9 @@ def build(cfg: StackConfig) -> None:
         opts=opts,
     )
     admin_token = random.RandomPassword("hub-admin-token", length=48, special=False)
+    metrics_token = None
+    if cfg.monitoring.on_for(cfg.scenario):
+        metrics_token = random.RandomPassword("hub-metrics-token", length=48, special=False).result
     hub = SwarmHub(
         "hub",
         SwarmHubArgs(
@@ -39,6 +44,7 @@ def build(cfg: StackConfig) -> None:
             depends_on=cluster.ready,
             manager_host_key=cluster.manager_host_key,
             swarm_id=cluster.swarm_id,
+            metrics_token=metrics_token,
         ),
     )
     pulumi.export("url", hub.url)
@@ -51,3 +57,14 @@ def build(cfg: StackConfig) -> None:
     # The homes and the hub's database are on the manager's volume, where the image's paths put them.
     manager_root_disk: list[pulumi.Input[str]] = [cluster.manager_instance_id, cfg.image]
     backup(cfg, cluster.manager_connection, manager_root_disk, hub_backup_paths(IMAGE_PATHS), opts)
+    if metrics_token is not None:
+        workers = [MonitoredHost(w.connection, w.root_disk, w.private_ip) for w in cluster.workers]
+        monitoring(
+            cfg,
+            cluster.manager_connection,
+            manager_root_disk,
+            metrics_token,
+            EXPORT_ROOT,
+            opts,
+            workers=workers,
+        )

@@ -214,6 +214,10 @@ MATRIX: list[Row] = [
     Row("persistent-swarm", {"auth.admins": ["octocat", "hubber"]}),
     Row("persistent-swarm", {"letsEncryptEmail": "ops@example.org"}),
     Row("persistent-swarm", {"hubHostname": "jupyter"}),
+    # monitoring: thresholds rewrite Prometheus's files in place; on or off touches no server
+    Row("persistent-swarm", {"monitoring.volumeFullPercent": 90}, {}, frozenset({"^monitoring-install$"})),
+    Row("persistent-swarm", {"monitoring.enabled": False}),
+    Row("dev", {"monitoring.enabled": True}),
     # k8s (k3s)
     Row(
         "workshop-k8s",

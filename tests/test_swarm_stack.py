@@ -112,6 +112,8 @@ def test_homes_volume_is_protected_and_the_hub_is_a_swarm_service_on_the_manager
     assert {s["fileName"] for s in spec["containerSpec"]["secrets"]} == {
         "oauth_client_secret",
         "jshub_admin_token",
+        # monitoring is on by default for swarm: Prometheus's read-only token
+        "jshub_metrics_token",
     }
     assert service.inputs["endpointSpec"]["mode"] == "vip"
     for secret in by_type(rec, "docker:index/secret:Secret"):
@@ -144,10 +146,12 @@ def test_scaling_up_adds_only_the_new_workers_resources() -> None:
         "swarm-worker-2-server",
         "swarm-worker-2-join",
         "swarm-worker-2-node",
+        "monitoring-node-exporter-2",  # monitoring is on by default for swarm
     }
     changed = {name for name in two if two[name].inputs != three[name].inputs}
-    # Only the export table learns the new worker's address; manager, volume, hub untouched.
-    assert changed == {"swarm-nfs-exports"}, changed
+    # Only the export table and Prometheus's targets learn the new worker's address; manager,
+    # volume, hub untouched.
+    assert changed == {"swarm-nfs-exports", "monitoring-install"}, changed
 
 
 def test_scaling_down_removes_only_the_last_workers() -> None:
@@ -158,6 +162,7 @@ def test_scaling_down_removes_only_the_last_workers() -> None:
         "swarm-worker-2-server",
         "swarm-worker-2-join",
         "swarm-worker-2-node",
+        "monitoring-node-exporter-2",
     }
     assert "docker node rm" in three["swarm-worker-2-node"].inputs["delete"]
 
@@ -217,7 +222,7 @@ def test_workers_rejoin_a_new_swarm_and_the_hub_is_made_again_there() -> None:
         assert node.inputs["triggers"][-1] == placeholder_id(COMMAND, "swarm-swarm-init")
     docker_objects = [r for r in rec.registrations if r.type.startswith("docker:index/") and r.custom]
     labelled = [r for r in docker_objects if r.type != "docker:index/image:Image"]
-    assert len(labelled) == 5  # network, config, two secrets, service
+    assert len(labelled) == 6  # network, config, three secrets (one the metrics token), service
     for r in labelled:
         assert r.inputs["labels"][0]["label"] == "org.jupyterhub-jetstream.swarm", r.name
         assert swarm_id.urn in r.property_dependency_urns["labels"], r.name

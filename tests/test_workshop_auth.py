@@ -374,7 +374,13 @@ def test_swarm_hub_gets_the_passwords_as_docker_secrets() -> None:
     service = next(r for r in rec.registrations if r.type == "docker:index/service:Service")
     files = {s["fileName"] for s in service.inputs["taskSpec"]["containerSpec"]["secrets"]}
     # The entrypoint turns workshop_password into WORKSHOP_PASSWORD, which the config reads.
-    assert files == {"jshub_admin_token", "workshop_password", "workshop_admin_password"}
+    # jshub_metrics_token: monitoring is on by default for swarm.
+    assert files == {
+        "jshub_admin_token",
+        "workshop_password",
+        "workshop_admin_password",
+        "jshub_metrics_token",
+    }
     secrets = [r for r in rec.registrations if r.type == "docker:index/secret:Secret"]
     assert secrets and all(s.inputs["data"] == SECRET for s in secrets)
     # A plain hash of a short password in the secret's visible name could be searched.
@@ -395,7 +401,8 @@ def test_swarm_hub_with_native_sign_up_has_no_password_secret() -> None:
     rec = run_mocked(lambda: build(make_config(**changes)), {**BASE_CONFIG, **changes})
     service = next(r for r in rec.registrations if r.type == "docker:index/service:Service")
     assert [s["fileName"] for s in service.inputs["taskSpec"]["containerSpec"]["secrets"]] == [
-        "jshub_admin_token"
+        "jshub_admin_token",
+        "jshub_metrics_token",  # monitoring is on by default for swarm
     ]
     requirements = (Path(__file__).parent.parent / "hub" / "swarm" / "requirements.txt").read_text()
     assert "jupyterhub-nativeauthenticator==1.3.0" in requirements

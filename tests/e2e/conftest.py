@@ -111,6 +111,8 @@ class Hub(HubClient):
     ports: dict[str, str]
     # The stack the hub runs: the module's HUB_STACK (e.g. another login type), else STACK.
     stack: dict[str, Any] = dataclasses.field(default_factory=lambda: STACK)
+    # The read-only jshub-metrics service's token, as the stack writes it with monitoring on.
+    metrics_token: str = dataclasses.field(default_factory=lambda: secrets.token_hex(32))
     proxy: LocalProxy | None = None
     process: subprocess.Popen[bytes] | None = None
     groups: list[int] = dataclasses.field(default_factory=list)  # one per hub started
@@ -133,7 +135,11 @@ class Hub(HubClient):
         # EnvironmentFile holds, as the stack writes them. Nothing else leaks in from the runner.
         cfg = stackconfig.parse(self.stack, secret_keys=list(self.stack))
         secrets_file = hub_env_file(
-            "e2e-dummy-client-secret", self.admin_token, self.proxy_token, workshop_secrets(cfg)
+            "e2e-dummy-client-secret",
+            self.admin_token,
+            self.proxy_token,
+            workshop_secrets(cfg),
+            metrics_token=self.metrics_token,
         )
         return {
             "PATH": ":".join(self.env_path()),
