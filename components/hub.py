@@ -138,7 +138,7 @@ class HubVM(pulumi.ComponentResource):
             pulumi.Output.secret(workshop_secrets(cfg)),
             metrics_token,
         ).apply(lambda values: hub_env_file(values[0], values[1], values[2], values[3], values[4]))
-        self.root_disk = [vm.instance_id, cfg.image]
+        self.root_disk = vm.root_disk
         self.connection = command.remote.ConnectionArgs(
             host=vm.public_ip,
             user=DEFAULT_LOGIN_USER,

@@ -298,7 +298,7 @@ class K8sCluster(pulumi.ComponentResource):
                 # again. The instance ID, the node's address and the first node's floating IP
                 # are all it waits for: the installer on the node waits for the token, and
                 # nothing waits for the volumes' attachment, so no depends_on on the VM.
-                triggers=[vm.instance_id, cfg.image],
+                triggers=vm.root_disk,
                 opts=pulumi.ResourceOptions(
                     parent=self, additional_secret_outputs=["stdin", "stdout", "stderr"]
                 ),
@@ -320,7 +320,7 @@ class K8sCluster(pulumi.ComponentResource):
                 logging=command.remote.Logging.STDOUT_AND_STDERR,
                 # Nodes ignore changes to their user data; this is how a new k3sVersion reaches
                 # them, and how a rebuilt node (booted with its original user data) catches up.
-                triggers=[vm.instance_id, cfg.image, k8s.k3s_version],
+                triggers=[*vm.root_disk, k8s.k3s_version],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[token_command]),
             )
             ready = command.remote.Command(
@@ -330,7 +330,7 @@ class K8sCluster(pulumi.ComponentResource):
                 logging=command.remote.Logging.STDOUT_AND_STDERR,
                 # The same changes that rebuild (image), resize (flavor) or upgrade (version) the
                 # node run this again, so the next node waits for this one every time.
-                triggers=[vm.instance_id, cfg.image, flavor, k8s.k3s_version],
+                triggers=[*vm.root_disk, flavor, k8s.k3s_version],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[version]),
             )
             return NodeSteps(token_command, version, ready)
@@ -382,7 +382,7 @@ class K8sCluster(pulumi.ComponentResource):
             logging=command.remote.Logging.NONE,
             # A rebuilt first node keeps its ID; k3s writes its admin kubeconfig again at start,
             # so the image is a trigger too and the provider gets the file the node now serves.
-            triggers=[first.instance_id, cfg.image],
+            triggers=first.root_disk,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[s.token for s in server_steps] + [s.ready for s in server_steps],

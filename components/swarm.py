@@ -80,7 +80,8 @@ class SwarmCluster(pulumi.ComponentResource):
     swarm_id: pulumi.Output[str]
     # How the stack's remote commands reach the manager (holds the deploy key: secret).
     manager_connection: command.remote.ConnectionArgs
-    manager_instance_id: pulumi.Output[str]
+    # The manager's root disk (components/vm.py): what its backup and monitoring installs follow.
+    manager_root_disk: list[pulumi.Input[str]]
     # What resources that need a working swarm (the hub) must depend on.
     ready: list[pulumi.Resource]
     workers: list[WorkerHost]
@@ -150,7 +151,7 @@ class SwarmCluster(pulumi.ComponentResource):
         )
 
         # A re-imaged root disk (image) has lost what these put there.
-        on_manager = [manager.instance_id, cfg.image]
+        on_manager = manager.root_disk
         command.remote.Command(
             f"{name}-caddy",
             connection=to_manager,
@@ -241,7 +242,7 @@ class SwarmCluster(pulumi.ComponentResource):
                 # swarm by the manager (the node command below).
                 stdin=join_token,
                 logging=command.remote.Logging.STDERR,
-                triggers=[worker.instance_id, cfg.image, init.id],
+                triggers=[*worker.root_disk, init.id],
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     depends_on=[worker, init],
@@ -256,11 +257,11 @@ class SwarmCluster(pulumi.ComponentResource):
                 create=render_node_ready_script(worker_name),
                 delete=render_node_remove_script(worker_name),
                 # Again on a new swarm (labels are the swarm's) or a re-imaged worker.
-                triggers=[worker.instance_id, cfg.image, init.id],
+                triggers=[*worker.root_disk, init.id],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[join]),
             )
             self.worker_names.append(worker_name)
-            self.workers.append(WorkerHost(to_worker, [worker.instance_id, cfg.image], worker.private_ip))
+            self.workers.append(WorkerHost(to_worker, worker.root_disk, worker.private_ip))
             worker_ips.append(worker.private_ip)
             node_commands.append(node)
 
@@ -282,7 +283,7 @@ class SwarmCluster(pulumi.ComponentResource):
         self.manager_host_key = host_key.public_key_openssh.apply(str.strip)
         self.swarm_id = swarm_id.stdout.apply(str.strip)
         self.manager_connection = to_manager
-        self.manager_instance_id = manager.instance_id
+        self.manager_root_disk = manager.root_disk
         self.ready = [init, exports, install_host_key, swarm_id, *node_commands]
         self.register_outputs(
             {

@@ -76,6 +76,10 @@ class JetstreamVMArgs:
 
 class JetstreamVM(pulumi.ComponentResource):
     instance_id: pulumi.Output[str]
+    # What identifies the server's root disk: its ID (a replacement) and its image (a rebuild
+    # keeps the ID and re-images the disk). A remote step that puts state on the root disk
+    # triggers on these, so it runs again whenever that state is gone.
+    root_disk: list[pulumi.Input[str]]
     private_ip: pulumi.Output[str]
     public_ip: pulumi.Output[str] | None
     volume_ids: dict[str, pulumi.Output[str]]
@@ -136,6 +140,7 @@ class JetstreamVM(pulumi.ComponentResource):
             )
 
         self.instance_id = instance.id
+        self.root_disk = [instance.id, args.image]
         self.private_ip = port.all_fixed_ips.apply(lambda ips: ips[0] if ips else "")
         self.public_ip = None
         self.fqdn = None

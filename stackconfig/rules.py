@@ -595,17 +595,23 @@ def swarm_notebooks_fit_workers(cfg: StackConfig) -> list[Problem]:
     return problems
 
 
-def backup_supported(cfg: StackConfig) -> list[Problem]:
-    if cfg.backup.enabled and cfg.scenario not in BACKUP_SCENARIOS:
+def _only_on(key: str, enabled: bool, scenario: str, scenarios: tuple[str, ...], where: str) -> list[Problem]:
+    """A feature switched on for a scenario that has none yet: `where` says what it runs on."""
+    if enabled and scenario not in scenarios:
         return [
             Problem(
-                "backup.enabled",
-                f"backups run on the VM that holds the homes (scenarios {', '.join(BACKUP_SCENARIOS)}); "
-                f"scenario {cfg.scenario} has none yet: remove it or set it to false",
+                key,
+                f"{where} (scenarios {', '.join(scenarios)}); "
+                f"scenario {scenario} has none yet: remove it or set it to false",
                 True,
             )
         ]
     return []
+
+
+def backup_supported(cfg: StackConfig) -> list[Problem]:
+    where = "backups run on the VM that holds the homes"
+    return _only_on("backup.enabled", bool(cfg.backup.enabled), cfg.scenario, BACKUP_SCENARIOS, where)
 
 
 def shared_folder_supported(cfg: StackConfig) -> list[Problem]:
@@ -633,16 +639,8 @@ def shared_folder_supported(cfg: StackConfig) -> list[Problem]:
 
 
 def monitoring_supported(cfg: StackConfig) -> list[Problem]:
-    if cfg.monitoring.enabled and cfg.scenario not in MONITORING_SCENARIOS:
-        return [
-            Problem(
-                "monitoring.enabled",
-                f"monitoring runs on the VM that runs the hub (scenarios {', '.join(MONITORING_SCENARIOS)}); "
-                f"scenario {cfg.scenario} has none yet: remove it or set it to false",
-                True,
-            )
-        ]
-    return []
+    where = "monitoring runs on the VM that runs the hub"
+    return _only_on("monitoring.enabled", bool(cfg.monitoring.enabled), cfg.scenario, MONITORING_SCENARIOS, where)
 
 
 RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (

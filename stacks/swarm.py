@@ -55,14 +55,13 @@ def build(cfg: StackConfig) -> None:
     pulumi.export("workers", cluster.worker_names)
     pulumi.export("hub_image", hub.image)
     # The homes and the hub's database are on the manager's volume, where the image's paths put them.
-    manager_root_disk: list[pulumi.Input[str]] = [cluster.manager_instance_id, cfg.image]
-    backup(cfg, cluster.manager_connection, manager_root_disk, hub_backup_paths(IMAGE_PATHS), opts)
+    backup(cfg, cluster.manager_connection, cluster.manager_root_disk, hub_backup_paths(IMAGE_PATHS), opts)
     if metrics_token is not None:
         workers = [MonitoredHost(w.connection, w.root_disk, w.private_ip) for w in cluster.workers]
         monitoring(
             cfg,
             cluster.manager_connection,
-            manager_root_disk,
+            cluster.manager_root_disk,
             metrics_token,
             EXPORT_ROOT,
             opts,
