@@ -17,25 +17,13 @@ import planner.mocks
 from components.backup import BackupStore, BackupStoreArgs, container_name
 from planner.mocks import SECRET
 from planner.plan import plan_stack
-from renderers.backup import BackupSpec, hub_backup_paths
 from tests.conftest import one, run_mocked
+from tests.test_backup import spec
 
 CONTAINER = "openstack:objectstorage/container:Container"
 EC2 = "openstack:identity/ec2CredentialV3:Ec2CredentialV3"
 COMMAND = "command:remote:Command"
 PASSWORD = "random:index/randomPassword:RandomPassword"
-
-
-def spec() -> BackupSpec:
-    return BackupSpec(
-        host="hub.cis230000.projects.jetstream-cloud.org",
-        paths=hub_backup_paths(),
-        schedule="*-*-* 03:15:00",
-        keep_daily=7,
-        keep_weekly=4,
-        keep_monthly=6,
-        max_age_hours=30,
-    )
 
 
 def test_backup_store_protects_the_container_and_keeps_credentials_secret(

@@ -7,51 +7,29 @@ Needs root, adduser and configurable-http-proxy (`make system-deps`).
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.jshub_commands import SMOKE_STEPS, run_jshub, smoke_rows
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Hub
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-STEPS = (
-    "reach the hub",
-    "create user",
-    "start server",
-    "run a cell",
-    "stop server",
-    "start server again",
-    "file kept after restart",
-    "stop server again",
-    "delete user",
-)
-
 
 def smoke(hub: Hub, token: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "JSHUB_URL": hub.public_url, "JSHUB_TOKEN": token}
-    return subprocess.run(
-        [sys.executable, "-m", "jshub.smoke", "--timeout", "120", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return run_jshub("smoke", hub.public_url, token, "--timeout", "120", *args)
 
 
 def test_smoke_test_passes_against_the_single_hub(hub: Hub) -> None:
     done = smoke(hub, hub.admin_token, "--user", "e2e-smoke")
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{hub.log_tail()}"
-    rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines()}
-    for step in STEPS:
+    rows = smoke_rows(done.stdout)
+    for step in SMOKE_STEPS:
         assert "ok" in rows[step], done.stdout
     assert "Python 3." in rows["run a cell"]
     assert rows["total"].split()[-1].replace(".", "").isdigit()

@@ -8,10 +8,8 @@ Needs root, adduser and configurable-http-proxy (`make system-deps`).
 
 from __future__ import annotations
 
-import os
 import pwd
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,26 +18,16 @@ import pytest
 
 from jshub.hubapi import HubAPI
 from tests.e2e.conftest import random_username
+from tests.jshub_commands import run_jshub
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Hub
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def users(hub: Hub, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "JSHUB_URL": hub.public_url, "JSHUB_TOKEN": hub.admin_token}
-    return subprocess.run(
-        [sys.executable, "-m", "jshub.users", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return run_jshub("users", hub.public_url, hub.admin_token, *args)
 
 
 @pytest.fixture(scope="module")

@@ -8,30 +8,15 @@ Needs root, slurm-wlm, munge, openssh-server and configurable-http-proxy (`make 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e_hpc.conftest import Hub, LoginNode, squeue, start_hub
+from tests.jshub_commands import SMOKE_STEPS, run_jshub, smoke_rows
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
-STEPS = (
-    "reach the hub",
-    "create user",
-    "start server",
-    "run a cell",
-    "stop server",
-    "start server again",
-    "file kept after restart",
-    "stop server again",
-    "delete user",
-)
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +32,10 @@ def hub(login_node: LoginNode, scratch: Path) -> Iterator[Hub]:
 
 
 def test_smoke_test_passes_against_the_slurm_hub(hub: Hub, login_node: LoginNode) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "jshub.smoke", "--timeout", "120", "--user", "e2e-smoke"],
-        cwd=ROOT,
-        env={**os.environ, "JSHUB_URL": hub.public_url, "JSHUB_TOKEN": hub.admin_token},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = run_jshub("smoke", hub.public_url, hub.admin_token, "--timeout", "120", "--user", "e2e-smoke")
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{hub.log_tail()}"
-    rows = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines()}
-    for step in STEPS:
+    rows = smoke_rows(done.stdout)
+    for step in SMOKE_STEPS:
         assert "ok" in rows[step], done.stdout
     # The cell ran in the job, as the community account, in its home on the HPC side.
     assert f"wrote {login_node.home}/jshub-smoke.txt" in rows["run a cell"], done.stdout
