@@ -640,7 +640,9 @@ def shared_folder_supported(cfg: StackConfig) -> list[Problem]:
 
 def monitoring_supported(cfg: StackConfig) -> list[Problem]:
     where = "monitoring runs on the VM that runs the hub"
-    return _only_on("monitoring.enabled", bool(cfg.monitoring.enabled), cfg.scenario, MONITORING_SCENARIOS, where)
+    return _only_on(
+        "monitoring.enabled", bool(cfg.monitoring.enabled), cfg.scenario, MONITORING_SCENARIOS, where
+    )
 
 
 RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
