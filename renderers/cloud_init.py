@@ -20,6 +20,13 @@ HUB_ENV_FILE = "/etc/jupyterhub/secrets/hub.env"
 PROXY_ENV_FILE = "/etc/jupyterhub/secrets/proxy.env"
 PROXY_UNIT = "jshub-proxy.service"
 HUB_UNIT = "jupyterhub.service"
+CADDY_MOUNT_DROPIN = "/etc/systemd/system/caddy.service.d/jshub-data-volume.conf"
+
+
+def render_caddy_mount_dropin(mount_root: str) -> str:
+    """Caddy keeps its certificates on the data volume: after a reboot it must not start
+    before the volume is mounted (it would start over on the root disk)."""
+    return f"[Unit]\nRequiresMountsFor={mount_root}\n"
 
 
 @dataclass(frozen=True)
@@ -82,12 +89,7 @@ def render_hub_cloud_init(spec: HubBootSpec) -> str:
                 "/etc/systemd/system/jshub-block-metadata.service",
                 render("jshub-block-metadata.service.j2"),
             ),
-            # Caddy keeps its certificates on the data volume: after a reboot it must not
-            # start before the volume is mounted (it would start over on the root disk).
-            _file(
-                "/etc/systemd/system/caddy.service.d/jshub-data-volume.conf",
-                f"[Unit]\nRequiresMountsFor={paths.data_root}\n",
-            ),
+            _file(CADDY_MOUNT_DROPIN, render_caddy_mount_dropin(paths.data_root)),
         ],
         "runcmd": [
             ["/usr/local/sbin/jshub-setup-data-volume"],

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from renderers import render
-from renderers.cloud_init import to_user_data
+from renderers.cloud_init import CADDY_MOUNT_DROPIN, render_caddy_mount_dropin, to_user_data
 from renderers.hub_config import HubConfigSpec, HubPaths, SwarmSpawnerSpec
 from renderers.scripts import render_data_volume_script
 from stackconfig import StackConfig
@@ -32,6 +32,10 @@ OVERLAY_MTU_OPTION = "com.docker.network.driver.mtu"
 # The XFS volume on the manager: homes, hub state, quota bookkeeping.
 EXPORT_ROOT = "/export"
 NODE_HOME_ROOT = "/srv/jshub/home"
+# Caddy's ACME account and certificates, on the homes volume (not exported): a rebuilt or
+# replaced manager keeps them instead of asking Let's Encrypt again, whose limit is five
+# certificates a week for one name.
+CADDY_STORAGE = f"{EXPORT_ROOT}/caddy"
 USER_HOME_COMMAND = "/usr/local/sbin/jshub-user-home"
 EXPORTS_FILE = "/etc/exports.d/jshub.exports"
 NOTEBOOK_LABEL = "jshub.notebooks=true"
@@ -272,8 +276,10 @@ def render_manager_cloud_init(spec: ManagerBootSpec) -> str:
                     fqdn=spec.fqdn,
                     email=spec.lets_encrypt_email,
                     upstream=f"127.0.0.1:{HUB_PORT}",
+                    storage=CADDY_STORAGE,
                 ),
             ),
+            _file(CADDY_MOUNT_DROPIN, render_caddy_mount_dropin(EXPORT_ROOT)),
         ],
         "runcmd": [
             ["/usr/local/sbin/jshub-setup-data-volume"],
@@ -291,6 +297,9 @@ def render_manager_cloud_init(spec: ManagerBootSpec) -> str:
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", "docker.service", "nfs-server.service"],
             ["systemctl", "enable", "--now", *_NODE_UNITS],
+            ["install", "-d", "-m", "0700", "-o", "caddy", "-g", "caddy", CADDY_STORAGE],
+            # A rebuild onto another image may give the caddy user another UID.
+            ["chown", "-R", "caddy:caddy", CADDY_STORAGE],
             ["systemctl", "restart", "caddy.service"],
         ],
     }

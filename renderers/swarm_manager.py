@@ -6,22 +6,34 @@ key it is shown). Pure functions of plain values."""
 from __future__ import annotations
 
 from renderers import render
-from renderers.swarm import HUB_PORT
+from renderers.cloud_init import CADDY_MOUNT_DROPIN, render_caddy_mount_dropin
+from renderers.swarm import CADDY_STORAGE, EXPORT_ROOT, HUB_PORT
 
 CADDYFILE = "/etc/caddy/Caddyfile"
 HUB_UPSTREAM = f"127.0.0.1:{HUB_PORT}"
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
+# Where Debian's and Ubuntu's caddy package keeps its state when nothing else is configured:
+# managers deployed before CADDY_STORAGE have their certificates here.
+CADDY_DEFAULT_STORAGE = "/var/lib/caddy/.local/share/caddy"
 
 
 def render_caddyfile(fqdn: str, email: str, upstream: str = HUB_UPSTREAM) -> str:
-    return render("Caddyfile.j2", fqdn=fqdn, email=email, upstream=upstream)
+    return render("Caddyfile.j2", fqdn=fqdn, email=email, upstream=upstream, storage=CADDY_STORAGE)
 
 
 def render_caddy_config_script(fqdn: str, email: str, upstream: str = HUB_UPSTREAM) -> str:
     content = render_caddyfile(fqdn, email, upstream)
     if "CADDYFILE" in content:
         raise ValueError("the Caddyfile must not contain the here-document's end marker")
-    return render("swarm-caddy.sh.j2", caddyfile=CADDYFILE, content=content)
+    return render(
+        "swarm-caddy.sh.j2",
+        caddyfile=CADDYFILE,
+        content=content,
+        storage=CADDY_STORAGE,
+        default_storage=CADDY_DEFAULT_STORAGE,
+        dropin=CADDY_MOUNT_DROPIN,
+        dropin_content=render_caddy_mount_dropin(EXPORT_ROOT),
+    )
 
 
 def render_host_key_script() -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -19,9 +21,11 @@ import yaml
 
 from renderers import swarm_manager
 from renderers.boot import boot_commands
+from renderers.cloud_init import CADDY_MOUNT_DROPIN
 from renderers.hub_config import HubConfigSpec, render_jupyterhub_config
 from renderers.scripts import render_data_volume_script
 from renderers.swarm import (
+    CADDY_STORAGE,
     ManagerBootSpec,
     WorkerBootSpec,
     export_line,
@@ -438,18 +442,67 @@ def test_host_key_script_installs_the_stacks_key_and_restarts_sshd_once(tmp_path
     assert "ED25519" in result.stdout
 
 
+def _caddy_script(tmp_path: Path, email: str) -> tuple[str, dict[str, Path]]:
+    """The rendered Caddy script with its system paths moved under tmp_path."""
+    paths = {
+        "caddyfile": tmp_path / "Caddyfile",
+        "storage": tmp_path / "export" / "caddy",
+        "default": tmp_path / "var-lib-caddy",
+        "dropin": tmp_path / "caddy.service.d" / "jshub-data-volume.conf",
+    }
+    script = swarm_manager.render_caddy_config_script("hub.example.org", email)
+    script = script.replace(swarm_manager.CADDYFILE, str(paths["caddyfile"]))
+    script = script.replace(CADDY_STORAGE, str(paths["storage"]))
+    script = script.replace(swarm_manager.CADDY_DEFAULT_STORAGE, str(paths["default"]))
+    script = script.replace(CADDY_MOUNT_DROPIN, str(paths["dropin"]))
+    return script, paths
+
+
 def test_caddy_script_writes_the_new_config_and_reloads_only_on_change(tmp_path: Path) -> None:
     bash = require_tool("bash", "runs the rendered Caddy script")
-    caddyfile = tmp_path / "Caddyfile"
-    caddyfile.write_text("old\n")
+    require_tool("caddy", "its package makes the caddy user the script gives the storage to")
     env, log = _manager_stubs(tmp_path)
     for email in ("a@example.org", "a@example.org", "b@example.org"):
-        script = swarm_manager.render_caddy_config_script("hub.example.org", email)
-        script = script.replace(swarm_manager.CADDYFILE, str(caddyfile))
+        script, paths = _caddy_script(tmp_path, email)
         result = subprocess.run([bash, "-c", script], capture_output=True, text=True, env=env)
         assert result.returncode == 0, result.stderr
-        assert f"email {email}" in caddyfile.read_text()
-    assert log.read_text().splitlines() == ["reload-or-restart caddy.service"] * 2
+        caddyfile = paths["caddyfile"].read_text()
+        assert f"email {email}" in caddyfile
+        assert f"storage file_system {paths['storage']}" in caddyfile
+    # The mount ordering is written once; Caddy reloads for the first config and the new e-mail.
+    assert log.read_text().splitlines() == ["daemon-reload"] + ["reload-or-restart caddy.service"] * 2
+    assert paths["dropin"].read_text() == "[Unit]\nRequiresMountsFor=/export\n"
+    storage = paths["storage"].stat()
+    assert pwd.getpwuid(storage.st_uid).pw_name == "caddy" and stat.S_IMODE(storage.st_mode) == 0o700
+
+
+def test_caddy_keeps_its_certificates_across_the_move_and_a_rebuild(tmp_path: Path) -> None:
+    """A manager deployed when Caddy kept its state on the root disk: the first run after the
+    upgrade carries the account and certificate to the volume; a rebuilt manager (a fresh root
+    disk, the same volume) finds them there and Let's Encrypt is not asked again."""
+    bash = require_tool("bash", "runs the rendered Caddy script")
+    require_tool("caddy", "its package makes the caddy user the script gives the storage to")
+    env, log = _manager_stubs(tmp_path)
+    script, paths = _caddy_script(tmp_path, "a@example.org")
+    cert = Path("certificates/acme-v02.api.letsencrypt.org-directory/hub.example.org/hub.example.org.crt")
+    (paths["default"] / cert).parent.mkdir(parents=True)
+    (paths["default"] / cert).write_text("the issued certificate\n")
+    paths["caddyfile"].write_text("an older config, storage on the root disk\n")
+
+    result = subprocess.run([bash, "-c", script], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert (paths["storage"] / cert).read_text() == "the issued certificate\n"
+    assert pwd.getpwuid((paths["storage"] / cert).stat().st_uid).pw_name == "caddy"
+
+    # The rebuild: the root disk's state is gone (the old place and the config), the volume stays.
+    shutil.rmtree(paths["default"])
+    paths["caddyfile"].unlink()
+    paths["dropin"].unlink()
+    result = subprocess.run([bash, "-c", script], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert (paths["storage"] / cert).read_text() == "the issued certificate\n"
+    assert f"storage file_system {paths['storage']}" in paths["caddyfile"].read_text()
+    assert log.read_text().splitlines().count("reload-or-restart caddy.service") == 2
 
 
 class _FakeContainers:
