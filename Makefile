@@ -46,13 +46,14 @@ users: venv
 	$(PY) -m jshub.users $(ARGS)
 
 test: venv
-	$(PY) -m pytest -m "not drill" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not drill and not boot" $(PYTEST_ARGS)
 
 # Fault and load drills on the real local services: a hub restarted under running servers, a
 # notebook's SLURM job cancelled, one reaching its wall time, 50 users spawning at once through
-# SLURM. Minutes, not seconds.
+# SLURM. Also the boot tests: the swarm manager's user data on a real kernel under QEMU (data
+# volume, XFS quotas, NFS 4.2, IPVS, a rebuild, a failing boot step). Minutes, not seconds.
 drills: venv
-	$(PY) -m pytest -m drill -s $(PYTEST_ARGS)
+	$(PY) -m pytest -m "drill or boot" -s $(PYTEST_ARGS)
 
 lint: venv
 	$(PY) -m ruff check .

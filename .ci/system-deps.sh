@@ -17,6 +17,7 @@ packages=(
     systemd         # systemd-analyze: the backup schedule grammar and timer units checked by systemd
     qemu-system-x86 qemu-utils  # boot/: real VMs boot the rendered user data (TCG emulation)
     cloud-image-utils           # boot/: cloud-localds writes the NoCloud seed
+    squashfs-tools              # boot/: host folders reach a guest as a squashfs disk
     e2fsprogs                   # boot/: mkfs.ext4 -d builds the guest image without loop mounts
 )
 # configurable-http-proxy needs Node.js and npm; a machine may already have both from

@@ -26,7 +26,7 @@ from catalog.images import BOOT_GUEST
 
 # Bump when the build steps change in a way that changes the image (the package list is part
 # of the cache key on its own).
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 ROOT_LABEL = "jshub-root"
 IMAGE_SIZE = "6G"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -54,8 +54,10 @@ system_info:
   ssh_svcname: ssh
 """
 
-# `jshub.share=TAG:PATH[:ro]` on the kernel command line: a host folder QEMU exports over 9p,
-# mounted at PATH before cloud-init runs, so the user data can already use it.
+# `jshub.share=SERIAL:PATH[:ro]` on the kernel command line: a host folder handed over as a
+# virtio disk with that serial (Debian's cloud kernel has no 9p or virtiofs; the disk holds a
+# squashfs, which mount recognises), mounted at PATH
+# before cloud-init runs, so the user data can already use it.
 SHARES_SCRIPT = """\
 #!/bin/sh
 set -eu
@@ -63,13 +65,16 @@ for word in $(cat /proc/cmdline); do
     case "$word" in
     jshub.share=*)
         spec=${word#jshub.share=}
-        tag=${spec%%:*}
+        serial=${spec%%:*}
         rest=${spec#*:}
         path=${rest%%:*}
-        opts=trans=virtio,version=9p2000.L,msize=262144
-        [ "${rest#*:}" = ro ] && opts="$opts,ro"
+        opts=defaults
+        [ "${rest#*:}" = ro ] && opts=ro
+        device=/dev/disk/by-id/virtio-$serial
+        waited=0
+        while [ ! -e "$device" ] && [ $waited -lt 60 ]; do sleep 1; waited=$((waited + 1)); done
         mkdir -p "$path"
-        mount -t 9p -o "$opts" "$tag" "$path"
+        mount -o "$opts" "$device" "$path"
         ;;
     esac
 done
@@ -77,9 +82,9 @@ done
 
 SHARES_UNIT = """\
 [Unit]
-Description=Mount host folders shared by QEMU (jshub.share= on the kernel command line)
+Description=Mount host folders handed over as disks (jshub.share= on the kernel command line)
 DefaultDependencies=no
-After=local-fs.target
+After=local-fs.target systemd-udevd.service
 Before=cloud-init-local.service cloud-init.service
 
 [Service]
@@ -290,6 +295,10 @@ def build(force: bool = False) -> GuestImage:
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
+    # Images of older package lists are no longer used by this checkout.
+    for old in out.parent.glob(f"debian-{BOOT_GUEST.suite}-*"):
+        if old != out and (old / "ready").exists() and time.time() - (old / "ready").stat().st_mtime > 86400:
+            shutil.rmtree(old, ignore_errors=True)
     elapsed = time.monotonic() - start
     _log(f"image build: {elapsed:.0f} s -> {out}")
     return GuestImage(out / "root.img", out / "vmlinuz", out / "initrd.img", key, elapsed)

@@ -48,16 +48,15 @@ class Role:
     flavor: str
 
 
-def plan_dir(stack: str, root: Path = REPO) -> Path:
-    return root / "plan" / stack
-
-
-def ensure_plan(stack: str, root: Path = REPO) -> dict[str, Any]:
-    """plan/<stack>/plan.json, running the planner (`make plan`) first when it is missing."""
-    path = plan_dir(stack, root) / "plan.json"
+def ensure_plan(stack: str, out: Path) -> dict[str, Any]:
+    """`out`/plan.json, running the planner (`make plan`) into `out` first when it is missing."""
+    path = out / "plan.json"
     if not path.exists():
         subprocess.run(
-            [sys.executable, "-m", "planner", "--stack", stack], cwd=root, check=True, capture_output=True
+            [sys.executable, "-m", "planner", "--stack", stack, "--out", str(out)],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
         )
     return json.loads(path.read_text())  # type: ignore[no-any-return]
 
@@ -81,15 +80,18 @@ def _ordered(steps: list[RemoteStep]) -> list[RemoteStep]:
     return done
 
 
-def load_role(stack: str, instance: str | None = None, root: Path = REPO) -> Role:
-    plan = ensure_plan(stack, root)
+def load_role(stack: str, instance: str | None = None, out: Path | None = None) -> Role:
+    """The role `instance` (default: the stack's first VM) from the plan in `out` (default
+    plan/<stack>, as `make plan` writes it), planned first if missing."""
+    out = out or REPO / "plan" / stack
+    plan = ensure_plan(stack, out)
     names = instances(plan)
     if not names:
         raise PlanError(f"stack {stack} has no VM (scenario {plan.get('scenario')})")
     instance = instance or names[0]
     if instance not in names:
         raise PlanError(f"ROLE={instance} is not a VM of stack {stack}; its VMs: {', '.join(names)}")
-    user_data_path = plan_dir(stack, root) / instance / "cloud-init.yaml"
+    user_data_path = out / instance / "cloud-init.yaml"
     if not user_data_path.exists():
         raise PlanError(f"{user_data_path} is missing: run `make plan STACK={stack}`")
     resource = next(r for r in plan["resources"] if r["name"] == instance)

@@ -137,6 +137,9 @@ BOOT_GUEST = BootGuestImage(
         "ca-certificates",
         "ifupdown",
         "isc-dhcp-client",
+        # Ubuntu resolves its own host name through systemd-resolved; without this, sudo
+        # complains on every call.
+        "libnss-myhostname",
     ),
     baked_packages=(
         "xfsprogs",
@@ -172,6 +175,8 @@ BOOT_GUEST = BootGuestImage(
         "kernel linux-image-cloud-amd64 (6.1) booted with -kernel/-initrd and root=LABEL=, no GRUB",
         "NoCloud seed (cloud-localds) instead of the OpenStack metadata service; the key pair goes "
         "in its meta-data as Nova's does",
+        "libnss-myhostname added: the VM resolves its own host name as Ubuntu's resolved does",
+        "no 9p/virtiofs in Debian's cloud kernel: host folders reach a guest as a read-only squashfs disk",
         "apt sources: the build machine's Debian mirror (bookworm main), kept by cloud-init "
         "(apt preserve_sources_list)",
     ),
