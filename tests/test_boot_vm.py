@@ -92,9 +92,15 @@ def user_home(guest: Guest, user: str) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
+def as_uid(uid: int, command: str) -> str:
+    """A command line run as the notebook's UID and the users' group (100), as the swarm's
+    notebook services run: the UID has no passwd entry on the manager, so not through sudo -u."""
+    return f"sudo setpriv --reuid={uid} --regid=100 --clear-groups sh -c {shlex.quote(command)}"
+
+
 def write_as(guest: Guest, uid: int, path: str, megabytes: int) -> Any:
     return guest.run(
-        f"sudo -u '#{uid}' dd if=/dev/zero of={shlex.quote(path)} bs=1M count={megabytes} conv=fsync 2>&1",
+        as_uid(uid, f"dd if=/dev/zero of={shlex.quote(path)} bs=1M count={megabytes} conv=fsync 2>&1"),
         check=False,
         timeout=900,
     )
@@ -197,7 +203,7 @@ def test_swarm_kernel_modules_load(manager: Manager) -> None:
 def test_rebuild_keeps_the_homes_and_does_not_format(manager: Manager, tmp_path: Path) -> None:
     old = manager.guest
     _, uid = user_home(old, "alice")
-    old.run(f"sudo -u '#{uid}' sh -c 'echo kept > {HOMES}/alice/notebook.txt'")
+    old.run(as_uid(uid, f"echo kept > {HOMES}/alice/notebook.txt"))
     device = old.run(f"readlink -f /dev/disk/by-id/virtio-{manager.disk.serial}").stdout.strip()
     uuid = old.run(f"sudo blkid -o value -s UUID {device}").stdout.strip()
     old.stop()
