@@ -62,12 +62,15 @@ lint: venv
 
 # Boot a VM role of a stack for real under QEMU (boot/): exactly the user data `make plan` wrote,
 # its data volumes as disks kept between runs (a second run is a rebuild), the remote steps over
-# SSH. Minutes under emulation; the full `dev` hub about half an hour. FRESH=1: blank data disks.
+# SSH. Minutes under emulation; the full `dev` hub about half an hour. FRESH=1: blank data disks;
+# REFERENCE=0: without the bare-image boot the phases are compared with.
 ROLE      ?=
 FRESH     ?=
+REFERENCE ?= 1
 boot: venv
 	$(PY) -m planner --stack $(STACK) >/dev/null
-	$(PY) -m boot --stack $(STACK) $(if $(ROLE),--role $(ROLE)) $(if $(FRESH),--fresh)
+	$(PY) -m boot --stack $(STACK) $(if $(ROLE),--role $(ROLE)) $(if $(FRESH),--fresh) \
+		$(if $(filter 0,$(REFERENCE)),--no-reference)
 
 bench: venv
 	$(PY) -m bench.plan_time

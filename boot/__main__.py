@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 
-from boot.guest import DataDisk, Guest, GuestError
+from boot.guest import DataDisk, Guest, GuestError, PrivateLink, free_port
 from boot.image import build, cache_dir
 from boot.plan import PlanError, Role, load_role
 
@@ -69,8 +69,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh and state.exists():
         shutil.rmtree(state)
     disks = [DataDisk(state / f"volume-{vid}.img", vid, size="8G") for vid in role.volume_ids]
+    # The VM's port on the private network, at the address the plan's scripts were written for.
+    links = (
+        [PrivateLink(free_port(), f"{role.private_address}/24", listen=True, mac="52:54:00:00:01:01")]
+        if role.private_address
+        else []
+    )
     guest = Guest(
-        role.instance, role.user_data, data_disks=disks, forwards={80: 0, 443: 0}, memory_mb=args.memory_mb
+        role.instance,
+        role.user_data,
+        data_disks=disks,
+        links=links,
+        forwards={80: 0, 443: 0},
+        memory_mb=args.memory_mb,
     )
     guest.image = image
     try:

@@ -199,22 +199,11 @@ class Guest:
         return seed
 
     def _network_config(self) -> str:
-        nat = "52:54:00:12:34:56"
-        lines = [
-            "version: 2",
-            "ethernets:",
-            "  nat0:",
-            "    match:",
-            f"      macaddress: '{nat}'",
-            "    dhcp4: true",
-        ]
-        for index, link in enumerate(self.links):
-            lines += [
-                f"  priv{index}:",
-                "    match:",
-                f"      macaddress: '{link.mac}'",
-                f"    addresses: ['{link.address}']",
-            ]
+        # With net.ifnames=0 the NICs are eth0 (QEMU's user network, first on the PCI bus) and
+        # eth1... (the links, in order): the names are the match.
+        lines = ["version: 2", "ethernets:", "  eth0:", "    dhcp4: true"]
+        for index, link in enumerate(self.links, start=1):
+            lines += [f"  eth{index}:", f"    addresses: ['{link.address}']"]
         return "\n".join(lines) + "\n"
 
     def qemu_command(self, seed: Path, overlay: Path) -> list[str]:

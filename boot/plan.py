@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 INSTANCE = "openstack:compute/instance:Instance"
 VOLUME_ATTACH = "openstack:compute/volumeAttach:VolumeAttach"
 REMOTE_COMMAND = "command:remote:Command"
+PORT = "openstack:networking/port:Port"
 SECRET = "[secret]"
 
 
@@ -46,6 +47,7 @@ class Role:
     volume_ids: tuple[str, ...]
     remote_steps: tuple[RemoteStep, ...]
     flavor: str
+    private_address: str | None  # the planned address of its port (a placeholder of the plan)
 
 
 def ensure_plan(stack: str, out: Path) -> dict[str, Any]:
@@ -110,6 +112,9 @@ def load_role(stack: str, instance: str | None = None, out: Path | None = None) 
         for r in plan["resources"]
         if r["type"] == REMOTE_COMMAND and instance in r["depends_on"] and "create" in r["inputs"]
     ]
+    ports = [
+        r["name"] for r in plan["resources"] if r["type"] == PORT and r["name"] in resource["depends_on"]
+    ]
     return Role(
         stack=stack,
         instance=instance,
@@ -117,4 +122,14 @@ def load_role(stack: str, instance: str | None = None, out: Path | None = None) 
         volume_ids=volume_ids,
         remote_steps=tuple(_ordered(steps)),
         flavor=str(resource["inputs"].get("flavorName", "")),
+        private_address=planned_address(ports[0]) if ports else None,
     )
+
+
+def planned_address(port: str) -> str:
+    """The fixed IP the planner's mocks give a port: what the rendered scripts (exports, swarm
+    advertise address) were written for."""
+    # The plan's placeholders come from the mocks; the same function gives the same address.
+    from planner.mocks import _placeholder_ip
+
+    return _placeholder_ip("10.0.0", port)
