@@ -67,6 +67,18 @@ def one(recording: Recording, type_token: str) -> Registration:
     return found[0]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Boot tests (marker `boot`) start real VMs for minutes: they run only when the marker
+    expression names them (`make drills`: `-m "drill or boot"`), never as part of a plain
+    `pytest` or `-m "not drill"` run."""
+    if "boot" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="boots real VMs (minutes): selected with -m boot, as `make drills` does")
+    for item in items:
+        if "boot" in item.keywords:
+            item.add_marker(skip)
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
