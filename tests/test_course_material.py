@@ -44,7 +44,9 @@ def test_single_hub_offers_the_shared_folder_by_default() -> None:
     assert "shared=/data/home/.shared" in vm[SCRIPT] and "group=jshub-admins" in vm[SCRIPT]
     config = vm["/etc/jupyterhub/jupyterhub_config.py"]
     assert "c.Spawner.pre_spawn_hook = _prepare_home" in config
-    assert f'steps.append(({SCRIPT!r}, spawner.user.name, "admin" if spawner.user.admin else "user"))' in config
+    assert (
+        f'steps.append(({SCRIPT!r}, spawner.user.name, "admin" if spawner.user.admin else "user"))' in config
+    )
     # The script is in place before the config that calls it (files install in order).
     paths = list(vm)
     assert paths.index(SCRIPT) < paths.index("/etc/jupyterhub/jupyterhub_config.py")

@@ -332,7 +332,10 @@ def test_hub_config_script_writes_changed_files_and_restarts_only_what_reads_the
     assert run(auth=admins) == ["cloud-init status --wait", "systemctl restart jupyterhub.service"]
     assert "'new-admin'" in config.read_text()
     # A new home quota: the config changes, the scripts and units do not.
-    assert run(auth=admins, homeQuotaGb=25) == ["cloud-init status --wait", "systemctl restart jupyterhub.service"]
+    assert run(auth=admins, homeQuotaGb=25) == [
+        "cloud-init status --wait",
+        "systemctl restart jupyterhub.service",
+    ]
     assert "'25'" in config.read_text()
 
 
