@@ -15,6 +15,9 @@ packages=(
     restic          # the hub's backups: tests back up and restore a home against a local S3 (moto)
     git             # nbgitpuller pulls a course repository into a home (tests/e2e/test_course_material_hub.py)
     systemd         # systemd-analyze: the backup schedule grammar and timer units checked by systemd
+    qemu-system-x86 qemu-utils  # boot/: real VMs boot the rendered user data (TCG emulation)
+    cloud-image-utils           # boot/: cloud-localds writes the NoCloud seed
+    e2fsprogs                   # boot/: mkfs.ext4 -d builds the guest image without loop mounts
 )
 # configurable-http-proxy needs Node.js and npm; a machine may already have both from
 # another source (whose nodejs package bundles npm and conflicts with Debian's npm).

@@ -94,3 +94,85 @@ def version_tuple(version: str) -> tuple[int, ...]:
 
 def at_least(version: str, minimum: str) -> bool:
     return version_tuple(version) >= version_tuple(minimum)
+
+
+@dataclass(frozen=True)
+class BootGuestImage:
+    """The guest that boots the rendered user data on a development machine (boot/): Debian,
+    because Ubuntu's archive is not reachable there. What differs from a featured image is
+    listed in `differences`; the versions are Debian's (https://packages.debian.org/<suite>/).
+
+    `base_packages` make a cloud image of a debootstrap tree: without python3-cffi-backend and
+    locales, cloud-init 22.4 is left half-configured or ends in error. `baked_packages` are the
+    swarm role's packages and the tools the kernel tests drive (quota reports, IPVS), installed in
+    the image so that a boot under emulation does not download them; the user data still lists
+    its own packages and apt finds them installed. The hub role's packages (python3-venv, nodejs,
+    npm) are not baked: a `dev` boot installs them from its user data, as on Jetstream2."""
+
+    image: str
+    release: str
+    suite: str
+    cloud_init: str
+    login_user: str
+    base_packages: tuple[str, ...]
+    baked_packages: tuple[str, ...]
+    packages: Mapping[str, str]
+    differences: tuple[str, ...]
+
+
+BOOT_GUEST = BootGuestImage(
+    image="jshub-boot-debian12",
+    release="Debian 12 (bookworm)",
+    suite="bookworm",
+    cloud_init="22.4",
+    # Set by the image (cloud.cfg.d) so that the stack's remote commands log in as on Jetstream2.
+    login_user="ubuntu",
+    base_packages=(
+        "linux-image-cloud-amd64",
+        "cloud-init",
+        "openssh-server",
+        "python3-cffi-backend",
+        "locales",
+        "sudo",
+        "ca-certificates",
+        "ifupdown",
+        "isc-dhcp-client",
+    ),
+    baked_packages=(
+        "xfsprogs",
+        "quota",
+        "nfs-kernel-server",
+        "nfs-common",
+        "ipvsadm",
+        "iptables",
+        "docker.io",
+        "caddy",
+    ),
+    packages=MappingProxyType(
+        {
+            "caddy": "2.6.2",
+            "curl": "7.88.1",
+            "docker.io": "20.10.24",
+            "iptables": "1.8.9",
+            "lvm2": "2.03.16",
+            "nfs-common": "2.6.2",
+            "nfs-kernel-server": "2.6.2",
+            "nodejs": "18.19.0",
+            "npm": "9.2.0",
+            "python3-venv": "3.11.2",
+            "xfsprogs": "6.1.0",
+        }
+    ),
+    differences=(
+        "Debian 12 instead of Ubuntu 24.04: same package names for everything the user data installs",
+        "cloud-init 22.4 instead of 24.x: `cloud-init status --wait` returns early on an error, so "
+        "the boots wait for /run/cloud-init/result.json",
+        "default user renamed from `debian` to `ubuntu` (cloud.cfg.d) as on the featured images",
+        "docker.io 20.10 instead of 24.0; nodejs 18.19.0 as on Ubuntu 24.04",
+        "kernel linux-image-cloud-amd64 (6.1) booted with -kernel/-initrd and root=LABEL=, no GRUB",
+        "NoCloud seed (cloud-localds) instead of the OpenStack metadata service; the key pair goes "
+        "in its meta-data as Nova's does",
+        "apt sources: the build machine's Debian mirror (bookworm main), kept by cloud-init "
+        "(apt preserve_sources_list)",
+    ),
+)
