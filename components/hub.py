@@ -107,6 +107,7 @@ class HubVM(pulumi.ComponentResource):
                         proxy=proxy,
                         data_volume_id=values[0],
                         deploy_public_key=values[1],
+                        home_quotas=hub_spec.home_quotas,
                     )
                 )
             )

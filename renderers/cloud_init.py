@@ -39,6 +39,9 @@ class HubBootSpec:
     proxy: ProxySpec
     data_volume_id: str
     deploy_public_key: str
+    # Per-user home quotas on the data volume (scenario single): ext4 project quotas, set with
+    # xfs_quota (xfsprogs) by the hub's jshub-home-quota before each server starts.
+    home_quotas: bool = False
 
 
 def _file(path: str, content: str, mode: str = "0644") -> dict[str, Any]:
@@ -66,7 +69,14 @@ def render_hub_cloud_init(spec: HubBootSpec) -> str:
     paths = spec.paths
     config = {
         "package_update": True,
-        "packages": ["python3-venv", "nodejs", "npm", "caddy", "iptables"],
+        "packages": [
+            "python3-venv",
+            "nodejs",
+            "npm",
+            "caddy",
+            "iptables",
+            *(["xfsprogs"] if spec.home_quotas else []),
+        ],
         # A key the stack itself made, for its remote commands; operators log in with their
         # own key pair, which OpenStack installs.
         "ssh_authorized_keys": [spec.deploy_public_key.strip()],
@@ -74,7 +84,9 @@ def render_hub_cloud_init(spec: HubBootSpec) -> str:
             _file(paths.add_user_command, render_add_user_script(paths.home_root), "0755"),
             _file(
                 "/usr/local/sbin/jshub-setup-data-volume",
-                render_data_volume_script(spec.data_volume_id, paths.data_root),
+                render_data_volume_script(
+                    spec.data_volume_id, paths.data_root, ext4_project_quota=spec.home_quotas
+                ),
                 "0755",
             ),
             _file(

@@ -40,6 +40,10 @@ class HubPaths:
     # The shared course folder: its group (the hub's admins) and the script that keeps it.
     shared_access_command: str = "/usr/local/sbin/jshub-shared-access"
     shared_group: str = "jshub-admins"
+    # Applies a user's home quota on the data volume before each server starts.
+    home_quota_command: str = "/usr/local/sbin/jshub-home-quota"
+    # Where the hub's own unit takes drop-ins from.
+    systemd_dir: str = "/etc/systemd/system"
     run_dir: str = "/run/jupyterhub"
     caddyfile: str = "/etc/caddy/Caddyfile"
 
@@ -75,11 +79,24 @@ class HubPaths:
 
 @dataclass(frozen=True)
 class LocalSpawnerSpec:
-    """Servers run on the hub VM as the users' own Unix accounts."""
+    """Servers run on the hub VM as the users' own Unix accounts, each in a systemd unit of its
+    own (SystemdSpawner, as The Littlest JupyterHub runs them) whose MemoryMax and CPUQuota are
+    the user's limits, with the home's quota applied before each start."""
 
+    # GB of each home on the data volume; None: no quota (the home-quota script is not run).
+    home_quota_gb: int | None = None
+    # Local-only off: a machine without systemd as PID 1 runs servers as plain processes
+    # (LocalProcessSpawner), where the memory and CPU limits are not enforced.
+    systemd_units: bool = True
     template: str = "spawners/local.py.j2"
     local_accounts: bool = True
     authenticator_prefix: str = "Local"
+
+    @property
+    def unit_properties(self) -> dict[str, str]:
+        """Properties each server's unit gets besides SystemdSpawner's own MemoryMax/CPUQuota."""
+        # Swap would let a server run past MemoryMax instead of being stopped at it.
+        return {"MemorySwapMax": "0"}
 
 
 @dataclass(frozen=True)
@@ -268,7 +285,7 @@ class HubConfigSpec:
 
             return swarm_hub_config_spec(cfg, paths)
         paths = paths or HubPaths()
-        spawner: SpawnerSpec = LocalSpawnerSpec()
+        spawner: SpawnerSpec = LocalSpawnerSpec(home_quota_gb=cfg.single_home_quota_gb)
         hub_bind_url, hub_connect_url = "http://127.0.0.1:8081", None
         if cfg.scenario == "hpc" and cfg.hpc is not None:
             spawner = SlurmSpawnerSpec.from_config(cfg.hpc, cfg.hub_fqdn, paths)
@@ -302,6 +319,11 @@ class HubConfigSpec:
             api_url=self.proxy_api_url,
             hub_url=self.hub_connect_url or self.hub_bind_url,
         )
+
+    @property
+    def home_quotas(self) -> bool:
+        """Whether users' homes on the hub's data volume have quotas (the single hub)."""
+        return isinstance(self.spawner, LocalSpawnerSpec) and bool(self.spawner.home_quota_gb)
 
     @property
     def mem_limit(self) -> str:
@@ -348,6 +370,21 @@ def render_shared_access_script(paths: HubPaths) -> str:
     )
 
 
+def render_home_quota_script(paths: HubPaths) -> str:
+    return render("jshub-home-quota.sh.j2", data_root=paths.data_root, home_root=paths.home_root)
+
+
+# The hub's unit, for servers in units of their own: stopping the hub stops everything left in
+# its cgroup. Servers an earlier version started as the hub's child processes (LocalProcessSpawner)
+# are stopped with it when this arrives, instead of running on where the new hub cannot see them.
+HUB_UNIT_SYSTEMD_SPAWNER = """\
+# Written by jupyterhub-jetstream's hub-config: users' servers run in units of their own
+# (SystemdSpawner), which a hub restart leaves alone; nothing else of theirs is in this unit.
+[Service]
+KillMode=control-group
+"""
+
+
 def render_jupyterhub_config(spec: HubConfigSpec) -> str:
     return render(
         "jupyterhub_config.py.j2",
@@ -366,6 +403,8 @@ class HubFile:
     content: str
     service: str
     mode: str = "0644"
+    # A systemd unit file or drop-in: systemd reads it again before the service restarts.
+    unit: bool = False
 
 
 def render_caddyfile(fqdn: str, email: str, upstream: str, storage: str) -> str:
@@ -381,10 +420,23 @@ def hub_vm_files(spec: HubConfigSpec, fqdn: str, lets_encrypt_email: str) -> tup
     files = [HubFile(f"{spec.paths.config_dir}/requirements.txt", HUB_REQUIREMENTS.read_text(), hub)]
     if isinstance(spec.spawner, SlurmSpawnerSpec):
         files.append(HubFile(f"{spec.paths.config_dir}/jshub_slurm.py", HUB_SLURM_SPAWNER.read_text(), hub))
+    # Scripts come before the config that calls them: a hub restarted by the config finds them.
     if spec.shared_folder and isinstance(spec.spawner, LocalSpawnerSpec):
-        # Before the config that calls it: a hub restarted by the config finds the script there.
         files.append(
             HubFile(spec.paths.shared_access_command, render_shared_access_script(spec.paths), hub, "0755")
+        )
+    if spec.home_quotas:
+        files.append(
+            HubFile(spec.paths.home_quota_command, render_home_quota_script(spec.paths), hub, "0755")
+        )
+    if isinstance(spec.spawner, LocalSpawnerSpec) and spec.spawner.systemd_units:
+        files.append(
+            HubFile(
+                f"{spec.paths.systemd_dir}/{hub}.d/jshub-servers.conf",
+                HUB_UNIT_SYSTEMD_SPAWNER,
+                hub,
+                unit=True,
+            )
         )
     files.append(HubFile(spec.paths.config_file, render_jupyterhub_config(spec), hub))
     files.append(
@@ -402,6 +454,6 @@ def hub_vm_files(spec: HubConfigSpec, fqdn: str, lets_encrypt_email: str) -> tup
 def files_digest(files: Sequence[HubFile]) -> str:
     digest = hashlib.sha256()
     for f in files:
-        for part in (f.path, f.mode, f.service, f.content):
+        for part in (f.path, f.mode, f.service, str(f.unit), f.content):
             digest.update(part.encode() + b"\0")
     return digest.hexdigest()

@@ -24,9 +24,13 @@ def render_data_volume_script(
     wait_s: int = 600,
     fs_type: str = "ext4",
     mount_options: str = "defaults",
+    ext4_project_quota: bool = False,
 ) -> str:
+    if ext4_project_quota and fs_type != "ext4":
+        raise ValueError(f"ext4 project quotas on a {fs_type} volume")
     return render(
         "setup-data-volume.sh.j2",
+        ext4_project_quota=ext4_project_quota,
         fs_type=fs_type,
         mount_options=mount_options,
         volume_id=volume_id,

@@ -17,7 +17,7 @@ from stackconfig.model import StackConfig
 # when these lists and the renderers part ways.
 SCENARIO_PACKAGES: Mapping[str, frozenset[str]] = MappingProxyType(
     {
-        "single": frozenset({"python3-venv", "nodejs", "npm", "caddy", "iptables"}),
+        "single": frozenset({"python3-venv", "nodejs", "npm", "caddy", "iptables", "xfsprogs"}),
         "hpc": frozenset({"python3-venv", "nodejs", "npm", "caddy", "iptables"}),
         "swarm": frozenset({"docker.io", "nfs-kernel-server", "nfs-common", "xfsprogs", "caddy", "iptables"}),
         "k8s": frozenset({"lvm2", "curl", "iptables"}),

@@ -366,6 +366,9 @@ class SwarmConfig(ConfigModel):
         return self
 
 
+# The single hub's per-user home quota when homeQuotaGb is unset (GB), as the swarm's default.
+SINGLE_HOME_QUOTA_GB = 10
+
 # Scenarios that offer the shared course folder: notebooks run where the folder is.
 SHARED_FOLDER_SCENARIOS: tuple[str, ...] = ("single", "swarm", "k8s")
 
@@ -434,6 +437,14 @@ class StackConfig(ConfigModel):
         default=1.0, gt=0, le=250, description="Memory each user's server may use (GB)."
     )
     user_cpu: float = Field(default=1.0, gt=0, le=64, description="CPU cores each user's server may use.")
+    # Scenario single: enforced on the hub VM's data volume (ext4 project quotas).
+    home_quota_gb: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Scenario single: hard quota of each user's home on the hub's data volume (GB); unset: "
+        f"{SINGLE_HOME_QUOTA_GB} (swarm sets swarm.homeQuotaGb; hpc homes are the HPC system's).",
+    )
     idle_timeout_minutes: int = Field(
         default=60, ge=5, le=10080, description="Stop servers idle this long (minutes)."
     )
@@ -510,6 +521,13 @@ class StackConfig(ConfigModel):
         if self.shared_folder is not None:
             return self.shared_folder
         return self.scenario in SHARED_FOLDER_SCENARIOS
+
+    @property
+    def single_home_quota_gb(self) -> int | None:
+        """The single hub's per-user home quota (GB); None on the other scenarios."""
+        if self.scenario != "single":
+            return None
+        return self.home_quota_gb or SINGLE_HOME_QUOTA_GB
 
     @property
     def zone(self) -> str:

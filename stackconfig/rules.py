@@ -77,6 +77,34 @@ def single_vm_fits_users(cfg: StackConfig) -> list[Problem]:
     return problems
 
 
+def home_quota_fits_volume(cfg: StackConfig) -> list[Problem]:
+    if cfg.home_quota_gb is None:
+        return []
+    if cfg.scenario != "single":
+        elsewhere = {
+            "swarm": "set swarm.homeQuotaGb instead",
+            "hpc": "homes are on the HPC system, whose own quotas apply",
+            "k8s": "set k8s.userStorageGb instead",
+        }[cfg.scenario]
+        return [
+            Problem(
+                "homeQuotaGb",
+                f"only scenario single reads it, and scenario is {cfg.scenario}: {elsewhere}",
+                cfg.home_quota_gb,
+            )
+        ]
+    if cfg.home_quota_gb > cfg.hub_data_volume_gb:
+        return [
+            Problem(
+                "homeQuotaGb",
+                f"more than the whole data volume (hubDataVolumeGb {cfg.hub_data_volume_gb}); allowed: "
+                f"1 to {cfg.hub_data_volume_gb}",
+                cfg.home_quota_gb,
+            )
+        ]
+    return []
+
+
 # JupyterHub's SharedPasswordAuthenticator refuses shorter passwords when the hub starts.
 WORKSHOP_PASSWORD_MIN = 8
 WORKSHOP_ADMIN_PASSWORD_MIN = 32
@@ -650,6 +678,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     hub_name_fits_certificate,
     ssh_not_open_to_world,
     single_vm_fits_users,
+    home_quota_fits_volume,
     network_mode_consistent,
     hpc_section_matches_scenario,
     hpc_consistent,

@@ -43,8 +43,10 @@ def test_single_hub_offers_the_shared_folder_by_default() -> None:
     vm = files(cfg)
     assert "shared=/data/home/.shared" in vm[SCRIPT] and "group=jshub-admins" in vm[SCRIPT]
     config = vm["/etc/jupyterhub/jupyterhub_config.py"]
-    assert "c.Spawner.pre_spawn_hook = _shared_folder_access" in config
-    assert repr(SCRIPT) in config
+    assert "c.Spawner.pre_spawn_hook = _prepare_home" in config
+    assert (
+        f'steps.append(({SCRIPT!r}, spawner.user.name, "admin" if spawner.user.admin else "user"))' in config
+    )
     # The script is in place before the config that calls it (files install in order).
     paths = list(vm)
     assert paths.index(SCRIPT) < paths.index("/etc/jupyterhub/jupyterhub_config.py")
@@ -55,14 +57,16 @@ def test_single_hub_without_the_shared_folder_gets_neither_script_nor_hook() -> 
     assert not cfg.shared_folder_on
     vm = files(cfg)
     assert SCRIPT not in vm
-    assert "pre_spawn_hook" not in vm["/etc/jupyterhub/jupyterhub_config.py"]
+    # The hook stays, for the home quota alone.
+    assert SCRIPT not in vm["/etc/jupyterhub/jupyterhub_config.py"]
+    assert "jshub-home-quota" in vm["/etc/jupyterhub/jupyterhub_config.py"]
 
 
 def test_hpc_hub_offers_no_shared_folder() -> None:
     cfg = hpc_config()
     assert not cfg.shared_folder_on
     assert SCRIPT not in files(cfg)
-    assert "_shared_folder_access" not in render_jupyterhub_config(HubConfigSpec.from_config(cfg))
+    assert "pre_spawn_hook" not in render_jupyterhub_config(HubConfigSpec.from_config(cfg))
 
 
 @pytest.mark.parametrize(

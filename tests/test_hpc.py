@@ -149,7 +149,11 @@ def test_rendered_hub_config_uses_the_slurm_spawner_without_local_accounts() -> 
     compile(text, "jupyterhub_config.py", "exec")
     assert "c.JupyterHub.spawner_class = jshub_slurm.JetstreamSlurmSpawner" in text
     assert '"oauthenticator.github.GitHubOAuthenticator"' in text
-    assert "LocalAuthenticator" not in text and "LocalProcessSpawner" not in text
+    assert (
+        "LocalAuthenticator" not in text
+        and "LocalProcessSpawner" not in text
+        and "SystemdSpawner" not in text
+    )
     assert (
         "c.JetstreamSlurmSpawner.job_hub_url = 'https://hub.cis230000.projects.jetstream-cloud.org/hub/'"
         in text

@@ -5,6 +5,7 @@ config loader; the hub-config script is run against a scratch folder."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -34,18 +35,19 @@ AUTH_VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def hub_spec(auth: dict[str, Any]) -> HubConfigSpec:
-    return HubConfigSpec.from_config(make_config(auth=auth))
+def hub_spec(auth: dict[str, Any], **overrides: Any) -> HubConfigSpec:
+    return HubConfigSpec.from_config(make_config(auth=auth, **overrides))
 
 
-def boot_spec(auth: dict[str, Any]) -> HubBootSpec:
-    spec = hub_spec(auth)
+def boot_spec(auth: dict[str, Any], **overrides: Any) -> HubBootSpec:
+    spec = hub_spec(auth, **overrides)
     assert spec.proxy is not None
     return HubBootSpec(
         paths=spec.paths,
         proxy=spec.proxy,
         data_volume_id="4f0c9a2e-8c1d-4b7e-9f3a-2d6c5e1b0a98",
         deploy_public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyOnly jshub-deploy",
+        home_quotas=spec.home_quotas,
     )
 
 
@@ -96,6 +98,7 @@ def scripts() -> dict[str, str]:
         ),
         "hub-config": render_hub_config_script(tuple(vm_files().values()), spec.paths),
         "shared-access": vm_files()["/usr/local/sbin/jshub-shared-access"].content,
+        "home-quota": vm_files()["/usr/local/sbin/jshub-home-quota"].content,
     }
 
 
@@ -219,9 +222,13 @@ def test_user_data_holds_nothing_a_config_change_touches() -> None:
     assert set(vm_files()) == {
         "/etc/jupyterhub/requirements.txt",
         "/usr/local/sbin/jshub-shared-access",
+        "/usr/local/sbin/jshub-home-quota",
+        "/etc/systemd/system/jupyterhub.service.d/jshub-servers.conf",
         "/etc/jupyterhub/jupyterhub_config.py",
         "/etc/caddy/Caddyfile",
     }
+    # The quota's size is config too: a change of homeQuotaGb reaches the hub through hub-config.
+    assert render_hub_cloud_init(boot_spec(AUTH_VARIANTS["github-org"], homeQuotaGb=25)) == base
 
 
 def test_proxy_runs_as_its_own_unit_and_the_hub_unit_leaves_servers_alone() -> None:
@@ -278,6 +285,9 @@ def test_hub_config_script_writes_changed_files_and_restarts_only_what_reads_the
         venv=str(tmp_path / "venv"),
         config_dir=str(tmp_path / "etc"),
         caddyfile=str(tmp_path / "caddy" / "Caddyfile"),
+        shared_access_command=str(tmp_path / "sbin" / "jshub-shared-access"),
+        home_quota_command=str(tmp_path / "sbin" / "jshub-home-quota"),
+        systemd_dir=str(tmp_path / "systemd"),
     )
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -300,7 +310,15 @@ def test_hub_config_script_writes_changed_files_and_restarts_only_what_reads_the
     first = run()  # a new (or rebuilt) server: nothing there yet
     assert first[0] == "cloud-init status --wait"
     assert first[1].startswith("pip install --no-cache-dir --quiet -r ")
-    assert first[2:] == ["systemctl restart jupyterhub.service", "systemctl reload-or-restart caddy.service"]
+    # The hub unit's drop-in is new: systemd reads it before the hub restarts (and stops).
+    assert first[2:] == [
+        "systemctl daemon-reload",
+        "systemctl restart jupyterhub.service",
+        "systemctl reload-or-restart caddy.service",
+    ]
+    dropin = tmp_path / "systemd" / "jupyterhub.service.d" / "jshub-servers.conf"
+    assert "KillMode=control-group\n" in dropin.read_text()
+    assert (tmp_path / "sbin" / "jshub-home-quota").stat().st_mode & 0o777 == 0o755
     config = Path(paths.config_file)
     assert "'octocat'" in config.read_text() and oct(config.stat().st_mode & 0o777) == "0o644"
     assert (tmp_path / "etc" / "requirements.txt").read_text() == (
@@ -313,6 +331,12 @@ def test_hub_config_script_writes_changed_files_and_restarts_only_what_reads_the
     admins = {**BASE_AUTH, "admins": ["octocat", "new-admin"]}
     assert run(auth=admins) == ["cloud-init status --wait", "systemctl restart jupyterhub.service"]
     assert "'new-admin'" in config.read_text()
+    # A new home quota: the config changes, the scripts and units do not.
+    assert run(auth=admins, homeQuotaGb=25) == [
+        "cloud-init status --wait",
+        "systemctl restart jupyterhub.service",
+    ]
+    assert "'25'" in config.read_text()
 
 
 def test_systemd_accepts_the_hub_and_proxy_units(tmp_path: Path) -> None:
@@ -337,7 +361,28 @@ def test_systemd_accepts_the_hub_and_proxy_units(tmp_path: Path) -> None:
             unit.write_text(item["content"])
             units.append(str(unit))
     assert {Path(u).name for u in units} >= {"jupyterhub.service", "jshub-proxy.service"}
-    result = subprocess.run([analyze, "verify", *units], capture_output=True, text=True, check=False)
+    # The hub unit's drop-in from hub-config, where systemd looks for it beside the unit.
+    dropins = [f for f in hub_vm_files(spec, "hub.example.org", "ops@example.org") if f.unit]
+    assert [f.path for f in dropins] == ["/etc/systemd/system/jupyterhub.service.d/jshub-servers.conf"]
+    (tmp_path / "jupyterhub.service.d").mkdir()
+    (tmp_path / "jupyterhub.service.d" / "jshub-servers.conf").write_text(dropins[0].content)
+    result = subprocess.run(
+        [analyze, "verify", *units],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"},
+    )
     assert result.returncode == 0 and not result.stderr.strip() and not result.stdout.strip(), (
         result.stdout + result.stderr
     )
+    # ... and it did read the drop-in: a bad value there is reported.
+    (tmp_path / "jupyterhub.service.d" / "jshub-servers.conf").write_text("[Service]\nKillMode=bogus\n")
+    broken = subprocess.run(
+        [analyze, "verify", *units],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"},
+    )
+    assert "jshub-servers.conf:2: Failed to parse kill mode" in broken.stderr, broken.stderr

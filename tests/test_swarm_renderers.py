@@ -366,12 +366,12 @@ def test_swarm_hub_config_uses_swarmspawner_with_limits_homes_and_images() -> No
         assert line in text, line
     assert hub_image_tag() in text
     assert "extra_endpoint_spec" not in text  # production keeps swarm's VIP endpoints
-    assert "add_user_cmd" not in text and "LocalProcessSpawner" not in text
+    assert "add_user_cmd" not in text and "LocalProcessSpawner" not in text and "SystemdSpawner" not in text
 
 
-def test_single_hub_config_still_uses_local_processes() -> None:
+def test_single_hub_config_still_runs_servers_on_the_hub_vm() -> None:
     text = render_jupyterhub_config(HubConfigSpec.from_config(make_config()))
-    assert 'c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"' in text
+    assert 'c.JupyterHub.spawner_class = "systemdspawner.SystemdSpawner"' in text
     assert "LocalGitHubOAuthenticator" in text and "SwarmSpawner" not in text
     # On a hub VM the proxy is a service of its own (jshub-proxy.service).
     assert "c.ConfigurableHTTPProxy.should_start = False" in text and "pid_file" not in text

@@ -32,7 +32,7 @@ import requests
 import stackconfig
 from components.hub import hub_env_file, workshop_secrets
 from renderers import render
-from renderers.hub_config import HubConfigSpec, HubPaths, hub_vm_files
+from renderers.hub_config import HubConfigSpec, HubPaths, LocalSpawnerSpec, hub_vm_files
 from renderers.scripts import render_add_user_script
 from tests.conftest import require_root, require_tool
 from tests.hubclient import HubClient, free_port
@@ -121,7 +121,13 @@ class Hub(HubClient):
 
     def spec(self, stack: dict[str, Any]) -> HubConfigSpec:
         cfg = stackconfig.parse(stack, secret_keys=list(stack))
-        return dataclasses.replace(HubConfigSpec.from_config(cfg, paths=self.paths), **self.ports)
+        spec = HubConfigSpec.from_config(cfg, paths=self.paths)
+        changes: dict[str, Any] = dict(self.ports)
+        if isinstance(spec.spawner, LocalSpawnerSpec):
+            # No systemd as PID 1 here: servers run as plain processes (their limits are tested
+            # with systemd in a real VM: tests/e2e/test_limits_vm.py).
+            changes["spawner"] = dataclasses.replace(spec.spawner, systemd_units=False)
+        return dataclasses.replace(spec, **changes)
 
     def write_config(self, stack: dict[str, Any]) -> list[str]:
         """Run the hub-config script for `stack`; return the services it asked to restart."""
@@ -290,6 +296,8 @@ def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
         add_user_command=str(sbin / "jshub-add-user"),
         shared_access_command=str(sbin / "jshub-shared-access"),
         shared_group=shared_group,
+        home_quota_command=str(sbin / "jshub-home-quota"),
+        systemd_dir=str(root / "systemd"),
         caddyfile=str(root / "caddy" / "Caddyfile"),
     )
     add_user = Path(paths.add_user_command)
