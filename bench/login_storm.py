@@ -266,7 +266,29 @@ def describe(values: list[float]) -> str:
     return f"p50 {statistics.median(values):6.2f} s  p95 {percentile(values, 0.95):6.2f} s  max {max(values):6.2f} s"
 
 
-def run_storm(users: int, settings: dict[str, str], proxy_command: str, timeout: float) -> dict[str, Any]:
+def make_roster(hub: Hub, names: list[str]) -> float:
+    """Seconds to add every participant ahead of time, as `python -m jshub.users create` does
+    (the hub makes each one's Unix account then), so that the storm itself makes none."""
+    start = time.perf_counter()
+    for first in range(0, len(names), 20):
+        hub.expect(hub.api("POST", "/users", json={"usernames": names[first : first + 20]}), 201)
+    return time.perf_counter() - start
+
+
+def ready_servers(hub: Hub) -> int:
+    """How many servers the hub reports ready, a page (of at most 200) at a time."""
+    count, offset = 0, 0
+    while True:
+        page = hub.expect(hub.api("GET", f"/users?state=ready&limit=200&offset={offset}"), 200).json()
+        if not page:
+            return count
+        count += len(page)
+        offset += len(page)
+
+
+def run_storm(
+    users: int, settings: dict[str, str], proxy_command: str, timeout: float, roster: bool
+) -> dict[str, Any]:
     extra_lines = [f"c.{key} = {value}" for key, value in settings.items()]
     tag = "".join(secrets.choice(string.ascii_lowercase) for _ in range(3))
     names = [f"st{tag}{i:04d}" for i in range(users)]
@@ -275,11 +297,12 @@ def run_storm(users: int, settings: dict[str, str], proxy_command: str, timeout:
         extra = SHARED_SERVER_SPAWNER.format(url=url) + "\n".join(extra_lines) + "\n"
         with local_hub(storm_stack(users), proxy_command, extra_config=extra) as hub:
             assert hub.process is not None and hub.proxy is not None
+            roster_s = make_roster(hub, names) if roster else None
             idle_rss = psutil.Process(hub.process.pid).memory_info().rss
             with Usage(hub.process.pid) as hub_use, Usage(hub.proxy.pid) as proxy_use:
                 people, total = asyncio.run(storm(hub.public_url, names, timeout))
             load_after = os.getloadavg()
-            ready = hub.expect(hub.api("GET", "/users?state=ready&limit=5000"), 200).json()
+            ready = ready_servers(hub)
             restart_s = restart_time(hub)
             log = hub.log_text()
     errors = Counter(who.error.split(":")[0] for who in people if who.error)
@@ -293,7 +316,8 @@ def run_storm(users: int, settings: dict[str, str], proxy_command: str, timeout:
         "users_throttled": sum(1 for w in people if w.throttled),
         "errors": dict(errors),
         "error_samples": [w.error for w in people if w.error][:5],
-        "ready_servers": len(ready),
+        "ready_servers": ready,
+        "roster_s": roster_s,
         "hub_rss_idle_mib": idle_rss / 2**20,
         "hub_rss_peak_mib": hub_use.peak_rss / 2**20,
         "hub_cpu_s": hub_use.cpu_s,
@@ -319,7 +343,9 @@ def restart_time(hub: Hub) -> float:
 def report(result: dict[str, Any]) -> str:
     n = result["users"]
     lines = [
-        f"N={n}  settings {result['settings'] or '(as rendered)'}  "
+        f"N={n}  settings {result['settings'] or '(as rendered)'}"
+        + (f", roster made ahead in {result['roster_s']:.0f} s" if result["roster_s"] is not None else "")
+        + "  "
         f"loadavg before {result['loadavg_before'][0]:.2f}, after {result['loadavg_after'][0]:.2f}",
         f"  total (all {n} logged in and ready)   {result['total_s']:.1f} s",
         f"  login ({len(result['login_s'])} ok)   {describe(result['login_s'])}",
@@ -353,6 +379,11 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=900, help="per request (seconds)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--roster",
+        action="store_true",
+        help="add the participants (and so their accounts) before the storm, as jshub.users does",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root: the hub creates Unix accounts")
@@ -363,12 +394,12 @@ def main() -> None:
         raise SystemExit("configurable-http-proxy is not installed (make system-deps)")
     settings = dict(item.split("=", 1) for item in args.set)
     # A thousand browsers, and a hub and proxy with a connection each.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     print(f"login storm on {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     results = []
     for users in args.users:
-        result = run_storm(users, settings, proxy_command, args.timeout)
+        result = run_storm(users, settings, proxy_command, args.timeout, args.roster)
         results.append(result)
         print(report(result), flush=True)
     if args.json:
