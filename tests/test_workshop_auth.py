@@ -181,6 +181,62 @@ def test_local_accounts_never_log_in_as_a_system_account(
     assert hook(authenticator, None, {"name": "nobody-here-xyz"}) == {"name": "nobody-here-xyz"}
 
 
+def test_accounts_are_made_one_at_a_time_while_the_hub_keeps_answering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workshop's first logins each make a Unix account: the hub's event loop keeps running
+    while the add-user command does (JupyterHub's LocalAuthenticator waits for it with the loop
+    blocked), the commands run one after another, and a failing one fails that login only,
+    with the command's output. (The native sign-up's class makes accounts the same way:
+    test_native_config_builds_nativeauthenticator_with_approval.)"""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("WORKSHOP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
+    spec = HubConfigSpec.from_config(make_config(**SHARED))
+    authenticator = _authenticator(_load(render_jupyterhub_config(spec), tmp_path))
+    assert authenticator.create_system_users
+    log = tmp_path / "calls.log"
+    command = tmp_path / "add-user"
+    command.write_text(
+        "#!/bin/bash\n"
+        f'echo "start $1" >>{log}\nsleep 0.4\necho "end $1" >>{log}\n'
+        '[[ $1 != bad ]] || { echo "adduser: no such thing" >&2; exit 1; }\n'
+    )
+    command.chmod(0o755)
+    authenticator.add_user_cmd = [str(command)]
+
+    async def logins() -> tuple[list[BaseException | None], int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.05)
+                ticks += 1
+
+        running = asyncio.create_task(ticker())
+        results = await asyncio.gather(
+            *(authenticator.add_system_user(SimpleNamespace(name=n)) for n in ("ann", "bad", "bob")),
+            return_exceptions=True,
+        )
+        running.cancel()
+        return results, ticks
+
+    start = time.monotonic()
+    results, ticks = asyncio.run(logins())
+    elapsed = time.monotonic() - start
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], RuntimeError) and "adduser: no such thing" in str(results[1])
+    # Three commands of 0.4 s in turn; the loop ticked all along (blocked, it would not have).
+    assert log.read_text().split() == ["start", "ann", "end", "ann", "start", "bad", "end", "bad",
+                                       "start", "bob", "end", "bob"]  # fmt: skip
+    assert elapsed >= 1.2
+    assert ticks >= 0.5 * elapsed / 0.05, f"{ticks} ticks in {elapsed:.2f}s: the loop was blocked"
+
+
 def test_hpc_hub_uses_jupyterhubs_own_shared_password_class(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -208,6 +264,8 @@ def test_native_config_builds_nativeauthenticator_with_approval(
     config = _load(render_jupyterhub_config(HubConfigSpec.from_config(make_config(**NATIVE))), tmp_path)
     cls = config.JupyterHub.authenticator_class
     assert issubclass(cls, NativeAuthenticator)
+    # Accounts made off the hub's event loop, as for the shared password (tested there).
+    assert cls.add_system_user.__qualname__ == "_AccountsOffTheEventLoop.add_system_user"
     assert config.NativeAuthenticator.open_signup is False
     assert config.Authenticator.allow_all is True  # approval is the gate
     assert config.Authenticator.allowed_users == {"alice"}

@@ -249,7 +249,16 @@ def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
     require_tool("adduser", "the hub's add-user script creates accounts with it")
     require_tool("pgrep", "the tests find each user's processes")
     proxy_command = require_tool("configurable-http-proxy", "the hub's proxy")
+    with local_hub(getattr(request.module, "HUB_STACK", STACK), proxy_command) as running:
+        yield running
 
+
+@contextlib.contextmanager
+def local_hub(stack: dict[str, Any], proxy_command: str, extra_config: str | None = None) -> Iterator[Hub]:
+    """The hub VM's day 1 on loopback for `stack`: its files written by the hub-config script,
+    the proxy started as its unit starts it, then the hub. `extra_config`, when given, is
+    Python run after the rendered config (benchmarks swap the spawner there; tests never do).
+    Everything, the accounts the hub made included, is removed on exit."""
     root = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
     # The shared folder's admin group, one per hub: named after the scratch folder.
     shared_group = root.name
@@ -273,63 +282,68 @@ def hub(request: pytest.FixtureRequest) -> Iterator[Hub]:
         subprocess.run(["groupdel", shared_group], capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
 
-    request.addfinalizer(teardown)
+    try:
+        # Notebook servers run as their user's account: every folder above a home must be
+        # traversable by others. The hub's state is private to root, as on the VM.
+        root.chmod(0o755)
+        data_root = root / "data"
+        data_root.mkdir(mode=0o755)
+        (data_root / "hub").mkdir(mode=0o700)
+        (data_root / "home").mkdir(mode=0o755)
+        config_dir = root / "etc"
+        config_dir.mkdir(mode=0o755)
+        sbin = root / "sbin"
+        sbin.mkdir(mode=0o755)
+        (root / "caddy").mkdir(mode=0o755)
 
-    # Notebook servers run as their user's account: every folder above a home must be
-    # traversable by others. The hub's state is private to root, as on the VM.
-    root.chmod(0o755)
-    data_root = root / "data"
-    data_root.mkdir(mode=0o755)
-    (data_root / "hub").mkdir(mode=0o700)
-    (data_root / "home").mkdir(mode=0o755)
-    config_dir = root / "etc"
-    config_dir.mkdir(mode=0o755)
-    sbin = root / "sbin"
-    sbin.mkdir(mode=0o755)
-    (root / "caddy").mkdir(mode=0o755)
+        paths = HubPaths(
+            data_root=str(data_root),
+            venv=str(Path(sys.executable).parent.parent),
+            config_dir=str(config_dir),
+            proxy_command=proxy_command,
+            add_user_command=str(sbin / "jshub-add-user"),
+            shared_access_command=str(sbin / "jshub-shared-access"),
+            shared_group=shared_group,
+            home_quota_command=str(sbin / "jshub-home-quota"),
+            systemd_dir=str(root / "systemd"),
+            caddyfile=str(root / "caddy" / "Caddyfile"),
+        )
+        add_user = Path(paths.add_user_command)
+        add_user.write_text(render_add_user_script(paths.home_root))
+        add_user.chmod(0o755)
 
-    paths = HubPaths(
-        data_root=str(data_root),
-        venv=str(Path(sys.executable).parent.parent),
-        config_dir=str(config_dir),
-        proxy_command=proxy_command,
-        add_user_command=str(sbin / "jshub-add-user"),
-        shared_access_command=str(sbin / "jshub-shared-access"),
-        shared_group=shared_group,
-        home_quota_command=str(sbin / "jshub-home-quota"),
-        systemd_dir=str(root / "systemd"),
-        caddyfile=str(root / "caddy" / "Caddyfile"),
-    )
-    add_user = Path(paths.add_user_command)
-    add_user.write_text(render_add_user_script(paths.home_root))
-    add_user.chmod(0o755)
-
-    public_port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
-    stack = getattr(request.module, "HUB_STACK", STACK)
-    hub = Hub(
-        root=root,
-        paths=paths,
-        config_file=Path(paths.config_file),
-        public_url=f"http://127.0.0.1:{public_port}",
-        admin_token=secrets.token_hex(32),
-        proxy_command=proxy_command,
-        log_path=root / "jupyterhub.log",
-        writer=ConfigWriter(root, paths),
-        ports={
-            "bind_url": f"http://127.0.0.1:{public_port}",
-            "hub_bind_url": f"http://127.0.0.1:{hub_port}",
-            "proxy_api_url": f"http://127.0.0.1:{proxy_api_port}",
-        },
-        stack=stack,
-    )
-    # Day 1 on a VM: the config arrives (hub-config), the secrets arrive and the units start.
-    asked = hub.write_config(stack)
-    assert asked == ["systemctl restart jupyterhub.service", "systemctl reload-or-restart caddy.service"], (
-        asked
-    )
-    hub.start_proxy()
-    hub.start()
-    yield hub
+        public_port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
+        hub = Hub(
+            root=root,
+            paths=paths,
+            config_file=Path(paths.config_file),
+            public_url=f"http://127.0.0.1:{public_port}",
+            admin_token=secrets.token_hex(32),
+            proxy_command=proxy_command,
+            log_path=root / "jupyterhub.log",
+            writer=ConfigWriter(root, paths),
+            ports={
+                "bind_url": f"http://127.0.0.1:{public_port}",
+                "hub_bind_url": f"http://127.0.0.1:{hub_port}",
+                "proxy_api_url": f"http://127.0.0.1:{proxy_api_port}",
+            },
+            stack=stack,
+        )
+        # Day 1 on a VM: the config arrives (hub-config), the secrets arrive and the units start.
+        asked = hub.write_config(stack)
+        assert asked == [
+            "systemctl restart jupyterhub.service",
+            "systemctl reload-or-restart caddy.service",
+        ], asked
+        if extra_config is not None:
+            wrapper = root / "etc" / "jupyterhub_config_extra.py"
+            wrapper.write_text(f"load_subconfig({str(hub.config_file)!r})\n{extra_config}")
+            hub.config_file = wrapper
+        hub.start_proxy()
+        hub.start()
+        yield hub
+    finally:
+        teardown()
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from tests.e2e.swarm_local import (
     random_user,
     start_dockerd,
 )
+from tests.jshub_commands import SMOKE_STEPS, run_jshub, smoke_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -306,4 +307,22 @@ def test_an_image_outside_allowed_images_is_refused(swarm_hub: LocalSwarmHub) ->
     hub.expect(hub.api("POST", f"/users/{user}"), 201)
     response = hub.api("POST", f"/users/{user}/server", json={"image": "example.org/not-allowed:1"})
     assert response.status_code >= 400, response.text
+    assert hub.service_inspect(f"jupyter-{user}") is None
+
+
+def test_smoke_test_passes_against_the_swarm_hub(swarm_hub: LocalSwarmHub) -> None:
+    """`python -m jshub.smoke`, as an operator runs it after a deploy, against the swarm hub:
+    the notebook is a swarm service, the file lands in the user's home on the export and
+    outlives the service, and nothing of the throw-away user is left running."""
+    hub = swarm_hub
+    user = random_user()
+    done = run_jshub("smoke", hub.public_url, hub.admin_token, "--timeout", "180", "--user", user)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{hub.diagnose()}"
+    rows = smoke_rows(done.stdout)
+    for step in SMOKE_STEPS:
+        assert "ok" in rows[step], done.stdout
+    # The kernel ran in the notebook container, whose home is the user's folder on the export.
+    assert "wrote /home/jovyan/jshub-smoke.txt" in rows["run a cell"], done.stdout
+    assert (hub.home_root / user / "jshub-smoke.txt").is_file()
+    assert hub.api("GET", f"/users/{user}").status_code == 404
     assert hub.service_inspect(f"jupyter-{user}") is None
