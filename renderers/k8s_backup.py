@@ -11,7 +11,8 @@ online backup API by the hub's own image, as on the VMs. The Job templates live 
 next to the scripts, with `@PLACEHOLDER@`s the script fills in; the tests fill them in the same
 way and validate the result.
 
-Snapshots: `/homes/<claim>` per user and `/hub-db` for the database, host = the hub's name, tag
+Snapshots: `/homes/<claim>` per user, `/shared-data` for the shared folder and `/hub-db` for
+the database, host = the hub's name, tag
 `jshub`, retention per path. The CronJob's `status.lastSuccessfulTime` (kube-state-metrics:
 `kube_cronjob_status_last_successful_time`) is the freshness the monitoring alerts on; a run
 with any failed Job fails, and leaves it where it was."""
@@ -26,7 +27,7 @@ import yaml
 from renderers import render
 from renderers.backup import TAG
 from renderers.k8s_objects import LABELS
-from renderers.z2jh import CHART_VERSION
+from renderers.z2jh import CHART_VERSION, SHARED_DATA_CLAIM
 
 # Pinned images. restic's official image (Alpine: busybox sh); kubectl with jq and a shell; the
 # chart's own hub image for the consistent copy of the database (it has Python's sqlite3).
@@ -47,6 +48,7 @@ HUB_DB_MOUNT = "/srv/jupyterhub"
 DATABASE_FILE = "jupyterhub.sqlite"
 HOMES_ROOT = "/homes"
 DATABASE_ROOT = "/hub-db"
+SHARED_ROOT = "/shared-data"
 SCRIPTS_MOUNT = "/scripts"
 # The repository's environment, as on the VMs (renderers.backup.render_env_file).
 SECRET_KEYS = (
@@ -98,6 +100,8 @@ def render_driver_script(spec: K8sBackupSpec) -> str:
         max_age_hours=spec.max_age_hours,
         homes_root=HOMES_ROOT,
         database_root=DATABASE_ROOT,
+        shared_claim=SHARED_DATA_CLAIM,
+        shared_root=SHARED_ROOT,
     )
 
 
@@ -276,6 +280,19 @@ def configmap(spec: K8sBackupSpec) -> dict[str, Any]:
         "kind": "ConfigMap",
         "metadata": {"name": CONFIGMAP, "namespace": spec.namespace, "labels": _labels("scripts")},
         "data": data,
+    }
+
+
+def secret_env(
+    repository: str, access_key: str, secret_key: str, password: str, region: str
+) -> dict[str, str]:
+    """The Secret's values: the same environment as the VMs' file (renderers.backup.render_env_file)."""
+    return {
+        "RESTIC_REPOSITORY": repository,
+        "RESTIC_PASSWORD": password,
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "AWS_DEFAULT_REGION": region,
     }
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from catalog import FLAVORS
 from catalog.jetstream2 import LETSENCRYPT_MAX_CN
 from stackconfig import sizing
-from stackconfig.backup import BACKUP_SCENARIOS
+from stackconfig.backup import BACKUP_SCENARIOS, cron_schedule
 from stackconfig.errors import Problem
 from stackconfig.hpc import SAMPLE_USER, unix_name
 from stackconfig.images import image_provides_packages
@@ -610,8 +610,15 @@ def _only_on(key: str, enabled: bool, scenario: str, scenarios: tuple[str, ...],
 
 
 def backup_supported(cfg: StackConfig) -> list[Problem]:
-    where = "backups run on the VM that holds the homes"
-    return _only_on("backup.enabled", bool(cfg.backup.enabled), cfg.scenario, BACKUP_SCENARIOS, where)
+    where = "backups run where the homes are"
+    problems = _only_on("backup.enabled", bool(cfg.backup.enabled), cfg.scenario, BACKUP_SCENARIOS, where)
+    if cfg.scenario == "k8s" and cfg.backup.on_for(cfg.scenario):
+        # A CronJob's schedule is cron: say so now, not when the API server refuses it.
+        try:
+            cron_schedule(cfg.backup.schedule)
+        except ValueError as exc:
+            problems.append(Problem("backup.schedule", str(exc), cfg.backup.schedule))
+    return problems
 
 
 def shared_folder_supported(cfg: StackConfig) -> list[Problem]:

@@ -10,6 +10,7 @@ from components.rook_ceph import RookCeph, RookCephArgs
 from components.z2jh import Z2JH, Z2JHArgs
 from renderers import k3s
 from stackconfig import StackConfig, sizing
+from stacks.backup import k8s_backup
 from stacks.common import network, openstack_provider
 
 
@@ -48,6 +49,7 @@ def build(cfg: StackConfig) -> None:
         ),
         opts=in_cluster,
     )
+    k8s_backup(cfg, opts, in_cluster, hub=[hub.release], deleted_with=cluster.lifeline)
     pulumi.export("url", hub.url)
     pulumi.export("admin_token", hub.admin_token)
     pulumi.export("hub_ip", cluster.ingress_ip)

