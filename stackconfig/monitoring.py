@@ -1,12 +1,13 @@
 """The `monitoring` section: Prometheus on the VM that runs the hub (the hub VM, or the swarm
 manager), scraping JupyterHub's /hub/metrics with a read-only service token and node exporter
-on that VM, with alert rules whose thresholds come from here.
+on that VM, with alert rules whose thresholds come from here; on k8s, the kube-prometheus-stack
+chart in the cluster (Prometheus, Alertmanager, Grafana, node exporter on every node) with the
+same rules and thresholds, plus Ceph's health.
 
-On by default for swarm: a persistent, multi-VM hub whose operators are not watching it. Off by
-default for single and hpc: Prometheus and its time-series database take memory and disk on the
-hub VM itself (there is no separate monitoring VM there), and a small hub's operator usually
-watches it directly; `monitoring.enabled: true` turns it on. k8s is not implemented yet and
-refuses `enabled: true`.
+On by default for swarm and k8s: persistent or multi-node hubs whose operators are not watching
+them. Off by default for single and hpc: Prometheus and its time-series database take memory
+and disk on the hub VM itself (there is no separate monitoring VM there), and a small hub's
+operator usually watches it directly; `monitoring.enabled: true` turns it on.
 """
 
 from __future__ import annotations
@@ -16,18 +17,19 @@ from pydantic import Field
 from stackconfig.base import ConfigModel
 
 # Scenarios where monitoring is on unless monitoring.enabled says otherwise.
-MONITORING_DEFAULT_ON: tuple[str, ...] = ("swarm",)
-# Scenarios where it can be turned on: the ones with a VM that runs the hub.
-MONITORING_SCENARIOS: tuple[str, ...] = ("single", "hpc", "swarm")
+MONITORING_DEFAULT_ON: tuple[str, ...] = ("swarm", "k8s")
+# Scenarios where it can be turned on: all of them.
+MONITORING_SCENARIOS: tuple[str, ...] = ("single", "hpc", "swarm", "k8s")
 
 
 class MonitoringConfig(ConfigModel):
-    """Prometheus, node exporter and alert rules on the VM that runs the hub."""
+    """Prometheus, node exporter and alert rules on the VM that runs the hub, or in the cluster."""
 
     enabled: bool | None = Field(
         default=None,
-        description="Run Prometheus and node exporter on the hub's VM; unset: on for swarm, off for single and "
-        "hpc (Prometheus would share the hub VM's memory), not available for k8s.",
+        description="Run Prometheus and node exporter on the hub's VM (k8s: kube-prometheus-stack with Grafana "
+        "at /services/grafana/ for admins); unset: on for swarm and k8s, off for single and hpc (Prometheus "
+        "would share the hub VM's memory).",
     )
     retention_days: int = Field(
         default=15,
@@ -39,7 +41,7 @@ class MonitoringConfig(ConfigModel):
         default=85,
         ge=50,
         le=99,
-        description="Alert VolumeAlmostFull fires when a data volume is fuller than this (percent).",
+        description="Alert VolumeAlmostFull fires when a data volume (k8s: any claim) is fuller than this (percent).",
     )
     spawn_failures_per_hour: int = Field(
         default=3,
