@@ -30,6 +30,8 @@ from renderers.monitoring import HUB_PANELS, NODE_PANELS, _alert
 CHART = "kube-prometheus-stack"
 CHART_VERSION = "88.5.3"
 CHART_REPO = "https://prometheus-community.github.io/helm-charts"
+# The Grafana chart that release depends on (its Chart.yaml): the `grafana` values go to it.
+GRAFANA_CHART_VERSION = "12.11.1"
 NAMESPACE = "monitoring"
 RELEASE = "monitoring"
 GRAFANA_SERVICE = "grafana"
