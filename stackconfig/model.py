@@ -488,14 +488,14 @@ class StackConfig(ConfigModel):
         default_factory=BackupConfig,
         description="Backups of homes and the hub database to Jetstream2 object storage (restic): {enabled, "
         "schedule (systemd OnCalendar, default '*-*-* 03:15:00'), retention: {keepDaily: 7, keepWeekly: 4, "
-        "keepMonthly: 6}, maxAgeHours: 30, container}; unset enabled: on for single, hpc and swarm. See "
-        "README, Backups and restore.",
+        "keepMonthly: 6}, maxAgeHours: 30, container}; unset enabled: on in every scenario (k8s: a CronJob, "
+        "the schedule as cron). See README, Backups and restore, and docs/k8s.md.",
     )
     monitoring: MonitoringConfig = Field(
         default_factory=MonitoringConfig,
-        description="Prometheus and node exporter on the hub's VM with alert rules: {enabled, retentionDays: 15, "
-        "volumeFullPercent: 85, spawnFailuresPerHour: 3}; unset enabled: on for swarm, off for single and hpc. "
-        "See README, Monitoring.",
+        description="Prometheus and node exporter on the hub's VM with alert rules (k8s: kube-prometheus-stack "
+        "with Grafana for admins): {enabled, retentionDays: 15, volumeFullPercent: 85, spawnFailuresPerHour: 3}; "
+        "unset enabled: on for swarm and k8s, off for single and hpc. See README, Monitoring, and docs/k8s.md.",
     )
     hpc_ssh_private_key: SecretStr | None = Field(
         default=None,

@@ -321,3 +321,51 @@ def test_backup_too_old_fires_from_kube_state_metrics(tmp_path: Path) -> None:
         [promtool, "test", "rules", "tests.yml"], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workshop_plan_monitors_in_the_cluster_and_keeps_its_tokens_secret() -> None:
+    from planner.mocks import SECRET
+    from planner.plan import plan_stack
+
+    plan = plan_stack("workshop-k8s")
+    by_name = {r["name"]: r for r in plan["resources"]}
+    release = by_name["monitoring-release"]
+    assert (release["inputs"]["chart"], release["inputs"]["version"]) == (km.CHART, km.CHART_VERSION)
+    assert release["inputs"]["namespace"] == km.NAMESPACE
+    # Prometheus's volume is on Ceph, and the hub's metrics Secret exists: both come first.
+    assert {"ceph-cluster", "hub-release"} <= set(release["depends_on"])
+    for part in ("monitoring-hub-scrape", "monitoring-ceph-scrape", "monitoring-rules"):
+        assert "monitoring-release" in by_name[part]["depends_on"]
+    for name in ("monitoring-grafana-admin", "monitoring-grafana-oauth", "hub-monitoring-tokens"):
+        assert by_name[name]["inputs"]["stringData"] == SECRET, name
+    # The hub release waits for the tokens its environment names.
+    assert "hub-monitoring-tokens" in by_name["hub-release"]["depends_on"]
+    assert plan["outputs"]["grafana_admin_password"] == SECRET
+    assert plan["outputs"]["grafana_url"].endswith("/services/grafana/")
+    # The values the chart gets are the rendered ones (apply ran: no unknowns).
+    assert (
+        release["inputs"]["values"]["grafana"]["grafana.ini"]["server"]["root_url"]
+        == (plan["outputs"]["grafana_url"])
+    )
+    off = plan_stack("workshop-k8s", overrides={"monitoring": {"enabled": False}})
+    assert not [
+        r for r in off["resources"] if r["name"].startswith("monitoring") or "monitoring" in r["name"]
+    ]
+
+
+def test_monitoring_component_marks_its_secrets_secret() -> None:
+    from components.k8s_monitoring import K8sMonitoring, K8sMonitoringArgs
+    from tests.conftest import by_type, run_mocked
+
+    def program() -> None:
+        import pulumi
+
+        K8sMonitoring(
+            "monitoring", K8sMonitoringArgs(spec=SPEC, grafana_client_secret=pulumi.Output.secret("t"))
+        )
+
+    rec = run_mocked(program)
+    secrets = by_type(rec, "kubernetes:core/v1:Secret")
+    assert len(secrets) == 2
+    for secret in secrets:
+        assert {"stringData", "data"} <= set(secret.additional_secret_outputs)
