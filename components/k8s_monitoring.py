@@ -1,5 +1,5 @@
-"""K8sMonitoring: the kube-prometheus-stack release in its own namespace, Grafana's secrets
-(its admin password, and its OAuth client secret at the hub), the ServiceMonitors for the hub
+"""K8sMonitoring: the kube-prometheus-stack release in its own namespace, Grafana's OAuth
+client secret at the hub, the ServiceMonitors for the hub
 and Ceph, the project's alert rules and the JupyterHub dashboards (renderers.k8s_monitoring)."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as kubernetes
-import pulumi_random as random
 
 from renderers import k8s_monitoring as km
 from renderers.k8s_objects import namespace
@@ -31,8 +30,6 @@ class K8sMonitoringArgs:
 class K8sMonitoring(pulumi.ComponentResource):
     release: kubernetes.helm.v3.Release
     grafana_url: str
-    # Grafana's local admin (login form off: for the API, and if the hub is down): secret.
-    grafana_admin_password: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: K8sMonitoringArgs, opts: pulumi.ResourceOptions | None = None
@@ -49,22 +46,6 @@ class K8sMonitoring(pulumi.ComponentResource):
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns], deleted_with=gone_with)
         secret_opts = pulumi.ResourceOptions.merge(
             in_ns, pulumi.ResourceOptions(additional_secret_outputs=["stringData", "data"])
-        )
-        admin_password = random.RandomPassword(
-            f"{name}-grafana-admin-password",
-            length=32,
-            special=False,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        admin_obj = km.secret(km.GRAFANA_ADMIN_SECRET, {})
-        admin = kubernetes.core.v1.Secret(
-            f"{name}-grafana-admin",
-            metadata=admin_obj["metadata"],
-            type=admin_obj["type"],
-            string_data=pulumi.Output.secret(  # type: ignore[arg-type]
-                admin_password.result.apply(lambda p: {"admin-user": "admin", "admin-password": p})
-            ),
-            opts=secret_opts,
         )
         oauth_obj = km.secret(km.GRAFANA_OAUTH_SECRET, {})
         oauth = kubernetes.core.v1.Secret(
@@ -86,7 +67,7 @@ class K8sMonitoring(pulumi.ComponentResource):
             values=km.chart_values(spec),
             timeout=RELEASE_TIMEOUT_S,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[ns, admin, oauth, *args.depends_on], deleted_with=gone_with
+                parent=self, depends_on=[ns, oauth, *args.depends_on], deleted_with=gone_with
             ),
         )
         # Custom resources need the chart's CRDs.
@@ -110,7 +91,4 @@ class K8sMonitoring(pulumi.ComponentResource):
                 f"{name}-{obj['metadata']['name']}", metadata=obj["metadata"], data=obj["data"], opts=in_ns
             )
         self.grafana_url = spec.grafana_url
-        self.grafana_admin_password = pulumi.Output.secret(admin_password.result)
-        self.register_outputs(
-            {"grafana_url": self.grafana_url, "grafana_admin_password": self.grafana_admin_password}
-        )
+        self.register_outputs({"grafana_url": self.grafana_url})

@@ -40,7 +40,8 @@ GRAFANA_PATH = f"/services/{GRAFANA_SERVICE}/"
 GRAFANA_HOST = f"{RELEASE}-grafana.{NAMESPACE}.svc"
 GRAFANA_PORT = 3000
 GRAFANA_OAUTH_SECRET = "grafana-jupyterhub-oauth"
-GRAFANA_ADMIN_SECRET = "grafana-admin"
+# The chart keeps Grafana's local admin password (login form off: for its API) in this Secret.
+GRAFANA_ADMIN_SECRET = f"{RELEASE}-grafana"
 METRICS_SERVICE = "jshub-metrics"
 # The hub's Service and port, as the Z2JH chart names them.
 HUB_SERVICE = "hub"
@@ -108,11 +109,6 @@ def chart_values(spec: K8sMonitoringSpec) -> dict[str, Any]:
         "grafana": {
             "enabled": True,
             "defaultDashboardsTimezone": "utc",
-            "admin": {
-                "existingSecret": GRAFANA_ADMIN_SECRET,
-                "userKey": "admin-user",
-                "passwordKey": "admin-password",
-            },
             "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1"}},
             # Grafana's own chart (a dependency): server and login settings.
             "grafana.ini": {

@@ -102,6 +102,4 @@ def k8s_monitoring(
         opts=in_cluster,
     )
     pulumi.export("grafana_url", monitor.grafana_url)
-    # Grafana's local admin (`pulumi stack output grafana_admin_password --show-secrets`).
-    pulumi.export("grafana_admin_password", monitor.grafana_admin_password)
     return monitor

@@ -140,7 +140,6 @@ def test_hub_is_scraped_with_the_read_only_token() -> None:
     [
         *[km.dashboard_configmap(n, b) for n, b in km.dashboards().items()],
         km.secret(km.GRAFANA_OAUTH_SECRET, {"client-secret": "x"}),
-        km.secret(km.GRAFANA_ADMIN_SECRET, {"admin-user": "admin", "admin-password": "x"}),
     ],
     ids=lambda o: o["metadata"]["name"],
 )
@@ -336,11 +335,10 @@ def test_workshop_plan_monitors_in_the_cluster_and_keeps_its_tokens_secret() -> 
     assert {"ceph-cluster", "hub-release"} <= set(release["depends_on"])
     for part in ("monitoring-hub-scrape", "monitoring-ceph-scrape", "monitoring-rules"):
         assert "monitoring-release" in by_name[part]["depends_on"]
-    for name in ("monitoring-grafana-admin", "monitoring-grafana-oauth", "hub-monitoring-tokens"):
+    for name in ("monitoring-grafana-oauth", "hub-monitoring-tokens"):
         assert by_name[name]["inputs"]["stringData"] == SECRET, name
     # The hub release waits for the tokens its environment names.
     assert "hub-monitoring-tokens" in by_name["hub-release"]["depends_on"]
-    assert plan["outputs"]["grafana_admin_password"] == SECRET
     assert plan["outputs"]["grafana_url"].endswith("/services/grafana/")
     # The values the chart gets are the rendered ones (apply ran: no unknowns).
     assert (
@@ -366,6 +364,6 @@ def test_monitoring_component_marks_its_secrets_secret() -> None:
 
     rec = run_mocked(program)
     secrets = by_type(rec, "kubernetes:core/v1:Secret")
-    assert len(secrets) == 2
+    assert len(secrets) == 1
     for secret in secrets:
         assert {"stringData", "data"} <= set(secret.additional_secret_outputs)
