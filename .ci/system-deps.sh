@@ -8,6 +8,7 @@ packages=(
     systemd         # `systemd-analyze verify` checks the hub VM's rendered units
     adduser sudo    # the hub creates Unix accounts for its users
     prometheus prometheus-node-exporter  # monitoring: promtool checks config and rules; a real Prometheus scrapes the hub
+    prometheus-alertmanager  # monitoring: amtool check-config checks the rendered Alertmanager config
     slurm-wlm munge # scenario hpc: a single-node SLURM cluster (tests/services/start-slurm.sh)
     openssh-server openssh-client   # scenario hpc: the hub reaches the login node over SSH
     docker.io       # the swarm scenario's hub runs on a local single-node swarm

@@ -371,6 +371,9 @@ def cronjob(spec: K8sBackupSpec) -> dict[str, Any]:
                                     "name": "driver",
                                     "image": KUBECTL_IMAGE,
                                     "command": ["sh", f"{SCRIPTS_MOUNT}/{SCRIPT}", "backup"],
+                                    # kubectl keeps its discovery cache under $HOME; the user
+                                    # has none in the image.
+                                    "env": [{"name": "HOME", "value": "/tmp"}],
                                     "resources": {
                                         "requests": {"cpu": "10m", "memory": "32Mi"},
                                         "limits": {"memory": "128Mi"},

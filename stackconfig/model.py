@@ -478,6 +478,17 @@ class StackConfig(ConfigModel):
         description="auth.type shared-password: the password auth.admins log in with, 32 characters or more "
         "and not workshopPassword; without it admins cannot log in.",
     )
+    alert_smtp_password: SecretStr | None = Field(
+        default=None,
+        json_schema_extra={"secret": True},
+        description="monitoring.alertEmail: the SMTP password of monitoring.smtpUsername (set it with --secret).",
+    )
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        json_schema_extra={"secret": True},
+        description="VMs: Alertmanager posts firing alerts to this http(s) URL (a chat or paging hook; it usually "
+        "holds a token, so set it with --secret).",
+    )
     hpc: HpcConfig | None = Field(
         default=None,
         description="Scenario hpc: {loginHost, loginPort, hostKey, accountMode, usernamePattern, communityAccount, "

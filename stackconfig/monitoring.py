@@ -12,9 +12,30 @@ operator usually watches it directly; `monitoring.enabled: true` turns it on.
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, model_validator
 
 from stackconfig.base import ConfigModel
+
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+_SMARTHOST = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError("not an e-mail address (name@example.org)")
+    return value
+
+
+def _smarthost(value: str) -> str:
+    if not _SMARTHOST.match(value) or not 0 < int(value.rsplit(":", 1)[1]) < 65536:
+        raise ValueError("not HOST:PORT of an SMTP server (e.g. smtp.example.org:587)")
+    return value
+
+
+Email = Annotated[str, AfterValidator(_email)]
 
 # Scenarios where monitoring is on unless monitoring.enabled says otherwise.
 MONITORING_DEFAULT_ON: tuple[str, ...] = ("swarm", "k8s")
@@ -49,6 +70,29 @@ class MonitoringConfig(ConfigModel):
         le=1000,
         description="Alert SpawnFailures fires when more servers than this failed to start in the last hour.",
     )
+
+    alert_email: Email | None = Field(
+        default=None,
+        description="VMs: Alertmanager mails firing alerts to this address (with smtpSmarthost and smtpFrom; "
+        "the SMTP password is the secret alertSmtpPassword). Unset, and without alertWebhookUrl: no Alertmanager.",
+    )
+    smtp_smarthost: Annotated[str, AfterValidator(_smarthost)] | None = Field(
+        default=None, description="With alertEmail: the SMTP server, HOST:PORT (STARTTLS on 587)."
+    )
+    smtp_from: Email | None = Field(default=None, description="With alertEmail: the sender address.")
+    smtp_username: str | None = Field(
+        default=None, description="With alertEmail: the SMTP login, if the server wants one."
+    )
+
+    @model_validator(mode="after")
+    def _email_needs_a_server(self) -> MonitoringConfig:
+        if self.alert_email is not None and (self.smtp_smarthost is None or self.smtp_from is None):
+            raise ValueError("alertEmail needs smtpSmarthost (HOST:PORT) and smtpFrom (the sender address)")
+        if self.alert_email is None and (self.smtp_smarthost or self.smtp_from or self.smtp_username):
+            raise ValueError(
+                "smtpSmarthost, smtpFrom and smtpUsername are used only with alertEmail; set it or remove them"
+            )
+        return self
 
     def on_for(self, scenario: str) -> bool:
         """Whether this stack runs monitoring: the explicit setting, or the scenario's default."""

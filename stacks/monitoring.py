@@ -11,7 +11,7 @@ from components.k8s_monitoring import K8sMonitoring, K8sMonitoringArgs
 from components.monitoring import HubMonitoring, HubMonitoringArgs, MonitoredHost
 from renderers import z2jh
 from renderers.k8s_monitoring import K8sMonitoringSpec
-from renderers.monitoring import MonitoringSpec
+from renderers.monitoring import AlertTargets, MonitoringSpec
 from renderers.rook import BLOCK_CLASS
 from stackconfig import StackConfig
 
@@ -32,6 +32,22 @@ def monitoring_spec(cfg: StackConfig, data_mount: str) -> MonitoringSpec:
         spawn_failures_per_hour=m.spawn_failures_per_hour,
         backup_max_age_hours=cfg.backup.max_age_hours if backups else None,
         external_url=f"https://{cfg.hub_fqdn}{WEB_PATH}",
+        alerts=alert_targets(cfg),
+    )
+
+
+def alert_targets(cfg: StackConfig) -> AlertTargets | None:
+    """Where Alertmanager sends alerts; None when the stack names nowhere (no Alertmanager)."""
+    m = cfg.monitoring
+    if m.alert_email is None and cfg.alert_webhook_url is None:
+        return None
+    return AlertTargets(
+        email_to=m.alert_email,
+        smarthost=m.smtp_smarthost,
+        email_from=m.smtp_from,
+        smtp_username=m.smtp_username,
+        smtp_password=cfg.alert_smtp_password is not None,
+        webhook=cfg.alert_webhook_url is not None,
     )
 
 
@@ -55,6 +71,12 @@ def monitoring(
             host_connection=connection,
             host_root_disk=root_disk,
             workers=workers,
+            smtp_password=pulumi.Output.secret(
+                cfg.alert_smtp_password.get_secret_value() if cfg.alert_smtp_password else ""
+            ),
+            webhook_url=pulumi.Output.secret(
+                cfg.alert_webhook_url.get_secret_value() if cfg.alert_webhook_url else ""
+            ),
         ),
         opts=opts,
     )

@@ -82,7 +82,7 @@ def test_defaults_on_for_swarm_and_k8s_off_for_single_and_hpc() -> None:
         ({"enabled": "sometimes"}, "monitoring.enabled = 'sometimes': Input should be a valid boolean"),
         (
             {"volumeFull": 90},
-            "monitoring.volumeFull: unknown key; did you mean 'volumeFullPercent'? known keys: enabled",
+            "monitoring.volumeFull: unknown key; did you mean 'volumeFullPercent'? known keys: alertEmail, enabled",
         ),
     ],
 )
