@@ -14,6 +14,7 @@ packages=(
     docker.io       # the swarm scenario's hub runs on a local single-node swarm
     debootstrap     # base image for local Docker images: there is no Docker Hub here
     restic          # the hub's backups: tests back up and restore a home against a local S3 (moto)
+    jq              # the k8s backup script reads kubectl's JSON with jq (tests/test_k8s_backup_restore.py)
     git             # nbgitpuller pulls a course repository into a home (tests/e2e/test_course_material_hub.py)
     systemd         # systemd-analyze: the backup schedule grammar and timer units checked by systemd
 )
