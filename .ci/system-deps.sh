@@ -8,11 +8,13 @@ packages=(
     systemd         # `systemd-analyze verify` checks the hub VM's rendered units
     adduser sudo    # the hub creates Unix accounts for its users
     prometheus prometheus-node-exporter  # monitoring: promtool checks config and rules; a real Prometheus scrapes the hub
+    prometheus-alertmanager  # monitoring: amtool check-config checks the rendered Alertmanager config
     slurm-wlm munge # scenario hpc: a single-node SLURM cluster (tests/services/start-slurm.sh)
     openssh-server openssh-client   # scenario hpc: the hub reaches the login node over SSH
     docker.io       # the swarm scenario's hub runs on a local single-node swarm
     debootstrap     # base image for local Docker images: there is no Docker Hub here
     restic          # the hub's backups: tests back up and restore a home against a local S3 (moto)
+    jq              # the k8s backup script reads kubectl's JSON with jq (tests/test_k8s_backup_restore.py)
     git             # nbgitpuller pulls a course repository into a home (tests/e2e/test_course_material_hub.py)
     systemd         # systemd-analyze: the backup schedule grammar and timer units checked by systemd
     qemu-system-x86 qemu-utils  # boot/: real VMs boot the rendered user data (TCG emulation)

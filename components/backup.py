@@ -27,13 +27,15 @@ def container_name(allocation: str, stack: str) -> str:
 @dataclass(frozen=True)
 class BackupStoreArgs:
     container_name: str
-    # What the VM runs (paths, schedule, retention, maximum age), in plain values.
-    spec: BackupSpec
+    # What the VM runs (paths, schedule, retention, maximum age), in plain values; with
+    # host_connection only.
+    spec: BackupSpec | None = None
     # The VM that holds the homes, as the stack's remote commands reach it, and what identifies
     # its root disk (the instance ID and the image: a replaced or rebuilt server has lost restic,
-    # the scripts and the credentials, and needs them again).
-    host_connection: command.remote.ConnectionArgs
-    host_root_disk: Sequence[pulumi.Input[str]]
+    # the scripts and the credentials, and needs them again). None on k8s, where a CronJob in
+    # the cluster backs up (components.k8s_backup) with this store's credentials.
+    host_connection: command.remote.ConnectionArgs | None = None
+    host_root_disk: Sequence[pulumi.Input[str]] = ()
 
 
 class BackupStore(pulumi.ComponentResource):
@@ -41,6 +43,10 @@ class BackupStore(pulumi.ComponentResource):
     repository: pulumi.Output[str]
     # Needed to read the backups without the VM (disaster recovery): secret.
     restic_password: pulumi.Output[str]
+    # The S3 credentials (EC2 credentials of the project): the access key is an identifier, the
+    # secret key is secret.
+    s3_access_key: pulumi.Output[str]
+    s3_secret_key: pulumi.Output[str]
 
     def __init__(self, name: str, args: BackupStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jshub:index:BackupStore", name, None, opts)
@@ -67,20 +73,27 @@ class BackupStore(pulumi.ComponentResource):
         env_file: pulumi.Output[str] = pulumi.Output.all(
             repo, credentials.access, credentials.secret, password.result
         ).apply(lambda values: render_env_file(values[0], values[1], values[2], values[3]))
-        command.remote.Command(
-            f"{name}-install",
-            connection=args.host_connection,
-            create=render_install_script(args.spec),
-            stdin=pulumi.Output.secret(env_file),  # type: ignore[arg-type]
-            logging=command.remote.Logging.NONE,
-            # A new server needs everything again. The script waits for cloud-init itself.
-            triggers=list(args.host_root_disk),
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdin", "stdout", "stderr"]),
-        )
+        if args.host_connection is not None:
+            if args.spec is None:
+                raise ValueError("BackupStore installs on a VM only with a BackupSpec")
+            command.remote.Command(
+                f"{name}-install",
+                connection=args.host_connection,
+                create=render_install_script(args.spec),
+                stdin=pulumi.Output.secret(env_file),  # type: ignore[arg-type]
+                logging=command.remote.Logging.NONE,
+                # A new server needs everything again. The script waits for cloud-init itself.
+                triggers=list(args.host_root_disk),
+                opts=pulumi.ResourceOptions(
+                    parent=self, additional_secret_outputs=["stdin", "stdout", "stderr"]
+                ),
+            )
 
         self.container_name = container.name
         self.repository = repo
         self.restic_password = pulumi.Output.secret(password.result)
+        self.s3_access_key = credentials.access
+        self.s3_secret_key = pulumi.Output.secret(credentials.secret)
         self.register_outputs(
             {
                 "container_name": self.container_name,

@@ -44,6 +44,9 @@ class HubMonitoringArgs:
     host_root_disk: Sequence[pulumi.Input[str]]
     # The swarm's workers: node exporter on each, scraped at its private address.
     workers: Sequence[MonitoredHost] = ()
+    # With spec.alerts: the SMTP password and the webhook URL (secrets; "" when not used).
+    smtp_password: pulumi.Input[str] = ""
+    webhook_url: pulumi.Input[str] = ""
 
 
 class HubMonitoring(pulumi.ComponentResource):
@@ -76,9 +79,9 @@ class HubMonitoring(pulumi.ComponentResource):
         password = random.RandomPassword(
             f"{name}-web-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
         )
-        stdin = pulumi.Output.all(args.metrics_token, password.result).apply(
-            lambda values: install_stdin(values[0], values[1])
-        )
+        stdin = pulumi.Output.all(
+            args.metrics_token, password.result, args.smtp_password, args.webhook_url
+        ).apply(lambda values: install_stdin(values[0], values[1], values[2], values[3]))
         command.remote.Command(
             f"{name}-install",
             connection=args.host_connection,

@@ -35,6 +35,9 @@ class Z2JH(pulumi.ComponentResource):
     url: str
     # The jshub-admin service's API token, as on the VM hubs (secret).
     admin_token: pulumi.Output[str]
+    # With monitoring: the grafana service's token, which is also Grafana's OAuth client secret
+    # (secret); None without.
+    grafana_token: pulumi.Output[str] | None = None
 
     def __init__(self, name: str, args: Z2JHArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jshub:index:Z2JH", name, None, opts)
@@ -90,6 +93,26 @@ class Z2JH(pulumi.ComponentResource):
                 ),
             )
         )
+        if cfg.monitoring.on_for(cfg.scenario):
+            tokens = {
+                key: random.RandomPassword(
+                    f"{name}-{key}", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
+                ).result
+                for key in (z2jh.METRICS_TOKEN_KEY, z2jh.GRAFANA_TOKEN_KEY)
+            }
+            monitoring_obj = k8s_objects.monitoring_tokens_secret(ns_name, {})
+            secrets.append(
+                kubernetes.core.v1.Secret(
+                    f"{name}-monitoring-tokens",
+                    metadata=monitoring_obj["metadata"],
+                    type=monitoring_obj["type"],
+                    string_data=pulumi.Output.secret(tokens),  # type: ignore[arg-type]
+                    opts=pulumi.ResourceOptions.merge(
+                        in_ns, pulumi.ResourceOptions(additional_secret_outputs=["stringData", "data"])
+                    ),
+                )
+            )
+            self.grafana_token = pulumi.Output.secret(tokens[z2jh.GRAFANA_TOKEN_KEY])
         # Shared data: its volume is reclaimed with Retain, and the claim is protected too, so
         # `pulumi destroy` stops here until an operator unprotects it.
         shared = kubernetes.core.v1.PersistentVolumeClaim(

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from catalog.jetstream2 import DEFAULT_STORAGE_GB
-from stackconfig import StackConfig
+from stackconfig import StackConfig, sizing
+from stackconfig.backup import cron_schedule
 
 CONTAINER = "openstack:objectstorage/container:Container"
 VOLUME = "openstack:blockstorage/volume:Volume"
@@ -26,9 +27,12 @@ UNIQUE_PER_SNAPSHOT = 0.05
 
 
 def homes_capacity_gb(cfg: StackConfig) -> int:
-    """The most the homes can hold: the volume they live on (swarm: the NFS volume)."""
+    """The most the homes can hold: the volume they live on (swarm: the NFS volume; k8s: one
+    volume per user, counted for concurrentUsers users, with the shared folder and the database)."""
     if cfg.scenario == "swarm" and cfg.swarm is not None:
         return cfg.swarm.nfs_volume_gb
+    if cfg.scenario == "k8s" and cfg.k8s is not None:
+        return cfg.concurrent_users * cfg.k8s.user_storage_gb + cfg.k8s.shared_data_gb + sizing.HUB_DB_GB
     return cfg.hub_data_volume_gb
 
 
@@ -48,10 +52,16 @@ def report(cfg: StackConfig, resources: list[dict[str, Any]]) -> dict[str, Any]:
     factor = STORED_FRACTION * (1 + UNIQUE_PER_SNAPSHOT * snapshots)
     homes_gb = homes_capacity_gb(cfg)
     stored_gb = round(homes_gb * factor)
+    k8s = cfg.scenario == "k8s"
     return {
         "enabled": True,
         "containers": containers,
         "schedule": b.schedule,
+        # k8s: the CronJob's schedule, and what says a run is too old.
+        "cron": cron_schedule(b.schedule) if k8s else None,
+        "freshness": (
+            "alert BackupTooOld and `home-backup.sh check` fire" if k8s else "jshub-backup-check fails"
+        ),
         "retention": {
             "keepDaily": keep.keep_daily,
             "keepWeekly": keep.keep_weekly,
@@ -63,7 +73,7 @@ def report(cfg: StackConfig, resources: list[dict[str, Any]]) -> dict[str, Any]:
             "per_homes_gb": round(factor, 2),
             "stored_gb": stored_gb,
             "basis": (
-                f"homes filling their {homes_gb} GB volume (the most they can hold) × {STORED_FRACTION:g} "
+                f"homes filling their {homes_gb} GB {'of volumes' if k8s else 'volume'} (the most they can hold) × {STORED_FRACTION:g} "
                 f"after restic's compression and deduplication × (1 + {UNIQUE_PER_SNAPSHOT:g} × {snapshots} "
                 "kept snapshots, each holding that share of data no other kept snapshot has); "
                 "assumptions in planner/backup.py"
@@ -84,10 +94,13 @@ def lines(info: dict[str, Any]) -> list[str]:
         return [f"Backups: off ({info['why']})"]
     keep = info["retention"]
     store = info["object_storage"]
+    when = f"{info['schedule']!r} (systemd OnCalendar, UTC)"
+    if info["cron"]:
+        when += f", CronJob home-backup at {info['cron']!r} (cron, UTC)"
     out = [
         f"Backups: restic to object storage container {', '.join(info['containers'])} on schedule "
-        f"{info['schedule']!r} (systemd OnCalendar, UTC); keeps {keep['keepDaily']} daily, "
-        f"{keep['keepWeekly']} weekly, {keep['keepMonthly']} monthly; jshub-backup-check fails after "
+        f"{when}; keeps {keep['keepDaily']} daily, "
+        f"{keep['keepWeekly']} weekly, {keep['keepMonthly']} monthly; {info['freshness']} after "
         f"{info['max_age_hours']} h without a backup",
         f"  object storage: up to about {store['stored_gb']} GB ({store['per_homes_gb']:g} GB per GB of homes): "
         f"{store['basis']}",

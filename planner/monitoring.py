@@ -27,14 +27,53 @@ def _scrapes(script: str) -> dict[str, list[str]]:
     }
 
 
+RELEASE = "monitoring-release"
+RULES = "monitoring-rules"
+
+
+def _quantity(value: str) -> float:
+    """CPU in cores or memory in GiB, from a Kubernetes quantity (the forms the renderer uses)."""
+    units = {"m": 1e-3, "Mi": 1 / 1024, "Gi": 1.0}
+    for suffix, factor in units.items():
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * factor
+    return float(value)
+
+
+def _k8s_report(cfg: StackConfig, release: dict[str, Any], resources: list[dict[str, Any]]) -> dict[str, Any]:
+    values = release["inputs"].get("values", {})
+    requests = [
+        values["prometheus"]["prometheusSpec"]["resources"]["requests"],
+        values["alertmanager"]["alertmanagerSpec"]["resources"]["requests"],
+        values["grafana"]["resources"]["requests"],
+    ]
+    rules = next((r for r in resources if r["name"] == RULES and r["custom"]), None)
+    groups = rules["inputs"].get("spec", {}).get("groups", []) if rules else []
+    storage = values["prometheus"]["prometheusSpec"]["storageSpec"]["volumeClaimTemplate"]["spec"]
+    return {
+        "enabled": True,
+        "host": f"the cluster (chart {release['inputs'].get('chart')} {release['inputs'].get('version')})",
+        "retention_days": cfg.monitoring.retention_days,
+        "volume_full_percent": cfg.monitoring.volume_full_percent,
+        "alerts": [rule["alert"] for group in groups for rule in group["rules"]],
+        "grafana": values["grafana"]["grafana.ini"]["server"]["root_url"],
+        "cpu_requested": round(sum(_quantity(r["cpu"]) for r in requests), 2),
+        "memory_requested_gb": round(sum(_quantity(r["memory"]) for r in requests), 2),
+        "prometheus_volume_gb": _quantity(storage["resources"]["requests"]["storage"]),
+        "charged": "no extra SUs: the pods run on the cluster's existing nodes, and Prometheus's volume is "
+        "on Ceph (Jetstream2 Storage in GB)",
+    }
+
+
 def report(cfg: StackConfig, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    release = next((r for r in resources if r["name"] == RELEASE and r["custom"]), None)
+    if release is not None:
+        return _k8s_report(cfg, release, resources)
     install = next((r for r in resources if r["name"] == INSTALL and r["custom"]), None)
     m = cfg.monitoring
     if install is None:
         if m.enabled is False:
             why = "monitoring.enabled is false"
-        elif cfg.scenario == "k8s":
-            why = "scenario k8s has no monitoring yet"
         else:
             why = f"off by default for scenario {cfg.scenario}; monitoring.enabled: true turns it on"
         return {"enabled": False, "why": why}
@@ -59,6 +98,17 @@ def lines(info: dict[str, Any]) -> list[str]:
     """The plan's text about monitoring."""
     if not info["enabled"]:
         return [f"Monitoring: off ({info['why']})"]
+    if "grafana" in info:
+        return [
+            f"Monitoring: kube-prometheus-stack in {info['host']}, keeps {info['retention_days']} days; "
+            "scrapes the hub (/hub/metrics), node exporter on every node, the kubelets, kube-state-metrics "
+            "and Ceph's manager",
+            f"  Grafana: {info['grafana']} for hub admins (JupyterHub login); Alertmanager in the cluster",
+            f"  alerts: {', '.join(info['alerts'])} (volumes full above {info['volume_full_percent']} %)",
+            f"  cost: requests {info['cpu_requested']:g} CPU and {info['memory_requested_gb']:g} GiB (Prometheus, "
+            f"Alertmanager, Grafana; the chart's exporters and operator ask for none), Prometheus volume "
+            f"{info['prometheus_volume_gb']:g} GB; {info['charged']}",
+        ]
     scrapes = ", ".join(f"{job} at {', '.join(targets)}" for job, targets in info["scrapes"].items())
     web = info["web_ui"]
     return [

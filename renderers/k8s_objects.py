@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from renderers.rook import BLOCK_CLASS, FILESYSTEM_CLASS
-from renderers.z2jh import HUB_SECRETS, OAUTH_SECRET, OAUTH_SECRET_KEY, SHARED_DATA_CLAIM
+from renderers.z2jh import HUB_SECRETS, MONITORING_SECRET, OAUTH_SECRET, OAUTH_SECRET_KEY, SHARED_DATA_CLAIM
 
 # A small pinned image for the storage check; Docker Hub's official busybox.
 CHECK_IMAGE = "docker.io/library/busybox:1.37.0"
@@ -36,6 +36,17 @@ def hub_secret(ns: str, data: dict[str, str]) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": HUB_SECRETS, "namespace": ns, "labels": dict(LABELS)},
+        "type": "Opaque",
+        "stringData": data,
+    }
+
+
+def monitoring_tokens_secret(ns: str, data: dict[str, str]) -> dict[str, Any]:
+    """The metrics and grafana services' tokens (see renderers.z2jh, monitoring)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": MONITORING_SECRET, "namespace": ns, "labels": dict(LABELS)},
         "type": "Opaque",
         "stringData": data,
     }

@@ -51,6 +51,35 @@ class MonitoringPaths:
     def token_file(self) -> str:
         return f"{self.config_dir}/jshub-metrics.token"
 
+    @property
+    def alertmanager_template(self) -> str:
+        return f"{self.config_dir}/alertmanager.yml.in"
+
+    @property
+    def alertmanager_config(self) -> str:
+        # Debian's prometheus-alertmanager reads this by default.
+        return f"{self.config_dir}/alertmanager.yml"
+
+
+@dataclass(frozen=True)
+class AlertTargets:
+    """Where Alertmanager sends firing alerts (no secrets here: the SMTP password and the webhook
+    URL reach the VM on the install's standard input)."""
+
+    email_to: str | None = None
+    smarthost: str | None = None
+    email_from: str | None = None
+    smtp_username: str | None = None
+    # With the SMTP password (monitoring.smtpUsername's), or the webhook URL, on standard input.
+    smtp_password: bool = False
+    webhook: bool = False
+
+
+ALERTMANAGER_LISTEN = "127.0.0.1:9093"
+# Stand-ins the install replaces with the secrets it reads, in single-quoted YAML scalars.
+SMTP_PASSWORD_MARK = "@JSHUB_SMTP_PASSWORD@"
+WEBHOOK_URL_MARK = "@JSHUB_WEBHOOK_URL@"
+
 
 @dataclass(frozen=True)
 class MonitoringSpec:
@@ -73,6 +102,8 @@ class MonitoringSpec:
     # Where admins reach Prometheus's web UI through Caddy (https://<hub>/prometheus/); its path
     # is Prometheus's route prefix. None: served at / on `listen` only.
     external_url: str | None = None
+    # None: no Alertmanager (alerts only on Prometheus's Alerts page).
+    alerts: AlertTargets | None = None
 
     @property
     def route_prefix(self) -> str:
@@ -100,6 +131,34 @@ def render_prometheus_config(spec: MonitoringSpec) -> str:
             {"job_name": NODE_JOB, "static_configs": [{"targets": [spec.node_target, *spec.worker_targets]}]},
         ],
     }
+    if spec.alerts is not None:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [ALERTMANAGER_LISTEN]}]}]}
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def render_alertmanager_template(alerts: AlertTargets, external_url: str | None = None) -> str:
+    """alertmanager.yml with SMTP_PASSWORD_MARK and WEBHOOK_URL_MARK where the secrets go; the
+    install fills them in on the VM (renderers/templates/_alertmanager-config.sh.j2)."""
+    receiver: dict[str, Any] = {"name": "operators"}
+    config: dict[str, Any] = {}
+    if alerts.email_to is not None:
+        smtp: dict[str, Any] = {"smtp_smarthost": alerts.smarthost, "smtp_from": alerts.email_from}
+        if alerts.smtp_username is not None:
+            smtp["smtp_auth_username"] = alerts.smtp_username
+        if alerts.smtp_password:
+            smtp["smtp_auth_password"] = SMTP_PASSWORD_MARK
+        config["global"] = smtp
+        receiver["email_configs"] = [{"to": alerts.email_to, "send_resolved": True}]
+    if alerts.webhook:
+        receiver["webhook_configs"] = [{"url": WEBHOOK_URL_MARK, "send_resolved": True}]
+    config["route"] = {
+        "receiver": "operators",
+        "group_by": ["alertname"],
+        "group_wait": "30s",
+        "group_interval": "5m",
+        "repeat_interval": "4h",
+    }
+    config["receivers"] = [receiver]
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -275,6 +334,16 @@ def files(spec: MonitoringSpec) -> list[tuple[str, str, str]]:
         (f"{p.dashboards_dir}/{name}", "0644", json.dumps(board, indent=2) + "\n")
         for name, board in dashboards(spec).items()
     ]
+    if spec.alerts is not None:
+        result += [
+            (p.alertmanager_template, "0644", render_alertmanager_template(spec.alerts)),
+            # Local only; no cluster of Alertmanagers (Debian's default listens for peers on 9094).
+            (
+                f"{p.defaults_dir}/prometheus-alertmanager",
+                "0644",
+                f'ARGS="--web.listen-address={ALERTMANAGER_LISTEN} --cluster.listen-address="\n',
+            ),
+        ]
     return result
 
 
@@ -286,13 +355,19 @@ def files_digest(spec: MonitoringSpec) -> str:
 ADMIN_USER = "admin"
 
 
-def install_stdin(metrics_token: str, web_password: str) -> str:
-    """What the install reads on standard input, one line each."""
+def install_stdin(
+    metrics_token: str, web_password: str, smtp_password: str = "", webhook_url: str = ""
+) -> str:
+    """What the install reads on standard input, one line each: the token, the web UI's password,
+    then (with Alertmanager) the SMTP password and the webhook URL, either possibly empty."""
     for value in (metrics_token, web_password):
         # Checked, never echoed: the value is a secret.
         if not value or "\n" in value:
             raise ValueError("a monitoring secret must be one non-empty line")
-    return f"{metrics_token}\n{web_password}\n"
+    for value in (smtp_password, webhook_url):
+        if "\n" in value:
+            raise ValueError("an alerting secret must be one line")
+    return f"{metrics_token}\n{web_password}\n{smtp_password}\n{webhook_url}\n"
 
 
 def render_caddy_route(spec: MonitoringSpec, password_hash: str) -> str:
@@ -323,4 +398,20 @@ def render_install_script(spec: MonitoringSpec) -> str:
         delimiter=_HEREDOC,
         dirs=sorted({path.rsplit("/", 1)[0] for path, _, _ in written}),
         caddy_route=render_caddy_route(spec, "$password_hash") if spec.external_url else "",
+        alerts=spec.alerts is not None,
+        sudo="sudo",
+        smtp_mark=SMTP_PASSWORD_MARK,
+        webhook_mark=WEBHOOK_URL_MARK,
+    )
+
+
+def render_alertmanager_fill(paths: MonitoringPaths | None = None, sudo: str = "sudo") -> str:
+    """The part of the install that writes alertmanager.yml from its template and the two
+    secrets in $smtp_password and $webhook_url; alone, for the tests."""
+    return render(
+        "_alertmanager-config.sh.j2",
+        paths=paths or MonitoringPaths(),
+        smtp_mark=SMTP_PASSWORD_MARK,
+        webhook_mark=WEBHOOK_URL_MARK,
+        sudo=sudo,
     )

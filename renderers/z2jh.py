@@ -27,6 +27,17 @@ WORKSHOP_ADMIN_PASSWORD_KEY = "workshop-admin-password"
 ADMIN_SERVICE = "jshub-admin"
 # As on the VM hubs: what operators' scripts (python -m jshub.users, jshub.smoke) need.
 ADMIN_SCOPES = ("admin:users", "admin:servers", "tokens", "access:servers")
+# With monitoring (k8s): the read-only metrics service Prometheus scrapes with, and Grafana as a
+# service the proxy routes to and an OAuth client of the hub; their tokens in their own Secret.
+MONITORING_SECRET = "hub-jshub-monitoring"
+METRICS_SERVICE = "jshub-metrics"
+METRICS_TOKEN_KEY = "metrics-token"
+GRAFANA_SERVICE = "grafana"
+GRAFANA_TOKEN_KEY = "grafana-token"
+MONITORING_NAMESPACE = "monitoring"
+# The kube-prometheus-stack release `monitoring` names Grafana's Service so; its pods listen on 3000.
+GRAFANA_URL = f"http://monitoring-grafana.{MONITORING_NAMESPACE}.svc:80"
+GRAFANA_POD_PORT = 3000
 SHARED_DATA_CLAIM = "shared-data"
 SHARED_DATA_MOUNT = "/home/jovyan/shared"
 # Attaching a new Ceph volume and pulling a large image can take minutes on a fresh node.
@@ -68,6 +79,8 @@ class Z2JHSpec:
     user_nodes: Literal["require", "prefer"] = "require"
     # magnum: the floating IP the stack reserved for the proxy's load balancer.
     load_balancer_ip: str | None = None
+    # The cluster's monitoring scrapes the hub and Grafana is one of its services.
+    monitoring: bool = False
 
     @classmethod
     def from_config(cls, cfg: StackConfig, load_balancer_ip: str | None = None) -> Z2JHSpec:
@@ -82,6 +95,7 @@ class Z2JHSpec:
             placeholders=sizing.placeholder_replicas(cfg),
             user_nodes="require" if cfg.k8s.engine == "k3s" else "prefer",
             load_balancer_ip=load_balancer_ip,
+            monitoring=cfg.monitoring.on_for(cfg.scenario),
         )
 
 
@@ -144,6 +158,49 @@ def _auth_config(spec: Z2JHSpec) -> dict[str, Any]:
             "oauth_callback_url": callback,
             "allowed_idps": spec.hub.cilogon_idps,
         },
+    }
+
+
+_MONITORING_TOKENS_FROM_ENV = f"""\
+# The monitoring services' tokens come from the stack's Secret, as the admin service's does.
+import os
+
+for _service in c.JupyterHub.services:
+    if _service["name"] == {METRICS_SERVICE!r}:
+        _service["api_token"] = os.environ["JSHUB_METRICS_TOKEN"]
+    if _service["name"] == {GRAFANA_SERVICE!r}:
+        _service["api_token"] = os.environ["JSHUB_GRAFANA_TOKEN"]
+"""
+
+
+def _monitoring(spec: Z2JHSpec) -> dict[str, Any]:
+    """What the hub's values gain with monitoring: the two services, their tokens, the metrics
+    role, and network policy holes for Prometheus and Grafana (namespace monitoring) to reach the
+    hub's API and for the proxy to reach Grafana."""
+    monitoring_ns = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}
+    }
+    return {
+        "services": {
+            METRICS_SERVICE: {"name": METRICS_SERVICE},
+            GRAFANA_SERVICE: {
+                "name": GRAFANA_SERVICE,
+                "url": GRAFANA_URL,
+                "oauth_redirect_uri": f"https://{spec.fqdn}/services/{GRAFANA_SERVICE}/login/generic_oauth",
+            },
+        },
+        "loadRoles": {METRICS_SERVICE: {"scopes": ["read:metrics"], "services": [METRICS_SERVICE]}},
+        "extraEnv": _secret_env("JSHUB_METRICS_TOKEN", MONITORING_SECRET, METRICS_TOKEN_KEY)
+        | _secret_env("JSHUB_GRAFANA_TOKEN", MONITORING_SECRET, GRAFANA_TOKEN_KEY),
+        "hub_ingress": [{"from": [monitoring_ns], "ports": [{"port": 8081, "protocol": "TCP"}]}],
+        "proxy_egress": [
+            {
+                "to": [
+                    {**monitoring_ns, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "grafana"}}}
+                ],
+                "ports": [{"port": GRAFANA_POD_PORT, "protocol": "TCP"}],
+            }
+        ],
     }
 
 
@@ -222,14 +279,28 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
     }
     if k8s.profiles:
         singleuser["profileList"] = [_profile(p) for p in k8s.profiles]
+    extra_config = {"05-auth-from-env": _AUTH_FROM_ENV, "10-shared-data": _ADMIN_WRITES_SHARED}
+    # admin: a roster may name admins, which JupyterHub lets only admin callers grant.
+    services: dict[str, Any] = {ADMIN_SERVICE: {"name": ADMIN_SERVICE, "admin": True}}
+    roles: dict[str, Any] = {ADMIN_SERVICE: {"scopes": list(ADMIN_SCOPES), "services": [ADMIN_SERVICE]}}
+    env = _auth_env(spec)
+    hub_policy: dict[str, Any] = {"enabled": True}
+    proxy: dict[str, Any] = {}
+    if spec.monitoring:
+        m = _monitoring(spec)
+        services |= m["services"]
+        roles |= m["loadRoles"]
+        env |= m["extraEnv"]
+        extra_config["06-monitoring-tokens"] = _MONITORING_TOKENS_FROM_ENV
+        hub_policy["ingress"] = m["hub_ingress"]
+        proxy["chp"] = {"networkPolicy": {"egress": m["proxy_egress"]}}
     return {
         "hub": {
             "config": _auth_config(spec),
-            "extraEnv": _auth_env(spec),
-            "extraConfig": {"05-auth-from-env": _AUTH_FROM_ENV, "10-shared-data": _ADMIN_WRITES_SHARED},
-            # admin: a roster may name admins, which JupyterHub lets only admin callers grant.
-            "services": {ADMIN_SERVICE: {"name": ADMIN_SERVICE, "admin": True}},
-            "loadRoles": {ADMIN_SERVICE: {"scopes": list(ADMIN_SCOPES), "services": [ADMIN_SERVICE]}},
+            "extraEnv": env,
+            "extraConfig": extra_config,
+            "services": services,
+            "loadRoles": roles,
             "db": {
                 "type": "sqlite-pvc",
                 # A chart bump that brings a JupyterHub with a new database schema upgrades the
@@ -238,10 +309,11 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
                 "upgrade": True,
                 "pvc": {"storageClassName": BLOCK_CLASS, "storage": "1Gi", "accessModes": ["ReadWriteOnce"]},
             },
-            "networkPolicy": {"enabled": True},
+            "networkPolicy": hub_policy,
             "concurrentSpawnLimit": max(64, spec.concurrent_users // 4),
         },
         "proxy": {
+            **proxy,
             "service": service,
             "https": {
                 "enabled": True,

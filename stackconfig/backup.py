@@ -103,6 +103,86 @@ def on_calendar(value: str) -> str:
 
 
 OnCalendar = Annotated[str, AfterValidator(on_calendar)]
+
+# systemd's shorthands as cron: weekly is Monday 00:00, the others start their period at 00:00.
+_CRON_SHORTHANDS = {
+    "minutely": "* * * * *",
+    "hourly": "0 * * * *",
+    "daily": "0 0 * * *",
+    "weekly": "0 0 * * 1",
+    "monthly": "0 0 1 * *",
+    "quarterly": "0 0 1 1,4,7,10 *",
+    "semiannually": "0 0 1 1,7 *",
+    "yearly": "0 0 1 1 *",
+    "annually": "0 0 1 1 *",
+}
+_CRON_DAYS = {"Sun": 0, "Mon": 1, "Tue": 2, "Wed": 3, "Thu": 4, "Fri": 5, "Sat": 6}
+ALLOWED_K8S_SCHEDULE = (
+    "on scenario k8s, an OnCalendar expression a Kubernetes CronJob can express: any year ('*-' or "
+    "no date), whole minutes (seconds 0 or left out), e.g. '*-*-* 03:15:00', 'Mon..Fri 02:00' or 'daily'"
+)
+
+
+def _cron_field(text: str, highest: int) -> str:
+    """One OnCalendar component in cron's syntax: `A..B` becomes `A-B`, and `A/STEP` becomes
+    `A-HIGHEST/STEP` (systemd repeats from A to the end of the range; plain cron has no `A/STEP`)."""
+    items = []
+    for item in text.split(","):
+        base, _, step = item.partition("/")
+        base = base.replace("..", "-")
+        if step and base != "*" and "-" not in base:
+            base = f"{base}-{highest}"
+        items.append(f"{base}/{int(step)}" if step else base)
+    return re.sub(r"\d+", lambda m: str(int(m.group())), ",".join(items))
+
+
+def _cron_weekdays(text: str) -> str:
+    parts = []
+    for item in text.split(","):
+        first, _, last = item.partition("..")
+        parts.append(f"{_CRON_DAYS[first]}-{_CRON_DAYS[last]}" if last else str(_CRON_DAYS[first]))
+    return ",".join(parts)
+
+
+def cron_schedule(value: str) -> str:
+    """The same schedule as a Kubernetes CronJob's (cron, UTC), for an expression `on_calendar`
+    accepted. Raises ValueError (ALLOWED_K8S_SCHEDULE) for what cron cannot say: a year, seconds."""
+    text = on_calendar(value)
+    if text in _CRON_SHORTHANDS:
+        return _CRON_SHORTHANDS[text]
+    tokens = text.split(" ")
+    if tokens[-1] == "UTC":
+        tokens = tokens[:-1]
+    weekdays = "*"
+    if _WEEKDAYS.match(tokens[0]):
+        weekdays = _cron_weekdays(tokens[0])
+        tokens = tokens[1:]
+    date = next((t for t in tokens if ":" not in t), "*-*-*")
+    time = next((t for t in tokens if ":" in t), "00:00:00")
+    fields = date.split("-")
+    if len(fields) == 2:
+        fields = ["*", *fields]
+    year, month, day = fields
+    hour, minute, *second = time.split(":")
+    if year != "*":
+        raise ValueError(
+            f"a CronJob repeats every year: {year!r} as the year; allowed: {ALLOWED_K8S_SCHEDULE}"
+        )
+    if second and second[0] not in ("0", "00"):
+        raise ValueError(
+            f"a CronJob runs on whole minutes: {second[0]!r} as the seconds; allowed: {ALLOWED_K8S_SCHEDULE}"
+        )
+    return " ".join(
+        (
+            _cron_field(minute, 59),
+            _cron_field(hour, 23),
+            _cron_field(day, 31),
+            _cron_field(month, 12),
+            weekdays,
+        )
+    )
+
+
 _CONTAINER = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
 
@@ -141,12 +221,13 @@ class BackupConfig(ConfigModel):
 
     enabled: bool | None = Field(
         default=None,
-        description="Back up homes and the hub database; unset: on for scenarios single, hpc and swarm "
-        "(they hold homes on one volume), off for k8s (not implemented there).",
+        description="Back up homes and the hub database; unset: on in every scenario (k8s: a CronJob backs up "
+        "each user's volume and the hub's database).",
     )
     schedule: OnCalendar = Field(
         default="*-*-* 03:15:00",
-        description="When backups run: a systemd OnCalendar expression in UTC (default nightly at 03:15).",
+        description="When backups run: a systemd OnCalendar expression in UTC (default nightly at 03:15); "
+        "k8s turns it into the CronJob's cron schedule (whole minutes, any year).",
     )
     retention: RetentionConfig = Field(
         default_factory=RetentionConfig,
@@ -171,5 +252,6 @@ class BackupConfig(ConfigModel):
         return scenario in BACKUP_SCENARIOS
 
 
-# Scenarios whose homes and hub database sit on one VM's data volume, where restic runs.
-BACKUP_SCENARIOS: tuple[str, ...] = ("single", "hpc", "swarm")
+# Scenarios that back up: on single, hpc and swarm the homes and the hub database sit on one VM's
+# data volume, where restic runs; on k8s a CronJob backs up each user's volume in turn.
+BACKUP_SCENARIOS: tuple[str, ...] = ("single", "hpc", "swarm", "k8s")

@@ -489,6 +489,17 @@ class StackConfig(ConfigModel):
         description="auth.type shared-password: the password auth.admins log in with, 32 characters or more "
         "and not workshopPassword; without it admins cannot log in.",
     )
+    alert_smtp_password: SecretStr | None = Field(
+        default=None,
+        json_schema_extra={"secret": True},
+        description="monitoring.alertEmail: the SMTP password of monitoring.smtpUsername (set it with --secret).",
+    )
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        json_schema_extra={"secret": True},
+        description="VMs: Alertmanager posts firing alerts to this http(s) URL (a chat or paging hook; it usually "
+        "holds a token, so set it with --secret).",
+    )
     hpc: HpcConfig | None = Field(
         default=None,
         description="Scenario hpc: {loginHost, loginPort, hostKey, accountMode, usernamePattern, communityAccount, "
@@ -499,14 +510,14 @@ class StackConfig(ConfigModel):
         default_factory=BackupConfig,
         description="Backups of homes and the hub database to Jetstream2 object storage (restic): {enabled, "
         "schedule (systemd OnCalendar, default '*-*-* 03:15:00'), retention: {keepDaily: 7, keepWeekly: 4, "
-        "keepMonthly: 6}, maxAgeHours: 30, container}; unset enabled: on for single, hpc and swarm. See "
-        "README, Backups and restore.",
+        "keepMonthly: 6}, maxAgeHours: 30, container}; unset enabled: on in every scenario (k8s: a CronJob, "
+        "the schedule as cron). See README, Backups and restore, and docs/k8s.md.",
     )
     monitoring: MonitoringConfig = Field(
         default_factory=MonitoringConfig,
-        description="Prometheus and node exporter on the hub's VM with alert rules: {enabled, retentionDays: 15, "
-        "volumeFullPercent: 85, spawnFailuresPerHour: 3}; unset enabled: on for swarm, off for single and hpc. "
-        "See README, Monitoring.",
+        description="Prometheus and node exporter on the hub's VM with alert rules (k8s: kube-prometheus-stack "
+        "with Grafana for admins): {enabled, retentionDays: 15, volumeFullPercent: 85, spawnFailuresPerHour: 3}; "
+        "unset enabled: on for swarm and k8s, off for single and hpc. See README, Monitoring, and docs/k8s.md.",
     )
     hpc_ssh_private_key: SecretStr | None = Field(
         default=None,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Callable
 
 from catalog import FLAVORS
 from catalog.jetstream2 import LETSENCRYPT_MAX_CN
 from stackconfig import sizing
-from stackconfig.backup import BACKUP_SCENARIOS
+from stackconfig.backup import BACKUP_SCENARIOS, cron_schedule
 from stackconfig.errors import Problem
 from stackconfig.hpc import SAMPLE_USER, unix_name
 from stackconfig.images import image_provides_packages
@@ -638,8 +639,15 @@ def _only_on(key: str, enabled: bool, scenario: str, scenarios: tuple[str, ...],
 
 
 def backup_supported(cfg: StackConfig) -> list[Problem]:
-    where = "backups run on the VM that holds the homes"
-    return _only_on("backup.enabled", bool(cfg.backup.enabled), cfg.scenario, BACKUP_SCENARIOS, where)
+    where = "backups run where the homes are"
+    problems = _only_on("backup.enabled", bool(cfg.backup.enabled), cfg.scenario, BACKUP_SCENARIOS, where)
+    if cfg.scenario == "k8s" and cfg.backup.on_for(cfg.scenario):
+        # A CronJob's schedule is cron: say so now, not when the API server refuses it.
+        try:
+            cron_schedule(cfg.backup.schedule)
+        except ValueError as exc:
+            problems.append(Problem("backup.schedule", str(exc), cfg.backup.schedule))
+    return problems
 
 
 def shared_folder_supported(cfg: StackConfig) -> list[Problem]:
@@ -673,6 +681,42 @@ def monitoring_supported(cfg: StackConfig) -> list[Problem]:
     )
 
 
+def alert_targets_fit(cfg: StackConfig) -> list[Problem]:
+    """Alertmanager's targets: where they apply and what they need."""
+    problems = []
+    m = cfg.monitoring
+    targets = m.alert_email is not None or cfg.alert_webhook_url is not None
+    if targets and cfg.scenario == "k8s":
+        key = "monitoring.alertEmail" if m.alert_email is not None else "alertWebhookUrl"
+        problems.append(
+            Problem(
+                key,
+                "notifications are offered on the VM scenarios (single, hpc, swarm); on k8s "
+                "Alertmanager runs in the cluster with the chart's receivers: remove it",
+            )
+        )
+    if targets and not m.on_for(cfg.scenario):
+        key = "monitoring.alertEmail" if m.alert_email is not None else "alertWebhookUrl"
+        problems.append(
+            Problem(key, "notifications need monitoring: set monitoring.enabled: true or remove it")
+        )
+    if cfg.alert_smtp_password is not None and m.alert_email is None:
+        problems.append(
+            Problem("alertSmtpPassword", "is used only with monitoring.alertEmail; set it or remove this")
+        )
+    if cfg.alert_webhook_url is not None:
+        url = cfg.alert_webhook_url.get_secret_value()
+        # Checked, never echoed: it may hold a token.
+        # The install puts it in a quoted YAML scalar; amtool checks it is a URL there.
+        if not url or re.search(r"[\s'\\]", url) or ("://" in url and not re.match(r"^https?://", url)):
+            problems.append(
+                Problem("alertWebhookUrl", "is not an http(s) URL without spaces, quotes or backslashes")
+            )
+    if cfg.alert_smtp_password is not None and "\n" in cfg.alert_smtp_password.get_secret_value():
+        problems.append(Problem("alertSmtpPassword", "must be one line"))
+    return problems
+
+
 RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     auth_secrets_match_type,
     hub_name_fits_certificate,
@@ -694,6 +738,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     backup_supported,
     shared_folder_supported,
     monitoring_supported,
+    alert_targets_fit,
 )
 
 

@@ -9,8 +9,12 @@ import pulumi
 import pulumi_command as command
 
 from components.backup import BackupStore, BackupStoreArgs, container_name
+from components.k8s_backup import K8sHomeBackup, K8sHomeBackupArgs
+from renderers import z2jh
 from renderers.backup import BackupPaths, BackupSpec
+from renderers.k8s_backup import K8sBackupSpec
 from stackconfig import StackConfig
+from stackconfig.backup import cron_schedule
 
 
 def backup_spec(cfg: StackConfig, paths: BackupPaths) -> BackupSpec:
@@ -46,9 +50,63 @@ def backup(
         ),
         opts=opts,
     )
+    _export(store)
+    return store
+
+
+def _export(store: BackupStore) -> None:
     pulumi.export("backup_container", store.container_name)
     pulumi.export("backup_repository", store.repository)
     # With the EC2 credentials (`openstack ec2 credentials list`), what reads the backups
     # when the VM is gone: `pulumi stack output restic_password --show-secrets`.
     pulumi.export("restic_password", store.restic_password)
-    return store
+
+
+def k8s_backup_spec(cfg: StackConfig) -> K8sBackupSpec:
+    b = cfg.backup
+    return K8sBackupSpec(
+        namespace=z2jh.NAMESPACE,
+        host=cfg.hub_fqdn,
+        schedule=cron_schedule(b.schedule),
+        keep_daily=b.retention.keep_daily,
+        keep_weekly=b.retention.keep_weekly,
+        keep_monthly=b.retention.keep_monthly,
+        max_age_hours=b.max_age_hours,
+    )
+
+
+def k8s_backup(
+    cfg: StackConfig,
+    opts: pulumi.ResourceOptions,
+    in_cluster: pulumi.ResourceOptions,
+    hub: Sequence[pulumi.Resource],
+    deleted_with: pulumi.Resource | None,
+) -> K8sHomeBackup | None:
+    """The k8s scenario: the same object-storage container and credentials as the VMs', and a
+    CronJob in the hub's namespace that backs up each user's volume and the hub database.
+    Nothing when backups are off for this stack."""
+    if not cfg.backup.on_for(cfg.scenario):
+        return None
+    store = BackupStore(
+        "backup",
+        BackupStoreArgs(
+            container_name=cfg.backup.container or container_name(cfg.allocation, pulumi.get_stack())
+        ),
+        opts=opts,
+    )
+    _export(store)
+    backup = K8sHomeBackup(
+        "home-backup",
+        K8sHomeBackupArgs(
+            spec=k8s_backup_spec(cfg),
+            repository=store.repository,
+            s3_access_key=store.s3_access_key,
+            s3_secret_key=store.s3_secret_key,
+            restic_password=store.restic_password,
+            depends_on=hub,
+            deleted_with=deleted_with,
+        ),
+        opts=in_cluster,
+    )
+    pulumi.export("backup_restore_command", backup.restore_command)
+    return backup

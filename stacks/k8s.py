@@ -10,7 +10,9 @@ from components.rook_ceph import RookCeph, RookCephArgs
 from components.z2jh import Z2JH, Z2JHArgs
 from renderers import k3s
 from stackconfig import StackConfig, sizing
+from stacks.backup import k8s_backup
 from stacks.common import network, openstack_provider
+from stacks.monitoring import k8s_monitoring
 
 
 def build(cfg: StackConfig) -> None:
@@ -47,6 +49,14 @@ def build(cfg: StackConfig) -> None:
             deleted_with=cluster.lifeline,
         ),
         opts=in_cluster,
+    )
+    k8s_backup(cfg, opts, in_cluster, hub=[hub.release], deleted_with=cluster.lifeline)
+    k8s_monitoring(
+        cfg,
+        hub.grafana_token,
+        in_cluster,
+        depends_on=[ceph.cluster, hub.release],
+        deleted_with=cluster.lifeline,
     )
     pulumi.export("url", hub.url)
     pulumi.export("admin_token", hub.admin_token)

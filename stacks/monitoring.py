@@ -7,8 +7,12 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_command as command
 
+from components.k8s_monitoring import K8sMonitoring, K8sMonitoringArgs
 from components.monitoring import HubMonitoring, HubMonitoringArgs, MonitoredHost
-from renderers.monitoring import MonitoringSpec
+from renderers import z2jh
+from renderers.k8s_monitoring import K8sMonitoringSpec
+from renderers.monitoring import AlertTargets, MonitoringSpec
+from renderers.rook import BLOCK_CLASS
 from stackconfig import StackConfig
 
 # The hub's public port on the VM: the proxy on a hub VM, the published service on a manager.
@@ -28,6 +32,22 @@ def monitoring_spec(cfg: StackConfig, data_mount: str) -> MonitoringSpec:
         spawn_failures_per_hour=m.spawn_failures_per_hour,
         backup_max_age_hours=cfg.backup.max_age_hours if backups else None,
         external_url=f"https://{cfg.hub_fqdn}{WEB_PATH}",
+        alerts=alert_targets(cfg),
+    )
+
+
+def alert_targets(cfg: StackConfig) -> AlertTargets | None:
+    """Where Alertmanager sends alerts; None when the stack names nowhere (no Alertmanager)."""
+    m = cfg.monitoring
+    if m.alert_email is None and cfg.alert_webhook_url is None:
+        return None
+    return AlertTargets(
+        email_to=m.alert_email,
+        smarthost=m.smtp_smarthost,
+        email_from=m.smtp_from,
+        smtp_username=m.smtp_username,
+        smtp_password=cfg.alert_smtp_password is not None,
+        webhook=cfg.alert_webhook_url is not None,
     )
 
 
@@ -51,10 +71,57 @@ def monitoring(
             host_connection=connection,
             host_root_disk=root_disk,
             workers=workers,
+            smtp_password=pulumi.Output.secret(
+                cfg.alert_smtp_password.get_secret_value() if cfg.alert_smtp_password else ""
+            ),
+            webhook_url=pulumi.Output.secret(
+                cfg.alert_webhook_url.get_secret_value() if cfg.alert_webhook_url else ""
+            ),
         ),
         opts=opts,
     )
     pulumi.export("prometheus_url", f"https://{cfg.hub_fqdn}{WEB_PATH}")
     # User admin: `pulumi stack output prometheus_password --show-secrets`.
     pulumi.export("prometheus_password", monitor.web_password)
+    return monitor
+
+
+def k8s_monitoring_spec(cfg: StackConfig) -> K8sMonitoringSpec:
+    m = cfg.monitoring
+    return K8sMonitoringSpec(
+        fqdn=cfg.hub_fqdn,
+        hub_namespace=z2jh.NAMESPACE,
+        retention_days=m.retention_days,
+        volume_full_percent=m.volume_full_percent,
+        spawn_failures_per_hour=m.spawn_failures_per_hour,
+        backup_max_age_hours=cfg.backup.max_age_hours if cfg.backup.on_for(cfg.scenario) else None,
+        metrics_secret=z2jh.MONITORING_SECRET,
+        metrics_secret_key=z2jh.METRICS_TOKEN_KEY,
+        storage_class=BLOCK_CLASS,
+    )
+
+
+def k8s_monitoring(
+    cfg: StackConfig,
+    grafana_token: pulumi.Input[str] | None,
+    in_cluster: pulumi.ResourceOptions,
+    depends_on: Sequence[pulumi.Resource],
+    deleted_with: pulumi.Resource | None,
+) -> K8sMonitoring | None:
+    """The k8s scenario: nothing when monitoring is off for this stack."""
+    if not cfg.monitoring.on_for(cfg.scenario):
+        return None
+    if grafana_token is None:
+        raise ValueError("monitoring on k8s needs the hub's grafana service token (Z2JH.grafana_token)")
+    monitor = K8sMonitoring(
+        "monitoring",
+        K8sMonitoringArgs(
+            spec=k8s_monitoring_spec(cfg),
+            grafana_client_secret=grafana_token,
+            depends_on=depends_on,
+            deleted_with=deleted_with,
+        ),
+        opts=in_cluster,
+    )
+    pulumi.export("grafana_url", monitor.grafana_url)
     return monitor

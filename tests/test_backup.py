@@ -20,7 +20,7 @@ from renderers.backup import (
     scripts,
 )
 from stackconfig import ConfigError
-from stackconfig.backup import on_calendar
+from stackconfig.backup import cron_schedule, on_calendar
 from tests.conftest import make_config, require_tool
 
 
@@ -33,7 +33,7 @@ def problems(**overrides: Any) -> list[str]:
 def test_defaults_back_up_nightly_with_7_4_6_and_30_hours() -> None:
     cfg = make_config()
     b = cfg.backup
-    assert b.on_for("single") and b.on_for("hpc") and b.on_for("swarm") and not b.on_for("k8s")
+    assert b.on_for("single") and b.on_for("hpc") and b.on_for("swarm") and b.on_for("k8s")
     assert b.schedule == "*-*-* 03:15:00"
     assert (b.retention.keep_daily, b.retention.keep_weekly, b.retention.keep_monthly) == (7, 4, 6)
     assert b.max_age_hours == 30
@@ -68,11 +68,46 @@ def test_bad_backup_values_name_key_value_and_what_is_allowed(backup: dict[str, 
     assert any(expected in p for p in found), found
 
 
-def test_backups_are_refused_where_they_are_not_implemented() -> None:
-    found = problems(backup={"enabled": True}, scenario="k8s", k8s={"engine": "k3s"})
+def test_k8s_refuses_a_schedule_a_cronjob_cannot_express() -> None:
+    k8s = {"scenario": "k8s", "k8s": {"engine": "k3s"}}
+    found = problems(backup={"schedule": "*-*-* 03:15:30"}, **k8s)
     assert any(
-        p.startswith("backup.enabled = True: backups run on the VM that holds the homes") for p in found
+        p.startswith(
+            "backup.schedule = '*-*-* 03:15:30': a CronJob runs on whole minutes: '30' as the seconds"
+        )
+        for p in found
     ), found
+    found = problems(backup={"schedule": "2027-*-* 03:15"}, **k8s)
+    assert any(
+        "a CronJob repeats every year: '2027' as the year; allowed: on scenario k8s" in p for p in found
+    )
+    # The same schedules are fine on a VM (systemd), and on k8s with backups off.
+    assert make_config(backup={"schedule": "*-*-* 03:15:30"}).backup.schedule == "*-*-* 03:15:30"
+    with pytest.raises(ConfigError) as info:
+        make_config(backup={"schedule": "*-*-* 03:15:30", "enabled": False}, **k8s)
+    assert not [p for p in info.value.problems if p.key == "backup.schedule"]
+
+
+@pytest.mark.parametrize(
+    ("on_calendar", "cron"),
+    [
+        ("*-*-* 03:15:00", "15 3 * * *"),
+        ("*-*-* 03:15", "15 3 * * *"),
+        ("daily", "0 0 * * *"),
+        ("weekly", "0 0 * * 1"),
+        ("hourly", "0 * * * *"),
+        ("Mon..Fri *-*-* 02:00", "0 2 * * 1-5"),
+        ("Sat,Sun 04:30", "30 4 * * 6,0"),
+        ("*-*-* 00/6:00", "0 0-23/6 * * *"),
+        ("*-*-* */6:05", "5 */6 * * *"),
+        ("*-*-1,15 01:00:00", "0 1 1,15 * *"),
+        ("*-*-* 1..5:30", "30 1-5 * * *"),
+        ("*-02-01 00:00 UTC", "0 0 1 2 *"),
+        ("Sun 03:00", "0 3 * * 0"),
+    ],
+)
+def test_schedules_become_the_same_cron_schedule_on_k8s(on_calendar: str, cron: str) -> None:
+    assert cron_schedule(on_calendar) == cron
 
 
 SCHEDULES_ACCEPTED = [

@@ -144,9 +144,11 @@ def test_plans_back_up_and_show_no_backup_secret(
     assert f"home_root={home_root}\n" in install["inputs"]["create"]
 
 
-def test_k8s_and_disabled_stacks_have_no_backup() -> None:
-    k8s = plan_stack("workshop-k8s")
-    assert not [r for r in k8s["resources"] if r["type"] in (CONTAINER, EC2)]
+def test_disabled_stacks_have_no_backup() -> None:
+    k8s = plan_stack("workshop-k8s", overrides={"backup": {"enabled": False}})
+    assert not [
+        r for r in k8s["resources"] if r["type"] in (CONTAINER, EC2) or r["name"].startswith("home-backup")
+    ]
     off = plan_stack("dev", overrides={"backup": {"enabled": False}})
     assert not [r for r in off["resources"] if r["name"].startswith("backup")]
     assert "restic_password" not in off["outputs"]
@@ -181,13 +183,11 @@ def test_plan_reports_schedule_retention_and_object_storage(
     assert "up to about 740 GB (1.48 GB per GB of homes)" in text
     assert "! more than the default 1000 GB of Jetstream2 Storage" in text
     k8s = plan_stack("workshop-k8s")
-    volumes = [r for r in k8s["resources"] if r["type"] == "openstack:blockstorage/volume:Volume"]
-    assert k8s["backup"] == {
-        "enabled": False,
-        "why": "scenario k8s has no backup yet",
-        "containers": [],
-        "volume_gb": float(sum(v["inputs"]["size"] for v in volumes)),
-    }
+    b = k8s["backup"]
+    assert b["enabled"] and b["cron"] == "15 3 * * *"
+    # 100 users × 3 GB + 50 GB shared + 1 GB database = 351 GB × 0.8 × (1 + 0.05 × 17) = 519 GB.
+    assert b["object_storage"]["homes_gb"] == 351 and b["object_storage"]["stored_gb"] == 519
+    assert b["containers"] == ["jshub-backup-cis000000-workshop-k8s"]
 
 
 @pytest.mark.parametrize("stack", ["dev", "persistent-swarm"])
@@ -218,3 +218,71 @@ def test_policy_keeps_the_backup_container() -> None:
     assert "every backup in it would be lost" in forced
     # The planned stacks meet the rule.
     assert plan_stack("dev")["policy_violations"] == []
+
+
+def test_k8s_plan_backs_up_in_the_cluster_and_shows_no_backup_secret(
+    marked_mocks: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import components.k8s_backup
+    from planner.__main__ import main
+
+    made: list[dict[str, str]] = []
+    real = components.k8s_backup.secret_env
+    monkeypatch.setattr(components.k8s_backup, "secret_env", lambda *a: made.append(real(*a)) or made[-1])
+    out = tmp_path / "plan"
+    assert main(["--stack", "workshop-k8s", "--out", str(out), "--json", str(tmp_path / "plan.json")]) == 0
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    by_name = {r["name"]: r for r in plan["resources"]}
+    assert {"backup-container", "backup-s3-credentials", "backup-restic-password"} <= set(by_name)
+    # No VM to install on: the cluster does the work.
+    assert "backup-install" not in by_name
+    secret = by_name["home-backup-credentials"]
+    assert secret["type"] == "kubernetes:core/v1:Secret"
+    assert secret["inputs"]["stringData"] == SECRET
+    assert secret["secret_inputs"] == ["stringData"]
+    cron = by_name["home-backup-cronjob"]
+    assert cron["inputs"]["spec"]["schedule"] == "15 3 * * *"
+    assert {"home-backup-credentials", "home-backup-scripts", "home-backup-role-binding"} <= set(
+        cron["depends_on"]
+    )
+    # The Secret's values were made (apply ran) from the store's credentials and password.
+    assert len(made) == 1 and made[0]["RESTIC_PASSWORD"] == MARK_PASSWORD
+    assert made[0]["AWS_SECRET_ACCESS_KEY"] == MARK_EC2
+    assert (
+        made[0]["RESTIC_REPOSITORY"]
+        == "s3:https://js2.jetstream-cloud.org:8001/jshub-backup-cis000000-workshop-k8s"
+    )
+    assert plan["outputs"]["restic_password"] == SECRET
+    everything = [(tmp_path / "plan.json").read_text()] + [
+        p.read_text(errors="replace") for p in out.rglob("*") if p.is_file()
+    ]
+    for text in everything:
+        assert MARK_PASSWORD not in text and MARK_EC2 not in text
+
+
+def test_k8s_home_backup_component_keeps_its_secret_secret() -> None:
+    from components.k8s_backup import K8sHomeBackup, K8sHomeBackupArgs
+    from tests.test_k8s_backup_restore import SPEC
+
+    def program() -> None:
+        K8sHomeBackup(
+            "home-backup",
+            K8sHomeBackupArgs(
+                spec=SPEC,
+                repository="s3:https://js2.jetstream-cloud.org:8001/b",
+                s3_access_key="access",
+                s3_secret_key=pulumi.Output.secret("secret-key"),
+                restic_password=pulumi.Output.secret("password"),
+            ),
+        )
+
+    rec = run_mocked(program)
+    secret = one(rec, "kubernetes:core/v1:Secret")
+    assert {"stringData", "data"} <= set(secret.additional_secret_outputs)
+    assert secret.inputs["metadata"]["name"] == "home-backup-restic"
+    cron = one(rec, "kubernetes:batch/v1:CronJob")
+    assert (
+        cron.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["serviceAccountName"] == "home-backup"
+    )
+    parent = one(rec, "jshub:index:K8sHomeBackup")
+    assert {r.parent_urn for r in rec.registrations if r.custom} == {parent.urn}

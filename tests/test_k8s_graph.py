@@ -19,7 +19,13 @@ from planner.harness import Recording
 from planner.mocks import SECRET, UNKNOWN, Registration, placeholder_id
 from renderers.boot import boot_commands
 from tests.conftest import BASE_CONFIG, by_type, make_config, one, require_tool, run_mocked
-from tests.upstream_schemas import deep_merge, rook_cluster_defaults, rook_errors, z2jh_errors
+from tests.upstream_schemas import (
+    deep_merge,
+    prometheus_operator_errors,
+    rook_cluster_defaults,
+    rook_errors,
+    z2jh_errors,
+)
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 PROVIDER = "pulumi:providers:kubernetes"
@@ -131,7 +137,7 @@ def test_rook_values_in_the_graph_validate_against_the_crds(
 @pytest.mark.parametrize("engine", ["k3s", "magnum"])
 def test_plain_objects_in_the_graph_validate_strictly(engine: str, request: pytest.FixtureRequest) -> None:
     rec: Recording = request.getfixturevalue(f"{engine}_rec")
-    checked = 0
+    checked = custom = 0
     for r in rec.registrations:
         if r.type.startswith("kubernetes:") and r.custom and r.type != RELEASE:
             group_version, kind = r.type.removeprefix("kubernetes:").rsplit(":", 1)
@@ -144,10 +150,19 @@ def test_plain_objects_in_the_graph_validate_strictly(engine: str, request: pyte
             if obj.get("stringData") == SECRET:
                 # Pulumi keeps the whole map secret; its one key is checked in the next test.
                 obj["stringData"] = {"redacted": "redacted"}
+            if group == "monitoring.coreos.com":
+                # prometheus-operator's kinds: against its CRDs (tests/test_k8s_monitoring.py).
+                assert prometheus_operator_errors(obj) == [], r.name
+                custom += 1
+                continue
             kubernetes_validate.validate(obj, "1.33.0", strict=True)
             checked += 1
-    # Namespace, the OAuth and the hub Secrets, the shared claim, the storage check Job
-    assert checked == 5
+    # Namespace, the OAuth and the hub Secrets, the shared claim, the storage check Job; the
+    # backup's Secret, ConfigMap, ServiceAccount, Role, RoleBinding and CronJob; the monitoring
+    # tokens' Secret, the monitoring namespace, Grafana's OAuth Secret and two dashboards.
+    assert checked == 5 + 6 + 5
+    # Two ServiceMonitors and the PrometheusRule.
+    assert custom == 3
 
 
 @pytest.mark.parametrize("engine", ["k3s", "magnum"])
@@ -168,9 +183,16 @@ def test_in_cluster_objects_go_with_the_cluster_and_shared_data_is_protected(
 def test_oauth_secret_stays_out_of_values_and_state(engine: str, request: pytest.FixtureRequest) -> None:
     rec: Recording = request.getfixturevalue(f"{engine}_rec")
     secrets = by_type(rec, "kubernetes:core/v1:Secret")
-    assert {s.inputs["metadata"]["name"] for s in secrets} == {"hub-oauth", "hub-jshub"}
+    assert {s.inputs["metadata"]["name"] for s in secrets} == {
+        "hub-oauth",
+        "hub-jshub",
+        "hub-jshub-monitoring",
+        "home-backup-restic",
+        "grafana-jupyterhub-oauth",
+    }
     for secret in secrets:
         assert secret.inputs["stringData"] == SECRET and "stringData" in secret.secret_inputs
+        assert {"stringData", "data"} <= set(secret.additional_secret_outputs)
     text = json.dumps([r.inputs for r in rec.registrations])
     assert BASE_CONFIG["oauthClientSecret"] not in text
 

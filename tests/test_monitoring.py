@@ -59,9 +59,9 @@ def problems(**overrides: Any) -> list[str]:
 # --- config -------------------------------------------------------------------------------------
 
 
-def test_defaults_on_for_swarm_off_for_single_and_hpc() -> None:
+def test_defaults_on_for_swarm_and_k8s_off_for_single_and_hpc() -> None:
     m = make_config().monitoring
-    assert m.on_for("swarm") and not m.on_for("single") and not m.on_for("hpc") and not m.on_for("k8s")
+    assert m.on_for("swarm") and not m.on_for("single") and not m.on_for("hpc") and m.on_for("k8s")
     assert (m.retention_days, m.volume_full_percent, m.spawn_failures_per_hour) == (15, 85, 3)
     assert make_config(monitoring={"enabled": True}).monitoring.on_for("single")
     assert not make_config(monitoring={"enabled": False}).monitoring.on_for("swarm")
@@ -82,7 +82,7 @@ def test_defaults_on_for_swarm_off_for_single_and_hpc() -> None:
         ({"enabled": "sometimes"}, "monitoring.enabled = 'sometimes': Input should be a valid boolean"),
         (
             {"volumeFull": 90},
-            "monitoring.volumeFull: unknown key; did you mean 'volumeFullPercent'? known keys: enabled",
+            "monitoring.volumeFull: unknown key; did you mean 'volumeFullPercent'? known keys: alertEmail, enabled",
         ),
     ],
 )
@@ -93,11 +93,13 @@ def test_bad_monitoring_values_name_key_value_and_what_is_allowed(
     assert any(expected in p for p in found), found
 
 
-def test_monitoring_is_refused_on_k8s() -> None:
-    found = problems(monitoring={"enabled": True}, scenario="k8s", k8s={"engine": "k3s"})
-    assert any(
-        p.startswith("monitoring.enabled = True: monitoring runs on the VM that runs the hub") for p in found
-    )
+def test_monitoring_is_offered_on_k8s() -> None:
+    from tests.test_k8s_renderers import workshop
+
+    cfg = workshop()
+    assert cfg.monitoring.on_for("k8s")  # on by default there
+    on = cfg.model_copy(update={"monitoring": cfg.monitoring.model_copy(update={"enabled": True})})
+    assert on.monitoring.on_for("k8s")
 
 
 # --- promtool ------------------------------------------------------------------------------------
@@ -403,7 +405,12 @@ def test_plan_says_where_prometheus_runs_what_it_scrapes_and_which_alerts() -> N
     assert "node exporter there and on 3 workers" in text
     assert "alerts: JupyterHubDown, SpawnFailures, VolumeAlmostFull" in text and "prometheus_password" in text
     k8s = plan_stack("workshop-k8s")["monitoring"]
-    assert k8s == {"enabled": False, "why": "scenario k8s has no monitoring yet"}
+    assert k8s["enabled"] and k8s["grafana"].endswith("/services/grafana/")
+    assert k8s["alerts"][:3] == ["JupyterHubDown", "SpawnFailures", "VolumeAlmostFull"]
+    assert "CephNotHealthy" in k8s["alerts"] and "BackupTooOld" in k8s["alerts"]
+    # Prometheus 200m + Alertmanager 10m + Grafana 50m; 1 GiB + 64 MiB + 128 MiB.
+    assert k8s["cpu_requested"] == 0.26 and k8s["memory_requested_gb"] == 1.19
+    assert k8s["prometheus_volume_gb"] == 20
 
 
 def test_swarm_workers_get_node_exporter_reachable_only_from_the_cluster() -> None:

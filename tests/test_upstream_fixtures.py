@@ -12,11 +12,18 @@ from pathlib import Path
 
 import pytest
 
+from renderers.k8s_monitoring import CHART_VERSION as KUBE_PROMETHEUS_VERSION
+from renderers.k8s_monitoring import GRAFANA_CHART_VERSION
 from renderers.rook import ROOK_VERSION
 from renderers.z2jh import CHART_VERSION
 from tests.fixtures.upstream import refresh
 
-PINS = {"z2jh": CHART_VERSION, "rook": ROOK_VERSION}
+PINS = {
+    "z2jh": CHART_VERSION,
+    "rook": ROOK_VERSION,
+    "kube-prometheus-stack": KUBE_PROMETHEUS_VERSION,
+    "grafana": GRAFANA_CHART_VERSION,
+}
 
 
 @pytest.mark.parametrize("name", sorted(PINS))

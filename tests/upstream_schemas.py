@@ -114,3 +114,28 @@ def rook_errors(kind: str, spec: dict[str, Any]) -> list[str]:
     }
     validator = jsonschema.Draft7Validator(rook_crd_schemas()[kind])
     return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(resource)]
+
+
+KUBE_PROMETHEUS = UPSTREAM / "kube-prometheus-stack"
+
+
+@functools.cache
+def kube_prometheus_defaults() -> dict[str, Any]:
+    return _load(KUBE_PROMETHEUS / "values.yaml")
+
+
+@functools.cache
+def prometheus_operator_schemas() -> dict[str, dict[str, Any]]:
+    """prometheus-operator's CRDs the project creates objects of (PrometheusRule, ServiceMonitor),
+    made strict as Rook's are."""
+    schemas = {}
+    for name in ("crd-prometheusrules.yaml", "crd-servicemonitors.yaml"):
+        crd = _load(KUBE_PROMETHEUS / name)
+        version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
+        schemas[crd["spec"]["names"]["kind"]] = _strict(version["schema"]["openAPIV3Schema"])
+    return schemas
+
+
+def prometheus_operator_errors(obj: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft7Validator(prometheus_operator_schemas()[obj["kind"]])
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]

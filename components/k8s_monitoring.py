@@ -1,0 +1,94 @@
+"""K8sMonitoring: the kube-prometheus-stack release in its own namespace, Grafana's OAuth
+client secret at the hub, the ServiceMonitors for the hub
+and Ceph, the project's alert rules and the JupyterHub dashboards (renderers.k8s_monitoring)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as kubernetes
+
+from renderers import k8s_monitoring as km
+from renderers.k8s_objects import namespace
+
+# Image pulls and the operator's CRDs on a new cluster take a while.
+RELEASE_TIMEOUT_S = 1200
+
+
+@dataclass(frozen=True)
+class K8sMonitoringArgs:
+    spec: km.K8sMonitoringSpec
+    # The hub's grafana service token: Grafana's client secret at the hub's OAuth (secret).
+    grafana_client_secret: pulumi.Input[str]
+    # Ceph (the Prometheus volume) and the hub release (its metrics Secret) come first.
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    deleted_with: pulumi.Resource | None = None
+
+
+class K8sMonitoring(pulumi.ComponentResource):
+    release: kubernetes.helm.v3.Release
+    grafana_url: str
+
+    def __init__(
+        self, name: str, args: K8sMonitoringArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("jshub:index:K8sMonitoring", name, None, opts)
+        spec = args.spec
+        ns_obj = namespace(km.NAMESPACE)
+        ns = kubernetes.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=ns_obj["metadata"],
+            opts=pulumi.ResourceOptions(parent=self, deleted_with=args.deleted_with),
+        )
+        gone_with = args.deleted_with or ns
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns], deleted_with=gone_with)
+        secret_opts = pulumi.ResourceOptions.merge(
+            in_ns, pulumi.ResourceOptions(additional_secret_outputs=["stringData", "data"])
+        )
+        oauth_obj = km.secret(km.GRAFANA_OAUTH_SECRET, {})
+        oauth = kubernetes.core.v1.Secret(
+            f"{name}-grafana-oauth",
+            metadata=oauth_obj["metadata"],
+            type=oauth_obj["type"],
+            string_data=pulumi.Output.secret(  # type: ignore[arg-type]
+                pulumi.Output.from_input(args.grafana_client_secret).apply(lambda s: {"client-secret": s})
+            ),
+            opts=secret_opts,
+        )
+        self.release = kubernetes.helm.v3.Release(
+            f"{name}-release",
+            name=km.RELEASE,
+            chart=km.CHART,
+            version=km.CHART_VERSION,
+            repository_opts=kubernetes.helm.v3.RepositoryOptsArgs(repo=km.CHART_REPO),
+            namespace=km.NAMESPACE,
+            values=km.chart_values(spec),
+            timeout=RELEASE_TIMEOUT_S,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[ns, oauth, *args.depends_on], deleted_with=gone_with
+            ),
+        )
+        # Custom resources need the chart's CRDs.
+        after_release = pulumi.ResourceOptions(parent=self, depends_on=[self.release], deleted_with=gone_with)
+        for part, obj in (
+            ("hub-scrape", km.hub_service_monitor(spec)),
+            ("ceph-scrape", km.ceph_service_monitor()),
+            ("rules", km.prometheus_rule(spec)),
+        ):
+            kubernetes.apiextensions.CustomResource(
+                f"{name}-{part}",
+                api_version=obj["apiVersion"],
+                kind=obj["kind"],
+                metadata=obj["metadata"],
+                spec=obj["spec"],
+                opts=after_release,
+            )
+        for file_name, board in km.dashboards().items():
+            obj = km.dashboard_configmap(file_name, board)
+            kubernetes.core.v1.ConfigMap(
+                f"{name}-{obj['metadata']['name']}", metadata=obj["metadata"], data=obj["data"], opts=in_ns
+            )
+        self.grafana_url = spec.grafana_url
+        self.register_outputs({"grafana_url": self.grafana_url})

@@ -1,0 +1,319 @@
+"""Monitoring on Kubernetes: the kube-prometheus-stack chart (Prometheus and its operator,
+Alertmanager, Grafana, node exporter on every node, kube-state-metrics and the cluster's own
+rules), plus what the chart does not know about this hub: a ServiceMonitor for JupyterHub's
+/hub/metrics (with the read-only jshub-metrics service's token), one for Ceph's manager, the
+project's alert rules as a PrometheusRule, and the VM hubs' Grafana dashboards as ConfigMaps
+Grafana's sidecar loads.
+
+Why the whole chart, not a leaner set: on a cluster, node exporter must run on every node
+(a DaemonSet), kube-state-metrics is what knows a CronJob's last success and a claim's size, and
+the kubelet's volume statistics need its ServiceMonitor; the chart brings all of them, pinned,
+with rules the community maintains. Its cost is in `make plan` (pods' requests).
+
+Grafana is reached through the hub's HTTPS name at /services/grafana/: it is a JupyterHub
+service (the hub's proxy routes to it) and logs users in with JupyterHub's OAuth; only hub
+admins get in (`role_attribute_path` maps `admin` to Grafana's Admin role and refuses everyone
+else)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from renderers.k8s_backup import CRONJOB
+from renderers.k8s_objects import LABELS
+from renderers.monitoring import HUB_PANELS, NODE_PANELS, _alert
+
+CHART = "kube-prometheus-stack"
+CHART_VERSION = "88.5.3"
+CHART_REPO = "https://prometheus-community.github.io/helm-charts"
+# The Grafana chart that release depends on (its Chart.yaml): the `grafana` values go to it.
+GRAFANA_CHART_VERSION = "12.11.1"
+NAMESPACE = "monitoring"
+RELEASE = "monitoring"
+GRAFANA_SERVICE = "grafana"
+GRAFANA_PATH = f"/services/{GRAFANA_SERVICE}/"
+# The chart names Grafana's Service <release>-grafana, port 80; Grafana listens on 3000.
+GRAFANA_HOST = f"{RELEASE}-grafana.{NAMESPACE}.svc"
+GRAFANA_PORT = 3000
+GRAFANA_OAUTH_SECRET = "grafana-jupyterhub-oauth"
+# The chart keeps Grafana's local admin password (login form off: for its API) in this Secret.
+GRAFANA_ADMIN_SECRET = f"{RELEASE}-grafana"
+METRICS_SERVICE = "jshub-metrics"
+# The hub's Service and port, as the Z2JH chart names them.
+HUB_SERVICE = "hub"
+HUB_PORT = 8081
+ROOK_NAMESPACE = "rook-ceph"
+CEPH_MGR_PORT = 9283
+
+
+@dataclass(frozen=True)
+class K8sMonitoringSpec:
+    fqdn: str
+    hub_namespace: str
+    retention_days: int
+    volume_full_percent: int
+    spawn_failures_per_hour: int
+    # None: no backups on this stack, so no backup rule.
+    backup_max_age_hours: int | None
+    # The hub Secret and its key that hold the jshub-metrics token.
+    metrics_secret: str
+    metrics_secret_key: str
+    prometheus_storage_gb: int = 20
+    storage_class: str = "ceph-block"
+
+    @property
+    def grafana_url(self) -> str:
+        return f"https://{self.fqdn}{GRAFANA_PATH}"
+
+
+def _labels(component: str) -> dict[str, str]:
+    return {**LABELS, "app.kubernetes.io/component": component}
+
+
+def chart_values(spec: K8sMonitoringSpec) -> dict[str, Any]:
+    hub_api = f"http://{HUB_SERVICE}.{spec.hub_namespace}.svc:{HUB_PORT}/hub/api"
+    return {
+        "alertmanager": {
+            "alertmanagerSpec": {
+                "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+            }
+        },
+        "prometheus": {
+            "prometheusSpec": {
+                "retention": f"{spec.retention_days}d",
+                # Every ServiceMonitor and PrometheusRule in the cluster, not only the chart's.
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "podMonitorSelectorNilUsesHelmValues": False,
+                "ruleSelectorNilUsesHelmValues": False,
+                "resources": {"requests": {"cpu": "200m", "memory": "1Gi"}, "limits": {"memory": "3Gi"}},
+                "storageSpec": {
+                    "volumeClaimTemplate": {
+                        "spec": {
+                            "storageClassName": spec.storage_class,
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": f"{spec.prometheus_storage_gb}Gi"}},
+                        }
+                    }
+                },
+            }
+        },
+        # k3s runs these inside its one binary: no separate endpoints to scrape.
+        "kubeControllerManager": {"enabled": False},
+        "kubeScheduler": {"enabled": False},
+        "kubeProxy": {"enabled": False},
+        "kubeEtcd": {"enabled": False},
+        "grafana": {
+            "enabled": True,
+            "defaultDashboardsTimezone": "utc",
+            "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1"}},
+            # Grafana's own chart (a dependency): server and login settings.
+            "grafana.ini": {
+                "server": {"root_url": spec.grafana_url, "serve_from_sub_path": True},
+                "auth": {"disable_login_form": True, "oauth_auto_login": True},
+                "auth.anonymous": {"enabled": False},
+                "auth.generic_oauth": {
+                    "enabled": True,
+                    "name": "JupyterHub",
+                    "client_id": f"service-{GRAFANA_SERVICE}",
+                    "scopes": "",
+                    # The browser goes to the hub's public name; Grafana asks the hub directly.
+                    "auth_url": f"https://{spec.fqdn}/hub/api/oauth2/authorize",
+                    "token_url": f"{hub_api}/oauth2/token",
+                    "api_url": f"{hub_api}/user",
+                    "login_attribute_path": "name",
+                    "name_attribute_path": "name",
+                    # Hub admins are Grafana admins; anyone else is refused.
+                    "role_attribute_path": "admin && 'Admin'",
+                    "role_attribute_strict": True,
+                    "allow_sign_up": True,
+                    "use_pkce": True,
+                },
+            },
+            "envValueFrom": {
+                "GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET": {
+                    "secretKeyRef": {"name": GRAFANA_OAUTH_SECRET, "key": "client-secret"}
+                }
+            },
+            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        },
+    }
+
+
+def hub_service_monitor(spec: K8sMonitoringSpec) -> dict[str, Any]:
+    """JupyterHub's /hub/metrics, on the hub's Service, with the jshub-metrics token."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "jupyterhub", "namespace": spec.hub_namespace, "labels": _labels("monitoring")},
+        "spec": {
+            "jobLabel": "component",
+            "selector": {"matchLabels": {"app": "jupyterhub", "component": "hub"}},
+            "namespaceSelector": {"matchNames": [spec.hub_namespace]},
+            "endpoints": [
+                {
+                    "port": "hub",
+                    "path": "/hub/metrics",
+                    "interval": "30s",
+                    "authorization": {
+                        "type": "Bearer",
+                        "credentials": {"name": spec.metrics_secret, "key": spec.metrics_secret_key},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def ceph_service_monitor() -> dict[str, Any]:
+    """Ceph's manager (Rook's rook-ceph-mgr Service): ceph_health_status and the pools' use."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "rook-ceph-mgr", "namespace": ROOK_NAMESPACE, "labels": _labels("monitoring")},
+        "spec": {
+            "selector": {"matchLabels": {"app": "rook-ceph-mgr"}},
+            "namespaceSelector": {"matchNames": [ROOK_NAMESPACE]},
+            "endpoints": [{"port": "http-metrics", "path": "/metrics", "interval": "30s"}],
+        },
+    }
+
+
+def alert_rules(spec: K8sMonitoringSpec) -> list[dict[str, Any]]:
+    hub = f'up{{namespace="{spec.hub_namespace}", job="hub"}}'
+    used = "100 * kubelet_volume_stats_used_bytes / kubelet_volume_stats_capacity_bytes"
+    rules = [
+        _alert(
+            "JupyterHubDown",
+            f"{hub} == 0 or absent({hub})",
+            "2m",
+            "critical",
+            "JupyterHub's /hub/metrics has not answered for 2 minutes: the hub pod, or its token, is down",
+        ),
+        _alert(
+            "SpawnFailures",
+            'increase(jupyterhub_server_spawn_duration_seconds_count{status="failure"}[1h]) '
+            f"> {spec.spawn_failures_per_hour}",
+            "0m",
+            "warning",
+            f"more than {spec.spawn_failures_per_hour} user servers failed to start in the last hour",
+        ),
+        _alert(
+            "VolumeAlmostFull",
+            f"{used} > {spec.volume_full_percent}",
+            "10m",
+            "warning",
+            f"volume {{{{ $labels.persistentvolumeclaim }}}} in {{{{ $labels.namespace }}}} is more than "
+            f"{spec.volume_full_percent} % full",
+        ),
+        _alert(
+            "CephNotHealthy",
+            "ceph_health_status > 0",
+            "15m",
+            "critical",
+            "Ceph reports HEALTH_WARN (1) or HEALTH_ERR (2) for 15 minutes: `kubectl -n rook-ceph exec "
+            "deploy/rook-ceph-tools -- ceph health detail`",
+        ),
+        _alert(
+            "CephMetricsMissing",
+            "absent(ceph_health_status)",
+            "15m",
+            "warning",
+            "Ceph's manager has not been scraped for 15 minutes: its health is unknown",
+        ),
+    ]
+    if spec.backup_max_age_hours is not None:
+        last = f'kube_cronjob_status_last_successful_time{{namespace="{spec.hub_namespace}", cronjob="{CRONJOB}"}}'
+        rules.append(
+            _alert(
+                "BackupTooOld",
+                f"(time() - {last} > {spec.backup_max_age_hours * 3600}) or absent({last})",
+                # A new cluster has no successful run until the first night.
+                "1h" if spec.backup_max_age_hours <= 24 else f"{spec.backup_max_age_hours}h",
+                "critical",
+                f"the last successful backup run is older than backup.maxAgeHours ({spec.backup_max_age_hours} h)",
+            )
+        )
+    return rules
+
+
+def rule_groups(spec: K8sMonitoringSpec) -> dict[str, Any]:
+    """The rules as Prometheus reads them (what `promtool check rules` checks)."""
+    return {"groups": [{"name": "jshub", "rules": alert_rules(spec)}]}
+
+
+def prometheus_rule(spec: K8sMonitoringSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "jshub", "namespace": NAMESPACE, "labels": _labels("monitoring")},
+        "spec": rule_groups(spec),
+    }
+
+
+def _dashboard(uid: str, title: str, panels: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "title": title,
+        "schemaVersion": 39,
+        "time": {"from": "now-24h", "to": "now"},
+        "refresh": "1m",
+        "tags": ["jupyterhub"],
+        "panels": [
+            {
+                "id": index + 1,
+                "type": "timeseries",
+                "title": panel_title,
+                # The chart's Prometheus data source (grafana.sidecar.datasources.uid).
+                "datasource": {"type": "prometheus", "uid": "prometheus"},
+                "gridPos": {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)},
+                "targets": [{"refId": "A", "expr": expr}],
+            }
+            for index, (panel_title, expr) in enumerate(panels)
+        ],
+    }
+
+
+# The VM hubs' panels, with the cluster's volumes in place of one data volume.
+VOLUME_PANEL = (
+    "Volumes used (%)",
+    "100 * kubelet_volume_stats_used_bytes / kubelet_volume_stats_capacity_bytes",
+)
+CEPH_PANEL = ("Ceph health (0 ok, 1 warn, 2 error)", "ceph_health_status")
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    return {
+        "jupyterhub.json": _dashboard("jshub-hub", "JupyterHub", HUB_PANELS),
+        "nodes.json": _dashboard("jshub-nodes", "JupyterHub nodes", (*NODE_PANELS, VOLUME_PANEL, CEPH_PANEL)),
+    }
+
+
+def dashboard_configmap(name: str, board: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"dashboard-{name.removesuffix('.json')}",
+            "namespace": NAMESPACE,
+            "labels": {**_labels("dashboard"), "grafana_dashboard": "1"},
+        },
+        "data": {name: json.dumps(board, indent=2) + "\n"},
+    }
+
+
+def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": _labels("monitoring")},
+        "type": "Opaque",
+        "stringData": data,
+    }
+
+
+def render_rules(spec: K8sMonitoringSpec) -> str:
+    return yaml.safe_dump(rule_groups(spec), sort_keys=False)

@@ -1,0 +1,213 @@
+"""Alertmanager on the VM hubs: where alerts go comes from config, the secrets (SMTP password,
+webhook URL) only on the install's standard input. The rendered template, filled in by the
+install's own shell code with awkward secrets, passes the real `amtool check-config`; the
+Prometheus config that points at it passes `promtool check config`."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from renderers.monitoring import (
+    ALERTMANAGER_LISTEN,
+    AlertTargets,
+    MonitoringPaths,
+    render_alertmanager_fill,
+    render_alertmanager_template,
+    render_install_script,
+    render_prometheus_config,
+)
+from stackconfig.loader import parse
+from stacks.monitoring import alert_targets
+from tests.conftest import (
+    BASE_CONFIG,
+    PROJECT,
+    SECRET_KEYS,
+    as_pulumi_config,
+    make_config,
+    require_root,
+    require_tool,
+)
+from tests.test_monitoring import problems, spec
+
+EMAIL = {
+    "alertEmail": "ops@example.org",
+    "smtpSmarthost": "smtp.example.org:587",
+    "smtpFrom": "hub@example.org",
+}
+TARGETS = AlertTargets(
+    email_to="ops@example.org",
+    smarthost="smtp.example.org:587",
+    email_from="hub@example.org",
+    smtp_username="hub",
+    smtp_password=True,
+    webhook=True,
+)
+# A quote, an ampersand (bash 5.2's pattern replacement would read it), a backslash, a dollar.
+SMTP_PASSWORD = "p'a&ss\\w$rd"
+WEBHOOK = "https://hooks.example.org/services/T0/B0/x&y=1"
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            {"monitoring": {"alertEmail": "ops@example.org"}},
+            "alertEmail needs smtpSmarthost (HOST:PORT) and smtpFrom",
+        ),
+        (
+            {"monitoring": {**EMAIL, "alertEmail": "ops"}},
+            "monitoring.alertEmail = 'ops': not an e-mail address",
+        ),
+        ({"monitoring": {**EMAIL, "smtpSmarthost": "smtp"}}, "not HOST:PORT of an SMTP server"),
+        ({"monitoring": {"smtpFrom": "hub@example.org"}}, "are used only with alertEmail"),
+        ({"alertSmtpPassword": "x"}, "alertSmtpPassword: is used only with monitoring.alertEmail"),
+        ({"alertWebhookUrl": "ftp://x"}, "alertWebhookUrl: is not an http(s) URL"),
+        (
+            {"monitoring": {**EMAIL, "enabled": False}},
+            "monitoring.alertEmail: notifications need monitoring",
+        ),
+    ],
+)
+def test_bad_alert_targets_name_the_key(config: dict[str, Any], expected: str) -> None:
+    found = problems(**config)
+    assert any(expected in p for p in found), found
+
+
+def test_notifications_are_refused_on_k8s() -> None:
+    found = problems(scenario="k8s", k8s={"engine": "k3s"}, monitoring=EMAIL)
+    assert any(
+        p.startswith("monitoring.alertEmail: notifications are offered on the VM scenarios") for p in found
+    )
+
+
+def test_a_webhook_url_is_never_echoed_in_an_error() -> None:
+    found = problems(alertWebhookUrl="not a url with-token-123")
+    assert found and not any("token-123" in p for p in found)
+
+
+def test_targets_from_config() -> None:
+    cfg = parse(
+        as_pulumi_config(
+            {
+                **BASE_CONFIG,
+                "monitoring": {**EMAIL, "enabled": True, "smtpUsername": "hub"},
+                "alertSmtpPassword": "pw",
+            }
+        ),
+        secret_keys=[*SECRET_KEYS, f"{PROJECT}:alertSmtpPassword"],
+    )
+    assert alert_targets(cfg) == dataclasses.replace(TARGETS, webhook=False)
+    assert alert_targets(make_config()) is None
+
+
+def test_prometheus_sends_to_the_local_alertmanager_only_with_targets(tmp_path: Path) -> None:
+    promtool = require_tool("promtool", "checks Prometheus config (Debian package prometheus)")
+    with_alerts = yaml.safe_load(render_prometheus_config(spec(alerts=TARGETS)))
+    assert with_alerts["alerting"] == {
+        "alertmanagers": [{"static_configs": [{"targets": [ALERTMANAGER_LISTEN]}]}]
+    }
+    assert "alerting" not in yaml.safe_load(render_prometheus_config(spec()))
+    # promtool resolves the rules and token files: point them at real ones.
+    paths = MonitoringPaths(config_dir=str(tmp_path))
+    (tmp_path / "jshub-alerts.yml").write_text("groups: []\n")
+    (tmp_path / "jshub-metrics.token").write_text("t")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(render_prometheus_config(spec(alerts=TARGETS, paths=paths)))
+    result = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [
+        TARGETS,
+        dataclasses.replace(TARGETS, webhook=False),
+        dataclasses.replace(
+            TARGETS, email_to=None, smarthost=None, email_from=None, smtp_username=None, smtp_password=False
+        ),
+        dataclasses.replace(TARGETS, smtp_username=None, smtp_password=False),
+    ],
+    ids=["email-and-webhook", "email", "webhook", "email-without-login"],
+)
+def test_the_install_fills_in_the_secrets_and_amtool_accepts_the_result(
+    targets: AlertTargets, tmp_path: Path
+) -> None:
+    require_root("writes the config root:prometheus, as on the VM")
+    require_tool("amtool", "checks Alertmanager's config (Debian package prometheus-alertmanager)")
+    paths = MonitoringPaths(config_dir=str(tmp_path))
+    Path(paths.alertmanager_template).write_text(render_alertmanager_template(targets))
+    script = tmp_path / "fill.sh"
+    script.write_text(
+        "set -euo pipefail\nIFS= read -r smtp_password || true\nIFS= read -r webhook_url || true\n"
+        + render_alertmanager_fill(paths, sudo="")
+    )
+    smtp = SMTP_PASSWORD if targets.smtp_password else ""
+    hook = WEBHOOK if targets.webhook else ""
+    result = subprocess.run(
+        ["bash", str(script)], input=f"{smtp}\n{hook}\n", capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr  # the script's own amtool check passed
+    written = Path(paths.alertmanager_config)
+    assert written.stat().st_mode & 0o777 == 0o640
+    config = yaml.safe_load(written.read_text())
+    receiver = config["receivers"][0]
+    if targets.email_to:
+        assert receiver["email_configs"] == [{"to": "ops@example.org", "send_resolved": True}]
+        assert config["global"]["smtp_smarthost"] == "smtp.example.org:587"
+        assert config["global"].get("smtp_auth_password") == (
+            SMTP_PASSWORD if targets.smtp_password else None
+        )
+    if targets.webhook:
+        assert receiver["webhook_configs"] == [{"url": WEBHOOK, "send_resolved": True}]
+    # No secret on any command line of the script, nor in the template.
+    for text in (script.read_text(), Path(paths.alertmanager_template).read_text()):
+        assert SMTP_PASSWORD not in text and WEBHOOK not in text
+    check = subprocess.run(["amtool", "check-config", str(written)], capture_output=True, text=True)
+    assert check.returncode == 0 and "SUCCESS" in check.stdout, check.stdout + check.stderr
+
+
+def test_amtool_catches_a_broken_config(tmp_path: Path) -> None:
+    require_tool("amtool", "checks Alertmanager's config (Debian package prometheus-alertmanager)")
+    broken = yaml.safe_load(render_alertmanager_template(TARGETS))
+    broken["route"]["receiver"] = "nobody"
+    path = tmp_path / "am.yml"
+    path.write_text(yaml.safe_dump(broken))
+    assert subprocess.run(["amtool", "check-config", str(path)], capture_output=True).returncode != 0
+
+
+def test_install_with_alerts_passes_shellcheck_and_installs_alertmanager(tmp_path: Path) -> None:
+    tool = require_tool("shellcheck", "lints rendered shell scripts")
+    text = render_install_script(spec(alerts=TARGETS, external_url="https://hub.example.org/prometheus/"))
+    path = tmp_path / "install"
+    path.write_text(text)
+    result = subprocess.run([tool, str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout
+    assert "prometheus-alertmanager" in text and "IFS= read -r webhook_url || true" in text
+    assert "sudo amtool check-config /etc/prometheus/alertmanager.yml >/dev/null" in text
+    assert 'ARGS="--web.listen-address=127.0.0.1:9093 --cluster.listen-address="' in text
+    plain = render_install_script(spec(external_url="https://hub.example.org/prometheus/"))
+    assert "alertmanager" not in plain
+
+
+def test_plan_keeps_the_alerting_secrets_out(tmp_path: Path) -> None:
+    from planner.plan import PROJECT_DIR, plan_stack
+    from planner.stackfile import SECRET_PLACEHOLDER
+
+    stack = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())
+    stack["config"]["jupyterhub-jetstream:monitoring"] = {**EMAIL, "enabled": True, "smtpUsername": "hub"}
+    for key in ("alertSmtpPassword", "alertWebhookUrl"):
+        stack["config"][f"jupyterhub-jetstream:{key}"] = {"secure": "v1:REPLACE_ME"}
+    stack_file = tmp_path / "Pulumi.dev.yaml"
+    stack_file.write_text(yaml.safe_dump(stack))
+    plan = plan_stack("dev", stack_file=stack_file)
+    install = next(r for r in plan["resources"] if r["name"] == "monitoring-install")
+    assert "prometheus-alertmanager" in install["inputs"]["create"]
+    assert install["inputs"]["stdin"] != "" and "stdin" in install["secret_inputs"]
+    text = yaml.safe_dump(plan)
+    assert SECRET_PLACEHOLDER not in text

@@ -1,0 +1,369 @@
+"""Monitoring on k8s, checked with the upstream tools: the kube-prometheus-stack values against
+the chart's (and its Grafana dependency's) own values, the ServiceMonitors and the
+PrometheusRule against prometheus-operator's CRDs (strict), the rules with the real `promtool`
+(syntax, and unit tests that make each required alert fire), the other objects with
+kubernetes-validate, and the graph under mocks."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from renderers import k8s_monitoring as km
+from renderers import z2jh
+from renderers.monitoring import HUB_PANELS
+from stacks.monitoring import k8s_monitoring_spec
+from tests.conftest import make_config, require_tool
+from tests.test_k8s_renderers import workshop
+from tests.upstream_schemas import (
+    UPSTREAM,
+    _load,
+    kube_prometheus_defaults,
+    prometheus_operator_errors,
+    unknown_keys,
+    z2jh_errors,
+)
+
+SPEC = k8s_monitoring_spec(workshop())
+
+
+def grafana_defaults() -> dict[str, Any]:
+    return _load(UPSTREAM / "grafana" / "values.yaml")
+
+
+def test_monitoring_is_on_by_default_for_k8s_and_can_be_turned_off() -> None:
+    assert workshop().monitoring.on_for("k8s")
+    assert not make_config(
+        scenario="k8s", k8s={"cephVolumeGb": 1000}, monitoring={"enabled": False}
+    ).monitoring.on_for("k8s")
+
+
+def test_chart_values_use_only_keys_the_charts_know() -> None:
+    """kube-prometheus-stack ships no values.schema.json (nor does its Grafana dependency), and
+    Helm ignores unknown keys: every key must be one the chart's values.yaml has. The `grafana`
+    section goes to the Grafana chart, checked against that chart's values; `grafana.ini` is
+    Grafana's own configuration file (free-form in the chart)."""
+    values = km.chart_values(SPEC)
+    grafana = values.pop("grafana")
+    assert unknown_keys(values, kube_prometheus_defaults()) == []
+    ini = grafana.pop("grafana.ini")
+    known = {**kube_prometheus_defaults()["grafana"], **grafana_defaults()}
+    assert unknown_keys(grafana, known) == []
+    assert set(ini) <= {"server", "auth", "auth.anonymous", "auth.generic_oauth"}
+
+
+def test_a_misspelt_chart_key_is_caught() -> None:
+    values = km.chart_values(SPEC)
+    values["prometheus"]["prometheusSpec"]["retension"] = "15d"
+    values["grafana"]["envValueFrum"] = {}
+    grafana = values.pop("grafana")
+    assert unknown_keys(values, kube_prometheus_defaults()) == ["prometheus.prometheusSpec.retension"]
+    grafana.pop("grafana.ini")
+    assert unknown_keys(grafana, {**kube_prometheus_defaults()["grafana"], **grafana_defaults()}) == [
+        "envValueFrum"
+    ]
+
+
+def test_grafana_is_behind_the_hub_for_admins_only() -> None:
+    values = km.chart_values(SPEC)
+    ini = values["grafana"]["grafana.ini"]
+    fqdn = "hub.cis230000.projects.jetstream-cloud.org"
+    assert ini["server"] == {"root_url": f"https://{fqdn}/services/grafana/", "serve_from_sub_path": True}
+    oauth = ini["auth.generic_oauth"]
+    assert oauth["auth_url"] == f"https://{fqdn}/hub/api/oauth2/authorize"
+    assert oauth["api_url"] == "http://hub.jupyterhub.svc:8081/hub/api/user"
+    assert oauth["client_id"] == "service-grafana"
+    # Non-admins map to no role, and a strict mapping refuses them.
+    assert oauth["role_attribute_path"] == "admin && 'Admin'" and oauth["role_attribute_strict"] is True
+    assert ini["auth"]["disable_login_form"] is True and ini["auth.anonymous"]["enabled"] is False
+    # The client secret comes from a Secret, never from the values.
+    env = values["grafana"]["envValueFrom"]["GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET"]
+    assert env == {"secretKeyRef": {"name": km.GRAFANA_OAUTH_SECRET, "key": "client-secret"}}
+    assert "client_secret" not in oauth
+
+
+def test_hub_values_register_grafana_and_the_metrics_service_and_validate() -> None:
+    values = z2jh.z2jh_values(z2jh.Z2JHSpec.from_config(workshop()))
+    assert z2jh_errors(values) == []
+    hub = values["hub"]
+    assert hub["services"]["grafana"]["url"] == z2jh.GRAFANA_URL
+    assert hub["services"]["grafana"]["oauth_redirect_uri"].endswith("/services/grafana/login/generic_oauth")
+    assert hub["loadRoles"]["jshub-metrics"] == {"scopes": ["read:metrics"], "services": ["jshub-metrics"]}
+    assert (
+        hub["extraEnv"]["JSHUB_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == z2jh.MONITORING_SECRET
+    )
+    assert hub["networkPolicy"]["ingress"][0]["ports"] == [{"port": 8081, "protocol": "TCP"}]
+    egress = values["proxy"]["chp"]["networkPolicy"]["egress"][0]
+    assert egress["ports"] == [{"port": 3000, "protocol": "TCP"}]
+    # The tokens reach the services from the environment (the config code compiles).
+    compile(hub["extraConfig"]["06-monitoring-tokens"], "06-monitoring-tokens", "exec")
+    off = workshop().model_copy(
+        update={"monitoring": workshop().monitoring.model_copy(update={"enabled": False})}
+    )
+    plain = z2jh.z2jh_values(z2jh.Z2JHSpec.from_config(off))
+    assert set(plain["hub"]["services"]) == {"jshub-admin"} and "chp" not in plain["proxy"]
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [km.hub_service_monitor(SPEC), km.ceph_service_monitor(), km.prometheus_rule(SPEC)],
+    ids=lambda o: f"{o['kind']}-{o['metadata']['name']}",
+)
+def test_custom_resources_validate_against_prometheus_operator_crds(obj: dict[str, Any]) -> None:
+    assert prometheus_operator_errors(obj) == []
+
+
+def test_crd_check_catches_a_misspelt_field() -> None:
+    monitor = km.hub_service_monitor(SPEC)
+    monitor["spec"]["endpoints"][0]["bearerTokenSecrett"] = {}
+    assert any("bearerTokenSecrett" in e for e in prometheus_operator_errors(monitor))
+
+
+def test_hub_is_scraped_with_the_read_only_token() -> None:
+    endpoint = km.hub_service_monitor(SPEC)["spec"]["endpoints"][0]
+    assert endpoint["path"] == "/hub/metrics" and endpoint["port"] == "hub"
+    assert endpoint["authorization"]["credentials"] == {
+        "name": z2jh.MONITORING_SECRET,
+        "key": "metrics-token",
+    }
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        *[km.dashboard_configmap(n, b) for n, b in km.dashboards().items()],
+        km.secret(km.GRAFANA_OAUTH_SECRET, {"client-secret": "x"}),
+    ],
+    ids=lambda o: o["metadata"]["name"],
+)
+def test_plain_objects_validate_strictly(obj: dict[str, Any]) -> None:
+    kubernetes_validate.validate(obj, "1.33.0", strict=True)
+
+
+def test_dashboards_are_json_with_the_vm_hub_panels_on_the_charts_datasource() -> None:
+    boards = {n: json.loads(km.dashboard_configmap(n, b)["data"][n]) for n, b in km.dashboards().items()}
+    hub = boards["jupyterhub.json"]
+    assert [(p["title"], p["targets"][0]["expr"]) for p in hub["panels"]] == list(HUB_PANELS)
+    datasource_uid = kube_prometheus_defaults()["grafana"]["sidecar"]["datasources"]["uid"]
+    for board in boards.values():
+        assert {p["datasource"]["uid"] for p in board["panels"]} == {datasource_uid}
+    assert kube_prometheus_defaults()["grafana"]["sidecar"]["dashboards"]["label"] == "grafana_dashboard"
+
+
+def test_rules_cover_what_operators_need() -> None:
+    names = [r["alert"] for r in km.alert_rules(SPEC)]
+    assert {"JupyterHubDown", "SpawnFailures", "VolumeAlmostFull", "CephNotHealthy", "BackupTooOld"} <= set(
+        names
+    )
+    no_backup = k8s_monitoring_spec(
+        workshop().model_copy(update={"backup": workshop().backup.model_copy(update={"enabled": False})})
+    )
+    assert "BackupTooOld" not in [r["alert"] for r in km.alert_rules(no_backup)]
+
+
+def test_promtool_checks_the_rules(tmp_path: Path) -> None:
+    promtool = require_tool("promtool", "checks Prometheus rules (Debian package prometheus)")
+    rules = tmp_path / "rules.yml"
+    rules.write_text(km.render_rules(SPEC))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(rules)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 6 rules found" in result.stdout
+
+
+def test_promtool_unit_tests_fire_each_required_alert(tmp_path: Path) -> None:
+    """Series as the cluster's exporters name them; promtool evaluates the real rules."""
+    promtool = require_tool("promtool", "checks Prometheus rules (Debian package prometheus)")
+    (tmp_path / "rules.yml").write_text(km.render_rules(SPEC))
+    hub = 'up{namespace="jupyterhub", job="hub", service="hub"}'
+    pvc = 'namespace="jupyterhub", persistentvolumeclaim="claim-alice"'
+    backup = 'kube_cronjob_status_last_successful_time{namespace="jupyterhub", cronjob="home-backup"}'
+    tests = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": hub, "values": "1 1 0 0 0 0 0"},
+                    {"series": f"kubelet_volume_stats_used_bytes{{{pvc}}}", "values": "90x20"},
+                    {"series": f"kubelet_volume_stats_capacity_bytes{{{pvc}}}", "values": "100x20"},
+                    {"series": 'ceph_health_status{namespace="rook-ceph"}', "values": "0 1x30"},
+                    # The last success 31 h before the start, never again.
+                    {"series": backup, "values": f"{-31 * 3600}x200"},
+                    {
+                        "series": 'jupyterhub_server_spawn_duration_seconds_count{status="failure"}',
+                        "values": "0 1 2 3 4 5",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "1m", "alertname": "JupyterHubDown", "exp_alerts": []},
+                    {
+                        "eval_time": "6m",
+                        "alertname": "JupyterHubDown",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "namespace": "jupyterhub",
+                                    "job": "hub",
+                                    "service": "hub",
+                                },
+                                "exp_annotations": {
+                                    "summary": km.alert_rules(SPEC)[0]["annotations"]["summary"]
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "15m",
+                        "alertname": "VolumeAlmostFull",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "namespace": "jupyterhub",
+                                    "persistentvolumeclaim": "claim-alice",
+                                },
+                                "exp_annotations": {
+                                    "summary": "volume claim-alice in jupyterhub is more than 85 % full"
+                                },
+                            }
+                        ],
+                    },
+                    {"eval_time": "10m", "alertname": "CephNotHealthy", "exp_alerts": []},
+                    {
+                        "eval_time": "20m",
+                        "alertname": "CephNotHealthy",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "critical", "namespace": "rook-ceph"},
+                                "exp_annotations": {
+                                    "summary": next(
+                                        r for r in km.alert_rules(SPEC) if r["alert"] == "CephNotHealthy"
+                                    )["annotations"]["summary"]
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "5m",
+                        "alertname": "SpawnFailures",
+                        "exp_alerts": _firing(SPEC, "SpawnFailures"),
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = subprocess.run(
+        [promtool, "test", "rules", "tests.yml"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _firing(spec: km.K8sMonitoringSpec, name: str) -> list[dict[str, Any]]:
+    rule = next(r for r in km.alert_rules(spec) if r["alert"] == name)
+    return [
+        {
+            "exp_labels": {"severity": rule["labels"]["severity"], "status": "failure"},
+            "exp_annotations": rule["annotations"],
+        }
+    ]
+
+
+def test_backup_too_old_fires_from_kube_state_metrics(tmp_path: Path) -> None:
+    promtool = require_tool("promtool", "checks Prometheus rules (Debian package prometheus)")
+    (tmp_path / "rules.yml").write_text(km.render_rules(SPEC))
+    rule = next(r for r in km.alert_rules(SPEC) if r["alert"] == "BackupTooOld")
+    hold = int(re.fullmatch(r"(\d+)h", rule["for"]).group(1))  # type: ignore[union-attr]
+    backup = 'kube_cronjob_status_last_successful_time{namespace="jupyterhub", cronjob="home-backup"}'
+    # A run that last succeeded at t = 0 and never again: stale after 30 h, firing `for` later.
+    steps = (30 + hold + 2) * 6
+    tests = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "10m",
+        "tests": [
+            {
+                "interval": "10m",
+                "input_series": [{"series": backup, "values": f"0x{steps}"}],
+                "alert_rule_test": [
+                    {"eval_time": "29h", "alertname": "BackupTooOld", "exp_alerts": []},
+                    {
+                        "eval_time": f"{30 + hold + 1}h",
+                        "alertname": "BackupTooOld",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "namespace": "jupyterhub",
+                                    "cronjob": "home-backup",
+                                },
+                                "exp_annotations": rule["annotations"],
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = subprocess.run(
+        [promtool, "test", "rules", "tests.yml"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workshop_plan_monitors_in_the_cluster_and_keeps_its_tokens_secret() -> None:
+    from planner.mocks import SECRET
+    from planner.plan import plan_stack
+
+    plan = plan_stack("workshop-k8s")
+    by_name = {r["name"]: r for r in plan["resources"]}
+    release = by_name["monitoring-release"]
+    assert (release["inputs"]["chart"], release["inputs"]["version"]) == (km.CHART, km.CHART_VERSION)
+    assert release["inputs"]["namespace"] == km.NAMESPACE
+    # Prometheus's volume is on Ceph, and the hub's metrics Secret exists: both come first.
+    assert {"ceph-cluster", "hub-release"} <= set(release["depends_on"])
+    for part in ("monitoring-hub-scrape", "monitoring-ceph-scrape", "monitoring-rules"):
+        assert "monitoring-release" in by_name[part]["depends_on"]
+    for name in ("monitoring-grafana-oauth", "hub-monitoring-tokens"):
+        assert by_name[name]["inputs"]["stringData"] == SECRET, name
+    # The hub release waits for the tokens its environment names.
+    assert "hub-monitoring-tokens" in by_name["hub-release"]["depends_on"]
+    assert plan["outputs"]["grafana_url"].endswith("/services/grafana/")
+    # The values the chart gets are the rendered ones (apply ran: no unknowns).
+    assert (
+        release["inputs"]["values"]["grafana"]["grafana.ini"]["server"]["root_url"]
+        == (plan["outputs"]["grafana_url"])
+    )
+    off = plan_stack("workshop-k8s", overrides={"monitoring": {"enabled": False}})
+    assert not [
+        r for r in off["resources"] if r["name"].startswith("monitoring") or "monitoring" in r["name"]
+    ]
+
+
+def test_monitoring_component_marks_its_secrets_secret() -> None:
+    from components.k8s_monitoring import K8sMonitoring, K8sMonitoringArgs
+    from tests.conftest import by_type, run_mocked
+
+    def program() -> None:
+        import pulumi
+
+        K8sMonitoring(
+            "monitoring", K8sMonitoringArgs(spec=SPEC, grafana_client_secret=pulumi.Output.secret("t"))
+        )
+
+    rec = run_mocked(program)
+    secrets = by_type(rec, "kubernetes:core/v1:Secret")
+    assert len(secrets) == 1
+    for secret in secrets:
+        assert {"stringData", "data"} <= set(secret.additional_secret_outputs)
