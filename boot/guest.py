@@ -377,7 +377,7 @@ class Guest:
             "-o",
             "LogLevel=ERROR",
             "-o",
-            "ConnectTimeout=10",
+            "ConnectTimeout=60",
             "-o",
             "BatchMode=yes",
             "-o",
@@ -396,14 +396,21 @@ class Guest:
     ) -> subprocess.CompletedProcess[str]:
         """Run a shell command line as the login user over SSH, as a remote command of the stack
         runs (`sudo` inside the command when it needs root)."""
-        self._check_alive()
-        result = subprocess.run(
-            [*self.ssh_command(user=user), command],
-            input=input if input is not None else "",
-            text=True,
-            capture_output=True,
-            timeout=timeout,
-        )
+        # ssh exits 255 when it cannot connect: an emulated guest on a busy host can miss the
+        # banner exchange; the command did not run, so it is tried again.
+        for attempt in range(4):
+            self._check_alive()
+            result = subprocess.run(
+                [*self.ssh_command(user=user), command],
+                input=input if input is not None else "",
+                text=True,
+                capture_output=True,
+                timeout=timeout,
+            )
+            unreachable = "banner exchange" in result.stderr or "timed out" in result.stderr
+            if result.returncode != 255 or not unreachable:
+                break
+            time.sleep(10 * (attempt + 1))
         if check and result.returncode != 0:
             raise GuestError(
                 f"{self.name}: `{command[:200]}` exited {result.returncode}\n"
