@@ -1,6 +1,7 @@
 """K8sMonitoring: the kube-prometheus-stack release in its own namespace, Grafana's OAuth
-client secret at the hub, the ServiceMonitors for the hub
-and Ceph, the project's alert rules and the JupyterHub dashboards (renderers.k8s_monitoring)."""
+client secret at the hub, the hub's metrics token for Prometheus, and the JupyterHub dashboards;
+the ServiceMonitors for the hub and Ceph and the project's alert rules go in the release's
+values (renderers.k8s_monitoring)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ class K8sMonitoringArgs:
     spec: km.K8sMonitoringSpec
     # The hub's grafana service token: Grafana's client secret at the hub's OAuth (secret).
     grafana_client_secret: pulumi.Input[str]
+    # The hub's jshub-metrics token (read:metrics only): Prometheus's bearer token (secret).
+    metrics_token: pulumi.Input[str]
     # Ceph (the Prometheus volume) and the hub release (its metrics Secret) come first.
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
     deleted_with: pulumi.Resource | None = None
@@ -57,6 +60,16 @@ class K8sMonitoring(pulumi.ComponentResource):
             ),
             opts=secret_opts,
         )
+        metrics_obj = km.secret(km.METRICS_SECRET, {})
+        metrics = kubernetes.core.v1.Secret(
+            f"{name}-hub-metrics-token",
+            metadata=metrics_obj["metadata"],
+            type=metrics_obj["type"],
+            string_data=pulumi.Output.secret(  # type: ignore[arg-type]
+                pulumi.Output.from_input(args.metrics_token).apply(lambda t: {"token": t})
+            ),
+            opts=secret_opts,
+        )
         self.release = kubernetes.helm.v3.Release(
             f"{name}-release",
             name=km.RELEASE,
@@ -67,24 +80,9 @@ class K8sMonitoring(pulumi.ComponentResource):
             values=km.chart_values(spec),
             timeout=RELEASE_TIMEOUT_S,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[ns, oauth, *args.depends_on], deleted_with=gone_with
+                parent=self, depends_on=[ns, oauth, metrics, *args.depends_on], deleted_with=gone_with
             ),
         )
-        # Custom resources need the chart's CRDs.
-        after_release = pulumi.ResourceOptions(parent=self, depends_on=[self.release], deleted_with=gone_with)
-        for part, obj in (
-            ("hub-scrape", km.hub_service_monitor(spec)),
-            ("ceph-scrape", km.ceph_service_monitor()),
-            ("rules", km.prometheus_rule(spec)),
-        ):
-            kubernetes.apiextensions.CustomResource(
-                f"{name}-{part}",
-                api_version=obj["apiVersion"],
-                kind=obj["kind"],
-                metadata=obj["metadata"],
-                spec=obj["spec"],
-                opts=after_release,
-            )
         for file_name, board in km.dashboards().items():
             obj = km.dashboard_configmap(file_name, board)
             kubernetes.core.v1.ConfigMap(

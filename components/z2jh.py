@@ -38,6 +38,8 @@ class Z2JH(pulumi.ComponentResource):
     # With monitoring: the grafana service's token, which is also Grafana's OAuth client secret
     # (secret); None without.
     grafana_token: pulumi.Output[str] | None = None
+    # With monitoring: the jshub-metrics service's token (read:metrics only; secret).
+    metrics_token: pulumi.Output[str] | None = None
 
     def __init__(self, name: str, args: Z2JHArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jshub:index:Z2JH", name, None, opts)
@@ -113,6 +115,7 @@ class Z2JH(pulumi.ComponentResource):
                 )
             )
             self.grafana_token = pulumi.Output.secret(tokens[z2jh.GRAFANA_TOKEN_KEY])
+            self.metrics_token = pulumi.Output.secret(tokens[z2jh.METRICS_TOKEN_KEY])
         # Shared data: its volume is reclaimed with Retain, and the claim is protected too, so
         # `pulumi destroy` stops here until an operator unprotects it.
         shared = kubernetes.core.v1.PersistentVolumeClaim(

@@ -45,11 +45,16 @@ TYPES = (
     "docker:index/secret:Secret",
     "docker:index/service:Service",
     "docker:index/serviceConfig:ServiceConfig",
+    "kubernetes:batch/v1:CronJob",
     "kubernetes:batch/v1:Job",
+    "kubernetes:core/v1:ConfigMap",
     "kubernetes:core/v1:Namespace",
     "kubernetes:core/v1:PersistentVolumeClaim",
     "kubernetes:core/v1:Secret",
+    "kubernetes:core/v1:ServiceAccount",
     "kubernetes:helm.sh/v3:Release",
+    "kubernetes:rbac.authorization.k8s.io/v1:Role",
+    "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
     "openstack:blockstorage/volume:Volume",
     "openstack:compute/instance:Instance",
     "openstack:compute/volumeAttach:VolumeAttach",
@@ -126,8 +131,13 @@ SILENT: dict[str, list[dict[str, Any]]] = {
             {"path": "metadata.namespace", "verb": "replace", "basis": _K8S_BASIS},
         ]
         for token in (
+            "kubernetes:batch/v1:CronJob",
+            "kubernetes:core/v1:ConfigMap",
             "kubernetes:core/v1:Namespace",
             "kubernetes:core/v1:Secret",
+            "kubernetes:core/v1:ServiceAccount",
+            "kubernetes:rbac.authorization.k8s.io/v1:Role",
+            "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
         )
     },
     "openstack:compute/volumeAttach:VolumeAttach": [

@@ -28,7 +28,6 @@ def _scrapes(script: str) -> dict[str, list[str]]:
 
 
 RELEASE = "monitoring-release"
-RULES = "monitoring-rules"
 
 
 def _quantity(value: str) -> float:
@@ -40,15 +39,14 @@ def _quantity(value: str) -> float:
     return float(value)
 
 
-def _k8s_report(cfg: StackConfig, release: dict[str, Any], resources: list[dict[str, Any]]) -> dict[str, Any]:
+def _k8s_report(cfg: StackConfig, release: dict[str, Any]) -> dict[str, Any]:
     values = release["inputs"].get("values", {})
     requests = [
         values["prometheus"]["prometheusSpec"]["resources"]["requests"],
         values["alertmanager"]["alertmanagerSpec"]["resources"]["requests"],
         values["grafana"]["resources"]["requests"],
     ]
-    rules = next((r for r in resources if r["name"] == RULES and r["custom"]), None)
-    groups = rules["inputs"].get("spec", {}).get("groups", []) if rules else []
+    groups = [g for rules in values.get("additionalPrometheusRulesMap", {}).values() for g in rules["groups"]]
     storage = values["prometheus"]["prometheusSpec"]["storageSpec"]["volumeClaimTemplate"]["spec"]
     return {
         "enabled": True,
@@ -68,7 +66,7 @@ def _k8s_report(cfg: StackConfig, release: dict[str, Any], resources: list[dict[
 def report(cfg: StackConfig, resources: list[dict[str, Any]]) -> dict[str, Any]:
     release = next((r for r in resources if r["name"] == RELEASE and r["custom"]), None)
     if release is not None:
-        return _k8s_report(cfg, release, resources)
+        return _k8s_report(cfg, release)
     install = next((r for r in resources if r["name"] == INSTALL and r["custom"]), None)
     m = cfg.monitoring
     if install is None:

@@ -40,6 +40,7 @@ GRAFANA_PATH = f"/services/{GRAFANA_SERVICE}/"
 GRAFANA_HOST = f"{RELEASE}-grafana.{NAMESPACE}.svc"
 GRAFANA_PORT = 3000
 GRAFANA_OAUTH_SECRET = "grafana-jupyterhub-oauth"
+METRICS_SECRET = "hub-metrics-token"
 # The chart keeps Grafana's local admin password (login form off: for its API) in this Secret.
 GRAFANA_ADMIN_SECRET = f"{RELEASE}-grafana"
 METRICS_SERVICE = "jshub-metrics"
@@ -59,9 +60,6 @@ class K8sMonitoringSpec:
     spawn_failures_per_hour: int
     # None: no backups on this stack, so no backup rule.
     backup_max_age_hours: int | None
-    # The hub Secret and its key that hold the jshub-metrics token.
-    metrics_secret: str
-    metrics_secret_key: str
     prometheus_storage_gb: int = 20
     storage_class: str = "ceph-block"
 
@@ -74,15 +72,24 @@ def _labels(component: str) -> dict[str, str]:
     return {**LABELS, "app.kubernetes.io/component": component}
 
 
+def _as_value(obj: dict[str, Any]) -> dict[str, Any]:
+    """A ServiceMonitor as the chart's `prometheus.additionalServiceMonitors` takes it (the chart
+    makes the object in its own namespace, with its CRDs in place first)."""
+    return {"name": obj["metadata"]["name"], **obj["spec"]}
+
+
 def chart_values(spec: K8sMonitoringSpec) -> dict[str, Any]:
     hub_api = f"http://{HUB_SERVICE}.{spec.hub_namespace}.svc:{HUB_PORT}/hub/api"
     return {
+        # The project's rules and scrapes go through the chart: it orders them after its CRDs.
+        "additionalPrometheusRulesMap": {"jshub": rule_groups(spec)},
         "alertmanager": {
             "alertmanagerSpec": {
                 "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             }
         },
         "prometheus": {
+            "additionalServiceMonitors": [_as_value(hub_service_monitor(spec)), _as_value(ceph_service_monitor())],
             "prometheusSpec": {
                 "retention": f"{spec.retention_days}d",
                 # Every ServiceMonitor and PrometheusRule in the cluster, not only the chart's.
@@ -148,7 +155,7 @@ def hub_service_monitor(spec: K8sMonitoringSpec) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
-        "metadata": {"name": "jupyterhub", "namespace": spec.hub_namespace, "labels": _labels("monitoring")},
+        "metadata": {"name": "jupyterhub", "namespace": NAMESPACE, "labels": _labels("monitoring")},
         "spec": {
             "jobLabel": "component",
             "selector": {"matchLabels": {"app": "jupyterhub", "component": "hub"}},
@@ -160,7 +167,8 @@ def hub_service_monitor(spec: K8sMonitoringSpec) -> dict[str, Any]:
                     "interval": "30s",
                     "authorization": {
                         "type": "Bearer",
-                        "credentials": {"name": spec.metrics_secret, "key": spec.metrics_secret_key},
+                        # A Secret in the ServiceMonitor's own namespace (the operator's rule).
+                        "credentials": {"name": METRICS_SECRET, "key": "token"},
                     },
                 }
             ],
@@ -173,7 +181,7 @@ def ceph_service_monitor() -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
-        "metadata": {"name": "rook-ceph-mgr", "namespace": ROOK_NAMESPACE, "labels": _labels("monitoring")},
+        "metadata": {"name": "rook-ceph-mgr", "namespace": NAMESPACE, "labels": _labels("monitoring")},
         "spec": {
             "selector": {"matchLabels": {"app": "rook-ceph-mgr"}},
             "namespaceSelector": {"matchNames": [ROOK_NAMESPACE]},

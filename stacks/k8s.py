@@ -51,11 +51,13 @@ def build(cfg: StackConfig) -> None:
         opts=in_cluster,
     )
     k8s_backup(cfg, opts, in_cluster, hub=[hub.release], deleted_with=cluster.lifeline)
+    # Prometheus's volume needs Ceph; the tokens come from the hub's component.
     k8s_monitoring(
         cfg,
         hub.grafana_token,
+        hub.metrics_token,
         in_cluster,
-        depends_on=[ceph.cluster, hub.release],
+        depends_on=[ceph.cluster],
         deleted_with=cluster.lifeline,
     )
     pulumi.export("url", hub.url)

@@ -95,8 +95,6 @@ def k8s_monitoring_spec(cfg: StackConfig) -> K8sMonitoringSpec:
         volume_full_percent=m.volume_full_percent,
         spawn_failures_per_hour=m.spawn_failures_per_hour,
         backup_max_age_hours=cfg.backup.max_age_hours if cfg.backup.on_for(cfg.scenario) else None,
-        metrics_secret=z2jh.MONITORING_SECRET,
-        metrics_secret_key=z2jh.METRICS_TOKEN_KEY,
         storage_class=BLOCK_CLASS,
     )
 
@@ -104,6 +102,7 @@ def k8s_monitoring_spec(cfg: StackConfig) -> K8sMonitoringSpec:
 def k8s_monitoring(
     cfg: StackConfig,
     grafana_token: pulumi.Input[str] | None,
+    metrics_token: pulumi.Input[str] | None,
     in_cluster: pulumi.ResourceOptions,
     depends_on: Sequence[pulumi.Resource],
     deleted_with: pulumi.Resource | None,
@@ -111,13 +110,14 @@ def k8s_monitoring(
     """The k8s scenario: nothing when monitoring is off for this stack."""
     if not cfg.monitoring.on_for(cfg.scenario):
         return None
-    if grafana_token is None:
-        raise ValueError("monitoring on k8s needs the hub's grafana service token (Z2JH.grafana_token)")
+    if grafana_token is None or metrics_token is None:
+        raise ValueError("monitoring on k8s needs the hub's grafana and metrics service tokens (Z2JH)")
     monitor = K8sMonitoring(
         "monitoring",
         K8sMonitoringArgs(
             spec=k8s_monitoring_spec(cfg),
             grafana_client_secret=grafana_token,
+            metrics_token=metrics_token,
             depends_on=depends_on,
             deleted_with=deleted_with,
         ),

@@ -248,6 +248,8 @@ INTENDED_WAITS = {
     ("k8s-cp-0-join-token", "k8s-kubeconfig"): "the kubeconfig is read once every server holds the token",
     ("k8s-kubeconfig", "k8s-workers-ready"): "workers are counted through the API the kubeconfig opens",
     ("k8s-workers-ready", "hub-release"): "the hub's pods need the user nodes to schedule on",
+    ("hub-release", "home-backup-account"): "the backup's objects go in the hub's namespace, after the hub",
+    ("home-backup-account", "home-backup-cronjob"): "the CronJob runs as that account, with its Secret and scripts",
 }
 # k3s nodes roll one at a time (docs/k8s.md): within a node, the version check waits for the
 # token and readiness for the version; the next node's server waits for the previous readiness.

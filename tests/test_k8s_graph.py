@@ -159,10 +159,10 @@ def test_plain_objects_in_the_graph_validate_strictly(engine: str, request: pyte
             checked += 1
     # Namespace, the OAuth and the hub Secrets, the shared claim, the storage check Job; the
     # backup's Secret, ConfigMap, ServiceAccount, Role, RoleBinding and CronJob; the monitoring
-    # tokens' Secret, the monitoring namespace, Grafana's OAuth Secret and two dashboards.
-    assert checked == 5 + 6 + 5
-    # Two ServiceMonitors and the PrometheusRule.
-    assert custom == 3
+    # tokens' Secret, the monitoring namespace, Grafana's OAuth Secret, the metrics token's Secret
+    # and two dashboards. The ServiceMonitors and rules are in the chart's values.
+    assert checked == 5 + 6 + 6
+    assert custom == 0
 
 
 @pytest.mark.parametrize("engine", ["k3s", "magnum"])
@@ -189,6 +189,7 @@ def test_oauth_secret_stays_out_of_values_and_state(engine: str, request: pytest
         "hub-jshub-monitoring",
         "home-backup-restic",
         "grafana-jupyterhub-oauth",
+        "hub-metrics-token",
     }
     for secret in secrets:
         assert secret.inputs["stringData"] == SECRET and "stringData" in secret.secret_inputs

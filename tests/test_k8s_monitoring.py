@@ -129,10 +129,7 @@ def test_crd_check_catches_a_misspelt_field() -> None:
 def test_hub_is_scraped_with_the_read_only_token() -> None:
     endpoint = km.hub_service_monitor(SPEC)["spec"]["endpoints"][0]
     assert endpoint["path"] == "/hub/metrics" and endpoint["port"] == "hub"
-    assert endpoint["authorization"]["credentials"] == {
-        "name": z2jh.MONITORING_SECRET,
-        "key": "metrics-token",
-    }
+    assert endpoint["authorization"]["credentials"] == {"name": km.METRICS_SECRET, "key": "token"}
 
 
 @pytest.mark.parametrize(
@@ -332,10 +329,13 @@ def test_workshop_plan_monitors_in_the_cluster_and_keeps_its_tokens_secret() -> 
     assert (release["inputs"]["chart"], release["inputs"]["version"]) == (km.CHART, km.CHART_VERSION)
     assert release["inputs"]["namespace"] == km.NAMESPACE
     # Prometheus's volume is on Ceph, and the hub's metrics Secret exists: both come first.
-    assert {"ceph-cluster", "hub-release"} <= set(release["depends_on"])
-    for part in ("monitoring-hub-scrape", "monitoring-ceph-scrape", "monitoring-rules"):
-        assert "monitoring-release" in by_name[part]["depends_on"]
-    for name in ("monitoring-grafana-oauth", "hub-monitoring-tokens"):
+    assert {"ceph-cluster", "monitoring-hub-metrics-token"} <= set(release["depends_on"])
+    values = release["inputs"]["values"]
+    # The scrapes and rules reach the chart in its values, validated as objects below.
+    assert values["additionalPrometheusRulesMap"] == {"jshub": km.rule_groups(SPEC)}
+    monitors = values["prometheus"]["additionalServiceMonitors"]
+    assert [m["name"] for m in monitors] == ["jupyterhub", "rook-ceph-mgr"]
+    for name in ("monitoring-grafana-oauth", "hub-monitoring-tokens", "monitoring-hub-metrics-token"):
         assert by_name[name]["inputs"]["stringData"] == SECRET, name
     # The hub release waits for the tokens its environment names.
     assert "hub-monitoring-tokens" in by_name["hub-release"]["depends_on"]
@@ -359,11 +359,16 @@ def test_monitoring_component_marks_its_secrets_secret() -> None:
         import pulumi
 
         K8sMonitoring(
-            "monitoring", K8sMonitoringArgs(spec=SPEC, grafana_client_secret=pulumi.Output.secret("t"))
+            "monitoring",
+            K8sMonitoringArgs(
+                spec=SPEC,
+                grafana_client_secret=pulumi.Output.secret("t"),
+                metrics_token=pulumi.Output.secret("m"),
+            ),
         )
 
     rec = run_mocked(program)
     secrets = by_type(rec, "kubernetes:core/v1:Secret")
-    assert len(secrets) == 1
+    assert len(secrets) == 2
     for secret in secrets:
         assert {"stringData", "data"} <= set(secret.additional_secret_outputs)
