@@ -222,7 +222,9 @@ def test_a_kernel_past_its_memory_limit_is_killed_and_the_server_and_others_go_o
         f"systemctl show -p MemoryMax -p CPUQuotaPerSecUSec -p User -p MemorySwapMax {unit('alice')}"
     ).stdout
     assert f"MemoryMax={int(MEMORY_GB * 1024**3)}" in shown and "MemorySwapMax=0" in shown, shown
-    assert "CPUQuotaPerSecUSec=1s" in shown and "User=alice" in shown, shown
+    # SystemdSpawner names the account by UID (systemd-run --uid).
+    alice_uid = vm_hub.sudo("id -u alice").stdout.strip()
+    assert "CPUQuotaPerSecUSec=1s" in shown and f"User={alice_uid}" in shown.splitlines(), shown
     deadline = time.monotonic() + 600
     while "kernel ended" not in (journal := vm_hub.sudo(f"journalctl -u {unit('alice')} --no-pager").stdout):
         assert time.monotonic() < deadline, journal
