@@ -16,6 +16,7 @@ boots take minutes, not seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
@@ -341,7 +342,7 @@ class Guest:
         touch its disks: the guest flushes its filesystems and unmounts the volume. Falls back
         to stop() when the guest does not go down in time."""
         if self.process is not None and self.process.poll() is None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 subprocess.run(
                     [*self.ssh_command(), "sudo systemctl poweroff"],
                     capture_output=True,
@@ -349,12 +350,8 @@ class Guest:
                     timeout=60,
                     input="",
                 )
-            except subprocess.TimeoutExpired:
-                pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         self.stop()
 
     def close(self) -> None:
