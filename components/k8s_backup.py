@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as kubernetes
@@ -42,7 +43,9 @@ class K8sHomeBackup(pulumi.ComponentResource):
             parent=self, depends_on=list(args.depends_on), deleted_with=args.deleted_with
         )
 
-        def meta(obj: dict) -> dict:
+        # Any, not dict: mypy checking a dict[Any, Any] against the SDK's ObjectMeta input union
+        # (args class | TypedDict | Output | Awaitable) takes minutes and gigabytes.
+        def meta(obj: dict[str, Any]) -> Any:
             return obj["metadata"]
 
         secret_obj = k8s_backup.restic_secret(ns, {key: "" for key in k8s_backup.SECRET_KEYS})

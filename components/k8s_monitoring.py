@@ -51,23 +51,23 @@ class K8sMonitoring(pulumi.ComponentResource):
             in_ns, pulumi.ResourceOptions(additional_secret_outputs=["stringData", "data"])
         )
         oauth_obj = km.secret(km.GRAFANA_OAUTH_SECRET, {})
+        oauth_data = pulumi.Output.from_input(args.grafana_client_secret).apply(
+            lambda s: {"client-secret": s}
+        )
         oauth = kubernetes.core.v1.Secret(
             f"{name}-grafana-oauth",
             metadata=oauth_obj["metadata"],
             type=oauth_obj["type"],
-            string_data=pulumi.Output.secret(  # type: ignore[arg-type]
-                pulumi.Output.from_input(args.grafana_client_secret).apply(lambda s: {"client-secret": s})
-            ),
+            string_data=pulumi.Output.secret(oauth_data),  # type: ignore[arg-type]
             opts=secret_opts,
         )
         metrics_obj = km.secret(km.METRICS_SECRET, {})
+        metrics_data = pulumi.Output.from_input(args.metrics_token).apply(lambda t: {"token": t})
         metrics = kubernetes.core.v1.Secret(
             f"{name}-hub-metrics-token",
             metadata=metrics_obj["metadata"],
             type=metrics_obj["type"],
-            string_data=pulumi.Output.secret(  # type: ignore[arg-type]
-                pulumi.Output.from_input(args.metrics_token).apply(lambda t: {"token": t})
-            ),
+            string_data=pulumi.Output.secret(metrics_data),  # type: ignore[arg-type]
             opts=secret_opts,
         )
         self.release = kubernetes.helm.v3.Release(

@@ -89,7 +89,10 @@ def chart_values(spec: K8sMonitoringSpec) -> dict[str, Any]:
             }
         },
         "prometheus": {
-            "additionalServiceMonitors": [_as_value(hub_service_monitor(spec)), _as_value(ceph_service_monitor())],
+            "additionalServiceMonitors": [
+                _as_value(hub_service_monitor(spec)),
+                _as_value(ceph_service_monitor()),
+            ],
             "prometheusSpec": {
                 "retention": f"{spec.retention_days}d",
                 # Every ServiceMonitor and PrometheusRule in the cluster, not only the chart's.
@@ -106,7 +109,7 @@ def chart_values(spec: K8sMonitoringSpec) -> dict[str, Any]:
                         }
                     }
                 },
-            }
+            },
         },
         # k3s runs these inside its one binary: no separate endpoints to scrape.
         "kubeControllerManager": {"enabled": False},

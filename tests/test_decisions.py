@@ -249,7 +249,10 @@ INTENDED_WAITS = {
     ("k8s-kubeconfig", "k8s-workers-ready"): "workers are counted through the API the kubeconfig opens",
     ("k8s-workers-ready", "hub-release"): "the hub's pods need the user nodes to schedule on",
     ("hub-release", "home-backup-account"): "the backup's objects go in the hub's namespace, after the hub",
-    ("home-backup-account", "home-backup-cronjob"): "the CronJob runs as that account, with its Secret and scripts",
+    (
+        "home-backup-account",
+        "home-backup-cronjob",
+    ): "the CronJob runs as that account, with its Secret and scripts",
 }
 # k3s nodes roll one at a time (docs/k8s.md): within a node, the version check waits for the
 # token and readiness for the version; the next node's server waits for the previous readiness.
