@@ -135,13 +135,16 @@ def free_port() -> int:
 class Guest:
     """A VM booting `user_data` under QEMU. Use as a context manager or call start()/stop().
 
-    `forwards` maps guest TCP ports to host ports on 127.0.0.1 (0: pick a free one); the chosen
-    ports are in `self.ports` after start(). SSH (guest port 22) is always forwarded."""
+    `forwards` maps guest TCP ports to host ports on `public_address` (0: pick a free one); the
+    chosen ports are in `self.ports` after start(). SSH (guest port 22) is always forwarded, on
+    127.0.0.1."""
 
     name: str
     user_data: str
     data_disks: Sequence[DataDisk] = ()
     forwards: dict[int, int] = field(default_factory=dict)
+    # The floating IP's stand-in: where the forwarded ports (not SSH) listen on the host.
+    public_address: str = "127.0.0.1"
     shares: Sequence[Share] = ()
     links: Sequence[PrivateLink] = ()
     memory_mb: int = 2048
@@ -211,7 +214,10 @@ class Guest:
         image = self.image
         assert image is not None
         self.ports = {22: free_port(), **{g: (h or free_port()) for g, h in self.forwards.items()}}
-        hostfwd = ",".join(f"hostfwd=tcp:127.0.0.1:{h}-:{g}" for g, h in self.ports.items())
+        hostfwd = ",".join(
+            f"hostfwd=tcp:{'127.0.0.1' if g == 22 else self.public_address}:{h}-:{g}"
+            for g, h in self.ports.items()
+        )
         cmdline = image.cmdline
         cmd = [
             "qemu-system-x86_64",

@@ -48,14 +48,17 @@ class Role:
     remote_steps: tuple[RemoteStep, ...]
     flavor: str
     private_address: str | None  # the planned address of its port (a placeholder of the plan)
+    url: str | None = None  # the stack's `url` output: the hub's public name
 
 
-def ensure_plan(stack: str, out: Path) -> dict[str, Any]:
-    """`out`/plan.json, running the planner (`make plan`) into `out` first when it is missing."""
+def ensure_plan(stack: str, out: Path, stack_file: Path | None = None, fresh: bool = False) -> dict[str, Any]:
+    """`out`/plan.json, running the planner (`make plan`) into `out` first when it is missing
+    (or always, `fresh`); `stack_file` in place of Pulumi.<stack>.yaml."""
     path = out / "plan.json"
-    if not path.exists():
+    if fresh or not path.exists():
+        extra = ["--stack-file", str(stack_file)] if stack_file else []
         subprocess.run(
-            [sys.executable, "-m", "planner", "--stack", stack, "--out", str(out)],
+            [sys.executable, "-m", "planner", "--stack", stack, "--out", str(out), *extra],
             cwd=REPO,
             check=True,
             capture_output=True,
@@ -82,11 +85,17 @@ def _ordered(steps: list[RemoteStep]) -> list[RemoteStep]:
     return done
 
 
-def load_role(stack: str, instance: str | None = None, out: Path | None = None) -> Role:
+def load_role(
+    stack: str,
+    instance: str | None = None,
+    out: Path | None = None,
+    stack_file: Path | None = None,
+    fresh: bool = False,
+) -> Role:
     """The role `instance` (default: the stack's first VM) from the plan in `out` (default
-    plan/<stack>, as `make plan` writes it), planned first if missing."""
+    plan/<stack>, as `make plan` writes it), planned first if missing (always, `fresh`)."""
     out = out or REPO / "plan" / stack
-    plan = ensure_plan(stack, out)
+    plan = ensure_plan(stack, out, stack_file, fresh)
     names = instances(plan)
     if not names:
         raise PlanError(f"stack {stack} has no VM (scenario {plan.get('scenario')})")
@@ -123,6 +132,7 @@ def load_role(stack: str, instance: str | None = None, out: Path | None = None) 
         remote_steps=tuple(_ordered(steps)),
         flavor=str(resource["inputs"].get("flavorName", "")),
         private_address=planned_address(ports[0]) if ports else None,
+        url=plan.get("outputs", {}).get("url"),
     )
 
 

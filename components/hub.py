@@ -172,7 +172,9 @@ class HubVM(pulumi.ComponentResource):
         # admins, users, limits, culler, auth, host name or e-mail restarts the hub in place
         # (users' servers keep running) instead of replacing the server. The files hold no
         # secret (those come from the environment file above).
-        files = hub_vm_files(hub_spec, cfg.hub_fqdn, cfg.lets_encrypt_email)
+        files = hub_vm_files(
+            hub_spec, cfg.hub_fqdn, cfg.lets_encrypt_email, cfg.acme_directory, cfg.acme_root_certificate
+        )
         command.remote.Command(
             f"{name}-config",
             connection=self.connection,

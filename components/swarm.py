@@ -109,6 +109,7 @@ class SwarmCluster(pulumi.ComponentResource):
                     ManagerBootSpec(
                         fqdn=cfg.hub_fqdn,
                         lets_encrypt_email=cfg.lets_encrypt_email,
+                        acme_directory=cfg.acme_directory,
                         data_volume_id=values[0],
                         deploy_public_key=values[1],
                     )
@@ -155,7 +156,9 @@ class SwarmCluster(pulumi.ComponentResource):
         command.remote.Command(
             f"{name}-caddy",
             connection=to_manager,
-            create=render_caddy_config_script(cfg.hub_fqdn, cfg.lets_encrypt_email),
+            create=render_caddy_config_script(
+                cfg.hub_fqdn, cfg.lets_encrypt_email, acme_directory=cfg.acme_directory
+            ),
             logging=command.remote.Logging.STDERR,
             # A new name or e-mail changes the script, which runs again.
             triggers=on_manager,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -407,11 +408,38 @@ class HubFile:
     unit: bool = False
 
 
-def render_caddyfile(fqdn: str, email: str, upstream: str, storage: str) -> str:
-    return render("Caddyfile.j2", fqdn=fqdn, email=email, upstream=upstream, storage=storage)
+def render_caddyfile(
+    fqdn: str,
+    email: str,
+    upstream: str,
+    storage: str,
+    acme_directory: str | None = None,
+    acme_root: str | None = None,
+) -> str:
+    """`acme_directory`: the ACME server (Caddy's default, Let's Encrypt, when None);
+    `acme_root`: the path of the root certificate that server's HTTPS is signed with."""
+    return render(
+        "Caddyfile.j2",
+        fqdn=fqdn,
+        email=email,
+        upstream=upstream,
+        storage=storage,
+        acme_directory=acme_directory,
+        acme_root=acme_root,
+    )
 
 
-def hub_vm_files(spec: HubConfigSpec, fqdn: str, lets_encrypt_email: str) -> tuple[HubFile, ...]:
+def acme_root_path(paths: HubPaths) -> str:
+    return f"{posixpath.dirname(paths.caddyfile)}/jshub-acme-root.pem"
+
+
+def hub_vm_files(
+    spec: HubConfigSpec,
+    fqdn: str,
+    lets_encrypt_email: str,
+    acme_directory: str | None = None,
+    acme_root_certificate: str | None = None,
+) -> tuple[HubFile, ...]:
     """Everything on a hub VM that a day-2 change of the stack's config can change. The stack
     writes these over SSH (hub-config), never through user data, so that changing an admin,
     a limit or the e-mail address leaves the server in place. Requirements come first: the
@@ -439,11 +467,21 @@ def hub_vm_files(spec: HubConfigSpec, fqdn: str, lets_encrypt_email: str) -> tup
             )
         )
     files.append(HubFile(spec.paths.config_file, render_jupyterhub_config(spec), hub))
+    acme_root = None
+    if acme_root_certificate:
+        # Before the Caddyfile that names it: a reloaded Caddy finds the file.
+        acme_root = acme_root_path(spec.paths)
+        files.append(HubFile(acme_root, acme_root_certificate, "caddy.service"))
     files.append(
         HubFile(
             spec.paths.caddyfile,
             render_caddyfile(
-                fqdn, lets_encrypt_email, spec.bind_url.removeprefix("http://"), spec.paths.caddy_dir
+                fqdn,
+                lets_encrypt_email,
+                spec.bind_url.removeprefix("http://"),
+                spec.paths.caddy_dir,
+                acme_directory,
+                acme_root,
             ),
             "caddy.service",
         )

@@ -246,6 +246,7 @@ class ManagerBootSpec:
     data_volume_id: str
     deploy_public_key: str
     extra_packages: tuple[str, ...] = field(default=())
+    acme_directory: str | None = None
 
 
 def render_manager_cloud_init(spec: ManagerBootSpec) -> str:
@@ -277,6 +278,7 @@ def render_manager_cloud_init(spec: ManagerBootSpec) -> str:
                     email=spec.lets_encrypt_email,
                     upstream=f"127.0.0.1:{HUB_PORT}",
                     storage=CADDY_STORAGE,
+                    acme_directory=spec.acme_directory,
                 ),
             ),
             _file(CADDY_MOUNT_DROPIN, render_caddy_mount_dropin(EXPORT_ROOT)),

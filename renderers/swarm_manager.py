@@ -17,12 +17,23 @@ HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 CADDY_DEFAULT_STORAGE = "/var/lib/caddy/.local/share/caddy"
 
 
-def render_caddyfile(fqdn: str, email: str, upstream: str = HUB_UPSTREAM) -> str:
-    return render("Caddyfile.j2", fqdn=fqdn, email=email, upstream=upstream, storage=CADDY_STORAGE)
+def render_caddyfile(
+    fqdn: str, email: str, upstream: str = HUB_UPSTREAM, acme_directory: str | None = None
+) -> str:
+    return render(
+        "Caddyfile.j2",
+        fqdn=fqdn,
+        email=email,
+        upstream=upstream,
+        storage=CADDY_STORAGE,
+        acme_directory=acme_directory,
+    )
 
 
-def render_caddy_config_script(fqdn: str, email: str, upstream: str = HUB_UPSTREAM) -> str:
-    content = render_caddyfile(fqdn, email, upstream)
+def render_caddy_config_script(
+    fqdn: str, email: str, upstream: str = HUB_UPSTREAM, acme_directory: str | None = None
+) -> str:
+    content = render_caddyfile(fqdn, email, upstream, acme_directory)
     if "CADDYFILE" in content:
         raise ValueError("the Caddyfile must not contain the here-document's end marker")
     return render(

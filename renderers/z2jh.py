@@ -81,6 +81,8 @@ class Z2JHSpec:
     load_balancer_ip: str | None = None
     # The cluster's monitoring scrapes the hub and Grafana is one of its services.
     monitoring: bool = False
+    # The ACME server of the proxy's certificate (None: the chart's default, Let's Encrypt).
+    acme_directory: str | None = None
 
     @classmethod
     def from_config(cls, cfg: StackConfig, load_balancer_ip: str | None = None) -> Z2JHSpec:
@@ -96,6 +98,7 @@ class Z2JHSpec:
             user_nodes="require" if cfg.k8s.engine == "k3s" else "prefer",
             load_balancer_ip=load_balancer_ip,
             monitoring=cfg.monitoring.on_for(cfg.scenario),
+            acme_directory=cfg.acme_directory,
         )
 
 
@@ -319,7 +322,10 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
                 "enabled": True,
                 "type": "letsencrypt",
                 "hosts": [spec.fqdn],
-                "letsencrypt": {"contactEmail": spec.lets_encrypt_email},
+                "letsencrypt": {
+                    "contactEmail": spec.lets_encrypt_email,
+                    **({"acmeServer": spec.acme_directory} if spec.acme_directory else {}),
+                },
             },
         },
         "singleuser": singleuser,

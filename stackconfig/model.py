@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -43,6 +45,29 @@ _IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,
 # Jupyter's docker-stacks image, pinned by tag; its jovyan user (UID 1000, GID 100) owns homes.
 DEFAULT_NOTEBOOK_IMAGE = "quay.io/jupyter/minimal-notebook:2025-06-02"
 _GITHUB_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+
+
+def _acme_directory(url: str) -> str:
+    parsed = urlsplit(url)
+    if parsed.scheme != "https" or not parsed.hostname or parsed.query or parsed.fragment:
+        raise ValueError(
+            "must be the https:// URL of an ACME directory, "
+            "e.g. https://acme-staging-v02.api.letsencrypt.org/directory"
+        )
+    return url
+
+
+def _pem_certificate(text: str) -> str:
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", text, re.DOTALL)
+    if len(blocks) != 1 or text.strip() != blocks[0]:
+        raise ValueError(
+            "must be exactly one PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)"
+        )
+    try:
+        ssl.PEM_cert_to_DER_cert(blocks[0])
+    except ValueError as exc:
+        raise ValueError(f"is not a readable PEM certificate: {exc}") from None
+    return blocks[0] + "\n"
 
 
 def _flavor(name: str) -> str:
@@ -97,6 +122,8 @@ Cidr = Annotated[str, AfterValidator(_cidr)]
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 DnsZone = Annotated[str, AfterValidator(_dns_zone)]
 Email = Annotated[str, AfterValidator(_email)]
+AcmeDirectory = Annotated[str, AfterValidator(_acme_directory)]
+PemCertificate = Annotated[str, AfterValidator(_pem_certificate)]
 
 
 AuthType = Literal["github", "cilogon", "shared-password", "native"]
@@ -389,6 +416,21 @@ class StackConfig(ConfigModel):
     )
     hub_hostname: DnsLabel = Field(default="hub", description="DNS label of the hub inside the zone.")
     lets_encrypt_email: Email = Field(description="Contact address for the Let's Encrypt certificate.")
+    acme_directory: AcmeDirectory | None = Field(
+        default=None,
+        description=(
+            "ACME directory the hub's certificate comes from; empty means Let's Encrypt. For a trial "
+            "that must not spend Let's Encrypt's rate limits: "
+            "https://acme-staging-v02.api.letsencrypt.org/directory (browsers do not trust its certificates)."
+        ),
+    )
+    acme_root_certificate: PemCertificate | None = Field(
+        default=None,
+        description=(
+            "PEM root certificate of a private ACME server named by acmeDirectory, which the hub "
+            "trusts for that server's HTTPS (scenarios single and hpc)."
+        ),
+    )
     admin_cidrs: list[Cidr] = Field(
         min_length=1, description='Networks allowed to SSH to the VMs, e.g. ["203.0.113.7/32"].'
     )

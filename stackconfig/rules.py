@@ -31,6 +31,32 @@ def hub_name_fits_certificate(cfg: StackConfig) -> list[Problem]:
     ]
 
 
+# Where a private ACME server's root can be given to the hub's Caddy: the hub VMs (the swarm
+# manager's and the k8s proxy's ACME clients take only a directory).
+ACME_ROOT_SCENARIOS = ("single", "hpc")
+
+
+def acme_root_fits(cfg: StackConfig) -> list[Problem]:
+    if cfg.acme_root_certificate is None:
+        return []
+    if cfg.acme_directory is None:
+        return [
+            Problem(
+                "acmeRootCertificate",
+                "is the root of a private ACME server: set acmeDirectory to that server's directory URL too",
+            )
+        ]
+    if cfg.scenario not in ACME_ROOT_SCENARIOS:
+        return [
+            Problem(
+                "acmeRootCertificate",
+                f"is read only by scenarios {' and '.join(ACME_ROOT_SCENARIOS)}, and scenario is "
+                f"{cfg.scenario}; use an ACME server with a publicly trusted certificate there",
+            )
+        ]
+    return []
+
+
 def ssh_not_open_to_world(cfg: StackConfig) -> list[Problem]:
     world = [c for c in cfg.admin_cidrs if ipaddress.ip_network(c).prefixlen == 0]
     if not world or cfg.allow_ssh_from_anywhere:
@@ -720,6 +746,7 @@ def alert_targets_fit(cfg: StackConfig) -> list[Problem]:
 RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     auth_secrets_match_type,
     hub_name_fits_certificate,
+    acme_root_fits,
     ssh_not_open_to_world,
     single_vm_fits_users,
     home_quota_fits_volume,
