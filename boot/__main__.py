@@ -31,6 +31,7 @@ from boot.acme import PUBLIC_ADDRESS, AcmeError, LocalAcme
 from boot.guest import DataDisk, Guest, GuestError, PrivateLink, free_port
 from boot.image import build, cache_dir
 from boot.plan import REPO, PlanError, Role, load_role
+from renderers.cloud_init import HUB_UNIT, PROXY_UNIT
 
 BARE_USER_DATA = "#cloud-config\n{}\n"
 
@@ -179,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             begin = time.monotonic()
             smoke_ok = smoke(acme, f"https://{hub}", admin_token)
             guest.phases.record("smoke test over HTTPS", time.monotonic() - begin)
+            if not smoke_ok:
+                units = " ".join(f"-u {unit}" for unit in (HUB_UNIT, PROXY_UNIT, "caddy.service"))
+                journal = guest.sudo(f"journalctl --no-pager -n 80 {units}", check=False)
+                print(f"[boot] the end of the hub's, proxy's and Caddy's journal:\n{journal.stdout}")
         guest.phases.record("ready", time.monotonic() - start)
     except GuestError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from jshub import target
-from jshub.hubapi import HubAPI
+from jshub.hubapi import HubAPI, wait_until
 
 DEFAULT_USER = "jshub-smoke"
 MARKER_FILE = "jshub-smoke.txt"
@@ -36,6 +36,9 @@ class Smoke:
     hub: HubAPI
     user: str = DEFAULT_USER
     timeout: float = 600.0
+    # Right after `pulumi up` the hub may be restarting behind its proxy: its 502/503/504 (or no
+    # answer at all) is waited out this long before "reach the hub" fails.
+    hub_timeout: float = 120.0
     steps: list[Step] = field(default_factory=list)
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
 
@@ -54,7 +57,7 @@ class Smoke:
         token = secrets.token_hex(16)
         hub = self.hub
         try:
-            self.step("reach the hub", lambda: f"JupyterHub {hub.version()} at {hub.public_url}")
+            self.step("reach the hub", lambda: f"JupyterHub {self._version()} at {hub.public_url}")
             self.step("create user", self._create_user)
             self.step("start server", self._start)
             self.step("run a cell", lambda: self._write(token))
@@ -67,6 +70,15 @@ class Smoke:
             self._clean_up()
             return False
         return True
+
+    def _version(self) -> str:
+        def answered() -> str | None:
+            response = self.hub.api("GET", "/")
+            if response.status_code in (502, 503, 504):  # the proxy is up, the hub not yet
+                return None
+            return str(self.hub.expect(response, 200).json()["version"])
+
+        return wait_until(answered, "the hub to answer", self.hub_timeout, poll_s=2)
 
     def _create_user(self) -> str:
         note = ""
@@ -145,13 +157,24 @@ def main(argv: list[str] | None = None) -> int:
         default=600.0,
         help="seconds to wait for a server to start or stop (default 600)",
     )
+    parser.add_argument(
+        "--hub-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for a hub that is starting (its proxy answers 502-504) (default 120)",
+    )
     args = parser.parse_args(argv)
     try:
         hub_target = target.resolve(args)
     except target.TargetError as exc:
         print(f"jshub.smoke: {exc}", file=sys.stderr)
         return 2
-    smoke = Smoke(HubAPI(hub_target.url, hub_target.token), user=args.user, timeout=args.timeout)
+    smoke = Smoke(
+        HubAPI(hub_target.url, hub_target.token),
+        user=args.user,
+        timeout=args.timeout,
+        hub_timeout=args.hub_timeout,
+    )
     ok = smoke.run()
     print(table(smoke.steps))
     if not ok:

@@ -4,13 +4,19 @@ stack's outputs), and what they say when they cannot."""
 from __future__ import annotations
 
 import argparse
+import http.server
+import json
 import os
 import stat
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from jshub import smoke, target
+from jshub.hubapi import HubAPI, HubError
 
 
 def args(*argv: str) -> argparse.Namespace:
@@ -134,3 +140,49 @@ def test_progress_bar_on_a_log_prints_a_line_per_finished_item() -> None:
     assert lines[0].startswith("warm-up [----------] 0/2")
     assert lines[-1].startswith("warm-up [##########] 2/2  ok 1  failed 1  in progress 0")
     assert bar.peak_active == 2 and len(lines) == 3
+
+
+class _StartingHub(http.server.BaseHTTPRequestHandler):
+    """A proxy in front of a hub that is starting: 502 for the first requests, then the hub."""
+
+    starting = 2
+    seen: ClassVar[list[int]] = []
+
+    def do_GET(self) -> None:
+        if len(self.seen) < self.starting:
+            status, body = 502, b"bad gateway"
+        else:
+            status, body = 200, json.dumps({"version": "5.4.3"}).encode()
+        self.seen.append(status)
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def starting_hub() -> Iterator[str]:
+    _StartingHub.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StartingHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_the_smoke_test_waits_out_a_hub_that_is_still_starting(starting_hub: str) -> None:
+    run = smoke.Smoke(HubAPI(starting_hub, "token"), hub_timeout=30, log=lambda line: None)
+    assert run._version() == "5.4.3"
+    assert _StartingHub.seen == [502, 502, 200]
+
+
+def test_a_hub_that_never_starts_fails_reach_the_hub_in_time(starting_hub: str) -> None:
+    _StartingHub.starting = 10**6
+    try:
+        run = smoke.Smoke(HubAPI(starting_hub, "token"), hub_timeout=3, log=lambda line: None)
+        with pytest.raises(HubError, match="timed out after 3s waiting for the hub to answer"):
+            run._version()
+    finally:
+        _StartingHub.starting = 2
