@@ -71,12 +71,21 @@ def hub_secrets() -> tuple[str, str]:
     return hub_env_file("boot-oauth-client-secret", admin, secrets.token_hex(32)), admin
 
 
+# Emulation runs a notebook server 10-20x slower than a VM: its start takes 50-60 s here, at
+# the edge of the single hub's 60 s default to answer.
+EMULATED_START_TIMEOUT_S = 900
+
+
 def acme_stack_file(stack: str, acme: LocalAcme, folder: Path) -> Path:
-    """Pulumi.<stack>.yaml with only the ACME server and its root added."""
+    """Pulumi.<stack>.yaml with only the ACME server and its root added, and on a single hub
+    the servers' start timeout raised for emulation."""
     project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["name"]
     document = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())
-    document["config"][f"{project}:acmeDirectory"] = acme.directory
-    document["config"][f"{project}:acmeRootCertificate"] = acme.root_pem
+    config = document["config"]
+    config[f"{project}:acmeDirectory"] = acme.directory
+    config[f"{project}:acmeRootCertificate"] = acme.root_pem
+    if config.get(f"{project}:scenario") == "single":
+        config[f"{project}:serverStartTimeoutSeconds"] = EMULATED_START_TIMEOUT_S
     path = folder / f"Pulumi.{stack}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path

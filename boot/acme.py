@@ -40,9 +40,13 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _free_port() -> int:
+def _free_port(wanted: int = 0) -> int:
+    """`wanted` if it is free, else a free port."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        try:
+            s.bind(("127.0.0.1", wanted))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
@@ -108,7 +112,13 @@ class LocalAcme:
         if os.geteuid() != 0:
             raise AcmeError("the local ACME server needs root (a private mount namespace for its /etc/hosts)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or _free_port()
+        # The port of the last run when it is free: the directory URL is part of the hub's
+        # Caddyfile and Caddy keeps certificates per ACME directory, so a rebuild that finds the
+        # same URL serves the certificate it kept instead of ordering a new one.
+        port_file = self.workdir / "port"
+        last = int(port_file.read_text()) if port_file.exists() else 0
+        self.port = self.port or _free_port(last)
+        port_file.write_text(f"{self.port}\n")
         lines = ["127.0.0.1 localhost", *(f"{address} {name}" for name, address in self.names.items())]
         self.hosts.write_text("\n".join(lines) + "\n")
         config = self.workdir / "Caddyfile"

@@ -89,6 +89,9 @@ class LocalSpawnerSpec:
     # Local-only off: a machine without systemd as PID 1 runs servers as plain processes
     # (LocalProcessSpawner), where the memory and CPU limits are not enforced.
     systemd_units: bool = True
+    # Seconds a server may take to start and to answer (JupyterHub's start_timeout, http_timeout).
+    start_timeout_s: int = 120
+    http_timeout_s: int = 60
     template: str = "spawners/local.py.j2"
     local_accounts: bool = True
     authenticator_prefix: str = "Local"
@@ -286,7 +289,12 @@ class HubConfigSpec:
 
             return swarm_hub_config_spec(cfg, paths)
         paths = paths or HubPaths()
-        spawner: SpawnerSpec = LocalSpawnerSpec(home_quota_gb=cfg.single_home_quota_gb)
+        timeout = cfg.server_start_timeout_seconds
+        spawner: SpawnerSpec = LocalSpawnerSpec(
+            home_quota_gb=cfg.single_home_quota_gb,
+            start_timeout_s=timeout or LocalSpawnerSpec.start_timeout_s,
+            http_timeout_s=timeout or LocalSpawnerSpec.http_timeout_s,
+        )
         hub_bind_url, hub_connect_url = "http://127.0.0.1:8081", None
         if cfg.scenario == "hpc" and cfg.hpc is not None:
             spawner = SlurmSpawnerSpec.from_config(cfg.hpc, cfg.hub_fqdn, paths)

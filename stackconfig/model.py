@@ -490,6 +490,16 @@ class StackConfig(ConfigModel):
     idle_timeout_minutes: int = Field(
         default=60, ge=5, le=10080, description="Stop servers idle this long (minutes)."
     )
+    server_start_timeout_seconds: int | None = Field(
+        default=None,
+        ge=30,
+        le=3600,
+        description=(
+            "Scenario single: seconds a user's server may take to start and answer before the hub "
+            "gives up on it; unset: 120 to start, 60 to answer (raise it for a heavy environment "
+            "on a small VM)."
+        ),
+    )
     # Course material (README, Course material).
     shared_folder: bool | None = Field(
         default=None,

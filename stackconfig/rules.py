@@ -132,6 +132,23 @@ def home_quota_fits_volume(cfg: StackConfig) -> list[Problem]:
     return []
 
 
+def server_start_timeout_read(cfg: StackConfig) -> list[Problem]:
+    if cfg.server_start_timeout_seconds is None or cfg.scenario == "single":
+        return []
+    elsewhere = {
+        "swarm": "a swarm server has 600 s to start (an image pull included)",
+        "hpc": "a SLURM server has hpc.queueTimeoutMinutes plus 3 minutes",
+        "k8s": "a k8s server has 900 s to start (a volume attach and an image pull included)",
+    }[cfg.scenario]
+    return [
+        Problem(
+            "serverStartTimeoutSeconds",
+            f"only scenario single reads it, and scenario is {cfg.scenario}: {elsewhere}",
+            cfg.server_start_timeout_seconds,
+        )
+    ]
+
+
 # JupyterHub's SharedPasswordAuthenticator refuses shorter passwords when the hub starts.
 WORKSHOP_PASSWORD_MIN = 8
 WORKSHOP_ADMIN_PASSWORD_MIN = 32
@@ -750,6 +767,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     ssh_not_open_to_world,
     single_vm_fits_users,
     home_quota_fits_volume,
+    server_start_timeout_read,
     network_mode_consistent,
     hpc_section_matches_scenario,
     hpc_consistent,

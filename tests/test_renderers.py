@@ -386,3 +386,26 @@ def test_systemd_accepts_the_hub_and_proxy_units(tmp_path: Path) -> None:
         env={**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"},
     )
     assert "jshub-servers.conf:2: Failed to parse kill mode" in broken.stderr, broken.stderr
+
+
+@pytest.mark.parametrize(("timeout", "start", "answer"), [(None, 120, 60), (900, 900, 900)])
+def test_the_servers_start_timeout_reaches_the_spawner(
+    timeout: int | None, start: int, answer: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OAUTH_CLIENT_SECRET", "test-secret")
+    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
+    cfg = make_config(**({"serverStartTimeoutSeconds": timeout} if timeout else {}))
+    config = _load_hub_config(render_jupyterhub_config(HubConfigSpec.from_config(cfg)), tmp_path)
+    assert config.Spawner.start_timeout == start
+    assert config.Spawner.http_timeout == answer
+
+
+def test_the_start_timeout_is_refused_where_the_scenario_sets_its_own() -> None:
+    from tests.test_config import problems
+
+    [swarm] = problems(scenario="swarm", swarm={"workerCount": 1}, serverStartTimeoutSeconds=600)
+    assert (
+        swarm.startswith("serverStartTimeoutSeconds") and "600" in swarm and "only scenario single" in swarm
+    )
+    [short] = problems(serverStartTimeoutSeconds=5)
+    assert short.startswith("serverStartTimeoutSeconds") and "30" in short
