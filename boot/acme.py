@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from boot.guest import end_process
+
 # QEMU's user network: the guest reaches the host's loopback at this address.
 HOST_FROM_GUEST = "10.0.2.2"
 # Where the harness forwards the guest's web ports (the floating IP's stand-in): one address of
@@ -168,13 +170,7 @@ class LocalAcme:
         )
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         self.process = None
 
     def __enter__(self) -> LocalAcme:

@@ -125,6 +125,18 @@ class Phases:
         print(f"[boot] {self.name}: {phase} {seconds:.0f} s", file=sys.stderr, flush=True)
 
 
+def end_process(process: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
+    """Terminate `process` if it still runs, killing it after `timeout` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -334,13 +346,7 @@ class Guest:
 
     def stop(self) -> None:
         """Power the guest off (QEMU is killed: the disks are files, nothing else to save)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         self.process = None
 
     def shutdown(self, timeout: float = 180) -> None:

@@ -25,7 +25,7 @@ import yaml
 
 from renderers.k8s_backup import CRONJOB
 from renderers.k8s_objects import LABELS
-from renderers.monitoring import HUB_PANELS, NODE_PANELS, _alert
+from renderers.monitoring import HUB_PANELS, NODE_PANELS, _alert, dashboard
 
 CHART = "kube-prometheus-stack"
 CHART_VERSION = "88.5.3"
@@ -265,27 +265,8 @@ def prometheus_rule(spec: K8sMonitoringSpec) -> dict[str, Any]:
     }
 
 
-def _dashboard(uid: str, title: str, panels: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    return {
-        "uid": uid,
-        "title": title,
-        "schemaVersion": 39,
-        "time": {"from": "now-24h", "to": "now"},
-        "refresh": "1m",
-        "tags": ["jupyterhub"],
-        "panels": [
-            {
-                "id": index + 1,
-                "type": "timeseries",
-                "title": panel_title,
-                # The chart's Prometheus data source (grafana.sidecar.datasources.uid).
-                "datasource": {"type": "prometheus", "uid": "prometheus"},
-                "gridPos": {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)},
-                "targets": [{"refId": "A", "expr": expr}],
-            }
-            for index, (panel_title, expr) in enumerate(panels)
-        ],
-    }
+# The chart's Prometheus data source (grafana.sidecar.datasources.uid).
+CHART_DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 
 
 # The VM hubs' panels, with the cluster's volumes in place of one data volume.
@@ -298,8 +279,10 @@ CEPH_PANEL = ("Ceph health (0 ok, 1 warn, 2 error)", "ceph_health_status")
 
 def dashboards() -> dict[str, dict[str, Any]]:
     return {
-        "jupyterhub.json": _dashboard("jshub-hub", "JupyterHub", HUB_PANELS),
-        "nodes.json": _dashboard("jshub-nodes", "JupyterHub nodes", (*NODE_PANELS, VOLUME_PANEL, CEPH_PANEL)),
+        "jupyterhub.json": dashboard("jshub-hub", "JupyterHub", HUB_PANELS, CHART_DATASOURCE),
+        "nodes.json": dashboard(
+            "jshub-nodes", "JupyterHub nodes", (*NODE_PANELS, VOLUME_PANEL, CEPH_PANEL), CHART_DATASOURCE
+        ),
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -290,7 +291,11 @@ NODE_PANELS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _dashboard(uid: str, title: str, panels: list[tuple[str, str]]) -> dict[str, Any]:
+def dashboard(
+    uid: str, title: str, panels: Sequence[tuple[str, str]], datasource: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A Grafana dashboard of time series, two panels a row; `datasource`: the Prometheus data
+    source the panels name (default: Grafana's default Prometheus)."""
     return {
         "uid": uid,
         "title": title,
@@ -303,7 +308,7 @@ def _dashboard(uid: str, title: str, panels: list[tuple[str, str]]) -> dict[str,
                 "id": index + 1,
                 "type": "timeseries",
                 "title": panel_title,
-                "datasource": {"type": "prometheus"},
+                "datasource": datasource or {"type": "prometheus"},
                 "gridPos": {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)},
                 "targets": [{"refId": "A", "expr": expr}],
             }
@@ -316,8 +321,8 @@ def dashboards(spec: MonitoringSpec) -> dict[str, dict[str, Any]]:
     """Grafana dashboards by file name."""
     node = [*NODE_PANELS, (f"Data volume {spec.data_mount} used (%)", volume_used_percent(spec.data_mount))]
     return {
-        "jupyterhub.json": _dashboard("jshub-hub", "JupyterHub", list(HUB_PANELS)),
-        "node.json": _dashboard("jshub-node", "JupyterHub VM", node),
+        "jupyterhub.json": dashboard("jshub-hub", "JupyterHub", HUB_PANELS),
+        "node.json": dashboard("jshub-node", "JupyterHub VM", node),
     }
 
 
