@@ -102,15 +102,30 @@ class Share:
         )
 
 
+# The multicast group of private segments (organisation-local scope), sent and received on the
+# loopback interface only; each segment is one UDP port of it.
+SEGMENT_GROUP = "239.255.74.1"
+
+
 @dataclass(frozen=True)
 class PrivateLink:
-    """A point-to-point Ethernet link between two guests over a loopback TCP port: the guest
-    with `listen=True` must start first. `address` is this guest's, in CIDR form."""
+    """A guest's port on a private network, over loopback. Point to point (two guests, `port` a
+    TCP port; the guest with `listen=True` starts first), or with `segment=True` one Ethernet
+    segment shared by any number of guests (`port` a UDP port of a multicast group on the
+    loopback interface: every frame reaches every guest on it, as on a switch that floods).
+    `address` is this guest's, in CIDR form."""
 
     port: int
     address: str
     listen: bool
     mac: str
+    segment: bool = False
+
+    def netdev(self, netdev_id: str) -> str:
+        if self.segment:
+            return f"socket,id={netdev_id},mcast={SEGMENT_GROUP}:{self.port},localaddr=127.0.0.1"
+        mode = "listen" if self.listen else "connect"
+        return f"socket,id={netdev_id},{mode}=127.0.0.1:{self.port}"
 
 
 @dataclass
@@ -284,10 +299,9 @@ class Guest:
             ]
             cmdline += f" jshub.share={serial}:{share.guest_path}{':ro' if share.readonly else ''}"
         for index, link in enumerate(self.links):
-            mode = "listen" if link.listen else "connect"
             cmd += [
                 "-netdev",
-                f"socket,id=priv{index},{mode}=127.0.0.1:{link.port}",
+                link.netdev(f"priv{index}"),
                 "-device",
                 f"virtio-net-pci,netdev=priv{index},mac={link.mac}",
             ]

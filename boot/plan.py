@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The plan's placeholders (IDs, addresses) come from the planner's mocks: the same functions
+# give the same values.
+from planner.mocks import _placeholder_ip, placeholder_id
+
 REPO = Path(__file__).resolve().parent.parent
 INSTANCE = "openstack:compute/instance:Instance"
 VOLUME_ATTACH = "openstack:compute/volumeAttach:VolumeAttach"
@@ -121,8 +125,15 @@ def load_role(
         for r in plan["resources"]
         if r["type"] == REMOTE_COMMAND and instance in r["depends_on"] and "create" in r["inputs"]
     ]
+    # The VM's own port: the one its `networks` name (a worker also depends on the manager's
+    # port, for the address its user data is written with).
+    own = {n.get("port") for n in resource["inputs"].get("networks", [])}
     ports = [
-        r["name"] for r in plan["resources"] if r["type"] == PORT and r["name"] in resource["depends_on"]
+        r["name"]
+        for r in plan["resources"]
+        if r["type"] == PORT
+        and r["name"] in resource["depends_on"]
+        and placeholder_id(PORT, r["name"]) in own
     ]
     return Role(
         stack=stack,
@@ -139,7 +150,4 @@ def load_role(
 def planned_address(port: str) -> str:
     """The fixed IP the planner's mocks give a port: what the rendered scripts (exports, swarm
     advertise address) were written for."""
-    # The plan's placeholders come from the mocks; the same function gives the same address.
-    from planner.mocks import _placeholder_ip
-
     return _placeholder_ip("10.0.0", port)

@@ -140,6 +140,9 @@ BOOT_GUEST = BootGuestImage(
         # Ubuntu resolves its own host name through systemd-resolved; without this, sudo
         # complains on every call.
         "libnss-myhostname",
+        # In Ubuntu's images, and Debian's kernel enables AppArmor too: without its parser
+        # Docker starts no container ("apparmor_parser": executable file not found).
+        "apparmor",
     ),
     baked_packages=(
         "xfsprogs",
@@ -150,6 +153,9 @@ BOOT_GUEST = BootGuestImage(
         "iptables",
         "docker.io",
         "caddy",
+        # The swarm boot's probe containers: an image made from its static binary, as no
+        # registry is reachable from the build machines.
+        "busybox-static",
     ),
     packages=MappingProxyType(
         {
@@ -176,6 +182,8 @@ BOOT_GUEST = BootGuestImage(
         "NoCloud seed (cloud-localds) instead of the OpenStack metadata service; the key pair goes "
         "in its meta-data as Nova's does",
         "libnss-myhostname added: the VM resolves its own host name as Ubuntu's resolved does",
+        "apparmor added (in Ubuntu's images): Debian's kernel enables AppArmor, and Docker "
+        "starts no container without its parser",
         "no 9p/virtiofs in Debian's cloud kernel: host folders reach a guest as a read-only squashfs disk",
         "apt sources: the build machine's Debian mirror (bookworm main), kept by cloud-init "
         "(apt preserve_sources_list)",

@@ -308,6 +308,23 @@ def render_manager_cloud_init(spec: ManagerBootSpec) -> str:
     return to_user_data(config)
 
 
+def automount_unit(path: str) -> str:
+    """systemd's automount unit for mount point `path` (`systemd-escape --path --suffix=automount`):
+    '/' between components becomes '-'; every byte of the UTF-8 text other than a letter, digit,
+    ':', '_' or a '.' that does not lead becomes \\xNN."""
+    text = "/".join(part for part in path.split("/") if part)
+    out = []
+    for index, byte in enumerate(text.encode()):
+        char = chr(byte)
+        if char == "/":
+            out.append("-")
+        elif byte < 128 and (char.isalnum() or char in ":_" or (char == "." and index > 0)):
+            out.append(char)
+        else:
+            out.append(f"\\x{byte:02x}")
+    return "".join(out) + ".automount"
+
+
 @dataclass(frozen=True)
 class WorkerBootSpec:
     manager_addr: str
@@ -326,6 +343,10 @@ def render_worker_cloud_init(spec: WorkerBootSpec) -> str:
         "runcmd": [
             ["install", "-d", "-m", "0755", NODE_HOME_ROOT],
             ["systemctl", "daemon-reload"],
+            # The fstab line came after systemd read fstab at boot, and cloud-init's `mount -a`
+            # finds no export yet on a new swarm: without this the homes stay a local folder
+            # of the worker until its next reboot.
+            ["systemctl", "start", automount_unit(NODE_HOME_ROOT)],
             ["systemctl", "enable", "--now", "docker.service"],
             ["systemctl", "enable", "--now", *_NODE_UNITS],
         ],

@@ -110,6 +110,32 @@ def test_qemu_command_has_the_cloud_stand_ins(tmp_path: Path) -> None:
     assert "addresses: ['10.0.0.15/24']" in guest._network_config()
 
 
+def test_guests_on_one_segment_share_a_multicast_group_on_loopback(tmp_path: Path) -> None:
+    image = GuestImage(tmp_path / "root.img", tmp_path / "vmlinuz", tmp_path / "initrd.img", "k", 0.0)
+    texts = []
+    for index, address in enumerate(("10.0.0.15/24", "10.0.0.143/24", "10.0.0.232/24")):
+        link = PrivateLink(45000, address, listen=False, mac=f"52:54:00:00:01:0{index}", segment=True)
+        guest = Guest(f"vm{index}", "#cloud-config\n{}\n", links=[link], image=image, workdir=tmp_path)
+        texts.append(" ".join(guest.qemu_command(tmp_path / "seed.img", tmp_path / "root.qcow2")))
+        assert f"addresses: ['{address}']" in guest._network_config()
+    # The same group and port for all three, bound to loopback: one segment, no host address.
+    for text in texts:
+        assert "socket,id=priv0,mcast=239.255.74.1:45000,localaddr=127.0.0.1" in text
+
+
+def test_each_vm_gets_its_own_ports_address(swarm_plan: Path) -> None:
+    # A worker depends on the manager's port too (its user data mounts the manager's export):
+    # its address is the one of the port it is attached to, the one the exports allow.
+    manager = load_role("persistent-swarm", "swarm-manager-server", out=swarm_plan)
+    workers = [load_role("persistent-swarm", f"swarm-worker-{i}-server", out=swarm_plan) for i in (0, 1)]
+    addresses = {manager.private_address, *(w.private_address for w in workers)}
+    assert len(addresses) == 3, addresses
+    exports = next(s for s in manager.remote_steps if s.name == "swarm-nfs-exports").script
+    for worker in workers:
+        assert f"{worker.private_address}(rw," in exports
+        assert f"{manager.private_address}:/export/home" in worker.user_data
+
+
 def test_a_writable_share_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="only read-only shares"):
         Share(tmp_path, "/x", readonly=False)

@@ -10,30 +10,41 @@ the bare-image reference the boots are compared with. `make drills` runs them (m
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from boot.guest import DataDisk, Guest, Phases
-from boot.plan import Role, load_role
+from boot.guest import DataDisk, Guest, Phases, PrivateLink, free_port
+from boot.image import build as build_image
+from boot.plan import RemoteStep, Role, load_role
 from renderers import BOOT_LOG_DIR, render
 from renderers.boot import step_name
 from renderers.cloud_init import to_user_data
+from renderers.hub_config import SwarmSpawnerSpec
+from renderers.swarm import HUB_NETWORK, NODE_HOME_ROOT, NOTEBOOK_CONTAINER_LABEL, automount_unit
 from tests.conftest import require_root, require_tool
 
 pytestmark = pytest.mark.boot
 
 STACK = "persistent-swarm"
 MANAGER = "swarm-manager-server"
+WORKERS = ("swarm-worker-0-server", "swarm-worker-1-server")
 QUOTA_GB = 1
 EXPORT = "/export"
 HOMES = "/export/home"
+NODE_HOMES = NODE_HOME_ROOT
+NOTEBOOK_HOME = SwarmSpawnerSpec.notebook_home
+NOTEBOOK_LABEL = "=".join(NOTEBOOK_CONTAINER_LABEL)
+PROBE_IMAGE = "jshub-boot/probe:1"
 
 
 def require_qemu() -> None:
@@ -49,11 +60,22 @@ def require_qemu() -> None:
 
 
 @dataclass
-class Manager:
+class Node:
     role: Role
-    disk: DataDisk
     guest: Guest
     status: dict[str, Any]
+
+
+@dataclass
+class Manager(Node):
+    disk: DataDisk
+
+
+@dataclass
+class Swarm:
+    manager: Manager
+    workers: list[Node]
+    plan: dict[str, Any]
 
 
 REFERENCE: dict[str, Phases] = {}
@@ -68,21 +90,83 @@ def report(phases: Phases) -> None:
     print(f"\n[boot] {phases.name}: {line}", file=sys.stderr)
 
 
+def step(role: Role, name: str) -> RemoteStep:
+    return next(s for s in role.remote_steps if s.name == name)
+
+
+def deploy_swarm(manager: Node, workers: list[Node]) -> None:
+    """The stack's swarm steps, in `pulumi up`'s order, with what Pulumi feeds them: init on the
+    manager (its output, kept secret by the stack, is the join token and the manager's node ID),
+    the NFS exports, then each worker's join (run on the worker, the token on stdin) and its
+    readiness step (run on the manager: wait for the node, label it for notebooks)."""
+    init = manager.guest.run(step(manager.role, "swarm-swarm-init").script, timeout=900)
+    token, manager_id = init.stdout.split()
+    manager.guest.run(step(manager.role, "swarm-nfs-exports").script, timeout=600)
+    for worker in workers:
+        name = worker.guest.name
+        join = step(worker.role, f"{name}-join")
+        assert join.stdin_is_secret
+        worker.guest.run(join.script, input=f"{token}\n{manager_id}\n", timeout=900)
+        manager.guest.run(step(worker.role, f"{name}-node").script, timeout=900)
+
+
 @pytest.fixture(scope="module")
-def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
+def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:
+    """A manager and two workers of persistent-swarm, booted at once with their rendered user
+    data on one private segment at the addresses the plan gave their ports, then made a swarm
+    by the stack's own remote steps."""
     require_qemu()
     work = tmp_path_factory.mktemp("swarm-boot")
-    role = load_role(STACK, MANAGER, out=work / "plan")
-    assert len(role.volume_ids) == 1, role.volume_ids
-    disk = DataDisk(work / "homes.img", role.volume_ids[0], size="4G")
-    guest = Guest("swarm-manager", role.user_data, data_disks=[disk], memory_mb=2048)
+    roles = [load_role(STACK, name, out=work / "plan") for name in (MANAGER, *WORKERS)]
+    plan = json.loads((work / "plan" / "plan.json").read_text())
+    assert len(roles[0].volume_ids) == 1, roles[0].volume_ids
+    disk = DataDisk(work / "homes.img", roles[0].volume_ids[0], size="4G")
+    segment = free_port()
+    began = time.monotonic()
+    image = build_image()
+    print(f"\n[boot] guest image: {time.monotonic() - began:.0f} s", file=sys.stderr)
+    guests = [
+        Guest(
+            # The server's name: the host name the swarm knows the node by.
+            role.instance.removesuffix("-server"),
+            role.user_data,
+            data_disks=[disk] if index == 0 else [],
+            links=[
+                PrivateLink(
+                    segment,
+                    f"{role.private_address}/24",
+                    listen=False,
+                    mac=f"52:54:00:00:02:{index:02x}",
+                    segment=True,
+                )
+            ],
+            memory_mb=2048 if index == 0 else 1536,
+            cpus=2 if index == 0 else 1,
+            image=image,
+        )
+        for index, role in enumerate(roles)
+    ]
     try:
-        status = guest.boot(cloud_init_timeout=1800)
-        print(f"\n[boot] swarm-manager: {' '.join(guest.ssh_command())}", file=sys.stderr)
-        yield Manager(role, disk, guest, status)
+        with ThreadPoolExecutor(len(guests)) as pool:
+            statuses = list(pool.map(lambda g: g.boot(cloud_init_timeout=2400), guests))
+        for guest in guests:
+            print(f"\n[boot] {guest.name}: {' '.join(guest.ssh_command())}", file=sys.stderr)
+        manager = Manager(roles[0], guests[0], statuses[0], disk)
+        workers = [Node(r, g, s) for r, g, s in zip(roles[1:], guests[1:], statuses[1:], strict=True)]
+        if all(s["status"] == "done" for s in statuses):
+            began = time.monotonic()
+            deploy_swarm(manager, workers)
+            manager.guest.phases.record("swarm steps (init, exports, joins)", time.monotonic() - began)
+        yield Swarm(manager, workers, plan)
     finally:
-        report(guest.phases)
-        guest.close()
+        for guest in guests:
+            report(guest.phases)
+            guest.close()
+
+
+@pytest.fixture(scope="module")
+def manager(swarm: Swarm) -> Manager:
+    return swarm.manager
 
 
 def user_home(guest: Guest, user: str) -> tuple[str, int]:
@@ -178,42 +262,182 @@ def test_swarm_kernel_modules_load(manager: Manager) -> None:
     guest.sudo("ipvsadm -C")
 
 
-def test_homes_exported_over_nfs_42_with_the_quota(manager: Manager) -> None:
-    guest = manager.guest
-    step = next(s for s in manager.role.remote_steps if s.name == "swarm-nfs-exports")
-    guest.run(step.script)
-    exports = guest.sudo("exportfs -v").stdout
-    clients = re.findall(r"^\S+\s+(\S+)\(", exports, re.M) + re.findall(
-        r"^\s+(\d+\.\d+\.\d+\.\d+)\(", exports, re.M
+def test_workers_join_the_swarm_over_the_private_network(swarm: Swarm) -> None:
+    manager = swarm.manager.guest
+    nodes = manager.sudo(
+        "docker node ls --format '{{.Hostname}} {{.Status}} {{.Availability}} {{.ManagerStatus}}'"
     )
-    clients = [c for c in clients if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", c)]
-    assert clients, exports
-    # A worker's address on the manager itself: the mount comes from an address the export
-    # allows, through the kernel's NFS client and server.
-    worker = clients[0]
-    guest.sudo(f"ip addr add {worker}/32 dev lo")
-    try:
-        guest.sudo(
-            f"mkdir -p /mnt/homes && mount -t nfs -o vers=4.2,soft,timeo=100 {worker}:{HOMES} /mnt/homes",
-            timeout=300,
+    rows = {line.split()[0]: line.split()[1:] for line in nodes.stdout.splitlines()}
+    assert rows.get("swarm-manager", [])[:1] == ["Ready"] and "Leader" in rows["swarm-manager"], rows
+    for worker in swarm.workers:
+        name = worker.guest.name
+        assert rows.get(name, [])[:2] == ["Ready", "Active"], rows
+        # Labelled by the stack's readiness step: notebooks are placed here, and only here.
+        label = manager.sudo(
+            f"docker node inspect --format '{{{{ index .Spec.Labels \"jshub.notebooks\" }}}}' {name}"
         )
-        options = guest.run("findmnt -no FSTYPE,OPTIONS /mnt/homes", timeout=60).stdout
-        assert "nfs4" in options and "vers=4.2" in options, options
-        _, uid = user_home(guest, "alice")
-        # alice is at her quota (previous test); through NFS the server refuses more too.
-        if int(guest.sudo(f"du -sb {HOMES}/alice").stdout.split()[0]) < QUOTA_GB * 2**30 - 2**24:
-            write_as(guest, uid, f"{HOMES}/alice/big", QUOTA_GB * 1024 + 100)
-        more = write_as(guest, uid, "/mnt/homes/alice/over-nfs", 50)
-        assert more.returncode != 0, more.stdout
-        assert refused_for_quota(more.stdout), more.stdout
-        # root on a client is squashed: it cannot read a user's home.
-        assert guest.run("sudo ls /mnt/homes/alice", check=False, timeout=120).returncode != 0
-    finally:
-        guest.run(
-            f"sudo umount -l /mnt/homes; sudo ip addr del {worker}/32 dev lo; sudo rm -f {HOMES}/alice/big {HOMES}/alice/over-nfs",
-            check=False,
-            timeout=120,
+        assert label.stdout.strip() == "true", label.stdout
+        # The node talks to the swarm from the address of its own port on the private network.
+        addr = manager.sudo(f"docker node inspect --format '{{{{ .Status.Addr }}}}' {name}").stdout.strip()
+        assert addr == worker.role.private_address, (name, addr)
+
+
+def test_a_worker_mounts_the_homes_over_nfs_42_with_the_quota(swarm: Swarm) -> None:
+    manager = swarm.manager.guest
+    worker = swarm.workers[0].guest
+    # The worker's fstab automounts the manager's export where the notebooks' homes are bound,
+    # from its first boot on (not only after a reboot).
+    unit = automount_unit(NODE_HOMES)
+    assert worker.sudo(f"systemctl is-active {unit}", check=False).stdout.strip() == "active", unit
+    worker.run(f"ls {NODE_HOMES} >/dev/null", timeout=300)
+    mount = worker.run(f"findmnt -no SOURCE,FSTYPE,OPTIONS -t nfs4 {NODE_HOMES}", timeout=120).stdout.split()
+    assert mount[0] == f"{swarm.manager.role.private_address}:{HOMES}", mount
+    assert mount[1] == "nfs4" and "vers=4.2" in mount[2], mount
+    _, uid = user_home(manager, "alice")
+    # alice is at her quota (an earlier test); through NFS from a worker the server refuses more.
+    if int(manager.sudo(f"du -sb {HOMES}/alice").stdout.split()[0]) < QUOTA_GB * 2**30 - 2**24:
+        write_as(manager, uid, f"{HOMES}/alice/big", QUOTA_GB * 1024 + 100)
+    more = write_as(worker, uid, f"{NODE_HOMES}/alice/over-nfs", 50)
+    assert more.returncode != 0, more.stdout
+    assert refused_for_quota(more.stdout), more.stdout
+    # Another user writes through the same mount: the refusal was alice's quota.
+    _, bob = user_home(manager, "bob")
+    assert write_as(worker, bob, f"{NODE_HOMES}/bob/from-worker", 5).returncode == 0
+    assert manager.sudo(f"stat -c %u {HOMES}/bob/from-worker").stdout.strip() == str(bob)
+    # root on a worker is squashed: it cannot read a user's home.
+    assert worker.run(f"sudo ls {NODE_HOMES}/alice", check=False, timeout=120).returncode != 0
+    manager.sudo(f"rm -f {HOMES}/alice/big {HOMES}/alice/over-nfs")
+
+
+def import_probe_image(node: Guest) -> None:
+    """A minimal image made on the node from the guest's static busybox (no registry is reachable
+    from here): a shell, `httpd` and `nc` for the probes."""
+    node.sudo(
+        "set -e; d=$(mktemp -d); mkdir -p $d/bin $d/tmp $d/www; cp /bin/busybox $d/bin/;"
+        " for a in sh httpd nc id hostname sleep cat echo; do ln -s busybox $d/bin/$a; done;"
+        f" tar -C $d -c . | docker import - {PROBE_IMAGE} >/dev/null; rm -rf $d",
+        timeout=300,
+    )
+
+
+def wait_running(manager: Guest, service: str, replicas: int, timeout: float = 600) -> list[str]:
+    """The nodes of `service`'s running tasks, once `replicas` of them run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = manager.sudo(
+            f"docker service ps {service} --filter desired-state=running --format '{{{{.Node}}}} {{{{.CurrentState}}}} {{{{.Error}}}}'"
+        ).stdout
+        running = [line.split()[0] for line in out.splitlines() if line.split()[1:2] == ["Running"]]
+        if len(running) >= replicas:
+            return running
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{service}: {len(running)} of {replicas} tasks running:\n{out}")
+        time.sleep(5)
+
+
+def container_of(node: Guest, service: str) -> str:
+    return node.sudo(
+        f"docker ps --quiet --filter label=com.docker.swarm.service.name={service}"
+    ).stdout.split()[0]
+
+
+@pytest.fixture(scope="module")
+def probes(swarm: Swarm) -> Swarm:
+    """The probe image on every worker and the hub's overlay network, as the stack makes it."""
+    for worker in swarm.workers:
+        import_probe_image(worker.guest)
+    network = next(r["inputs"] for r in swarm.plan["resources"] if r["name"] == "hub-network")
+    options = " ".join(f"--opt {shlex.quote(f'{k}={v}')}" for k, v in network.get("options", {}).items())
+    attachable = "--attachable" if network.get("attachable") else ""
+    swarm.manager.guest.sudo(
+        f"docker network inspect {network['name']} >/dev/null 2>&1 ||"
+        f" docker network create --driver {network['driver']} {attachable} {options} {network['name']}"
+    )
+    return swarm
+
+
+def test_a_notebook_on_a_worker_writes_its_home_on_the_managers_volume(probes: Swarm) -> None:
+    manager = probes.manager.guest
+    home, uid = user_home(manager, "carol")
+    # As the hub's SwarmSpawner creates a notebook: on a node labelled for notebooks, as the
+    # user's UID and the users' group, the home bound from the node's NFS mount, on the hub's
+    # network, with the label the isolation agent acts on.
+    manager.sudo(
+        f"docker service create --detach --no-resolve-image --name jupyter-carol"
+        f" --constraint node.labels.jshub.notebooks==true --user {uid}:100"
+        f" --mount type=bind,src={NODE_HOMES}/carol,dst={NOTEBOOK_HOME} --network {HUB_NETWORK}"
+        f" --container-label {NOTEBOOK_LABEL} --env HOME={NOTEBOOK_HOME} {PROBE_IMAGE}"
+        f" sh -c 'id > $HOME/from-notebook.txt; hostname >> $HOME/from-notebook.txt; exec httpd -f -p 8888 -h $HOME'",
+        timeout=300,
+    )
+    (node,) = wait_running(manager, "jupyter-carol", 1)
+    assert node in {w.guest.name for w in probes.workers}, node
+    written = manager.sudo(f"cat {home}/from-notebook.txt").stdout
+    assert f"uid={uid}" in written, written
+    assert manager.sudo(f"stat -c %u {home}/from-notebook.txt").stdout.strip() == str(uid)
+    worker = next(w.guest for w in probes.workers if w.guest.name == node)
+    container = container_of(worker, "jupyter-carol")
+    # The isolation agent on the worker put its rules into the notebook's network namespace.
+    pid = worker.sudo(f"docker inspect --format '{{{{.State.Pid}}}}' {container}").stdout.strip()
+    deadline = time.monotonic() + 120
+    while "JSHUB-IN" not in (
+        rules := worker.sudo(f"nsenter --target {pid} --net iptables -w -S", check=False).stdout
+    ):
+        assert time.monotonic() < deadline, rules
+        time.sleep(5)
+    assert "-A OUTPUT -j JSHUB-OUT" in rules, rules
+    # The worker's firewall keeps the notebook off the NFS server and the metadata service,
+    # which the worker itself reaches.
+    nfs = f"{probes.manager.role.private_address} 2049"
+    assert worker.run(f"busybox nc -z -w 10 {nfs}", check=False, timeout=120).returncode == 0
+    for target in (nfs, "169.254.169.254 80"):
+        probe = worker.sudo(f"docker exec {container} nc -z -w 10 {target}", check=False, timeout=120)
+        assert probe.returncode != 0, (target, probe.stdout, probe.stderr)
+    counters = worker.sudo("iptables -w -L JSHUB-CONTAINERS -v -n -x").stdout
+    rejected = [
+        int(line.split()[0])
+        for line in counters.splitlines()
+        if "REJECT" in line and "10.0.0.0/8" in line and "tcp" in line
+    ]
+    assert rejected and rejected[0] > 0, counters
+    manager.sudo("docker service rm jupyter-carol")
+
+
+def test_routing_mesh_spreads_a_published_port_over_the_workers_with_ipvs(probes: Swarm) -> None:
+    manager = probes.manager.guest
+    # The hub's endpoint as the stack publishes it (ingress mode, a virtual IP): the routing
+    # mesh, with the swarm's production defaults. Here its tasks run on the workers, so that
+    # the manager's port reaches them over the overlay.
+    hub = next(r["inputs"] for r in probes.plan["resources"] if r["name"] == "hub-service")
+    (port,) = hub["endpointSpec"]["ports"]
+    assert port["publishMode"] == "ingress" and hub["endpointSpec"]["mode"] == "vip"
+    published = int(port["publishedPort"])
+    manager.sudo(
+        f"docker service create --detach --no-resolve-image --name mesh-probe --replicas 2"
+        f" --replicas-max-per-node 1 --constraint node.labels.jshub.notebooks==true"
+        f" --hostname '{{{{.Node.Hostname}}}}' --endpoint-mode vip"
+        f" --publish published={published},target=8000,mode=ingress {PROBE_IMAGE}"
+        " sh -c 'hostname > /www/index.html; exec httpd -f -p 8000 -h /www'",
+        timeout=300,
+    )
+    nodes = wait_running(manager, "mesh-probe", 2)
+    assert sorted(nodes) == sorted(w.guest.name for w in probes.workers), nodes
+    # Where the manager's Caddy sends the hub's traffic: 127.0.0.1 on the published port.
+    seen: set[str] = set()
+    deadline = time.monotonic() + 300
+    while len(seen) < 2:
+        answer = manager.run(
+            f"busybox wget -q -T 10 -O- http://127.0.0.1:{published}/", check=False, timeout=60
         )
+        if answer.returncode == 0:
+            seen.add(answer.stdout.strip())
+        assert time.monotonic() < deadline, seen
+    assert seen == {w.guest.name for w in probes.workers}, seen
+    # The balancing is the kernel's IPVS, in the ingress network's namespace.
+    ipvs = manager.sudo("nsenter --net=/var/run/docker/netns/ingress_sbox ipvsadm -Ln").stdout
+    assert re.search(r"^FWM\s+\d+", ipvs, re.M), ipvs
+    assert len(re.findall(r"->\s+10\.\d+\.\d+\.\d+:8000", ipvs)) == 2, ipvs
+    manager.sudo("docker service rm mesh-probe")
 
 
 def test_rebuild_keeps_the_homes_and_does_not_format(manager: Manager, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from renderers.swarm import (
     CADDY_STORAGE,
     ManagerBootSpec,
     WorkerBootSpec,
+    automount_unit,
     export_line,
     hub_image_tag,
     parse_user_home_output,
@@ -335,6 +336,27 @@ def test_worker_mounts_the_managers_homes_over_nfs() -> None:
     cloud = yaml.safe_load(render_worker_cloud_init(WorkerBootSpec("10.0.0.5", KEY)))
     assert cloud["mounts"][0][:3] == ["10.0.0.5:/export/home", "/srv/jshub/home", "nfs4"]
     assert "docker.io" in cloud["packages"] and "nfs-common" in cloud["packages"]
+
+
+def test_worker_starts_the_homes_automount_on_its_first_boot() -> None:
+    # Found by booting a worker (tests/test_boot_vm.py): systemd had read fstab before cloud-init
+    # wrote the homes' line, and `mount -a` found no export yet, so the homes stayed a local
+    # folder of the worker. The first boot starts the automount unit of that mount point.
+    cloud = yaml.safe_load(render_worker_cloud_init(WorkerBootSpec("10.0.0.5", KEY)))
+    commands = [shlex.join(c) for c in cloud["runcmd"]]
+    reload = next(i for i, c in enumerate(commands) if "systemctl daemon-reload" in c)
+    start = next(i for i, c in enumerate(commands) if "systemctl start srv-jshub-home.automount" in c)
+    assert reload < start, commands
+    assert cloud["mounts"][0][1] == "/srv/jshub/home"
+
+
+@pytest.mark.parametrize("path", ["/srv/jshub/home", "/srv/my-homes/a.b", "/mnt/.hidden/x y", "/srv/ü"])
+def test_automount_unit_names_match_systemd_escape(path: str) -> None:
+    tool = require_tool("systemd-escape", "names systemd's units for mount points")
+    expected = subprocess.run(
+        [tool, "--path", "--suffix=automount", path], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert automount_unit(path) == expected
 
 
 def test_swarm_hub_config_uses_swarmspawner_with_limits_homes_and_images() -> None:
