@@ -51,7 +51,8 @@ test: venv
 # Fault and load drills on the real local services: a hub restarted under running servers, a
 # notebook's SLURM job cancelled, one reaching its wall time, 50 users spawning at once through
 # SLURM. Also the boot tests: the swarm manager's user data on a real kernel under QEMU (data
-# volume, XFS quotas, NFS 4.2, IPVS, a rebuild, a failing boot step). Minutes, not seconds.
+# volume, XFS quotas, NFS 4.2, IPVS, a rebuild, a failing boot step) and a k8s control-plane
+# node's up to the k3s install. Minutes, not seconds.
 drills: venv
 	$(PY) -m pytest -m "drill or boot" -s $(PYTEST_ARGS)
 
