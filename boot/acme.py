@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from boot.guest import end_process
+from boot.guest import end_process, free_port
 
 # QEMU's user network: the guest reaches the host's loopback at this address.
 HOST_FROM_GUEST = "10.0.2.2"
@@ -40,16 +40,6 @@ def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _free_port(wanted: int = 0) -> int:
-    """`wanted` if it is free, else a free port."""
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", wanted))
-        except OSError:
-            s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def in_namespace(hosts: Path, command: Sequence[str]) -> list[str]:
@@ -119,7 +109,7 @@ class LocalAcme:
         # same URL serves the certificate it kept instead of ordering a new one.
         port_file = self.workdir / "port"
         last = int(port_file.read_text()) if port_file.exists() else 0
-        self.port = self.port or _free_port(last)
+        self.port = self.port or free_port(last)
         port_file.write_text(f"{self.port}\n")
         lines = ["127.0.0.1 localhost", *(f"{address} {name}" for name, address in self.names.items())]
         self.hosts.write_text("\n".join(lines) + "\n")

@@ -152,9 +152,13 @@ def end_process(process: subprocess.Popen[bytes] | None, timeout: float = 20) ->
         process.wait()
 
 
-def free_port() -> int:
+def free_port(wanted: int = 0) -> int:
+    """A free TCP port on 127.0.0.1: `wanted` if it is free, else any."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        try:
+            s.bind(("127.0.0.1", wanted))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 

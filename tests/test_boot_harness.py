@@ -3,13 +3,14 @@ from apt's sources, the certificates it adds, the cache key, and the QEMU comman
 
 from __future__ import annotations
 
+import socket
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import boot.image
-from boot.guest import DataDisk, Guest, PrivateLink, Share
+from boot.guest import DataDisk, Guest, PrivateLink, Share, free_port
 from boot.image import GuestImage, debian_mirror, extra_ca_certificates, image_key
 from boot.plan import PlanError, load_role
 from catalog.images import BOOT_GUEST
@@ -139,3 +140,15 @@ def test_each_vm_gets_its_own_ports_address(swarm_plan: Path) -> None:
 def test_a_writable_share_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="only read-only shares"):
         Share(tmp_path, "/x", readonly=False)
+
+
+def test_free_port_keeps_a_wanted_port_while_it_is_free() -> None:
+    # The boot's ACME server asks for its last run's port, so that a rebuilt hub finds the
+    # directory its certificate came from; a port in use gives way to another.
+    port = free_port()
+    assert free_port(port) == port
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", port))
+        held.listen()
+        other = free_port(port)
+    assert other != port and other > 0
