@@ -11,6 +11,11 @@ set to it (the user data stays byte-identical, which is checked), the hub's secr
 tokens made here, and once the steps have run the project's smoke test (`jshub.smoke`) runs
 against https://<the hub's name>/: a user is made, a server spawns, a kernel runs code.
 
+A gateway-hpc hub boots beside a second guest, the HPC site's login node (boot/hpc.py: SLURM,
+sshd, the users' HPC accounts, a Jupyter environment) on a private segment: the stack file's
+`hpc` section points at it, the hub's `hpc-install-key` step gets the key the site authorised,
+and the smoke test's server is a SLURM job on that node, reached through the SSH tunnel.
+
 Exit status 0 only when cloud-init ended `done`, every remote step that could run exited 0 and,
 on a hub, the smoke test passed.
 """
@@ -18,19 +23,24 @@ on a hub, the smoke test passed.
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
 from boot.acme import PUBLIC_ADDRESS, AcmeError, LocalAcme
-from boot.guest import DataDisk, Guest, GuestError, PrivateLink, free_port
+from boot.guest import DataDisk, Guest, GuestError, PrivateLink, Share, free_port
+from boot.hpc import LOGIN_NAME, LoginNode, login_node
 from boot.image import build, cache_dir
+from boot.keep import EVERYTHING, HUB_STATE, KEEPER, compare
 from boot.plan import REPO, PlanError, Role, load_role
+from jshub.smoke import DEFAULT_USER as SMOKE_USER
 from renderers.cloud_init import HUB_UNIT, PROXY_UNIT
 
 BARE_USER_DATA = "#cloud-config\n{}\n"
@@ -76,16 +86,30 @@ def hub_secrets() -> tuple[str, str]:
 EMULATED_START_TIMEOUT_S = 900
 
 
-def acme_stack_file(stack: str, acme: LocalAcme, folder: Path) -> Path:
-    """Pulumi.<stack>.yaml with only the ACME server and its root added, and on a single hub
-    the servers' start timeout raised for emulation."""
-    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["name"]
+PROJECT = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["name"]
+# The HPC site's Jupyter environment in a gateway-hpc boot: this virtualenv, shared read-only.
+VENV = Path(sys.prefix)
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The `config` of Pulumi.<stack>.yaml, keys without the project's prefix."""
+    config = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {key.removeprefix(f"{PROJECT}:"): value for key, value in config.items()}
+
+
+def acme_stack_file(stack: str, acme: LocalAcme, folder: Path, login: LoginNode | None = None) -> Path:
+    """Pulumi.<stack>.yaml with only the ACME server and its root added, on a single hub the
+    servers' start timeout raised for emulation, and on a gateway-hpc hub the `hpc` section
+    pointed at the boot's login node."""
+    project = PROJECT
     document = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())
     config = document["config"]
     config[f"{project}:acmeDirectory"] = acme.directory
     config[f"{project}:acmeRootCertificate"] = acme.root_pem
     if config.get(f"{project}:scenario") == "single":
         config[f"{project}:serverStartTimeoutSeconds"] = EMULATED_START_TIMEOUT_S
+    if login is not None:
+        config[f"{project}:hpc"] = login.stack_section(config[f"{project}:hpc"], VENV)
     path = folder / f"Pulumi.{stack}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
@@ -99,6 +123,39 @@ def smoke(acme: LocalAcme, url: str, token: str) -> bool:
     )
     print(result.stdout + result.stderr, end="")
     return result.returncode == 0
+
+
+def kept_across_rebuild(acme: LocalAcme, url: str, token: str, state: Path, keys: tuple[str, ...]) -> bool:
+    """What the booted hub holds (boot/keep.py), compared with what the role's last boot left
+    in `state` when there is one (this boot is then a rebuild); recorded for the next."""
+    result = acme.run(
+        [sys.executable, "-m", "boot.keep", url, token], env={"PYTHONPATH": str(REPO)}, timeout=3600
+    )
+    if result.returncode != 0:
+        print(f"[boot] the lasting user's check failed:\n{result.stdout}{result.stderr}")
+        return False
+    now = json.loads(result.stdout.strip().splitlines()[-1])
+    record = state / "kept.json"
+    lost = compare(json.loads(record.read_text()), now, keys) if record.exists() else []
+    what = ", ".join(keys)
+    if not record.exists():
+        print(f"[boot] recorded for the next boot (a rebuild) to compare: {what}")
+    elif lost:
+        print(f"[boot] the rebuild lost: {'; '.join(lost)}")
+    else:
+        print(f"[boot] the rebuild kept {what}: {now}")
+    record.write_text(json.dumps(now))
+    return not lost
+
+
+def boot_site(site: Guest) -> None:
+    """Boot the HPC site's login node and wait until SLURM schedules on it."""
+    status = site.boot(cloud_init_timeout=3600)
+    if status["status"] != "done":
+        output = site.sudo("tail -n 40 /var/log/cloud-init-output.log", check=False).stdout
+        raise GuestError(f"{site.name}: cloud-init {status['status']}: {status['errors']}\n{output}")
+    nodes = site.run("sinfo -h -o '%P %t'").stdout.split("\n")
+    print(f"[boot] {site.name}: SLURM partitions and node state: {'; '.join(n for n in nodes if n)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     acme: LocalAcme | None = None
     stdins: dict[str, str] = {}
     admin_token = ""
+    login: LoginNode | None = None
+    config = stack_config(args.stack)
+    if hub and role.private_address and config.get("scenario") == "hpc":
+        login = login_node(state / "hpc-site", config["hpc"], role.private_address, [SMOKE_USER, KEEPER])
+        # What `pulumi up` feeds the step: the gateway's private key (the site authorised its
+        # public half for the smoke test's HPC account).
+        stdins["-install-key"] = login.hub_key.private
+        print(f"[boot] HPC login node {LOGIN_NAME} at {login.address}, accounts {', '.join(login.accounts)}")
     if hub:
         # Kept with the data disk: a rebuild finds the same CA that signed the kept certificate.
         try:
@@ -140,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
             f"[boot] local ACME server: {acme.directory} (as the guest reaches it); {hub} -> {PUBLIC_ADDRESS}"
         )
         with_acme = load_role(
-            args.stack, role.instance, state / "plan", acme_stack_file(args.stack, acme, state), fresh=True
+            args.stack,
+            role.instance,
+            state / "plan",
+            acme_stack_file(args.stack, acme, state, login),
+            fresh=True,
         )
         if with_acme.user_data != role.user_data:
             print(
@@ -155,11 +224,35 @@ def main(argv: list[str] | None = None) -> int:
 
     disks = [DataDisk(state / f"volume-{vid}.img", vid, size="8G") for vid in role.volume_ids]
     # The VM's port on the private network, at the address the plan's scripts were written for.
+    # With a login node: one segment for both guests.
+    port = free_port()
     links = (
-        [PrivateLink(free_port(), f"{role.private_address}/24", listen=True, mac="52:54:00:00:01:01")]
+        [
+            PrivateLink(
+                port, f"{role.private_address}/24", listen=True, mac="52:54:00:00:01:01", segment=bool(login)
+            )
+        ]
         if role.private_address
         else []
     )
+    site: Guest | None = None
+    if login and acme and hub and role.private_address:
+        site = Guest(
+            LOGIN_NAME,
+            login.user_data(
+                hub_name=hub,
+                hub_address=role.private_address,
+                partitions=[p["name"] for p in config["hpc"]["partitions"]],
+                ca_root_pem=acme.root_pem,
+            ),
+            links=[
+                PrivateLink(port, f"{login.address}/24", listen=False, mac="52:54:00:00:01:02", segment=True)
+            ],
+            shares=[Share(VENV, str(VENV))],
+            memory_mb=2048,
+            cpus=2,
+        )
+        site.image = image
     guest = Guest(
         role.instance,
         role.user_data,
@@ -171,10 +264,13 @@ def main(argv: list[str] | None = None) -> int:
         memory_mb=args.memory_mb,
     )
     guest.image = image
-    smoke_ok = True
+    hub_ok = True
+    skipped: list[str] = []
     try:
         guest.start()
         print(f"[boot] {role.instance}: ports {guest.ports} (guest port: host port)")
+        if site:
+            boot_site(site.start())
         status = guest.boot(cloud_init_timeout=4 * 3600)
         if status["status"] != "done":
             print(
@@ -187,29 +283,48 @@ def main(argv: list[str] | None = None) -> int:
         skipped = run_remote_steps(guest, role, stdins)
         if acme and hub:
             begin = time.monotonic()
-            smoke_ok = smoke(acme, f"https://{hub}", admin_token)
+            hub_ok = smoke(acme, f"https://{hub}", admin_token)
             guest.phases.record("smoke test over HTTPS", time.monotonic() - begin)
-            if not smoke_ok:
+            if not hub_ok:
                 units = " ".join(f"-u {unit}" for unit in (HUB_UNIT, PROXY_UNIT, "caddy.service"))
                 journal = guest.sudo(f"journalctl --no-pager -n 80 {units}", check=False)
                 print(f"[boot] the end of the hub's, proxy's and Caddy's journal:\n{journal.stdout}")
+                if site:
+                    logs = site.sudo(
+                        "tail -n 40 /var/log/slurm/slurmctld.log /home/*/jupyterhub-*.log", check=False
+                    )
+                    print(f"[boot] the login node's SLURM log and job logs:\n{logs.stdout}")
+            else:
+                begin = time.monotonic()
+                keys = HUB_STATE if site else EVERYTHING
+                hub_ok = kept_across_rebuild(acme, f"https://{hub}", admin_token, state, keys)
+                guest.phases.record("what a rebuild keeps", time.monotonic() - begin)
+            if hub_ok and site:
+                jobs = site.sudo("ls /home/*/jupyterhub-*.log", check=False).stdout.split()
+                print(f"[boot] the servers ran as SLURM jobs on {LOGIN_NAME}: {' '.join(jobs)}")
+                hub_ok = bool(jobs)
         guest.phases.record("ready", time.monotonic() - start)
     except GuestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         guest.close()
+        if site:
+            site.close()
         if acme:
             acme.stop()
     if reference:
+        if site:
+            ci = site.phases.values["cloud-init"]
+            print(f"[boot] {LOGIN_NAME}: cloud-init done in {ci:.0f} s ({ci / reference:.1f}x)")
         ci = guest.phases.values["cloud-init"]
         print(
             f"[boot] bare image reached cloud-init done in {reference:.0f} s; {role.instance}: {ci:.0f} s ({ci / reference:.1f}x)"
         )
     if skipped:
         print(f"[boot] not run (secret stdin): {', '.join(skipped)}")
-    if not smoke_ok:
-        print(f"[boot] the smoke test against https://{hub} failed", file=sys.stderr)
+    if not hub_ok:
+        print(f"[boot] the checks against https://{hub} failed (above)", file=sys.stderr)
         return 1
     return 0
 

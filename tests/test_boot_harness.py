@@ -152,3 +152,23 @@ def test_free_port_keeps_a_wanted_port_while_it_is_free() -> None:
         held.listen()
         other = free_port(port)
     assert other != port and other > 0
+
+
+def test_rebuild_comparison_names_what_was_lost() -> None:
+    from boot.keep import EVERYTHING, HUB_STATE, compare
+
+    before = {
+        "users": ["a", "jshub-boot-keeper"],
+        "uid": 1001,
+        "home": "/data/home/k",
+        "file": "f1",
+        "certificate": "c1",
+    }
+    assert compare(before, dict(before), EVERYTHING) == []
+    after = {**before, "uid": 1002, "certificate": "c2"}
+    assert compare(before, after, EVERYTHING) == [
+        "uid: 1001 before, 1002 after",
+        "certificate: 'c1' before, 'c2' after",
+    ]
+    # A gateway's homes and UIDs are the HPC site's: only the hub's own state is compared.
+    assert compare(before, {**after, "certificate": "c1"}, HUB_STATE) == []

@@ -12,6 +12,10 @@ marker="# written by tests/services/start-slurm.sh"
 state=/var/spool/jshub-slurm
 cpus=${JSHUB_SLURM_CPUS:-64}
 memory_mb=${JSHUB_SLURM_MEMORY_MB:-64000}
+# How long the node may take to register (a node booting under emulation needs longer).
+wait_s=${JSHUB_SLURM_WAIT_S:-20}
+# The partitions, all on the one node; the first is the default.
+read -r -a partitions <<<"${JSHUB_SLURM_PARTITIONS:-debug compute}"
 
 if [[ -e $conf ]] && ! grep -qxF "$marker" "$conf"; then
     echo "start-slurm: $conf exists and was not written by this script; not touching it" >&2
@@ -52,9 +56,12 @@ SchedulerType=sched/backfill
 MinJobAge=300
 KillWait=5
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory_mb State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
-PartitionName=compute Nodes=localhost MaxTime=INFINITE State=UP
 CONF
+default=YES
+for partition in "${partitions[@]}"; do
+    echo "PartitionName=$partition Nodes=localhost Default=$default MaxTime=INFINITE State=UP"
+    default=NO
+done >>"$conf.tmp"
 mv "$conf.tmp" "$conf"
 chmod 0644 "$conf"
 
@@ -73,7 +80,7 @@ fi
 pgrep -x slurmctld >/dev/null || slurmctld
 pgrep -x slurmd >/dev/null || slurmd -N localhost
 
-for _ in $(seq 1 100); do
+for _ in $(seq 1 $((wait_s * 5))); do
     if answers; then
         exit 0
     fi
