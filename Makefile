@@ -63,7 +63,9 @@ lint: venv
 
 # Boot a VM role of a stack for real under QEMU (boot/): exactly the user data `make plan` wrote,
 # its data volumes as disks kept between runs (a second run is a rebuild), the remote steps over
-# SSH. Minutes under emulation; the full `dev` hub about half an hour. FRESH=1: blank data disks;
+# SSH. Minutes under emulation; the full `dev` hub about half an hour. A hub is then smoke-tested
+# over HTTPS and what a rebuild must keep is recorded (compared by the next run); gateway-hpc
+# boots an HPC login-node guest beside its hub. FRESH=1: blank data disks;
 # REFERENCE=0: without the bare-image boot the phases are compared with.
 ROLE      ?=
 FRESH     ?=

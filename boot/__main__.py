@@ -17,7 +17,8 @@ sshd, the users' HPC accounts, a Jupyter environment) on a private segment: the 
 and the smoke test's server is a SLURM job on that node, reached through the SSH tunnel.
 
 Exit status 0 only when cloud-init ended `done`, every remote step that could run exited 0 and,
-on a hub, the smoke test passed.
+on a hub, the smoke test passed and a rebuild (a second boot of the role) kept the hub's users
+and certificate and, on a single hub, the users' UIDs and files (boot/keep.py).
 """
 
 from __future__ import annotations
@@ -101,15 +102,14 @@ def acme_stack_file(stack: str, acme: LocalAcme, folder: Path, login: LoginNode 
     """Pulumi.<stack>.yaml with only the ACME server and its root added, on a single hub the
     servers' start timeout raised for emulation, and on a gateway-hpc hub the `hpc` section
     pointed at the boot's login node."""
-    project = PROJECT
     document = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())
     config = document["config"]
-    config[f"{project}:acmeDirectory"] = acme.directory
-    config[f"{project}:acmeRootCertificate"] = acme.root_pem
-    if config.get(f"{project}:scenario") == "single":
-        config[f"{project}:serverStartTimeoutSeconds"] = EMULATED_START_TIMEOUT_S
+    config[f"{PROJECT}:acmeDirectory"] = acme.directory
+    config[f"{PROJECT}:acmeRootCertificate"] = acme.root_pem
+    if config.get(f"{PROJECT}:scenario") == "single":
+        config[f"{PROJECT}:serverStartTimeoutSeconds"] = EMULATED_START_TIMEOUT_S
     if login is not None:
-        config[f"{project}:hpc"] = login.stack_section(config[f"{project}:hpc"], VENV)
+        config[f"{PROJECT}:hpc"] = login.stack_section(config[f"{PROJECT}:hpc"], VENV)
     path = folder / f"Pulumi.{stack}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
@@ -301,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
                 guest.phases.record("what a rebuild keeps", time.monotonic() - begin)
             if hub_ok and site:
                 jobs = site.sudo("ls /home/*/jupyterhub-*.log", check=False).stdout.split()
-                print(f"[boot] the servers ran as SLURM jobs on {LOGIN_NAME}: {' '.join(jobs)}")
+                if jobs:
+                    print(f"[boot] the servers ran as SLURM jobs on {LOGIN_NAME}: {' '.join(jobs)}")
+                else:
+                    print(f"[boot] no SLURM job log on {LOGIN_NAME}: the servers did not run there")
                 hub_ok = bool(jobs)
         guest.phases.record("ready", time.monotonic() - start)
     except GuestError as exc:

@@ -4,8 +4,9 @@ latency model per resource kind, and the sum as if every step ran one after anot
 The latencies are planning assumptions, not measurements of this project on Jetstream2; each
 says where its order of magnitude comes from. Adjust them here when real timings are known.
 
-One is derived from a measurement: a VM's first boot (cloud-init's packages, pip, npm), which
-every remote command on the VM waits for. `make boot` (boot/, docs/boot.md) boots a role's real
+Two are derived from measurements: a VM's first boot (cloud-init's packages, the data volume),
+which every remote command on the VM waits for, and the hub's `hub-config` step (its virtualenv,
+pip, npm, the config). `make boot` (boot/, docs/boot.md) boots a role's real
 user data under QEMU and a bare image with an empty user data on the same machine in the same
 run; the *ratio* of their times to cloud-init `done` carries over to the cloud better than either
 time (emulation slows the computing in both alike; it does not slow downloads, so the ratio is
@@ -30,11 +31,18 @@ class Latency:
 # empty user data cloud-init is `done` half a minute later (KVM, Ceph-backed root disk).
 NOVA_ACTIVE_S = 90.0
 BARE_BOOT_S = 30.0
-# Measured with boot/ under QEMU (TCG) on a 2-core machine: the `dev` hub's user data reached
-# cloud-init `done` after 1740 s (apt 891 s for 617 packages, runcmd 767 s: venv, pip, npm)
-# against 70 s for the bare image, 24.9x. The hub's is the heaviest user data of the project;
-# the same ratio is used for every role, which overstates the lighter ones.
-FIRST_BOOT_RATIO = 24.9
+# Measured with boot/ under QEMU (TCG) on the 2-core build machine, otherwise idle
+# (`make boot STACK=gateway-hpc FRESH=1`, 2026-12-02, docs/boot.md): the hub VM's user data (about
+# 600 Debian packages, the data volume, Caddy) reached cloud-init `done` after 986 s, against
+# 96 s for the bare image of the same run: 10.3x. The HPC login-node guest booted beside it for
+# its first 520 s, which if anything raises the ratio. The hub's is the heaviest user data of
+# the project; the same ratio is used for every role, which overstates the lighter ones (the
+# swarm and k8s roles' boot tests run on an image with their packages baked in, so their own
+# ratios, 2-5x, leave the installs out and are not used here).
+FIRST_BOOT_RATIO = 10.3
+# The same run: the hub's `hub-config` step over SSH (virtualenv, pip, npm's proxy, the config,
+# Caddy's restart) took 337 s, 3.5 bare boots.
+HUB_CONFIG_RATIO = 3.5
 
 LATENCY: Mapping[str, Latency] = MappingProxyType(
     {
@@ -73,6 +81,16 @@ LATENCY: Mapping[str, Latency] = MappingProxyType(
         "docker:index/service:Service": Latency(60, "swarm service converges after image pull"),
     }
 )
+# Steps whose own work was measured (by resource name): they replace their kind's figure.
+MEASURED_STEPS: Mapping[str, Latency] = MappingProxyType(
+    {
+        "hub-config": Latency(
+            round(BARE_BOOT_S * HUB_CONFIG_RATIO),
+            f"the hub's virtualenv, pip and npm: {HUB_CONFIG_RATIO}x a bare boot of {BARE_BOOT_S:g} s "
+            "(the ratio measured under QEMU, boot/)",
+        ),
+    }
+)
 DEFAULT = Latency(1, "local computation (keys, passwords) or an API call")
 # Let's Encrypt issuance after DNS resolves (HTTP-01 challenge): seconds to a minute.
 TLS_CERTIFICATE_S = 60.0
@@ -81,6 +99,9 @@ TLS_CERTIFICATE_S = 60.0
 def _latency(resource: dict[str, Any]) -> float:
     if not resource["custom"] or resource["type"].startswith("pulumi:providers:"):
         return 0.0
+    measured = MEASURED_STEPS.get(resource["name"])
+    if measured is not None:
+        return measured.seconds
     return LATENCY.get(resource["type"], DEFAULT).seconds
 
 

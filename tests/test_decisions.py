@@ -192,6 +192,22 @@ def test_critical_path_follows_the_longest_chain_and_reports_explicit_waits() ->
     )
 
 
+def test_the_hubs_measured_config_step_replaces_the_commands_guess() -> None:
+    """hub-config (virtualenv, pip, npm) costs what make boot measured, not the 60 s guess for
+    a remote command; another command keeps the guess."""
+    cmd = "command:remote:Command"
+
+    def step(name: str) -> dict[str, Any]:
+        return {"name": name, "type": cmd, "custom": True, "depends_on": [], "data_dependencies": {}}
+
+    config = estimate.estimate([step("hub-config")])["critical_path_s"]
+    other = estimate.estimate([step("hub-secrets")])["critical_path_s"]
+    tls = estimate.TLS_CERTIFICATE_S
+    assert config == round(estimate.BARE_BOOT_S * estimate.HUB_CONFIG_RATIO + tls)
+    assert other == round(estimate.LATENCY[cmd].seconds + tls)
+    assert config > other
+
+
 def test_cost_floor_packs_users_onto_the_cheapest_flavors() -> None:
     # 32 users of (1 vCPU, 3.5 GB): an m3.xl (32 vCPU, 125 GB) holds 32 by CPU, 35 by memory.
     assert users_per_vm(FLAVORS["m3.xl"], 1, 3.5) == 32
