@@ -193,9 +193,23 @@ class HubAPI:
             conn.close()
         raise HubError(f"the kernel did not finish within {timeout:g}s\n{self.diagnose()}".rstrip())
 
+    def start_kernel(self, user: str, settle_s: float = 30.0) -> dict[str, Any]:
+        """Start a kernel in the user's server; its model. Just after the server (re)started, the
+        proxy can answer 502/503 for a moment while the server's new address settles (seen on a
+        swarm: the hub had already reached the new task, the proxy not yet): those answers are
+        retried for up to `settle_s`, any other is an error at once, JupyterLab's front end
+        retries its kernel requests the same way."""
+        deadline = time.monotonic() + settle_s
+        while True:
+            response = self.user_api(user, "POST", "/kernels", json={})
+            if response.status_code not in (502, 503) or time.monotonic() > deadline:
+                model: dict[str, Any] = self.expect(response, 201).json()
+                return model
+            time.sleep(0.5)
+
     def run_code(self, user: str, code: str, timeout: float = TIMEOUT_S) -> str:
         """Start a kernel in the user's server, run `code` there and shut the kernel down."""
-        kernel = self.expect(self.user_api(user, "POST", "/kernels", json={}), 201).json()
+        kernel = self.start_kernel(user)
         try:
             return self.run_in_kernel(user, kernel["id"], code, timeout)
         finally:

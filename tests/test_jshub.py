@@ -186,3 +186,51 @@ def test_a_hub_that_never_starts_fails_reach_the_hub_in_time(starting_hub: str) 
             run._version()
     finally:
         _StartingHub.starting = 2
+
+
+class _SettlingServer(http.server.BaseHTTPRequestHandler):
+    """A proxy in front of a user's server that has just restarted: `answers` in turn for
+    POST /user/<name>/api/kernels (the last one repeats)."""
+
+    answers: ClassVar[list[int]] = []
+    seen: ClassVar[list[int]] = []
+
+    def do_POST(self) -> None:
+        status = self.answers[min(len(self.seen), len(self.answers) - 1)]
+        self.seen.append(status)
+        body = json.dumps({"id": "k1"} if status == 201 else {"message": "no"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def settling_server() -> Iterator[str]:
+    _SettlingServer.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SettlingServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_kernel_start_waits_out_a_proxy_that_has_not_settled(settling_server: str) -> None:
+    _SettlingServer.answers = [503, 502, 201]
+    assert HubAPI(settling_server, "token").start_kernel("alice")["id"] == "k1"
+    assert _SettlingServer.seen == [503, 502, 201]
+
+
+def test_a_kernel_start_fails_on_other_errors_at_once_and_on_a_proxy_that_never_settles(
+    settling_server: str,
+) -> None:
+    _SettlingServer.answers = [500]
+    with pytest.raises(HubError, match="-> 500, expected"):
+        HubAPI(settling_server, "token").start_kernel("alice")
+    assert _SettlingServer.seen == [500]
+    _SettlingServer.answers, _SettlingServer.seen = [503], []
+    with pytest.raises(HubError, match="-> 503, expected"):
+        HubAPI(settling_server, "token").start_kernel("alice", settle_s=1.0)
+    assert 2 <= len(_SettlingServer.seen) <= 4
