@@ -142,95 +142,70 @@ def test_progress_bar_on_a_log_prints_a_line_per_finished_item() -> None:
     assert bar.peak_active == 2 and len(lines) == 3
 
 
-class _StartingHub(http.server.BaseHTTPRequestHandler):
-    """A proxy in front of a hub that is starting: 502 for the first requests, then the hub."""
-
-    starting = 2
-    seen: ClassVar[list[int]] = []
-
-    def do_GET(self) -> None:
-        if len(self.seen) < self.starting:
-            status, body = 502, b"bad gateway"
-        else:
-            status, body = 200, json.dumps({"version": "5.4.3"}).encode()
-        self.seen.append(status)
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def starting_hub() -> Iterator[str]:
-    _StartingHub.seen = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StartingHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-def test_the_smoke_test_waits_out_a_hub_that_is_still_starting(starting_hub: str) -> None:
-    run = smoke.Smoke(HubAPI(starting_hub, "token"), hub_timeout=30, log=lambda line: None)
-    assert run._version() == "5.4.3"
-    assert _StartingHub.seen == [502, 502, 200]
-
-
-def test_a_hub_that_never_starts_fails_reach_the_hub_in_time(starting_hub: str) -> None:
-    _StartingHub.starting = 10**6
-    try:
-        run = smoke.Smoke(HubAPI(starting_hub, "token"), hub_timeout=3, log=lambda line: None)
-        with pytest.raises(HubError, match="timed out after 3s waiting for the hub to answer"):
-            run._version()
-    finally:
-        _StartingHub.starting = 2
-
-
-class _SettlingServer(http.server.BaseHTTPRequestHandler):
-    """A proxy in front of a user's server that has just restarted: `answers` in turn for
-    POST /user/<name>/api/kernels (the last one repeats)."""
+class _FakeProxy(http.server.BaseHTTPRequestHandler):
+    """A proxy that answers each request with the next status of `answers` (the last repeats):
+    502/503 while what is behind it is not there yet, then the hub's or the server's answer."""
 
     answers: ClassVar[list[int]] = []
     seen: ClassVar[list[int]] = []
+    bodies: ClassVar[dict[int, dict[str, str]]] = {200: {"version": "5.4.3"}, 201: {"id": "k1"}}
 
-    def do_POST(self) -> None:
+    def _answer(self) -> None:
         status = self.answers[min(len(self.seen), len(self.answers) - 1)]
         self.seen.append(status)
-        body = json.dumps({"id": "k1"} if status == 201 else {"message": "no"}).encode()
+        body = json.dumps(self.bodies.get(status, {"message": "unavailable"})).encode()
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
 
     def log_message(self, *args: object) -> None:
         pass
 
 
 @pytest.fixture
-def settling_server() -> Iterator[str]:
-    _SettlingServer.seen = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SettlingServer)
+def fake_proxy() -> Iterator[str]:
+    _FakeProxy.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeProxy)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
 
-def test_a_kernel_start_waits_out_a_proxy_that_has_not_settled(settling_server: str) -> None:
-    _SettlingServer.answers = [503, 502, 201]
-    assert HubAPI(settling_server, "token").start_kernel("alice")["id"] == "k1"
-    assert _SettlingServer.seen == [503, 502, 201]
+def test_the_smoke_test_waits_out_a_hub_that_is_still_starting(fake_proxy: str) -> None:
+    _FakeProxy.answers = [502, 502, 200]
+    run = smoke.Smoke(HubAPI(fake_proxy, "token"), hub_timeout=30, log=lambda line: None)
+    assert run._version() == "5.4.3"
+    assert _FakeProxy.seen == [502, 502, 200]
+
+
+def test_a_hub_that_never_starts_fails_reach_the_hub_in_time(fake_proxy: str) -> None:
+    _FakeProxy.answers = [502]
+    run = smoke.Smoke(HubAPI(fake_proxy, "token"), hub_timeout=3, log=lambda line: None)
+    with pytest.raises(HubError, match="timed out after 3s waiting for the hub to answer"):
+        run._version()
+
+
+def test_a_kernel_start_waits_out_a_proxy_that_has_not_settled(fake_proxy: str) -> None:
+    _FakeProxy.answers = [503, 502, 201]
+    assert HubAPI(fake_proxy, "token").start_kernel("alice")["id"] == "k1"
+    assert _FakeProxy.seen == [503, 502, 201]
 
 
 def test_a_kernel_start_fails_on_other_errors_at_once_and_on_a_proxy_that_never_settles(
-    settling_server: str,
+    fake_proxy: str,
 ) -> None:
-    _SettlingServer.answers = [500]
+    _FakeProxy.answers = [500]
     with pytest.raises(HubError, match="-> 500, expected"):
-        HubAPI(settling_server, "token").start_kernel("alice")
-    assert _SettlingServer.seen == [500]
-    _SettlingServer.answers, _SettlingServer.seen = [503], []
+        HubAPI(fake_proxy, "token").start_kernel("alice")
+    assert _FakeProxy.seen == [500]
+    _FakeProxy.answers, _FakeProxy.seen = [503], []
     with pytest.raises(HubError, match="-> 503, expected"):
-        HubAPI(settling_server, "token").start_kernel("alice", settle_s=1.0)
-    assert 2 <= len(_SettlingServer.seen) <= 4
+        HubAPI(fake_proxy, "token").start_kernel("alice", settle_s=1.0)
+    assert 2 <= len(_FakeProxy.seen) <= 4
