@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from boot.plan import REPO
+from stackconfig.hpc import HpcConfig
 
 LOGIN_NAME = "hpc-login"
 HUB_KEY_COMMENT = "jupyterhub-gateway"
@@ -131,11 +132,10 @@ class LoginNode:
 
 
 def hpc_accounts(hpc: dict[str, Any], hub_users: list[str]) -> tuple[str, ...]:
-    """The HPC accounts the hub logs in as for `hub_users`, as JetstreamSlurmSpawner maps them."""
-    if hpc.get("accountMode", "per-user") == "community":
-        return (str(hpc["communityAccount"]),)
-    pattern = str(hpc.get("usernamePattern", "{username}"))
-    return tuple(pattern.replace("{username}", user) for user in hub_users)
+    """The HPC accounts the hub logs in as for `hub_users` (the stack's `hpc` section, read by
+    the project's own config model: its account mapping is the spawner's)."""
+    section = HpcConfig.model_validate(hpc)
+    return tuple(dict.fromkeys(section.login_user_for(user) for user in hub_users))
 
 
 def login_address(hub_address: str) -> str:

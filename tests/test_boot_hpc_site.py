@@ -38,10 +38,14 @@ class StandInAcme:
 
 
 def test_accounts_follow_the_spawners_mapping() -> None:
-    assert hpc_accounts({"usernamePattern": "gw_{username}"}, ["alice", "bob"]) == ("gw_alice", "gw_bob")
-    assert hpc_accounts({}, ["alice"]) == ("alice",)
+    hpc = {k: v for k, v in stack_config("gateway-hpc")["hpc"].items() if k != "usernamePattern"}
+    assert hpc_accounts({**hpc, "usernamePattern": "gw_{username}"}, ["alice", "bob"]) == (
+        "gw_alice",
+        "gw_bob",
+    )
+    assert hpc_accounts(hpc, ["alice"]) == ("alice",)
     community = {"accountMode": "community", "communityAccount": "gwuser", "usernamePattern": "x_{username}"}
-    assert hpc_accounts(community, ["alice", "bob"]) == ("gwuser",)
+    assert hpc_accounts({**hpc, **community}, ["alice", "bob"]) == ("gwuser",)
 
 
 @pytest.mark.parametrize(
