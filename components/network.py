@@ -9,6 +9,7 @@ import pulumi
 import pulumi_openstack as openstack
 
 from catalog import AUTO_ALLOCATED_NETWORK, EXTERNAL_NETWORK
+from stackconfig.model import overlapping
 
 
 class NetworkNotFoundError(pulumi.RunError):
@@ -28,6 +29,18 @@ class NetworkNotFoundError(pulumi.RunError):
         )
 
 
+class SubnetOverlapError(pulumi.RunError):
+    """The existing subnet shares addresses with a network the cluster gives its containers."""
+
+    def __init__(self, name: str, cidr: str, clashes: list[tuple[str, str]]) -> None:
+        what = " and ".join(f"{w} {c}" for w, c in clashes)
+        super().__init__(
+            f"subnetName = {name!r}: its CIDR {cidr} overlaps {what}, so the nodes would have two "
+            f"routes to the same addresses. Use networkMode: create (the stack makes a subnet clear "
+            f"of them, or set subnetCidr), or set subnetName to a subnet outside them."
+        )
+
+
 @dataclass(frozen=True)
 class JetstreamNetworkArgs:
     mode: Literal["existing", "create"]
@@ -35,6 +48,9 @@ class JetstreamNetworkArgs:
     subnet_name: str
     cidr: str
     dns_nameservers: tuple[str, ...] = ("8.8.8.8", "1.1.1.1")
+    # (what, CIDR) of networks the VMs' subnet must not overlap: an existing subnet is checked
+    # when it is looked up (networkMode create is checked with the config).
+    reserved: tuple[tuple[str, str], ...] = ()
 
 
 class JetstreamNetwork(pulumi.ComponentResource):
@@ -65,6 +81,9 @@ class JetstreamNetwork(pulumi.ComponentResource):
                 )
             except Exception as exc:
                 raise NetworkNotFoundError("subnet", "subnetName", args.subnet_name, exc) from exc
+            clashes = overlapping(subnet.cidr, args.reserved) if subnet.cidr else []
+            if clashes:
+                raise SubnetOverlapError(args.subnet_name, subnet.cidr, clashes)
             self.network_id = pulumi.Output.from_input(network.id)
             self.subnet_id = pulumi.Output.from_input(subnet.id)
         else:

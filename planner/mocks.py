@@ -20,6 +20,10 @@ def placeholder_id(kind: str, name: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{kind}/{name}"))
 
 
+# The allocation's existing subnet as the plan assumes it.
+PLACEHOLDER_SUBNET = "10.0.0.0/24"
+
+
 def _placeholder_ip(prefix: str, name: str) -> str:
     return f"{prefix}.{uuid.uuid5(_NAMESPACE, name).int % 250 + 2}"
 
@@ -85,7 +89,10 @@ class PlanMocks(mocks.Mocks):
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         name = str(args.args.get("name", ""))
-        return {**args.args, "id": placeholder_id(args.token, name)}, []
+        result = {**args.args, "id": placeholder_id(args.token, name)}
+        if args.token == "openstack:networking/getSubnet:getSubnet":
+            result["cidr"] = PLACEHOLDER_SUBNET  # where the placeholder addresses below lie
+        return result, []
 
 
 @dataclass

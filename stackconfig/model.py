@@ -396,6 +396,23 @@ class SwarmConfig(ConfigModel):
 # The single hub's per-user home quota when homeQuotaGb is unset (GB), as the swarm's default.
 SINGLE_HOME_QUOTA_GB = 10
 
+# The subnet networkMode create makes. k3s gives pods and services addresses from its own
+# networks (its defaults, which the stack keeps); a node whose subnet lies in one of them has two
+# routes to the same addresses, so the k3s nodes' subnet lies outside both.
+DEFAULT_SUBNET_CIDR = "10.42.0.0/24"
+K3S_DEFAULT_SUBNET_CIDR = "10.44.0.0/24"
+K3S_NETWORKS: tuple[tuple[str, str], ...] = (
+    ("k3s's pod network", "10.42.0.0/16"),
+    ("k3s's service network", "10.43.0.0/16"),
+)
+
+
+def overlapping(subnet: str, networks: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """The (what, CIDR) of `networks` that share addresses with `subnet`."""
+    mine = ipaddress.ip_network(subnet)
+    return [(what, cidr) for what, cidr in networks if mine.overlaps(ipaddress.ip_network(cidr))]
+
+
 # Scenarios that offer the shared course folder: notebooks run where the folder is.
 SHARED_FOLDER_SCENARIOS: tuple[str, ...] = ("single", "swarm", "k8s")
 
@@ -455,8 +472,12 @@ class StackConfig(ConfigModel):
         min_length=1,
         description="Subnet to use (existing) or to create (create).",
     )
-    subnet_cidr: Cidr = Field(
-        default="10.42.0.0/24", description="CIDR of the subnet when networkMode is create."
+    subnet_cidr: Cidr | None = Field(
+        default=None,
+        description=(
+            f"CIDR of the subnet when networkMode is create (default {DEFAULT_SUBNET_CIDR}; "
+            f"{K3S_DEFAULT_SUBNET_CIDR} for scenario k8s with engine k3s, clear of k3s's pod and service networks)."
+        ),
     )
     image: Image = Field(
         default="Featured-Ubuntu24",
@@ -604,6 +625,20 @@ class StackConfig(ConfigModel):
     @property
     def hub_url(self) -> str:
         return f"https://{self.hub_fqdn}"
+
+    @property
+    def created_subnet_cidr(self) -> str:
+        """The subnet networkMode create makes: subnetCidr, or the scenario's default."""
+        if self.subnet_cidr is not None:
+            return self.subnet_cidr
+        return K3S_DEFAULT_SUBNET_CIDR if self.cluster_networks else DEFAULT_SUBNET_CIDR
+
+    @property
+    def cluster_networks(self) -> tuple[tuple[str, str], ...]:
+        """Networks the cluster software gives its containers, which the VMs' subnet must not overlap."""
+        if self.scenario == "k8s" and self.k8s is not None and self.k8s.engine == "k3s":
+            return K3S_NETWORKS
+        return ()
 
     @model_validator(mode="before")
     @classmethod

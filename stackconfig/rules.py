@@ -14,7 +14,14 @@ from stackconfig.backup import BACKUP_SCENARIOS, cron_schedule
 from stackconfig.errors import Problem
 from stackconfig.hpc import SAMPLE_USER, unix_name
 from stackconfig.images import image_provides_packages
-from stackconfig.model import HUB_OVERHEAD_GB, OAUTH_TYPES, SHARED_FOLDER_SCENARIOS, StackConfig
+from stackconfig.model import (
+    HUB_OVERHEAD_GB,
+    K3S_DEFAULT_SUBNET_CIDR,
+    OAUTH_TYPES,
+    SHARED_FOLDER_SCENARIOS,
+    StackConfig,
+    overlapping,
+)
 from stackconfig.monitoring import MONITORING_SCENARIOS
 
 
@@ -276,6 +283,21 @@ def network_mode_consistent(cfg: StackConfig) -> list[Problem]:
             )
         ]
     return []
+
+
+def subnet_clear_of_cluster_networks(cfg: StackConfig) -> list[Problem]:
+    if cfg.network_mode != "create":
+        return []
+    return [
+        Problem(
+            "subnetCidr",
+            f"overlaps {what} {cidr}: the nodes would have two routes to the same addresses; choose "
+            f"a subnet outside {' and '.join(c for _, c in cfg.cluster_networks)}, e.g. "
+            f"{K3S_DEFAULT_SUBNET_CIDR} (the default when subnetCidr is unset)",
+            cfg.created_subnet_cidr,
+        )
+        for what, cidr in overlapping(cfg.created_subnet_cidr, cfg.cluster_networks)
+    ]
 
 
 def hpc_section_matches_scenario(cfg: StackConfig) -> list[Problem]:
@@ -769,6 +791,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     home_quota_fits_volume,
     server_start_timeout_read,
     network_mode_consistent,
+    subnet_clear_of_cluster_networks,
     hpc_section_matches_scenario,
     hpc_consistent,
     k8s_section_matches_scenario,

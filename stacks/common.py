@@ -37,7 +37,8 @@ def network(cfg: StackConfig, opts: pulumi.ResourceOptions) -> JetstreamNetwork:
             mode=cfg.network_mode,
             network_name=cfg.network_name,
             subnet_name=cfg.subnet_name,
-            cidr=cfg.subnet_cidr,
+            cidr=cfg.created_subnet_cidr,
+            reserved=cfg.cluster_networks,
         ),
         opts=opts,
     )
