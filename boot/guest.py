@@ -241,6 +241,10 @@ class Guest:
             lines += [f"  eth{index}:", f"    addresses: ['{link.address}']"]
         return "\n".join(lines) + "\n"
 
+    def since_start(self) -> float:
+        """Seconds since QEMU was started for this guest."""
+        return time.monotonic() - self._started
+
     def qemu_command(self, seed: Path, overlay: Path) -> list[str]:
         image = self.image
         assert image is not None
@@ -478,7 +482,7 @@ class Guest:
                 [*self.ssh_command(), "true"], capture_output=True, text=True, stdin=subprocess.DEVNULL
             )
             if probe.returncode == 0:
-                elapsed = time.monotonic() - self._started
+                elapsed = self.since_start()
                 self.phases.record("boot to SSH", elapsed)
                 return elapsed
             if time.monotonic() > deadline:
@@ -499,7 +503,7 @@ class Guest:
         errors = list(result.get("v1", {}).get("errors", []))
         long = self.run("cloud-init status --long", check=False)
         status = "done" if long.returncode == 0 and not errors else "error"
-        self.phases.record("cloud-init", time.monotonic() - self._started)
+        self.phases.record("cloud-init", self.since_start())
         return {"status": status, "errors": errors, "detail": long.stdout + long.stderr}
 
     def boot(self, ssh_timeout: float = 900, cloud_init_timeout: float = 3600) -> dict[str, Any]:

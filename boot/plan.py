@@ -54,6 +54,15 @@ class Role:
     private_address: str | None  # the planned address of its port (a placeholder of the plan)
     url: str | None = None  # the stack's `url` output: the hub's public name
 
+    def step(self, name: str) -> RemoteStep:
+        """The remote step called `name`, or the one step whose name ends with `-<name>`."""
+        exact = [s for s in self.remote_steps if s.name == name]
+        found = exact or [s for s in self.remote_steps if s.name.endswith(f"-{name}")]
+        if len(found) != 1:
+            names = [s.name for s in self.remote_steps]
+            raise KeyError(f"{self.instance}: {len(found)} remote steps match {name!r} among {names}")
+        return found[0]
+
 
 def ensure_plan(stack: str, out: Path, stack_file: Path | None = None, fresh: bool = False) -> dict[str, Any]:
     """`out`/plan.json, running the planner (`make plan`) into `out` first when it is missing

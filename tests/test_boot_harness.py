@@ -34,11 +34,14 @@ def test_role_is_the_plans_user_data_and_volume(swarm_plan: Path) -> None:
     # Remote steps in the order `pulumi up` runs them: swarm init before the exports.
     names = [s.name for s in role.remote_steps]
     assert names.index("swarm-swarm-init") < names.index("swarm-nfs-exports")
-    host_key = next(s for s in role.remote_steps if s.name == "swarm-install-host-key")
-    assert host_key.stdin_is_secret
+    assert role.step("swarm-install-host-key").stdin_is_secret
     # The advertise address the swarm init script was rendered with is the VM's private address.
-    init = next(s for s in role.remote_steps if s.name == "swarm-swarm-init")
+    init = role.step("swarm-swarm-init")
     assert f"advertise_addr={role.private_address}\n" in init.script
+    # A step is also found by the end of its name, when only one ends so.
+    assert role.step("swarm-init") is init
+    with pytest.raises(KeyError, match=r"0 remote steps match 'no-such-step'"):
+        role.step("no-such-step")
 
 
 def test_unknown_role_names_the_stacks_vms(swarm_plan: Path) -> None:

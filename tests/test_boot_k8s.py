@@ -39,7 +39,7 @@ import pytest
 import yaml
 
 from boot.guest import DataDisk, Guest, GuestError
-from boot.plan import RemoteStep, Role, load_role
+from boot.plan import Role, load_role
 from renderers import BOOT_LOG_DIR
 from renderers import k3s as k3s_renderer
 from tests.test_boot_vm import report, require_qemu
@@ -128,10 +128,6 @@ def plan_resource(plan_dir: Path, name: str) -> dict[str, Any]:
     return next(r for r in plan["resources"] if r["name"] == name)  # type: ignore[no-any-return]
 
 
-def step(role: Role, suffix: str) -> RemoteStep:
-    return next(s for s in role.remote_steps if s.name.endswith(suffix))
-
-
 def install_step_name(user_data: dict[str, Any]) -> str:
     for entry in user_data["runcmd"]:
         if isinstance(entry, list) and entry[-1] == k3s_renderer.INSTALL_SCRIPT:
@@ -177,7 +173,7 @@ def wait_for_install_wait(guest: Guest, install_step: str, timeout: float = 2400
         if time.monotonic() > deadline:
             raise GuestError(f"the boot did not reach {install_step} after {timeout:.0f} s")
         time.sleep(5)
-    guest.phases.record("up to the k3s install's wait", time.monotonic() - guest._started)
+    guest.phases.record("up to the k3s install's wait", guest.since_start())
 
 
 def deliver(guest: Guest, role: Role, node_name: str, *, check: bool) -> dict[str, Any]:
@@ -249,8 +245,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     state = DataDisk(work / "state.img", state_id, size="4G")
     ceph = DataDisk(work / "ceph.img", ceph_id, size="2G")
     user_data = yaml.safe_load(role.user_data)
-    version_match = re.search(r"^version=(\S+)$", step(role, "-k3s").script, re.M)
-    assert version_match, step(role, "-k3s").script
+    version_match = re.search(r"^version=(\S+)$", role.step("k3s").script, re.M)
+    assert version_match, role.step("k3s").script
     guest = Guest("k8s-cp-0", role.user_data, data_disks=[state, ceph], memory_mb=2048)
     try:
         guest.start()
@@ -373,7 +369,7 @@ def test_k3s_config_names_the_node(node: Node) -> None:
 def test_install_attempt_fails_only_on_the_unreachable_installer(node: Node) -> None:
     guest = node.guest
     results = deliver(guest, node.role, node.node_name, check=False)
-    token_step = step(node.role, "-join-token")
+    token_step = node.role.step("join-token")
     assert results[token_step.name].returncode == 0, results[token_step.name]
     assert guest.sudo(f"cat {k3s_renderer.TOKEN_FILE}").stdout.strip() == JOIN_TOKEN
     assert guest.sudo(f"cat {k3s_renderer.NODE_PASSWORD_FILE}").stdout.strip() == NODE_PASSWORD
@@ -406,7 +402,7 @@ def test_install_attempt_fails_only_on_the_unreachable_installer(node: Node) -> 
     assert installer_runs(guest) == []
     assert guest.run("command -v k3s", check=False).returncode != 0
     # The -k3s step, run as the stack runs it, fails naming the boot step and curl's error.
-    k3s_step = results[step(node.role, "-k3s").name]
+    k3s_step = results[node.role.step("k3s").name]
     assert k3s_step.returncode == 1, k3s_step
     assert f"jshub step {node.install_step} failed" in k3s_step.stderr, k3s_step.stderr
     assert curl_error in k3s_step.stderr, k3s_step.stderr

@@ -27,7 +27,7 @@ import pytest
 
 from boot.guest import DataDisk, Guest, Phases, PrivateLink, free_port
 from boot.image import build as build_image
-from boot.plan import RemoteStep, Role, load_role
+from boot.plan import Role, load_role
 from renderers import BOOT_LOG_DIR, render
 from renderers.boot import step_name
 from renderers.cloud_init import to_user_data
@@ -92,24 +92,20 @@ def report(phases: Phases) -> None:
     print(f"\n[boot] {phases.name}: {line}", file=sys.stderr)
 
 
-def step(role: Role, name: str) -> RemoteStep:
-    return next(s for s in role.remote_steps if s.name == name)
-
-
 def deploy_swarm(manager: Node, workers: list[Node]) -> None:
     """The stack's swarm steps, in `pulumi up`'s order, with what Pulumi feeds them: init on the
     manager (its output, kept secret by the stack, is the join token and the manager's node ID),
     the NFS exports, then each worker's join (run on the worker, the token on stdin) and its
     readiness step (run on the manager: wait for the node, label it for notebooks)."""
-    init = manager.guest.run(step(manager.role, "swarm-swarm-init").script, timeout=900)
+    init = manager.guest.run(manager.role.step("swarm-swarm-init").script, timeout=900)
     token, manager_id = init.stdout.split()
-    manager.guest.run(step(manager.role, "swarm-nfs-exports").script, timeout=600)
+    manager.guest.run(manager.role.step("swarm-nfs-exports").script, timeout=600)
     for worker in workers:
         name = worker.guest.name
-        join = step(worker.role, f"{name}-join")
+        join = worker.role.step(f"{name}-join")
         assert join.stdin_is_secret
         worker.guest.run(join.script, input=f"{token}\n{manager_id}\n", timeout=900)
-        manager.guest.run(step(worker.role, f"{name}-node").script, timeout=900)
+        manager.guest.run(worker.role.step(f"{name}-node").script, timeout=900)
 
 
 @pytest.fixture(scope="module")
