@@ -90,6 +90,8 @@ class K8sClusterArgs:
     config: StackConfig
     network_id: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
+    # The nodes' subnet, from which the load balancer may reach them (None: not known).
+    subnet_cidr: str | None = None
 
 
 class K8sCluster(pulumi.ComponentResource):
@@ -104,7 +106,8 @@ class K8sCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     provider: kubernetes.Provider
     ingress_ip: pulumi.Output[str]
-    # k3s: the first node's floating IP (SSH, the Kubernetes API); None with magnum.
+    # k3s: the first node's floating IP (the stack's SSH, and the Kubernetes API when the
+    # subnet is not known); None with magnum.
     admin_ip: pulumi.Output[str] | None
     # k3s: node name -> Cinder volume ID of the node's Ceph OSD. Empty with magnum.
     osd_volume_ids: dict[str, pulumi.Output[str]]
@@ -153,6 +156,11 @@ class K8sCluster(pulumi.ComponentResource):
         stack = pulumi.get_stack()
         deploy_key = tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
         token = random.RandomPassword(f"{name}-join-token", length=64, special=False, opts=child)
+        # The API through the load balancer: the nodes must let it in from the subnet (known),
+        # and the listener must have networks to allow (an empty list would allow every address);
+        # Octavia takes only networks of its VIP's IP version (IPv4) there.
+        api_cidrs = [str(i.cidr) for i in api_ingress(list(cfg.admin_cidrs)) if i.ethertype == "IPv4"]
+        api_via_lb = bool(args.subnet_cidr and api_cidrs)
         nodes_group = RoleSecurityGroup(
             f"{stack}-{name}-nodes",
             RoleSecurityGroupArgs(
@@ -161,14 +169,31 @@ class K8sCluster(pulumi.ComponentResource):
                 + api_ingress(list(cfg.admin_cidrs))
                 + cluster_ports()
                 # The load balancer reaches the nodes from its own address in the subnet, which
-                # is not known in advance; 80/443 are the ports that are public anyway.
-                + web_ingress(),
+                # is not known in advance; 80/443 are the ports that are public anyway, and the
+                # API is let in from the subnet when the stack knows it.
+                + web_ingress()
+                + (
+                    [
+                        Ingress(
+                            "Kubernetes API from the load balancer's subnet",
+                            "tcp",
+                            6443,
+                            6443,
+                            cidr=args.subnet_cidr,
+                        )
+                    ]
+                    if api_via_lb
+                    else []
+                ),
             ),
             opts=child,
         )
         web_group = RoleSecurityGroup(
             f"{stack}-{name}-web",
-            RoleSecurityGroupArgs(role="k8s-hub-entry", ingress=web_ingress()),
+            RoleSecurityGroupArgs(
+                role="k8s-hub-entry",
+                ingress=web_ingress() + (api_ingress(api_cidrs) if api_via_lb else []),
+            ),
             opts=child,
         )
 
@@ -401,14 +426,23 @@ class K8sCluster(pulumi.ComponentResource):
                 additional_secret_outputs=["stderr"],
             ),
         )
-        self.ingress_ip = self._entry(
-            name, cfg, args, web_group, list(zip(server_names, servers, strict=True))
+        self.ingress_ip, api_address = self._entry(
+            name,
+            cfg,
+            args,
+            web_group,
+            list(zip(server_names, servers, strict=True)),
+            api_cidrs if api_via_lb else [],
+            api_after=[nodes_group],
         )
         self.admin_ip = entry_ip
         self.lifeline = first
         self.workers_ready = [workers_ready]
         self.node_ready = [s.ready for s in server_steps + worker_steps]
-        return pulumi.Output.all(fetch.stdout, entry_ip).apply(
+        # Through the load balancer the API answers while any control-plane node does; without
+        # the listener it is the first node's.
+        api_ip = api_address if api_address is not None else entry_ip
+        return pulumi.Output.all(fetch.stdout, api_ip).apply(
             lambda v: k3s.rewrite_kubeconfig(v[0], v[1], cfg.hub_fqdn)
         )
 
@@ -419,28 +453,39 @@ class K8sCluster(pulumi.ComponentResource):
         args: K8sClusterArgs,
         web_group: RoleSecurityGroup,
         servers: list[tuple[str, JetstreamVM]],
-    ) -> pulumi.Output[str]:
+        api_cidrs: list[str],
+        api_after: Sequence[pulumi.Resource] = (),
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str] | None]:
         """The hub's public entry point: an Octavia load balancer over the control-plane nodes,
         each checked by a health monitor, so the hub stays reachable when any one node is lost
-        (rebuilt, resized, or gone). The floating IP and the DNS name are on its VIP port."""
+        (rebuilt, resized, or gone). The floating IP and the DNS name are on its VIP port. Given
+        `api_cidrs`, it also passes the Kubernetes API (6443) to the control plane, for those
+        networks only (the listener's allowed CIDRs and the load balancer's group). Returns the
+        floating IP's address, and the same address once the API's members are in place (after
+        `api_after`, the nodes' group that lets the load balancer in), or None without the API:
+        a cluster that gains the listener on a later `pulumi up` is reached through it only then."""
         child = pulumi.ResourceOptions(parent=self)
         balancer = openstack.loadbalancer.LoadBalancer(
             f"{name}-lb",
             name=f"{pulumi.get_stack()}-{name}-hub",
             description=f"{cfg.hub_fqdn}: JupyterHub's proxy on the control-plane nodes",
             vip_subnet_id=args.subnet_id,
-            # 80 and 443 from anywhere, nothing else.
+            # 80 and 443 from anywhere, the API from the admin networks, nothing else.
             security_group_ids=[web_group.group_id],
             opts=child,
         )
-        for port in HUB_PORTS:
+        api = [k3s.API_PORT] if api_cidrs else []
+        api_members: openstack.loadbalancer.Members | None = None
+        for port in [*HUB_PORTS, *api]:
             listener = openstack.loadbalancer.Listener(
                 f"{name}-lb-{port}",
                 loadbalancer_id=balancer.id,
                 protocol="TCP",
                 protocol_port=port,
-                # The proxy terminates TLS (and answers Let's Encrypt on 80): pass bytes through.
+                # The proxy terminates TLS (and answers Let's Encrypt on 80), the API server its
+                # own: pass bytes through.
                 description=f"{cfg.hub_fqdn}:{port}",
+                allowed_cidrs=api_cidrs if port in api else None,
                 opts=child,
             )
             pool = openstack.loadbalancer.Pool(
@@ -459,7 +504,7 @@ class K8sCluster(pulumi.ComponentResource):
                 max_retries=LB_MONITOR_RETRIES,
                 opts=child,
             )
-            openstack.loadbalancer.Members(
+            members = openstack.loadbalancer.Members(
                 f"{name}-lb-{port}-members",
                 pool_id=pool.id,
                 members=[
@@ -468,8 +513,10 @@ class K8sCluster(pulumi.ComponentResource):
                     )
                     for node_name, vm in servers
                 ],
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(api_after) if port in api else None),
             )
+            if port in api:
+                api_members = members
         address = openstack.networking.FloatingIp(
             f"{name}-hub-ip",
             pool=EXTERNAL_NETWORK,
@@ -479,7 +526,9 @@ class K8sCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[balancer]),
         )
         a_record(f"{name}-dns", cfg.zone, cfg.hub_fqdn, address.address, parent=self)
-        return address.address
+        if api_members is None:
+            return address.address, None
+        return address.address, pulumi.Output.all(address.address, api_members.id).apply(lambda v: str(v[0]))
 
     # --- magnum ----------------------------------------------------------------------------
 

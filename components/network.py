@@ -60,6 +60,9 @@ class JetstreamNetwork(pulumi.ComponentResource):
 
     network_id: pulumi.Output[str]
     subnet_id: pulumi.Output[str]
+    # The subnet's CIDR: the one made, or the existing one's as looked up (None if the lookup
+    # did not say).
+    cidr: str | None
 
     def __init__(
         self, name: str, args: JetstreamNetworkArgs, opts: pulumi.ResourceOptions | None = None
@@ -86,6 +89,7 @@ class JetstreamNetwork(pulumi.ComponentResource):
                 raise SubnetOverlapError(args.subnet_name, subnet.cidr, clashes)
             self.network_id = pulumi.Output.from_input(network.id)
             self.subnet_id = pulumi.Output.from_input(subnet.id)
+            self.cidr = subnet.cidr or None
         else:
             external = openstack.networking.get_network_output(
                 name=EXTERNAL_NETWORK, external=True, opts=invoke
@@ -113,4 +117,5 @@ class JetstreamNetwork(pulumi.ComponentResource):
             )
             self.network_id = net.id
             self.subnet_id = sub.id
+            self.cidr = args.cidr
         self.register_outputs({"network_id": self.network_id, "subnet_id": self.subnet_id})

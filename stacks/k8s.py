@@ -21,7 +21,9 @@ def build(cfg: StackConfig) -> None:
     opts = pulumi.ResourceOptions(providers=[openstack_provider()])
     net = network(cfg, opts)
     cluster = K8sCluster(
-        "k8s", K8sClusterArgs(config=cfg, network_id=net.network_id, subnet_id=net.subnet_id), opts=opts
+        "k8s",
+        K8sClusterArgs(config=cfg, network_id=net.network_id, subnet_id=net.subnet_id, subnet_cidr=net.cidr),
+        opts=opts,
     )
     in_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
     ceph = RookCeph(

@@ -3,7 +3,6 @@ workshop-k8s plan checked by the same upstream validators as the renderers."""
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import json
 import subprocess
@@ -211,6 +210,18 @@ def test_k3s_provider_uses_the_fetched_kubeconfig(k3s_rec: Recording) -> None:
     assert {"stdout", "stderr"} <= set(fetch.additional_secret_outputs)
     tokens = [named(k3s_rec, f"k8s-cp-{i}-join-token") for i in range(3)]
     assert {t.urn for t in tokens} <= set(fetch.dependency_urns)
+    # The provider is handed the load balancer's address only once the API's members are in
+    # place, and they only once the nodes let the load balancer in: a cluster that gains the
+    # listener on a later `pulumi up` keeps the old address until then.
+    api_members = named(k3s_rec, "k8s-lb-6443-members")
+    assert api_members.urn in provider.property_dependency_urns["kubeconfig"]
+    (from_subnet,) = [
+        r
+        for r in by_type(k3s_rec, RULE)
+        if r.inputs.get("portRangeMin") == 6443 and r.inputs.get("remoteIpPrefix") == "10.0.0.0/24"
+    ]
+    assert from_subnet.urn in api_members.dependency_urns
+    assert from_subnet.urn not in named(k3s_rec, "k8s-lb-443-members").dependency_urns
 
 
 def test_hub_waits_for_the_workers(k3s_rec: Recording, magnum_rec: Recording) -> None:
@@ -223,22 +234,48 @@ def test_hub_waits_for_the_workers(k3s_rec: Recording, magnum_rec: Recording) ->
     assert one(magnum_rec, NODE_GROUP).urn in release(magnum_rec, "jupyterhub").dependency_urns
 
 
-def test_k3s_kubeconfig_is_rewritten_to_the_floating_ip() -> None:
+def kubeconfig_server(subnet_cidr: str | None, **config: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """The rewritten kubeconfig's cluster entry, and the addresses it could point at."""
     seen: list[str] = []
+    addresses: dict[str, str] = {}
 
     def program() -> None:
         cluster = K8sCluster(
-            "k8s", K8sClusterArgs(config=make_config(**k8s_config()), network_id="n", subnet_id="s")
+            "k8s",
+            K8sClusterArgs(
+                config=make_config(**{**k8s_config(), **config}),
+                network_id="n",
+                subnet_id="s",
+                subnet_cidr=subnet_cidr,
+            ),
         )
         cluster.kubeconfig.apply(seen.append)
+        cluster.ingress_ip.apply(lambda ip: addresses.update(balancer=ip))
+        assert cluster.admin_ip is not None
+        cluster.admin_ip.apply(lambda ip: addresses.update(first_node=ip))
 
-    run_mocked(program, k8s_config())
-    assert len(seen) == 1, "the kubeconfig apply must have run under mocks"
-    cluster = yaml.safe_load(seen[0])["clusters"][0]["cluster"]
-    # The mocks give the first node's floating IP an address in TEST-NET-3.
-    address = ipaddress.ip_address(cluster["server"].removeprefix("https://").removesuffix(":6443"))
-    assert address in ipaddress.ip_network("203.0.113.0/24")
+    run_mocked(program, {**k8s_config(), **config})
+    assert len(seen) == 1 and len(addresses) == 2, "the applies must have run under mocks"
+    return yaml.safe_load(seen[0])["clusters"][0]["cluster"], addresses
+
+
+def test_k3s_kubeconfig_reaches_the_api_through_the_load_balancer() -> None:
+    cluster, addresses = kubeconfig_server("10.0.0.0/24")
+    assert addresses["balancer"] != addresses["first_node"]
+    # The API answers while any control-plane node does, on the hub's floating IP, and the
+    # certificate is checked against the hub's name (a tls-san of every server).
+    assert cluster["server"] == f"https://{addresses['balancer']}:6443"
     assert cluster["tls-server-name"] == "hub.cis230000.projects.jetstream-cloud.org"
+
+
+def test_k3s_kubeconfig_uses_the_first_node_without_a_listener() -> None:
+    # Subnet not known: the nodes could not let the load balancer in.
+    cluster, addresses = kubeconfig_server(None)
+    assert cluster["server"] == f"https://{addresses['first_node']}:6443"
+    # No admin network but the whole internet: a listener would have nothing to restrict to.
+    world = {"adminCidrs": ["0.0.0.0/0"], "allowSshFromAnywhere": True}
+    cluster, addresses = kubeconfig_server("10.0.0.0/24", **world)
+    assert cluster["server"] == f"https://{addresses['first_node']}:6443"
 
 
 def test_k3s_ceph_volumes_are_protected_and_named_in_the_rook_values(k3s_rec: Recording) -> None:
@@ -434,18 +471,20 @@ def test_k3s_hub_entry_is_a_load_balancer_over_the_control_plane(k3s_rec: Record
         placeholder_id("openstack:networking/secGroup:SecGroup", web.name)
     ]
     web_rules = [r for r in by_type(k3s_rec, RULE) if r.parent_urn == named(k3s_rec, "test-k8s-web").urn]
+    # The hub's ports from anywhere; the Kubernetes API from the admin network only.
     assert sorted({(int(r.inputs["portRangeMin"]), r.inputs["remoteIpPrefix"]) for r in web_rules}) == [
         (80, "0.0.0.0/0"),
         (80, "::/0"),
         (443, "0.0.0.0/0"),
         (443, "::/0"),
+        (6443, "203.0.113.7/32"),
     ]
     listeners = by_type(k3s_rec, LB + "listener:Listener")
-    assert sorted((r.inputs["protocol"], int(r.inputs["protocolPort"])) for r in listeners) == [
-        ("TCP", 80),
-        ("TCP", 443),
-    ]
-    for port in (80, 443):
+    assert sorted(
+        (r.inputs["protocol"], int(r.inputs["protocolPort"]), tuple(r.inputs.get("allowedCidrs", ())))
+        for r in listeners
+    ) == [("TCP", 80, ()), ("TCP", 443, ()), ("TCP", 6443, ("203.0.113.7/32",))]
+    for port in (80, 443, 6443):
         pool = named(k3s_rec, f"k8s-lb-{port}-pool")
         assert pool.inputs["listenerId"] == placeholder_id(LB + "listener:Listener", f"k8s-lb-{port}")
         monitor = named(k3s_rec, f"k8s-lb-{port}-monitor")
@@ -482,7 +521,11 @@ def test_k3s_api_stays_closed_to_the_world_even_when_ssh_is_open() -> None:
     config = {**k8s_config(), "adminCidrs": ["0.0.0.0/0", "203.0.113.7/32"], "allowSshFromAnywhere": True}
     rec = build(config)
     api = [r.inputs.get("remoteIpPrefix") for r in by_type(rec, RULE) if r.inputs.get("portRangeMin") == 6443]
-    assert sorted(a for a in api if a) == ["203.0.113.7/32"]
+    # The admin network, on the nodes and on the load balancer; the load balancer's subnet (the
+    # plan's placeholder) on the nodes.
+    assert sorted(a for a in api if a) == ["10.0.0.0/24", "203.0.113.7/32", "203.0.113.7/32"]
+    (listener,) = [r for r in by_type(rec, LB + "listener:Listener") if r.inputs["protocolPort"] == 6443]
+    assert listener.inputs["allowedCidrs"] == ["203.0.113.7/32"]
     ssh = [r.inputs.get("remoteIpPrefix") for r in by_type(rec, RULE) if r.inputs.get("portRangeMin") == 22]
     assert "0.0.0.0/0" in ssh
 
@@ -621,7 +664,9 @@ def test_workshop_plan_opens_no_cluster_port_to_the_world(workshop_plan: dict[st
         for r in rules
         if r["inputs"].get("portRangeMin") == 6443 and r["inputs"].get("remoteIpPrefix")
     ]
-    assert api == ["203.0.113.7/32"]
+    # The admin network (on the nodes and the load balancer) and the nodes' subnet, for the load
+    # balancer's own address in it (the plan's placeholder subnet).
+    assert sorted(api) == ["10.0.0.0/24", "203.0.113.7/32", "203.0.113.7/32"]
 
 
 def test_ceph_volumes_above_the_volume_quota_stop_the_plan() -> None:
