@@ -12,6 +12,7 @@ packages=(
     slurm-wlm munge # scenario hpc: a single-node SLURM cluster (tests/services/start-slurm.sh)
     openssh-server openssh-client   # scenario hpc: the hub reaches the login node over SSH
     docker.io       # the swarm scenario's hub runs on a local single-node swarm
+    iptables iproute2 util-linux  # the nodes' firewall and metadata block, applied in a namespace
     debootstrap     # base image for local Docker images: there is no Docker Hub here
     restic          # the hub's backups: tests back up and restore a home against a local S3 (moto)
     jq              # the k8s backup script reads kubectl's JSON with jq (tests/test_k8s_backup_restore.py)

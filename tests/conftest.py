@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
+import string
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -65,6 +67,29 @@ def one(recording: Recording, type_token: str) -> Registration:
     found = by_type(recording, type_token)
     assert len(found) == 1, f"expected one {type_token}, got {[r.name for r in found]}"
     return found[0]
+
+
+# One tag per test run (process): what a run creates on the machine (Unix accounts) carries it,
+# so two runs of two clones side by side never take, or tear down, each other's.
+RUN_TAG = "".join(secrets.choice(string.ascii_lowercase) for _ in range(4))
+
+
+def run_account(prefix: str) -> str:
+    """A Unix account name of this run: `prefix` and the run's tag."""
+    return f"{prefix}-{RUN_TAG}"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Where the real hubs' environment comes from, said before the first test runs."""
+    from tests.notebook_env import REQUIREMENTS, closed_to_others, planned_location
+
+    lines = [f"real hubs run from {planned_location()} (hub/requirements.txt, built on first use)"]
+    blocked = closed_to_others(REQUIREMENTS.parent.parent)
+    if blocked is not None:
+        lines.append(
+            f"the checkout is closed to other users at {blocked}: notebook servers never run from it"
+        )
+    return lines
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

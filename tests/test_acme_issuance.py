@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import secrets
 import socket
 import subprocess
 import threading
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from boot.acme import PUBLIC_ADDRESS, LocalAcme, in_namespace
+from boot.acme import LocalAcme, in_namespace
 from renderers.hub_config import HubConfigSpec, acme_root_path, hub_vm_files
 from tests.conftest import make_config, require_root, require_tool
 
@@ -55,7 +56,17 @@ def _free(address: str, port: int) -> bool:
     return True
 
 
-def hub_caddyfile(directory: str, root: Path, storage: Path, upstream: int) -> str:
+def public_address() -> str:
+    """The floating IP's stand-in for this run: an address of 127.42.0.0/16 whose ports 80 and
+    443 are free, so that a `make boot` or another test run beside this one keeps its own."""
+    for _ in range(50):
+        address = f"127.42.{secrets.randbelow(256)}.{1 + secrets.randbelow(254)}"
+        if _free(address, 80) and _free(address, 443):
+            return address
+    pytest.fail("no address of 127.42.0.0/16 has ports 80 and 443 free", pytrace=False)
+
+
+def hub_caddyfile(directory: str, root: Path, storage: Path, upstream: int, address: str) -> str:
     """The production Caddyfile as the stack writes it, with only where it keeps its state,
     where the root file is, and the hub's port moved to this machine; it listens on the floating
     IP's stand-in instead of every address."""
@@ -68,7 +79,7 @@ def hub_caddyfile(directory: str, root: Path, storage: Path, upstream: int) -> s
     assert f"acme_ca {directory}" in text and acme_root_path(spec.paths) in text
     text = text.replace(acme_root_path(spec.paths), str(root)).replace(spec.paths.caddy_dir, str(storage))
     text = text.replace(spec.bind_url.removeprefix("http://"), f"127.0.0.1:{upstream}")
-    return text.replace("{\n", f"{{\n\tdefault_bind {PUBLIC_ADDRESS}\n\tadmin off\n", 1)
+    return text.replace("{\n", f"{{\n\tdefault_bind {address}\n\tadmin off\n", 1)
 
 
 def start_caddy(acme: LocalAcme, config: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -108,12 +119,14 @@ def test_the_hub_obtains_its_certificate_from_the_acme_server_and_keeps_it(
 ) -> None:
     require_root("a private mount namespace for the stand-in DNS, and ports 80/443")
     require_tool("unshare", "a private /etc/hosts for the ACME server and the client")
-    if not (_free(PUBLIC_ADDRESS, 80) and _free(PUBLIC_ADDRESS, 443)):
-        pytest.skip(f"{PUBLIC_ADDRESS}:80/443 is taken (a `make boot` running?)")
-    with LocalAcme(tmp_path / "ca", {HUB: PUBLIC_ADDRESS}, client_host="127.0.0.1") as acme:
+    require_tool("caddy", "the ACME server and the hub's reverse proxy")
+    address = public_address()
+    with LocalAcme(tmp_path / "ca", {HUB: address}, client_host="127.0.0.1") as acme:
         config = tmp_path / "hub" / "Caddyfile"
         config.parent.mkdir()
-        config.write_text(hub_caddyfile(acme.directory, acme.root_path, tmp_path / "storage", upstream))
+        config.write_text(
+            hub_caddyfile(acme.directory, acme.root_path, tmp_path / "storage", upstream, address)
+        )
         log = tmp_path / "hub" / "caddy.log"
         caddy = start_caddy(acme, config, log)
         try:

@@ -192,7 +192,9 @@ def real_tool(name: str) -> str:
         if Path(folder, name).is_file():
             return str(Path(folder, name))
     path = shutil.which(name)
-    require(path is not None, f"{name} is not installed (util-linux/e2fsprogs)")
+    require(
+        path is not None, f"{name} is not installed (util-linux/e2fsprogs); `make system-deps` installs it"
+    )
     assert path is not None
     return path
 

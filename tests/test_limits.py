@@ -292,7 +292,10 @@ def _features(image: Path) -> str:
 @pytest.fixture
 def e2fsprogs() -> None:
     for tool in ("mkfs.ext4", "tune2fs", "dumpe2fs", "e2fsck", "debugfs", "blkid", "wipefs"):
-        require(shutil.which(tool) is not None, f"{tool} (e2fsprogs/util-linux) runs the data-volume script")
+        require(
+            shutil.which(tool) is not None,
+            f"{tool} is not installed (e2fsprogs/util-linux; it runs the data-volume script); `make system-deps` installs it",
+        )
 
 
 @pytest.mark.usefixtures("e2fsprogs")

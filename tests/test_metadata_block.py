@@ -5,7 +5,6 @@ metadata addresses answer, and a user other than root is refused at both until t
 from __future__ import annotations
 
 import shlex
-import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from renderers import render
-from tests.conftest import require, require_root
+from tests.conftest import require_root, require_tool
 
 V4, V6 = "169.254.169.254", "fe80::a9fe:a9fe"
 # The swarm nodes keep containers off the metadata service with their firewall
@@ -112,8 +111,14 @@ def namespace_script(unit: str) -> str:
 @pytest.mark.parametrize("unit", UNITS)
 def test_the_rules_refuse_users_at_both_addresses_until_the_unit_stops(unit: str, tmp_path: Path) -> None:
     require_root("applies the unit's firewall rules in a network namespace of its own")
-    for tool in ("unshare", "setpriv", "iptables", "ip6tables", "ip"):
-        require(shutil.which(tool) is not None, f"{tool} is not installed")
+    for tool, why in (
+        ("unshare", "a network namespace of the test's own"),
+        ("setpriv", "the probes run as an ordinary user"),
+        ("iptables", "the unit's IPv4 rules"),
+        ("ip6tables", "the unit's IPv6 rules"),
+        ("ip", "the namespace's addresses and routes"),
+    ):
+        require_tool(tool, why)
     script = tmp_path / "netns.sh"
     script.write_text(namespace_script(unit))
     result = subprocess.run(["unshare", "--net", "bash", str(script)], capture_output=True, text=True)

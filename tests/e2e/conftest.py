@@ -19,7 +19,6 @@ import shutil
 import signal
 import string
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,12 +33,15 @@ from components.hub import hub_env_file, workshop_secrets
 from renderers import render
 from renderers.hub_config import HubConfigSpec, HubPaths, LocalSpawnerSpec, hub_vm_files
 from renderers.scripts import render_add_user_script
-from tests.conftest import require_root, require_tool
+from tests.conftest import require_root, require_tool, run_account
 from tests.hubclient import HubClient, free_port
+from tests.notebook_env import notebook_env
 from tests.vmhub_local import ConfigWriter, LocalProxy
 
 SCRATCH_PREFIX = "jshub-e2e-"
-ADMIN = "e2e-admin"
+# The admin's Unix account, one per test run: two runs on one machine never share (or
+# remove) each other's account.
+ADMIN = run_account("e2e-admin")
 
 # The smallest stack a user could deploy with GitHub login; the e2e tests change only paths,
 # host names and ports of what the production renderer makes of it.
@@ -298,7 +300,7 @@ def local_hub(stack: dict[str, Any], proxy_command: str, extra_config: str | Non
 
         paths = HubPaths(
             data_root=str(data_root),
-            venv=str(Path(sys.executable).parent.parent),
+            venv=str(notebook_env()),
             config_dir=str(config_dir),
             proxy_command=proxy_command,
             add_user_command=str(sbin / "jshub-add-user"),

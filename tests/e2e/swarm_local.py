@@ -15,11 +15,15 @@ published port (no IPVS here), and the home script's quota step: no disk quotas 
 privileged containers here, so the one-shot container is unprivileged and a stand-in for
 xfs_quota, bind-mounted over the real one, records each call's arguments one per line.
 Everything it creates is removed again; the cached base image stays.
+
+A machine has one Docker daemon, one swarm, one node firewall: a test run takes its turn with
+the local swarm under a lock that another run (of another clone) on the same machine waits for.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -49,7 +53,7 @@ from renderers.swarm import (
     render_notebook_isolation_script,
     render_user_home_script,
 )
-from tests.conftest import run_mocked
+from tests.conftest import run_account, run_mocked
 from tests.hubclient import HubClient, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -57,8 +61,11 @@ SERVICES = ROOT / "tests" / "services"
 BASE_IMAGE = "jshub-base:bookworm"
 SCRATCH_PREFIX = "jshub-swarm-e2e-"
 USER_PREFIX = "e2e"  # no hyphen: service names escape it, homes do not
-ADMIN = "e2e-admin"
+ADMIN = run_account("e2e-admin")
 EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
+# Held from a hub's start to its close: the swarm, its node label, the firewall and the hub's
+# network and service names are the machine's, not the run's.
+SWARM_LOCK = Path(tempfile.gettempdir()) / "jshub-local-swarm.lock"
 
 # A production-shaped swarm stack; its only local value is the notebook image, which must be
 # the locally built one (there is no registry to pull from here).
@@ -386,6 +393,7 @@ class LocalSwarmHub(HubClient):
     labelled_node: str | None = None
     firewall_started: bool = False
     isolation: subprocess.Popen[bytes] | None = None
+    turn: Any = None  # the open SWARM_LOCK while this hub holds the local swarm
     objects: dict[str, list[str]] = dataclasses.field(
         default_factory=lambda: {"service": [], "config": [], "secret": [], "network": []}
     )
@@ -483,7 +491,17 @@ class LocalSwarmHub(HubClient):
             quota_user=quota_user,
         )
 
+    def take_turn(self) -> None:
+        """Wait until no other test run on this machine uses the local swarm, then hold it."""
+        self.turn = SWARM_LOCK.open("a+")
+        try:
+            fcntl.flock(self.turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"\n[swarm] another test run holds the local swarm ({SWARM_LOCK}); waiting", flush=True)
+            fcntl.flock(self.turn, fcntl.LOCK_EX)
+
     def start(self, timeout: float = 120) -> None:
+        self.take_turn()
         self.remove_leftovers()
         state = docker("info", "--format", "{{.Swarm.LocalNodeState}}")
         if state != "active":
@@ -693,6 +711,8 @@ class LocalSwarmHub(HubClient):
             docker("network", "rm", "docker_gwbridge", check=False)
         # Homes were written by the users' UIDs inside containers; root removes them.
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.turn is not None:
+            self.turn.close()  # releases the lock: the next run's turn
 
 
 def random_user() -> str:

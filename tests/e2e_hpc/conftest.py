@@ -20,7 +20,6 @@ import shutil
 import signal
 import string
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,14 +31,14 @@ import requests
 
 import stackconfig
 from renderers.hub_config import HubConfigSpec, HubPaths, SlurmSpawnerSpec, hub_vm_files
-from tests.conftest import require_root, require_tool
+from tests.conftest import require_root, require_tool, run_account
 from tests.hubclient import HubClient, free_port
+from tests.notebook_env import notebook_env
 from tests.vmhub_local import ConfigWriter, LocalProxy
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SERVICES = ROOT / "tests" / "services"
-VENV = Path(sys.executable).parent.parent
-ADMIN = "e2e-admin"
+ADMIN = run_account("e2e-admin")
 PARTITION_LIMITS = {"name": "debug", "maxCores": 4, "maxMemoryGb": 4, "maxWallHours": 1}
 # Limits above what the test node has (64 CPUs): SLURM itself must refuse, not the hub.
 BIG_PARTITION = {"name": "compute", "maxCores": 512, "maxMemoryGb": 64, "maxWallHours": 1}
@@ -57,8 +56,8 @@ def stack(
         "defaultCores": 1,
         "defaultMemoryGb": 1,
         "defaultWallHours": 0.5,
-        # The HPC side's Python environment is this venv (it has jupyterhub and batchspawner).
-        "environmentSetup": [f'export PATH="{VENV}/bin:$PATH"'],
+        # The HPC side's Python environment is the hub's (it has jupyterhub and batchspawner).
+        "environmentSetup": [f'export PATH="{notebook_env()}/bin:$PATH"'],
         "connectivity": connectivity,
         **hpc,
     }
@@ -294,7 +293,7 @@ def start_hub(
     config_dir.mkdir(mode=0o755)
     paths = HubPaths(
         data_root=str(data_root),
-        venv=str(VENV),
+        venv=str(notebook_env()),
         config_dir=str(config_dir),
         proxy_command=require_tool("configurable-http-proxy", "the hub's proxy"),
         add_user_command="/bin/false",
