@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import pytest
 
-from jshub import smoke, target
+from jshub import smoke, target, users
 from jshub.hubapi import HubAPI, HubError
 from tests.fakehub import FakeHub
 from tests.jshub_commands import SMOKE_STEPS, smoke_rows
@@ -261,3 +261,47 @@ def test_the_smoke_test_fails_when_the_file_does_not_survive_the_restart(
         f"smoke test FAILED at step 'file kept after restart': AssertionError: {smoke.MARKER_FILE} "
         f"in the home holds {found!r}, not what was written"
     ) in err
+
+
+def test_users_create_reports_each_bad_line_by_number_and_creates_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad lines (the roster's, and a name the hub refuses) are each reported with their line
+    number; every other line is created as the roster says; the exit status is 1. A second
+    run changes nothing and reports the same lines."""
+    path = tmp_path / "roster.csv"
+    path.write_text(
+        "username,admin\n"
+        "alice,true\n"
+        "# instructors above\n"
+        "\n"
+        "Not A Name\n"
+        "bob\n"
+        "carol,maybe\n"
+        "dave,false\n"
+        "bob\n"
+        "refused-by-hub\n"
+        "erin\n"
+    )
+    expected = [
+        "line 5: 'Not A Name': not a username",
+        "line 7: 'carol,maybe': admin column 'maybe'",
+        "line 9: 'bob': bob is already on line 6",
+        "line 10: refused-by-hub: POST",
+    ]
+    with FakeHub(tmp_path / "homes", refuse=frozenset({"refused-by-hub"})) as hub:
+        argv = ["--url", hub.url, "--token", hub.token, "create", str(path)]
+        for summary in ("create: created 4, failed 4", "create: already there 4, failed 4"):
+            assert users.main(argv) == 1
+            out, err = capsys.readouterr()
+            reported = [line for line in err.splitlines() if line.startswith("line ")]
+            assert len(reported) == len(expected), err
+            for line, start in zip(reported, expected, strict=True):
+                assert line.startswith(start), (line, start)
+            assert summary in out
+            assert {name: u["admin"] for name, u in hub.users.items()} == {
+                "alice": True,
+                "bob": False,
+                "dave": False,
+                "erin": False,
+            }
