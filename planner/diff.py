@@ -18,8 +18,8 @@ follows a replacement's new ID through every input that takes it (data dependenc
 Exit status:
   0  nothing below;
   2  either configuration is invalid (or the stack file is missing);
-  3  a data volume (a protected or retained Volume), or any protected resource, would be replaced
-     or deleted (`pulumi up` refuses a protected one);
+  3  a data volume (any Volume: protected, retained on delete or neither), or any protected
+     resource, would be replaced or deleted (`pulumi up` refuses a protected one);
   4  a quorum would be disturbed at once: more than one member of a group (k8s control-plane
      nodes: etcd; ...) resized, rebuilt, replaced or deleted without a re-run readiness step
      between them, or the only member of a one-member group (the swarm manager, which is also the
@@ -128,7 +128,10 @@ def _camel(name: str) -> str:
 
 
 def _is_data_volume(resource: dict[str, Any]) -> bool:
-    return resource["type"] == VOLUME and bool(resource["protect"] or resource["retain_on_delete"])
+    # The program makes a Cinder volume only to keep data off a root disk (the policy pack
+    # insists each is protected or retained). Neither option keeps the data on the hub: a
+    # replacement attaches a new, empty volume, and a retained old one is left detached.
+    return resource["type"] == VOLUME
 
 
 def _matches(key: str, patterns: list[str]) -> bool:
@@ -377,13 +380,26 @@ def _annotate(
     if resource["protect"] and action in ("replace", "delete"):
         change.warnings.append(f"PROTECTED: `pulumi up` refuses to {action} a protected resource and stops")
     if _is_data_volume(resource) and action != "create":
-        change.warnings.append(f"DATA VOLUME {action.upper()}: it holds user data")
+        change.warnings.append(
+            f"DATA VOLUME {action.upper()}: it holds user data" + _data_fate(resource, action)
+        )
     if resource["retain_on_delete"] and action in ("replace", "delete"):
         change.notes.append("retain_on_delete: the old one is left in the allocation, no longer managed")
     if t == ATTACH and action == "replace":
         change.notes.append("the volume is detached and attached again; its files are kept")
     if t == ATTACH and action == "delete":
         change.notes.append("the volume is detached; it and its files are kept")
+
+
+def _data_fate(resource: dict[str, Any], action: str) -> str:
+    """Where the users' files end up when an unprotected data volume is replaced or deleted (a
+    protected one stops `pulumi up`, which the PROTECTED warning says)."""
+    if action not in ("replace", "delete") or resource["protect"]:
+        return ""
+    fresh = "; the hub gets a new, empty volume" if action == "replace" else ""
+    if resource["retain_on_delete"]:
+        return f"{fresh}; the files stay on the old one, detached"
+    return f"{fresh}; the old one is deleted with the files"
 
 
 def dangerous(changes: Diff | list[Change]) -> list[Change]:

@@ -12,7 +12,16 @@ import pulumi
 import pulumi_openstack as openstack
 import pytest
 
-from planner.diff import EXIT_DATA, EXIT_OK, EXIT_QUORUM, diff_plans, exit_code, quorum_problems, reruns
+from planner.diff import (
+    EXIT_DATA,
+    EXIT_OK,
+    EXIT_QUORUM,
+    diff_plans,
+    exit_code,
+    quorum_problems,
+    render,
+    reruns,
+)
 from planner.diff import main as diff_main
 from planner.harness import run_program
 from planner.plan import plan_stack
@@ -124,6 +133,45 @@ def test_replacing_a_protected_resource_exits_3_and_delete_before_replace_is_sai
     assert any(w.startswith("PROTECTED") for w in change.warnings)
     assert any("deleted first" in n for n in change.notes)
     assert exit_code(diff) == EXIT_DATA
+
+
+VOLUME = "openstack:blockstorage/volume:Volume"
+
+
+@pytest.mark.parametrize(
+    ("protect", "retain", "fate"),
+    [
+        (True, True, ""),
+        (True, False, ""),
+        (False, True, "the hub gets a new, empty volume; the files stay on the old one, detached"),
+        (False, False, "the hub gets a new, empty volume; the old one is deleted with the files"),
+    ],
+    ids=["protected-retained", "protected", "retained", "neither"],
+)
+def test_a_replaced_data_volume_is_data_at_risk_whether_protected_retained_or_neither(
+    protect: bool, retain: bool, fate: str
+) -> None:
+    """Retained or not, a replaced volume leaves the hub with a new, empty one: the users' files
+    are gone from it. Only `protect` stops `pulumi up` (and says so)."""
+    inputs = {"size": 100, "availabilityZone": "nova", "name": "hub-vm-data"}
+    before = {
+        "resources": [_resource(VOLUME, "hub-vm-data", inputs, protect=protect, retain_on_delete=retain)]
+    }
+    after = copy.deepcopy(before)
+    after["resources"][0]["inputs"]["availabilityZone"] = "nova-2"
+    diff = diff_plans(before, after)
+    (change,) = diff
+    assert change.action == "replace" and change.reasons == [
+        "availabilityZone: Changing this creates a new volume."
+    ]
+    assert exit_code(diff) == EXIT_DATA
+    (data,) = [w for w in change.warnings if w.startswith("DATA VOLUME")]
+    assert data.startswith("DATA VOLUME REPLACE: it holds user data") and data.endswith(fate)
+    assert any(w.startswith("PROTECTED") for w in change.warnings) == protect
+    assert "!! DATA AT RISK: hub-vm-data (replace)" in render(diff, {"x": 1}).splitlines()
+    # Dropped from the program: the same finding.
+    gone = diff_plans(before, {"resources": []})
+    assert [c.action for c in gone] == ["delete"] and exit_code(gone) == EXIT_DATA
 
 
 def test_options_are_recorded_as_the_engine_gets_them() -> None:

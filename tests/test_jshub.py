@@ -1,5 +1,6 @@
-"""The operators' commands without a hub: where they find the hub (flags, environment, the
-stack's outputs), and what they say when they cannot."""
+"""The operators' commands without a real hub: where they find the hub (flags, environment, the
+stack's outputs), what they say when they cannot, and what they do against stand-ins (a proxy
+that answers in turn; a hub with its REST API and a kernel that runs the code it gets)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
-from jshub import smoke, target
+from jshub import smoke, target, users
 from jshub.hubapi import HubAPI, HubError
+from tests.fakehub import FakeHub
+from tests.jshub_commands import SMOKE_STEPS, smoke_rows
 
 
 def args(*argv: str) -> argparse.Namespace:
@@ -209,3 +212,96 @@ def test_a_kernel_start_fails_on_other_errors_at_once_and_on_a_proxy_that_never_
     with pytest.raises(HubError, match="-> 503, expected"):
         HubAPI(fake_proxy, "token").start_kernel("alice", settle_s=1.0)
     assert 2 <= len(_FakeProxy.seen) <= 4
+
+
+# --- against a stand-in hub (tests/fakehub.py): the REST API and a kernel that runs the code ---
+
+
+def _smoke(hub: FakeHub) -> int:
+    return smoke.main(["--url", hub.url, "--token", hub.token, "--timeout", "10", "--hub-timeout", "5"])
+
+
+def test_the_smoke_test_passes_on_a_hub_that_keeps_the_users_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeHub(tmp_path / "homes") as hub:
+        assert _smoke(hub) == 0, capsys.readouterr().err
+        assert hub.users == {}, "the throw-away user was left on the hub"
+    rows = smoke_rows(capsys.readouterr().out)
+    assert all(" ok: " in rows[step] for step in SMOKE_STEPS), rows
+    assert f"wrote {tmp_path}/homes/{smoke.DEFAULT_USER}/{smoke.MARKER_FILE}" in rows["run a cell"]
+    assert f"{smoke.MARKER_FILE} still there" in rows["file kept after restart"]
+
+
+def _lose(home: Path) -> None:
+    (home / smoke.MARKER_FILE).unlink(missing_ok=True)
+
+
+def _change(home: Path) -> None:
+    if (home / smoke.MARKER_FILE).exists():
+        (home / smoke.MARKER_FILE).write_text("something else")
+
+
+@pytest.mark.parametrize(("on_stop", "found"), [(_lose, "missing"), (_change, "something else")])
+def test_the_smoke_test_fails_when_the_file_does_not_survive_the_restart(
+    on_stop: Callable[[Path], None], found: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hub whose servers lose (or change) a user's file when they stop: every step up to the
+    restart passes, the file check fails saying what it found, and the user is cleaned up."""
+    with FakeHub(tmp_path / "homes", on_stop=on_stop) as hub:
+        assert _smoke(hub) == 1
+        assert hub.users == {}, "the throw-away user was left on the hub"
+    out, err = capsys.readouterr()
+    rows = smoke_rows(out)
+    restart = SMOKE_STEPS.index("file kept after restart")
+    assert all(" ok: " in rows[step] for step in SMOKE_STEPS[:restart]), rows
+    assert " FAILED: " in rows["file kept after restart"]
+    assert not set(SMOKE_STEPS[restart + 1 :]) & set(rows), "steps ran after the failed one"
+    assert (
+        f"smoke test FAILED at step 'file kept after restart': AssertionError: {smoke.MARKER_FILE} "
+        f"in the home holds {found!r}, not what was written"
+    ) in err
+
+
+def test_users_create_reports_each_bad_line_by_number_and_creates_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad lines (the roster's, and a name the hub refuses) are each reported with their line
+    number; every other line is created as the roster says; the exit status is 1. A second
+    run changes nothing and reports the same lines."""
+    path = tmp_path / "roster.csv"
+    path.write_text(
+        "username,admin\n"
+        "alice,true\n"
+        "# instructors above\n"
+        "\n"
+        "Not A Name\n"
+        "bob\n"
+        "carol,maybe\n"
+        "dave,false\n"
+        "bob\n"
+        "refused-by-hub\n"
+        "erin\n"
+    )
+    expected = [
+        "line 5: 'Not A Name': not a username",
+        "line 7: 'carol,maybe': admin column 'maybe'",
+        "line 9: 'bob': bob is already on line 6",
+        "line 10: refused-by-hub: POST",
+    ]
+    with FakeHub(tmp_path / "homes", refuse=frozenset({"refused-by-hub"})) as hub:
+        argv = ["--url", hub.url, "--token", hub.token, "create", str(path)]
+        for summary in ("create: created 4, failed 4", "create: already there 4, failed 4"):
+            assert users.main(argv) == 1
+            out, err = capsys.readouterr()
+            reported = [line for line in err.splitlines() if line.startswith("line ")]
+            assert len(reported) == len(expected), err
+            for line, start in zip(reported, expected, strict=True):
+                assert line.startswith(start), (line, start)
+            assert summary in out
+            assert {name: u["admin"] for name, u in hub.users.items()} == {
+                "alice": True,
+                "bob": False,
+                "dave": False,
+                "erin": False,
+            }

@@ -5,6 +5,7 @@ this machine can (the home script, with xfs_quota recorded), cloud-init through
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import pwd
 import shlex
@@ -26,6 +27,8 @@ from renderers.hub_config import HubConfigSpec, render_jupyterhub_config
 from renderers.scripts import render_data_volume_script
 from renderers.swarm import (
     CADDY_STORAGE,
+    CONTAINER_BLOCKED_V4,
+    CONTAINER_BRIDGES,
     ManagerBootSpec,
     WorkerBootSpec,
     automount_unit,
@@ -45,6 +48,7 @@ from renderers.swarm import (
 )
 from stackconfig import StackConfig
 from tests.conftest import make_config, require_root, require_tool
+from tests.iptables_rules import Packet, tables
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlaceholderKeyForTests jshub-deploy"
 VOLUME_ID = "0b5e7f0e-1c1d-4b6a-9d9e-7f0e1c1d4b6a"
@@ -725,6 +729,52 @@ def test_node_firewall_rejects_private_ranges_and_the_node_itself_for_containers
     assert ["iptables", "-w", "-D", "DOCKER-USER", "-i", "docker_gwbridge", "-j", "JSHUB-CONTAINERS"] in stop
 
 
+# What crosses a node between containers and the cluster besides TCP: VXLAN (4789), swarm
+# gossip (7946), the portmapper and NFS (111, 2049), and a plain HTTP port.
+UDP_PORTS = (4789, 7946, 111, 2049, 80)
+
+
+def _hosts(net: str) -> list[str]:
+    network = ipaddress.ip_network(net)
+    hosts = [str(network.network_address + 1), str(network.broadcast_address - 1)]
+    return hosts + (
+        ["169.254.169.254"] if network.overlaps(ipaddress.ip_network("169.254.169.254/32")) else []
+    )
+
+
+def test_node_firewall_rejects_udp_and_icmp_to_every_blocked_range_as_well_as_tcp(tmp_path: Path) -> None:
+    """The rules the rendered script leaves behind, walked as the kernel walks them: a container
+    opens nothing in a blocked range, whatever the protocol (UDP to the metadata service, VXLAN,
+    swarm gossip, NFS), and nothing on the node itself; name resolution, the Internet and
+    replies still pass."""
+    rules = tables(_run_firewall(tmp_path, "start"))
+    v4, v6 = rules["iptables"], rules["ip6tables"]
+    for bridge in CONTAINER_BRIDGES:
+        for net in CONTAINER_BLOCKED_V4:
+            for host in _hosts(net):
+                for port in UDP_PORTS:
+                    packet = Packet("udp", host, dport=port, iface=bridge)
+                    assert v4.verdict("DOCKER-USER", packet) == "REJECT", packet
+                assert v4.verdict("DOCKER-USER", Packet("icmp", host, iface=bridge)) == "REJECT", host
+                assert v4.verdict("DOCKER-USER", Packet("tcp", host, dport=443, iface=bridge)) == "REJECT"
+                assert v4.verdict("DOCKER-USER", Packet("udp", host, dport=53, iface=bridge)) is None
+                reply = Packet("udp", host, dport=7946, iface=bridge, state="ESTABLISHED")
+                assert v4.verdict("DOCKER-USER", reply) is None
+        # The node's own addresses, whichever they are: INPUT from a bridge.
+        for proto, port in (("udp", 7946), ("udp", 4789), ("icmp", None), ("tcp", 22)):
+            packet = Packet(proto, "10.0.0.5", dport=port, iface=bridge)
+            assert v4.verdict("INPUT", packet) == "REJECT", packet
+        for proto in ("udp", "tcp", "icmp"):
+            assert v4.verdict("DOCKER-USER", Packet(proto, "198.51.100.7", dport=443, iface=bridge)) is None
+    # Traffic that does not come from a container's bridge is not the firewall's business.
+    assert v4.verdict("DOCKER-USER", Packet("udp", "10.0.0.7", dport=7946, iface="ens3")) is None
+    assert v4.verdict("INPUT", Packet("udp", "10.0.0.5", dport=7946, iface="ens3")) is None
+    for chain in ("FORWARD", "INPUT"):
+        for proto in ("udp", "tcp", "icmp"):
+            packet = Packet(proto, "fe80::a9fe:a9fe", src="fe80::2", dport=80, iface="docker_gwbridge")
+            assert v6.verdict(chain, packet) == "REJECT", (chain, packet)
+
+
 def test_every_node_runs_the_firewall_and_the_notebook_isolation_agent() -> None:
     manager = yaml.safe_load(
         render_manager_cloud_init(ManagerBootSpec("hub.example.org", "a@example.org", VOLUME_ID, KEY))
@@ -818,6 +868,27 @@ def test_isolation_agent_sets_the_rules_in_the_notebooks_namespace(tmp_path: Pat
     assert next(c for c in calls if c[:2] == ["docker", "events"])[:3] == ["docker", "events", "--since"]
     assert not any(c[:2] == ["docker", "kill"] for c in calls)
     assert "isolated notebook container abc123" in output
+
+
+def test_isolation_agent_rejects_udp_and_icmp_between_notebooks_as_well_as_tcp(tmp_path: Path) -> None:
+    """The rules left in a notebook's namespace, walked as the kernel walks them: on the overlay
+    (10.0.1.0/24) a notebook reaches only the hub's proxy port over TCP, and accepts only TCP to
+    its server port; every other packet to or from another notebook is rejected, UDP and ICMP
+    included. Beyond the overlay (the node firewall's part) it is not in the way."""
+    calls, _ = _run_isolation_agent(tmp_path, None)
+    table = tables(calls, ("nsenter", "--target", "4242", "--net", "--"))["iptables"]
+    peer, me = "10.0.1.7", "10.0.1.9"
+    for proto, port in [("udp", p) for p in (*UDP_PORTS, 8000, 8888, 53)] + [("icmp", None), ("tcp", 8888)]:
+        out = Packet(proto, peer, src=me, dport=port, iface="eth0")
+        assert table.verdict("OUTPUT", out) == "REJECT", out
+        if (proto, port) != ("tcp", 8888):
+            inbound = Packet(proto, me, src=peer, dport=port, iface="eth0")
+            assert table.verdict("INPUT", inbound) == "REJECT", inbound
+    assert table.verdict("OUTPUT", Packet("tcp", "10.0.1.2", src=me, dport=8000, iface="eth0")) is None
+    assert table.verdict("INPUT", Packet("tcp", me, src="10.0.1.2", dport=8888, iface="eth0")) is None
+    for state in ("ESTABLISHED", "RELATED"):
+        assert table.verdict("OUTPUT", Packet("udp", peer, src=me, dport=7946, state=state)) is None
+    assert table.verdict("OUTPUT", Packet("udp", "198.51.100.7", src=me, dport=443, iface="eth1")) is None
 
 
 @pytest.mark.parametrize("failing", ["--dport 8000", "-I INPUT"])

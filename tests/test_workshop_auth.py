@@ -6,6 +6,8 @@ passwords in a Secret; a plan never shows them."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -156,6 +158,59 @@ def test_single_hub_config_takes_the_passwords_from_the_environment(
     assert not authenticator.validate_username("alice smith")
 
 
+def _shared_password_authenticator(scenario: str, tmp_path: Path) -> Any:
+    """The authenticator a shared-password hub builds from its rendered config: the VM hub's
+    class of its own (Unix accounts), or JupyterHub's by name from the chart's values, with the
+    extraConfig run as the chart runs it."""
+    if scenario == "k8s":
+        from traitlets.config import Config
+
+        values = z2jh_values(Z2JHSpec.from_config(make_config(**K8S, **SHARED)))
+        config = Config(copy.deepcopy(values["hub"]["config"]))
+        config.JupyterHub.services = [{"name": "jshub-admin", "api_token": "chart-generated"}]
+        exec(values["hub"]["extraConfig"]["05-auth-from-env"], {"c": config})
+        return _authenticator(config)
+    text = render_jupyterhub_config(HubConfigSpec.from_config(make_config(**SHARED)))
+    return _authenticator(_load(text, tmp_path))
+
+
+@pytest.mark.parametrize("scenario", ["single", "k8s"])
+def test_the_rendered_authenticator_lets_in_the_right_password_and_refuses_a_wrong_one(
+    scenario: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a participant's login form reaches: the rendered config's own authenticator, its
+    authenticate() called directly, then the whole check JupyterHub makes of a login."""
+    from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
+
+    for key, value in workshop_secrets(make_config(**SHARED)).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
+    authenticator = _shared_password_authenticator(scenario, tmp_path)
+    assert isinstance(authenticator, SharedPasswordAuthenticator)
+
+    def authenticate(name: str, password: str) -> Any:
+        return asyncio.run(authenticator.authenticate(None, {"username": name, "password": password}))
+
+    def login(name: str, password: str) -> Any:
+        return asyncio.run(
+            authenticator.get_authenticated_user(None, {"username": name, "password": password})
+        )
+
+    assert authenticate("alice", PASSWORD) == {"name": "alice", "admin": False}
+    for wrong in ("not-the-password", PASSWORD[:-1], PASSWORD + "x", PASSWORD.upper(), ""):
+        assert authenticate("alice", wrong) is None, wrong
+    # The admin password is no participant's, and an admin needs it: the shared one is not enough.
+    assert authenticate("alice", ADMIN_PASSWORD) is None
+    assert authenticate("instructor", PASSWORD) is None
+    assert authenticate("instructor", ADMIN_PASSWORD) == {"name": "instructor", "admin": True}
+    # A participant picks any name that makes an account, and is never an admin.
+    assert login("alice-1", PASSWORD) == {"name": "alice-1", "admin": False, "auth_state": None}
+    assert login("alice-1", "not-the-password") is None
+    assert login("has space", PASSWORD) is None
+    if scenario == "single":  # the VM's own accounts are refused (local accounts only there)
+        assert login("root", PASSWORD) is None
+
+
 def test_without_admin_password_the_hub_starts_with_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -269,6 +324,46 @@ def test_native_config_builds_nativeauthenticator_with_approval(
     assert config.NativeAuthenticator.open_signup is False
     assert config.Authenticator.allow_all is True  # approval is the gate
     assert config.Authenticator.allowed_users == {"alice"}
+
+
+def test_the_rendered_native_authenticator_signs_up_logs_in_and_stops_guessing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sign-up's rules as the rendered config sets them, on the authenticator it builds
+    over a database of its own: passwords of 8 characters or more and not common ones; the
+    listed users and admins approved at sign-up, anyone else only by an admin; a wrong
+    password refused; after 10 wrong ones in a row even the right one, for a while."""
+    import bcrypt
+    from jupyterhub import orm
+
+    # bcrypt's fewest rounds: some 30 password checks take a moment rather than ten seconds.
+    gensalt = bcrypt.gensalt
+    monkeypatch.setattr(bcrypt, "gensalt", lambda: gensalt(rounds=4))
+    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
+    config = _load(render_jupyterhub_config(HubConfigSpec.from_config(make_config(**NATIVE))), tmp_path)
+    db = orm.new_session_factory("sqlite:///:memory:")()
+    authenticator = config.JupyterHub.authenticator_class(config=config, db=db)
+
+    def login(name: str, password: str) -> Any:
+        return asyncio.run(authenticator.authenticate(None, {"username": name, "password": password}))
+
+    good = "tea-cup8"
+    assert authenticator.create_user("alice", good[:-1]) is None  # 7 characters
+    assert authenticator.create_user("alice", "password") is None  # 8, but on the common list
+    assert authenticator.create_user("alice", good) is not None
+    assert authenticator.create_user("instructor", good + "-admin") is not None
+    assert authenticator.create_user("mallory", good) is not None
+    assert login("alice", good) == "alice" and login("instructor", good + "-admin") == "instructor"
+    assert login("alice", "not-the-password") is None and login("alice", good.upper()) is None
+    assert login("mallory", good) is None, "signed up without an admin's approval, yet let in"
+    assert login("nobody", good) is None
+    assert login("alice", good) == "alice"  # a login clears the failed ones before it
+    for _ in range(9):
+        assert login("alice", "guess") is None
+    assert login("alice", good) == "alice", "blocked before 10 failed logins"
+    for _ in range(10):
+        assert login("alice", "guess") is None
+    assert login("alice", good) is None, "let in right after 10 failed logins"
 
 
 def test_env_file_carries_the_passwords_and_user_data_does_not() -> None:
