@@ -120,6 +120,8 @@ class K8sCluster(pulumi.ComponentResource):
     workers_ready: list[pulumi.Resource]
     # k3s: each node's readiness command, in roll-out order (control plane first).
     node_ready: list[pulumi.Resource]
+    # k3s: each worker's removal step, whose delete command drains it before its server goes.
+    worker_removals: list[pulumi.Resource]
 
     def __init__(self, name: str, args: K8sClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jshub:index:K8sCluster", name, None, opts)
@@ -130,6 +132,7 @@ class K8sCluster(pulumi.ComponentResource):
         self.osd_volume_ids = {}
         self.node_names = []
         self.node_ready = []
+        self.worker_removals = []
         if cfg.k8s.engine == "k3s":
             kubeconfig = self._k3s(name, cfg, cfg.k8s, args)
         else:
@@ -360,6 +363,21 @@ class K8sCluster(pulumi.ComponentResource):
             )
             return NodeSteps(token_command, version, ready)
 
+        def removal(vm: JetstreamVM, node_name: str) -> command.remote.Command:
+            """Drains the worker and deletes its Node before its server goes (a lower
+            workerCount, or a destroy): it depends on the worker, so Pulumi deletes it, running
+            its delete command, before the server. Nothing else: no triggers and an update
+            command, so it is never replaced, whose old delete would drain a live node."""
+            return command.remote.Command(
+                f"{node_name}-removal",
+                connection=connection(first),
+                create=f"echo {node_name} is drained here before its server is deleted",
+                update=f"echo {node_name} is drained here before its server is deleted",
+                delete=k3s.render_node_drain_script(node_name),
+                logging=command.remote.Logging.STDOUT_AND_STDERR,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[vm]),
+            )
+
         first_steps = steps(first, f"{name}-cp-0", "server", k8s.control_plane_flavor, True)
         server_steps = [first_steps]
         servers = [first]
@@ -399,6 +417,7 @@ class K8sCluster(pulumi.ComponentResource):
                 after=[worker_steps[i - lanes].ready if i >= lanes else previous],
             )
             worker_steps.append(steps(vm, node_name, "worker", k8s.worker_flavor, False))
+            self.worker_removals.append(removal(vm, node_name))
 
         fetch = command.remote.Command(
             f"{name}-kubeconfig",

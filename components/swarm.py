@@ -84,6 +84,8 @@ class SwarmCluster(pulumi.ComponentResource):
     manager_root_disk: list[pulumi.Input[str]]
     # What resources that need a working swarm (the hub) must depend on.
     ready: list[pulumi.Resource]
+    # Each worker's removal step, whose delete command drains it before its server goes.
+    worker_removals: list[pulumi.Resource]
     workers: list[WorkerHost]
 
     def __init__(self, name: str, args: SwarmClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -196,6 +198,7 @@ class SwarmCluster(pulumi.ComponentResource):
         )
 
         self.worker_names = []
+        self.worker_removals = []
         self.workers = []
         worker_ips: list[pulumi.Output[str]] = []
         node_commands: list[pulumi.Resource] = []
@@ -252,21 +255,35 @@ class SwarmCluster(pulumi.ComponentResource):
                     additional_secret_outputs=["stdin", "stdout"],
                 ),
             )
-            # Runs on the manager: label the node for notebooks once it is ready; before the
-            # worker is deleted, drain it and remove it from the swarm.
+            # Runs on the manager: label the node for notebooks once it is ready.
             node = command.remote.Command(
                 f"{worker_name}-node",
                 connection=to_manager,
                 create=render_node_ready_script(worker_name),
-                delete=render_node_remove_script(worker_name),
-                # Again on a new swarm (labels are the swarm's) or a re-imaged worker.
+                # Again on a new swarm (labels are the swarm's) or a re-imaged worker. No delete
+                # command here: a replaced step's old delete runs after the new one's create,
+                # and would take a re-imaged worker out of the swarm again.
                 triggers=[*worker.root_disk, init.id],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[join]),
+            )
+            # Runs on the manager before the worker's server is deleted (fewer workers, or a
+            # destroy): it depends on the worker, so Pulumi deletes it first, and its delete
+            # drains the node and removes it from the swarm. No triggers and an update command:
+            # it is never replaced, so that delete runs only when the worker really goes.
+            note = f"echo {worker_name} is drained and removed here before its server is deleted"
+            removal = command.remote.Command(
+                f"{worker_name}-removal",
+                connection=to_manager,
+                create=note,
+                update=note,
+                delete=render_node_remove_script(worker_name),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[worker]),
             )
             self.worker_names.append(worker_name)
             self.workers.append(WorkerHost(to_worker, worker.root_disk, worker.private_ip))
             worker_ips.append(worker.private_ip)
             node_commands.append(node)
+            self.worker_removals.append(removal)
 
         # The homes are exported to the workers' addresses and nobody else; a changed worker
         # set rewrites the export table without touching the manager or the volume.

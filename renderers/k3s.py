@@ -128,6 +128,11 @@ def render_node_ready_script(node: str, version: str, *, storage: bool, wait_s: 
     )
 
 
+def render_node_drain_script(node: str, wait_s: int = 300) -> str:
+    """The delete command of a worker's removal step (see components/k8s_cluster.py)."""
+    return render("k3s-node-drain.sh.j2", node=node, wait_s=wait_s)
+
+
 def _state_files(volume_id: str) -> list[dict[str, str]]:
     return [
         {
