@@ -76,9 +76,14 @@ class JetstreamVMArgs:
 
 class JetstreamVM(pulumi.ComponentResource):
     instance_id: pulumi.Output[str]
-    # What identifies the server's root disk: its ID (a replacement) and its image (a rebuild
-    # keeps the ID and re-images the disk). A remote step that puts state on the root disk
-    # triggers on these, so it runs again whenever that state is gone.
+    # The ID of the image the server booted, as the provider reads it back from Nova: not the
+    # image name in the config, which stays the same while the image behind it moves.
+    image_id: pulumi.Output[str]
+    # What identifies the server's root disk: its ID (a replacement) and the image it booted
+    # (a rebuild keeps the ID and re-images the disk). A remote step that puts state on the
+    # root disk triggers on these, so it runs again whenever that state is gone, also after a
+    # rebuild no config change asked for (the provider's read after `pulumi refresh` recorded
+    # another image for the same name, and the next `pulumi up` rebuilds to the current one).
     root_disk: list[pulumi.Input[str]]
     private_ip: pulumi.Output[str]
     public_ip: pulumi.Output[str] | None
@@ -140,7 +145,8 @@ class JetstreamVM(pulumi.ComponentResource):
             )
 
         self.instance_id = instance.id
-        self.root_disk = [instance.id, args.image]
+        self.image_id = instance.image_id
+        self.root_disk = [instance.id, instance.image_id]
         self.private_ip = port.all_fixed_ips.apply(lambda ips: ips[0] if ips else "")
         self.public_ip = None
         self.fqdn = None
