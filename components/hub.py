@@ -118,6 +118,7 @@ class HubVM(pulumi.ComponentResource):
                 role="hub",
                 flavor=cfg.hub_flavor,
                 image=cfg.image,
+                image_id=cfg.image_id,
                 key_pair=cfg.key_pair,
                 network_id=args.network_id,
                 subnet_id=args.subnet_id,

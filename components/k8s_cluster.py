@@ -234,6 +234,7 @@ class K8sCluster(pulumi.ComponentResource):
                     role=f"k8s-{role}",
                     flavor=flavor,
                     image=cfg.image,
+                    image_id=cfg.image_id,
                     key_pair=cfg.key_pair,
                     network_id=args.network_id,
                     subnet_id=args.subnet_id,

@@ -72,6 +72,10 @@ class JetstreamVMArgs:
     # Resources the server itself waits for (the volumes and port do not): on every step of a
     # change too, which is how cluster nodes are rebuilt or resized one after the other.
     instance_depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    # A Glance image ID (a build of `image`) to boot instead of the name. The provider's read
+    # then has no name to find changed, so a refresh of the featured image never rebuilds
+    # the server; only a change of this ID does.
+    image_id: str | None = None
 
 
 class JetstreamVM(pulumi.ComponentResource):
@@ -124,7 +128,8 @@ class JetstreamVM(pulumi.ComponentResource):
             f"{name}-server",
             name=name,
             flavor_name=args.flavor,
-            image_name=args.image,
+            image_id=args.image_id,
+            image_name=None if args.image_id else args.image,
             key_pair=args.key_pair,
             networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
             user_data=user_data,

@@ -346,6 +346,12 @@ def _annotate(
                     f"{cname} does NOT run again (the rebuild keeps the instance ID it triggers on): "
                     "what it put on the root disk is gone after the rebuild"
                 )
+    if action == "rebuild" and t == INSTANCE and change.changed.get("imageId", (None, None))[0] is None:
+        change.notes.append(
+            "pinning imageId: if it is the ID this server booted (`openstack server show <server> -c "
+            "image`), the provider sees no change and nothing is rebuilt; offline, the plan cannot know "
+            "that ID"
+        )
     if action == "resize" and t == INSTANCE:
         change.warnings.append("RESIZE: same server, disks and ID, new flavor: it reboots (down for minutes)")
     if action == "replace" and t == INSTANCE:
