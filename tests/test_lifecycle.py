@@ -463,3 +463,27 @@ def test_make_diff_says_a_first_pin_may_change_nothing() -> None:
     [server] = [c for c in diff if c.type == INSTANCE]
     assert server.action == "rebuild"
     assert any("if it is the ID this server booted" in note for note in server.notes), server.notes
+
+
+@pytest.mark.parametrize("stack", ["dev", "gateway-hpc"])
+def test_a_data_volume_is_never_shrunk(stack: str) -> None:
+    """The SDK's volume only extends ("allows extending attached volumes"); Cinder has no
+    shrink: make diff refuses a smaller size before `pulumi up` fails half-way."""
+    from planner.diff import EXIT_REFUSED, shrinks
+
+    doc = " ".join(
+        (inspect.getdoc(pulumi_openstack.blockstorage.VolumeArgs.enable_online_resize) or "").split()
+    )
+    assert "allows extending attached volumes" in doc
+    before = _baseline(stack)
+    [volume] = [r for r in before["resources"] if r["type"] == VOLUME and r["name"] == "hub-vm-data"]
+    smaller = volume["inputs"]["size"] // 2
+    diff = diff_plans(before, plan_stack(stack, overrides={"hubDataVolumeGb": smaller}))
+    assert exit_code(diff) == EXIT_REFUSED
+    [shrink] = shrinks(diff, {"hubDataVolumeGb": smaller})
+    assert (shrink.volume, shrink.old_gb, shrink.new_gb, shrink.keys) == (
+        "hub-vm-data",
+        volume["inputs"]["size"],
+        smaller,
+        ["hubDataVolumeGb"],
+    )
