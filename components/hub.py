@@ -125,6 +125,7 @@ class HubVM(pulumi.ComponentResource):
                 security_group_ids=args.security_group_ids,
                 user_data=user_data,
                 floating_ip=True,
+                keep_floating_ip=True,
                 data_volumes=[DataVolume("data", cfg.hub_data_volume_gb, "JupyterHub homes and hub state")],
                 dns=DnsRecord(zone=cfg.zone, hostname=cfg.hub_hostname),
             ),

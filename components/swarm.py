@@ -129,6 +129,7 @@ class SwarmCluster(pulumi.ComponentResource):
                 security_group_ids=[*args.manager_security_group_ids, members.group_id],
                 user_data=manager_user_data,
                 floating_ip=True,
+                keep_floating_ip=True,
                 data_volumes=[
                     DataVolume(
                         "homes", swarm.nfs_volume_gb, "JupyterHub homes (XFS, per-user quotas) and hub state"

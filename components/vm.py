@@ -63,6 +63,10 @@ class JetstreamVMArgs:
     # cloud-init text, or a function of the data volumes' IDs that returns it.
     user_data: UserData
     floating_ip: bool = False
+    # The floating IP is the hub's address: sites allow-list it (an HPC login node's `from=`
+    # key restriction, firewalls) and DNS names it. Protected and retained on delete, so
+    # neither a change nor `pulumi destroy` gives it back to the pool (README: how to release it).
+    keep_floating_ip: bool = False
     data_volumes: Sequence[DataVolume] = field(default_factory=tuple)
     dns: DnsRecord | None = None
     # False: user data serves the first boot only, and a later change to it leaves the server
@@ -161,7 +165,9 @@ class JetstreamVM(pulumi.ComponentResource):
                 pool=EXTERNAL_NETWORK,
                 port_id=port.id,
                 description=f"{name} ({args.role})",
-                opts=child,
+                opts=pulumi.ResourceOptions(
+                    parent=self, protect=args.keep_floating_ip, retain_on_delete=args.keep_floating_ip
+                ),
             )
             self.public_ip = fip.address
             if args.dns is not None:

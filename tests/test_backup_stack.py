@@ -103,8 +103,8 @@ def marked_mocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The mocks' values for the repository password and the EC2 secret, made recognisable."""
     real = planner.mocks._computed
 
-    def computed(args: Any) -> dict[str, Any]:
-        out = real(args)
+    def computed(args: Any, image_ids: Any) -> dict[str, Any]:
+        out = real(args, image_ids)
         if args.typ == PASSWORD and args.name == "backup-restic-password":
             out = {**out, "result": MARK_PASSWORD}
         if args.typ == EC2:

@@ -487,3 +487,22 @@ def test_a_data_volume_is_never_shrunk(stack: str) -> None:
         smaller,
         ["hubDataVolumeGb"],
     )
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_hubs_address_outlives_any_change_and_a_destroy(stack: str) -> None:
+    """The floating IP the hub's DNS name points at is protected (`pulumi up` and `destroy`
+    refuse to give it back) and retained on delete; a new port is attached in place (the SDK:
+    a change of `port_id` is not among those that create a new floating IP)."""
+    fip_args = pulumi_openstack.networking.FloatingIpArgs
+    assert sdk_verb(fip_args, "portId") is None and sdk_verb(fip_args, "pool") == "replace"
+    plan = _baseline(stack)
+    by = {r["name"]: r for r in plan["resources"]}
+    records = [r for r in plan["resources"] if r["type"] == "openstack:dns/recordSet:RecordSet"]
+    hub = [r for r in records if r["inputs"]["name"].split(".")[0] == "hub" or len(records) == 1]
+    assert hub, [r["inputs"]["name"] for r in records]
+    for record in hub:
+        [address] = record["data_dependencies"]["records"]
+        fip = by[address]
+        assert fip["type"] == "openstack:networking/floatingIp:FloatingIp"
+        assert fip["protect"] and fip["retain_on_delete"], address

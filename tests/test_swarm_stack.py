@@ -10,7 +10,7 @@ import yaml
 
 from planner.__main__ import main as plan_main
 from planner.harness import Recording
-from planner.mocks import SECRET, UNKNOWN, placeholder_id
+from planner.mocks import SECRET, UNKNOWN, placeholder_id, placeholder_image_id
 from tests.conftest import BASE_CONFIG, by_type, make_config, one, run_mocked
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,7 +201,10 @@ def test_an_email_or_name_change_rewrites_caddy_and_replaces_no_manager() -> Non
     # A re-imaged manager (image) needs Caddy, its host key, the swarm and the exports again.
     manager_id = placeholder_id(INSTANCE, "swarm-manager-server")
     for step in ("swarm-caddy", "swarm-install-host-key", "swarm-swarm-init", "swarm-nfs-exports"):
-        assert named(after, step).inputs["triggers"] == [manager_id, "Featured-Ubuntu24"], step
+        assert named(after, step).inputs["triggers"] == [
+            manager_id,
+            placeholder_image_id("Featured-Ubuntu24"),
+        ], step
 
 
 def test_workers_rejoin_a_new_swarm_and_the_hub_is_made_again_there() -> None:
@@ -214,7 +217,7 @@ def test_workers_rejoin_a_new_swarm_and_the_hub_is_made_again_there() -> None:
         # No `swarm leave` on delete: it would run after a replacement's new join.
         assert "delete" not in join.inputs
         assert join.inputs["triggers"][1:] == [
-            "Featured-Ubuntu24",
+            placeholder_image_id("Featured-Ubuntu24"),
             placeholder_id(COMMAND, "swarm-swarm-init"),
         ]
         assert "read -r manager_id" in join.inputs["create"]
