@@ -52,6 +52,9 @@ def test_backup_store_protects_the_container_and_keeps_credentials_secret(
     rec = run_mocked(program)
     container = one(rec, CONTAINER)
     assert container.protect and container.retain_on_delete
+    # The password that encrypts the repository lives as long as the backups.
+    password = one(rec, PASSWORD)
+    assert password.protect and password.retain_on_delete
     assert container.inputs["name"] == "jshub-backup-cis230000-test"
     assert container.inputs.get("forceDestroy") in (None, False)
     assert "secret" in one(rec, EC2).additional_secret_outputs

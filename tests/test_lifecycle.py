@@ -506,3 +506,18 @@ def test_the_hubs_address_outlives_any_change_and_a_destroy(stack: str) -> None:
         fip = by[address]
         assert fip["type"] == "openstack:networking/floatingIp:FloatingIp"
         assert fip["protect"] and fip["retain_on_delete"], address
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_backups_stay_readable_after_a_destroy(stack: str) -> None:
+    """The container is kept on `pulumi destroy`; so is the password that encrypts what it holds."""
+    plan = _baseline(stack)
+    kept = {
+        r["type"]: (r["protect"], r["retain_on_delete"])
+        for r in plan["resources"]
+        if r["name"] in ("backup-container", "backup-restic-password")
+    }
+    assert kept == {
+        "openstack:objectstorage/container:Container": (True, True),
+        "random:index/randomPassword:RandomPassword": (True, True),
+    }, kept
