@@ -50,7 +50,6 @@ class BackupStore(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: BackupStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jshub:index:BackupStore", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
 
         container = openstack.objectstorage.Container(
             f"{name}-container",
@@ -66,8 +65,14 @@ class BackupStore(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["secret"]),
         )
         # restic's password encrypts the repository. Letters and digits only, so that the
-        # environment file needs no quoting.
-        password = random.RandomPassword(f"{name}-restic-password", length=48, special=False, opts=child)
+        # environment file needs no quoting. Kept like the container: without it the retained
+        # backups cannot be read, and a later stack adopting the container could not write.
+        password = random.RandomPassword(
+            f"{name}-restic-password",
+            length=48,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+        )
 
         repo = container.name.apply(repository)
         env_file: pulumi.Output[str] = pulumi.Output.all(

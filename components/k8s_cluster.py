@@ -237,6 +237,7 @@ class K8sCluster(pulumi.ComponentResource):
                     role=f"k8s-{role}",
                     flavor=flavor,
                     image=cfg.image,
+                    image_id=cfg.image_id,
                     key_pair=cfg.key_pair,
                     network_id=args.network_id,
                     subnet_id=args.subnet_id,
@@ -542,7 +543,10 @@ class K8sCluster(pulumi.ComponentResource):
             port_id=balancer.vip_port_id,
             description=f"{cfg.hub_fqdn} (load balancer)",
             # Explicit as well, so the dependency shows where the VIP port is not yet known.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[balancer]),
+            # The hub's address: protected and retained like a VM hub's (components/vm.py).
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[balancer], protect=True, retain_on_delete=True
+            ),
         )
         a_record(f"{name}-dns", cfg.zone, cfg.hub_fqdn, address.address, parent=self)
         if api_members is None:
@@ -607,7 +611,8 @@ class K8sCluster(pulumi.ComponentResource):
             f"{name}-hub-ip",
             pool=EXTERNAL_NETWORK,
             description=f"{cfg.hub_fqdn} (JupyterHub proxy)",
-            opts=child,
+            # The hub's address: protected and retained like a VM hub's (components/vm.py).
+            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
         a_record(f"{name}-dns", cfg.zone, cfg.hub_fqdn, address.address, parent=self)
         self.ingress_ip = address.address

@@ -124,12 +124,14 @@ class SwarmCluster(pulumi.ComponentResource):
                 role="swarm-manager",
                 flavor=swarm.manager_flavor,
                 image=cfg.image,
+                image_id=cfg.image_id,
                 key_pair=cfg.key_pair,
                 network_id=args.network_id,
                 subnet_id=args.subnet_id,
                 security_group_ids=[*args.manager_security_group_ids, members.group_id],
                 user_data=manager_user_data,
                 floating_ip=True,
+                keep_floating_ip=True,
                 data_volumes=[
                     DataVolume(
                         "homes", swarm.nfs_volume_gb, "JupyterHub homes (XFS, per-user quotas) and hub state"
@@ -215,6 +217,7 @@ class SwarmCluster(pulumi.ComponentResource):
                     role="swarm-worker",
                     flavor=swarm.worker_flavor,
                     image=cfg.image,
+                    image_id=cfg.image_id,
                     key_pair=cfg.key_pair,
                     network_id=args.network_id,
                     subnet_id=args.subnet_id,

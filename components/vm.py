@@ -63,6 +63,10 @@ class JetstreamVMArgs:
     # cloud-init text, or a function of the data volumes' IDs that returns it.
     user_data: UserData
     floating_ip: bool = False
+    # The floating IP is the hub's address: sites allow-list it (an HPC login node's `from=`
+    # key restriction, firewalls) and DNS names it. Protected and retained on delete, so
+    # neither a change nor `pulumi destroy` gives it back to the pool (README: how to release it).
+    keep_floating_ip: bool = False
     data_volumes: Sequence[DataVolume] = field(default_factory=tuple)
     dns: DnsRecord | None = None
     # False: user data serves the first boot only, and a later change to it leaves the server
@@ -72,13 +76,22 @@ class JetstreamVMArgs:
     # Resources the server itself waits for (the volumes and port do not): on every step of a
     # change too, which is how cluster nodes are rebuilt or resized one after the other.
     instance_depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    # A Glance image ID (a build of `image`) to boot instead of the name. The provider's read
+    # then has no name to find changed, so a refresh of the featured image never rebuilds
+    # the server; only a change of this ID does.
+    image_id: str | None = None
 
 
 class JetstreamVM(pulumi.ComponentResource):
     instance_id: pulumi.Output[str]
-    # What identifies the server's root disk: its ID (a replacement) and its image (a rebuild
-    # keeps the ID and re-images the disk). A remote step that puts state on the root disk
-    # triggers on these, so it runs again whenever that state is gone.
+    # The ID of the image the server booted, as the provider reads it back from Nova: not the
+    # image name in the config, which stays the same while the image behind it moves.
+    image_id: pulumi.Output[str]
+    # What identifies the server's root disk: its ID (a replacement) and the image it booted
+    # (a rebuild keeps the ID and re-images the disk). A remote step that puts state on the
+    # root disk triggers on these, so it runs again whenever that state is gone, also after a
+    # rebuild no config change asked for (the provider's read after `pulumi refresh` recorded
+    # another image for the same name, and the next `pulumi up` rebuilds to the current one).
     root_disk: list[pulumi.Input[str]]
     private_ip: pulumi.Output[str]
     public_ip: pulumi.Output[str] | None
@@ -119,7 +132,8 @@ class JetstreamVM(pulumi.ComponentResource):
             f"{name}-server",
             name=name,
             flavor_name=args.flavor,
-            image_name=args.image,
+            image_id=args.image_id,
+            image_name=None if args.image_id else args.image,
             key_pair=args.key_pair,
             networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
             user_data=user_data,
@@ -140,7 +154,8 @@ class JetstreamVM(pulumi.ComponentResource):
             )
 
         self.instance_id = instance.id
-        self.root_disk = [instance.id, args.image]
+        self.image_id = instance.image_id
+        self.root_disk = [instance.id, instance.image_id]
         self.private_ip = port.all_fixed_ips.apply(lambda ips: ips[0] if ips else "")
         self.public_ip = None
         self.fqdn = None
@@ -150,7 +165,9 @@ class JetstreamVM(pulumi.ComponentResource):
                 pool=EXTERNAL_NETWORK,
                 port_id=port.id,
                 description=f"{name} ({args.role})",
-                opts=child,
+                opts=pulumi.ResourceOptions(
+                    parent=self, protect=args.keep_floating_ip, retain_on_delete=args.keep_floating_ip
+                ),
             )
             self.public_ip = fip.address
             if args.dns is not None:

@@ -24,7 +24,9 @@ Exit status:
      nodes: etcd; ...) resized, rebuilt, replaced or deleted without a re-run readiness step
      between them, or the only member of a one-member group (the swarm manager, which is also the
      swarm's NFS server) rebuilt, replaced or deleted.
-3 wins over 4 when both apply."""
+  5  the cloud would refuse the change: a Cinder volume made smaller (Cinder can only extend a
+     volume; `pulumi up` would stop with an error half-way).
+3 wins over 5, and 5 over 4, when several apply."""
 
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ DISTURBING = frozenset({"resize", "rebuild", "replace", "delete"})
 # A one-member group loses its state with its only member; a resize keeps the disks.
 LOSES_STATE = frozenset({"rebuild", "replace", "delete"})
 
-EXIT_OK, EXIT_INVALID, EXIT_DATA, EXIT_QUORUM = 0, 2, 3, 4
+EXIT_OK, EXIT_INVALID, EXIT_DATA, EXIT_QUORUM, EXIT_REFUSED = 0, 2, 3, 4, 5
 
 # Instance metadata `role` → the quorum (or single point of state) its members form.
 QUORUM_ROLES: dict[str, str] = {
@@ -102,6 +104,37 @@ class QuorumRoll:
     def describe(self) -> str:
         order = " then ".join(f"{m} ({self.actions[m]})" for m in self.members)
         return f"{self.group}: one at a time, {order}, each after the one before is ready again"
+
+
+@dataclass
+class Shrink:
+    """A Cinder volume the change makes smaller: Cinder only extends volumes."""
+
+    volume: str
+    old_gb: int
+    new_gb: int
+    # The changed settings whose value is the new size (the key that sizes this volume).
+    keys: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        what = " or ".join(self.keys) if self.keys else f"the size of {self.volume}"
+        return (
+            f"{what}: {self.old_gb} => {self.new_gb} GB would shrink the Cinder volume {self.volume}, "
+            "and Cinder volumes cannot shrink (only extend): keep it at "
+            f"{self.old_gb} GB or more"
+        )
+
+
+def shrinks(diff: Diff | list[Change], settings: dict[str, Any] | None = None) -> list[Shrink]:
+    found = []
+    for c in diff:
+        if c.type != VOLUME or "size" not in c.changed:
+            continue
+        old, new = c.changed["size"]
+        if isinstance(old, int | float) and isinstance(new, int | float) and new < old:
+            keys = sorted(k for k, v in (settings or {}).items() if v == new)
+            found.append(Shrink(c.name, int(old), int(new), keys))
+    return found
 
 
 @dataclass
@@ -349,6 +382,12 @@ def _annotate(
                     f"{cname} does NOT run again (the rebuild keeps the instance ID it triggers on): "
                     "what it put on the root disk is gone after the rebuild"
                 )
+    if action == "rebuild" and t == INSTANCE and change.changed.get("imageId", (None, None))[0] is None:
+        change.notes.append(
+            "pinning imageId: if it is the ID this server booted (`openstack server show <server> -c "
+            "image`), the provider sees no change and nothing is rebuilt; offline, the plan cannot know "
+            "that ID"
+        )
     if action == "resize" and t == INSTANCE:
         change.warnings.append("RESIZE: same server, disks and ID, new flavor: it reboots (down for minutes)")
     if action == "replace" and t == INSTANCE:
@@ -385,6 +424,14 @@ def _annotate(
         )
     if resource["retain_on_delete"] and action in ("replace", "delete"):
         change.notes.append("retain_on_delete: the old one is left in the allocation, no longer managed")
+    if t == VOLUME and "size" in change.changed and action == "update":
+        old_gb, new_gb = change.changed["size"]
+        if isinstance(old_gb, int | float) and isinstance(new_gb, int | float) and new_gb > old_gb:
+            change.notes.append(
+                "extended in place (enable_online_resize), but the filesystem on it keeps its size "
+                "until grown on the server: `resize2fs <device>` (ext4: the hubs' data volumes) or "
+                "`xfs_growfs <mount point>` (XFS: the swarm manager's)"
+            )
     if t == ATTACH and action == "replace":
         change.notes.append("the volume is detached and attached again; its files are kept")
     if t == ATTACH and action == "delete":
@@ -422,6 +469,8 @@ def reruns(changes: Diff | list[Change]) -> list[str]:
 def exit_code(diff: Diff) -> int:
     if dangerous(diff):
         return EXIT_DATA
+    if shrinks(diff):
+        return EXIT_REFUSED
     if diff.quorum:
         return EXIT_QUORUM
     return EXIT_OK
@@ -462,6 +511,8 @@ def render(diff: Diff, settings: dict[str, Any]) -> str:
         if bad
         else "No data volume or protected resource is replaced or deleted."
     )
+    for shrink in shrinks(diff, settings):
+        lines.append(f"!! REFUSED: {shrink.describe()}")
     if diff.quorum:
         keys = ", ".join(settings) or "the change"
         for problem in diff.quorum:

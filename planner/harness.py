@@ -7,7 +7,7 @@ import gc
 import os
 import runpy
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,15 +43,22 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 @contextmanager
 def mocked_runtime(
-    project: str, stack_name: str, config: dict[str, str], secret_keys: list[str]
+    project: str,
+    stack_name: str,
+    config: dict[str, str],
+    secret_keys: list[str],
+    image_ids: Mapping[str, str] | None = None,
 ) -> Iterator[RecordingMonitor]:
     """A fresh event loop, mocks and config; everything is reset on the way out, because
-    `set_mocks` is process-global."""
+    `set_mocks` is process-global. `image_ids`: what the mocked cloud resolves image names to,
+    where not the placeholder (planner.mocks.PlanMocks)."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    monitor = RecordingMonitor(PlanMocks())
+    monitor = RecordingMonitor(PlanMocks(image_ids))
     pulumi.runtime.set_all_config(config, secret_keys)
-    pulumi.runtime.set_mocks(PlanMocks(), project=project, stack=stack_name, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(
+        PlanMocks(image_ids), project=project, stack=stack_name, preview=False, monitor=monitor
+    )
     try:
         with _no_cyclic_gc():
             yield monitor
@@ -83,9 +90,14 @@ def _resolve_outputs() -> dict[str, Any]:
 
 
 def run_program(
-    program: Callable[[], None], project: str, stack_name: str, config: dict[str, str], secret_keys: list[str]
+    program: Callable[[], None],
+    project: str,
+    stack_name: str,
+    config: dict[str, str],
+    secret_keys: list[str],
+    image_ids: Mapping[str, str] | None = None,
 ) -> Recording:
-    with mocked_runtime(project, stack_name, config, secret_keys) as monitor:
+    with mocked_runtime(project, stack_name, config, secret_keys, image_ids) as monitor:
         run_pulumi(program)
         outputs = _resolve_outputs()
         return Recording(monitor.registrations, monitor.invokes, outputs)

@@ -6,6 +6,7 @@ never real values; the planner says so in its output."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,11 @@ def placeholder_id(kind: str, name: str) -> str:
 
 # The allocation's existing subnet as the plan assumes it.
 PLACEHOLDER_SUBNET = "10.0.0.0/24"
+
+
+def placeholder_image_id(image_name: str) -> str:
+    """The ID the plan assumes the cloud's image catalog gives `image_name`."""
+    return placeholder_id("image", image_name)
 
 
 def _placeholder_ip(prefix: str, name: str) -> str:
@@ -53,7 +59,9 @@ users:
 
 
 # Outputs the providers compute, by type token; camelCase keys as the engine returns them.
-def _computed(args: mocks.MockResourceArgs) -> dict[str, Any]:
+# `image_ids`: image name -> the ID the cloud's catalog resolves it to, where it differs from
+# the placeholder (a test moves an image behind an unchanged name).
+def _computed(args: mocks.MockResourceArgs, image_ids: Mapping[str, str]) -> dict[str, Any]:
     name = args.name
     match args.typ:
         case "openstack:networking/port:Port":
@@ -61,7 +69,13 @@ def _computed(args: mocks.MockResourceArgs) -> dict[str, Any]:
         case "openstack:networking/floatingIp:FloatingIp":
             return {"address": _placeholder_ip("203.0.113", name)}  # TEST-NET-3
         case "openstack:compute/instance:Instance":
-            return {"accessIpV4": _placeholder_ip("10.0.0", name)}
+            # The provider reads back the ID of the image the server booted: the one given, or
+            # what the name resolved to when the server was created or rebuilt.
+            image_name = str(args.inputs.get("imageName", ""))
+            booted = (
+                args.inputs.get("imageId") or image_ids.get(image_name) or placeholder_image_id(image_name)
+            )
+            return {"accessIpV4": _placeholder_ip("10.0.0", name), "imageId": booted}
         case "tls:index/privateKey:PrivateKey":
             return {
                 "publicKeyOpenssh": f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5placeholder{name} jshub-deploy\n",
@@ -84,8 +98,11 @@ def _computed(args: mocks.MockResourceArgs) -> dict[str, Any]:
 
 
 class PlanMocks(mocks.Mocks):
+    def __init__(self, image_ids: Mapping[str, str] | None = None) -> None:
+        self.image_ids: Mapping[str, str] = dict(image_ids or {})
+
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        return placeholder_id(args.typ, args.name), {**args.inputs, **_computed(args)}
+        return placeholder_id(args.typ, args.name), {**args.inputs, **_computed(args, self.image_ids)}
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         name = str(args.args.get("name", ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,22 @@ def plan_stack(
     overrides: dict[str, Any] | None = None,
     workshop_hours: float = 8,
     check_quotas: bool = True,
+    image_ids: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    """`image_ids`: image name -> the ID the (mocked) cloud resolves it to, where not the
+    placeholder: a test's way to move the image behind an unchanged name."""
     try:
         loaded = stackfile.load(project_dir, stack, stack_file, overrides)
     except FileNotFoundError as exc:
         raise PlanError(str(exc)) from None
     try:
         recording = run_program(
-            main_program(project_dir), loaded.project, loaded.stack, loaded.config, loaded.secret_keys
+            main_program(project_dir),
+            loaded.project,
+            loaded.stack,
+            loaded.config,
+            loaded.secret_keys,
+            image_ids,
         )
     except pulumi.RunError as exc:
         raise PlanError(f"stack {stack!r}: {exc}") from None

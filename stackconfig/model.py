@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import ssl
+import uuid
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -82,6 +83,16 @@ def _image(name: str) -> str:
     return name
 
 
+def _image_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(
+            "not a Glance image ID: write the UUID of the image the servers run, e.g. from "
+            "`openstack server show <server> -c image`"
+        ) from None
+
+
 def _cidr(value: str) -> str:
     try:
         return str(ipaddress.ip_network(value, strict=True))
@@ -118,6 +129,7 @@ def _email(value: str) -> str:
 
 Flavor = Annotated[str, AfterValidator(_flavor)]
 Image = Annotated[str, AfterValidator(_image)]
+ImageId = Annotated[str, AfterValidator(_image_id)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 DnsZone = Annotated[str, AfterValidator(_dns_zone)]
@@ -482,6 +494,14 @@ class StackConfig(ConfigModel):
     image: Image = Field(
         default="Featured-Ubuntu24",
         description="Featured image for every VM; Featured-Ubuntu22 lacks Caddy and a recent Node.js, so only scenario k8s accepts it.",
+    )
+    image_id: ImageId | None = Field(
+        default=None,
+        description=(
+            "Pins the image: the Glance ID (UUID) of a build of `image` that every VM boots, so a refresh of the "
+            "featured image on Jetstream2 never rebuilds a server; change it to follow a newer build (every server "
+            "is rebuilt: `make diff SET=imageId=<id>` shows how). Empty: servers boot `image` by name."
+        ),
     )
     hub_flavor: Flavor = Field(default="m3.small", description="Flavor of the hub VM.")
     hub_data_volume_gb: int = Field(

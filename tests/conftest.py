@@ -55,8 +55,15 @@ def make_config(**overrides: Any) -> StackConfig:
     return parse(as_pulumi_config({**BASE_CONFIG, **overrides}), secret_keys=SECRET_KEYS)
 
 
-def run_mocked(program: Callable[[], None], config: dict[str, Any] | None = None) -> Recording:
-    return run_program(program, PROJECT, "test", as_pulumi_config(config or BASE_CONFIG), SECRET_KEYS)
+def run_mocked(
+    program: Callable[[], None],
+    config: dict[str, Any] | None = None,
+    image_ids: dict[str, str] | None = None,
+) -> Recording:
+    """`image_ids`: image name -> the ID the mocked cloud resolves it to (default: a placeholder)."""
+    return run_program(
+        program, PROJECT, "test", as_pulumi_config(config or BASE_CONFIG), SECRET_KEYS, image_ids
+    )
 
 
 def by_type(recording: Recording, type_token: str) -> list[Registration]:

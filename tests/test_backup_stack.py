@@ -52,6 +52,9 @@ def test_backup_store_protects_the_container_and_keeps_credentials_secret(
     rec = run_mocked(program)
     container = one(rec, CONTAINER)
     assert container.protect and container.retain_on_delete
+    # The password that encrypts the repository lives as long as the backups.
+    password = one(rec, PASSWORD)
+    assert password.protect and password.retain_on_delete
     assert container.inputs["name"] == "jshub-backup-cis230000-test"
     assert container.inputs.get("forceDestroy") in (None, False)
     assert "secret" in one(rec, EC2).additional_secret_outputs
@@ -103,8 +106,8 @@ def marked_mocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The mocks' values for the repository password and the EC2 secret, made recognisable."""
     real = planner.mocks._computed
 
-    def computed(args: Any) -> dict[str, Any]:
-        out = real(args)
+    def computed(args: Any, image_ids: Any) -> dict[str, Any]:
+        out = real(args, image_ids)
         if args.typ == PASSWORD and args.name == "backup-restic-password":
             out = {**out, "result": MARK_PASSWORD}
         if args.typ == EC2:

@@ -21,7 +21,7 @@ from components import (
     RoleSecurityGroupArgs,
 )
 from components.firewall import ssh_ingress, web_ingress
-from planner.mocks import SECRET, UNKNOWN, Registration, placeholder_id
+from planner.mocks import SECRET, UNKNOWN, Registration, placeholder_id, placeholder_image_id
 from renderers.boot import boot_commands
 from tests.conftest import BASE_CONFIG, by_type, make_config, one, run_mocked
 
@@ -202,8 +202,10 @@ def test_hub_secrets_travel_over_ssh_on_stdin_never_logged() -> None:
         assert BASE_CONFIG["oauthClientSecret"] not in str(r.inputs), r.name
 
 
-def _hub_registrations(**overrides: object) -> dict[str, Registration]:
-    rec = run_mocked(lambda: _hub(**overrides), {**BASE_CONFIG, **overrides})
+def _hub_registrations(
+    image_ids: dict[str, str] | None = None, **overrides: object
+) -> dict[str, Registration]:
+    rec = run_mocked(lambda: _hub(**overrides), {**BASE_CONFIG, **overrides}, image_ids)
     return {r.name: r for r in rec.registrations}
 
 
@@ -237,19 +239,39 @@ def test_a_hub_config_change_rewrites_the_config_in_place_and_leaves_the_server(
     assert "systemctl restart" in config_after.inputs["create"]
 
 
+ON_ROOT_DISK = ["hub-secrets", "hub-config"]
+
+
 def test_state_on_the_root_disk_is_put_back_after_a_rebuild_and_not_after_a_resize(next_image: str) -> None:
     base = _hub_registrations()
     server = base["hub-vm-server"]
-    on_root_disk = ["hub-secrets", "hub-config"]
-    for name in on_root_disk:
+    for name in ON_ROOT_DISK:
         triggers = base[name].inputs["triggers"]
-        # The server's ID (a replacement) and its image (a rebuild keeps the ID).
-        assert triggers[:2] == [placeholder_id(INSTANCE, server.name), server.inputs["imageName"]], name
+        # The server's ID (a replacement) and the ID of the image it booted, as the provider
+        # reads it back (a rebuild keeps the server's ID): known values, so the applies ran.
+        assert triggers[:2] == [
+            placeholder_id(INSTANCE, server.name),
+            placeholder_image_id(server.inputs["imageName"]),
+        ], name
+        assert server.inputs["imageName"] not in triggers, name
     rebuilt = _hub_registrations(image=next_image)
     assert rebuilt["hub-vm-server"].inputs["imageName"] == next_image
-    assert {n for n in base if base[n].inputs != rebuilt[n].inputs} == {"hub-vm-server", *on_root_disk}
+    assert {n for n in base if base[n].inputs != rebuilt[n].inputs} == {"hub-vm-server", *ON_ROOT_DISK}
     resized = _hub_registrations(hubFlavor="m3.medium")
     assert {n for n in base if base[n].inputs != resized[n].inputs} == {"hub-vm-server"}
+
+
+def test_a_rebuild_no_config_change_asked_for_puts_the_root_disk_state_back() -> None:
+    """Jetstream2 refreshed the image behind the same name; after `pulumi refresh` the provider
+    rebuilds the server to it. The config is the same, the server's booted image is not: every
+    step that wrote to the root disk runs again."""
+    base = _hub_registrations()
+    name = base["hub-vm-server"].inputs["imageName"]
+    moved = _hub_registrations({name: "00000000-0000-4000-8000-00000000beef"})
+    assert moved["hub-vm-server"].inputs == base["hub-vm-server"].inputs
+    assert {n for n in base if base[n].inputs != moved[n].inputs} == set(ON_ROOT_DISK)
+    for step in ON_ROOT_DISK:
+        assert moved[step].inputs["triggers"][1] == "00000000-0000-4000-8000-00000000beef"
 
 
 def test_hub_config_command_carries_the_config_but_no_secret() -> None:

@@ -16,6 +16,7 @@ from planner.diff import (
     EXIT_DATA,
     EXIT_OK,
     EXIT_QUORUM,
+    EXIT_REFUSED,
     diff_plans,
     exit_code,
     quorum_problems,
@@ -201,21 +202,33 @@ def dev() -> dict[str, Any]:
     return plan_stack("dev")
 
 
-def test_dev_image_rebuilds_the_hub_and_warns_that_its_secrets_do_not_follow(
+def test_dev_image_rebuilds_the_hub_and_its_root_disk_steps_follow(
     dev: dict[str, Any], capsys: pytest.CaptureFixture[str], next_image: str
 ) -> None:
     diff = diff_plans(dev, plan_stack("dev", overrides={"image": next_image}))
     actions = {c.name: c.action for c in diff}
     assert actions["hub-vm-server"] == "rebuild"
     server = next(c for c in diff if c.name == "hub-vm-server")
-    secrets = next(r for r in dev["resources"] if r["name"] == "hub-secrets")
-    if actions.get("hub-secrets") in ("update", "replace"):
-        assert "hub-secrets" in reruns(diff)
-    else:  # the secrets step triggers on the instance ID only, which a rebuild keeps
-        assert secrets["data_dependencies"]["triggers"] == ["hub-vm-server"]
-        assert any("hub-secrets does NOT run again" in w for w in server.warnings)
+    # They trigger on the image the server booted, which the rebuild changes.
+    assert {"hub-secrets", "hub-config", "backup-install"} <= set(reruns(diff))
+    assert not [w for w in server.warnings if "does NOT run again" in w], server.warnings
     assert diff_main(["--stack", "dev", "--set", f"image={next_image}"]) == EXIT_OK
     assert "rebuild  openstack:compute/instance:Instance  hub-vm-server" in capsys.readouterr().out
+
+
+def test_a_data_volume_shrink_is_refused_by_key_and_a_growth_says_to_grow_the_filesystem(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert diff_main(["--stack", "dev", "--set", "hubDataVolumeGb=50"]) == EXIT_REFUSED
+    out = capsys.readouterr().out
+    assert (
+        "!! REFUSED: hubDataVolumeGb: 100 => 50 GB would shrink the Cinder volume hub-vm-data, "
+        "and Cinder volumes cannot shrink" in out
+    )
+    assert diff_main(["--stack", "dev", "--set", "hubDataVolumeGb=200"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "REFUSED" not in out and "the filesystem on it keeps its size until grown" in out
+    assert "resize2fs" in out
 
 
 def test_workshop_image_rolls_the_control_plane_one_node_at_a_time(

@@ -15,7 +15,7 @@ import yaml
 
 from components.k8s_cluster import K8sCluster, K8sClusterArgs
 from planner.harness import Recording
-from planner.mocks import SECRET, UNKNOWN, Registration, placeholder_id
+from planner.mocks import SECRET, UNKNOWN, Registration, placeholder_id, placeholder_image_id
 from renderers.boot import boot_commands
 from tests.conftest import BASE_CONFIG, by_type, make_config, one, require_tool, run_mocked
 from tests.upstream_schemas import (
@@ -335,7 +335,8 @@ def test_k3s_nodes_roll_one_at_a_time_control_plane_first(k3s_rec: Recording) ->
         assert ready.urn in server.dependency_urns, after
         instance_id = placeholder_id(INSTANCE, f"{before}-server")
         flavor = "m3.medium"
-        assert ready.inputs["triggers"] == [instance_id, "Featured-Ubuntu24", flavor, "v1.33.5+k3s1"], before
+        booted = placeholder_image_id("Featured-Ubuntu24")  # the server's own image output
+        assert ready.inputs["triggers"] == [instance_id, booted, flavor, "v1.33.5+k3s1"], before
         # Readiness after the node's own steps: token, then k3s at the stack's version.
         version = named(k3s_rec, f"{before}-k3s")
         token = named(k3s_rec, f"{before}-join-token")
@@ -372,7 +373,8 @@ def test_k3s_version_reaches_existing_nodes_and_readiness_checks_it(k3s_rec: Rec
         script = version.inputs["create"]
         assert isinstance(script, str), "the upgrade script's apply must have run"
         assert "version=v1.33.5+k3s1" in script and "k3s --version" in script
-        assert version.inputs["triggers"][1:] == ["Featured-Ubuntu24", "v1.33.5+k3s1"], node
+        booted = placeholder_image_id("Featured-Ubuntu24")
+        assert version.inputs["triggers"][1:] == [booted, "v1.33.5+k3s1"], node
         if "worker" in node:
             assert "K3S_URL=https://10.0.0." in script and "INSTALL_K3S_EXEC=server" not in script
         else:
@@ -382,8 +384,8 @@ def test_k3s_version_reaches_existing_nodes_and_readiness_checks_it(k3s_rec: Rec
         # Ceph's health is waited for after a storage node only.
         assert ("HEALTH_OK" in ready) == ("cp" in node), node
         token = named(k3s_rec, f"{node}-join-token")
-        # A re-imaged root disk has lost the token and the node password: the image re-runs it.
-        assert token.inputs["triggers"] == [placeholder_id(INSTANCE, f"{node}-server"), "Featured-Ubuntu24"]
+        # A re-imaged root disk has lost the token and the node password: the booted image re-runs it.
+        assert token.inputs["triggers"] == [placeholder_id(INSTANCE, f"{node}-server"), booted]
     # A version bump changes the upgrade and readiness commands' triggers, nothing else of theirs.
     bumped = build(k8s_config(k3sVersion="v1.34.1+k3s1"))
     for node in NODES:

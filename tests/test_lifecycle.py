@@ -17,6 +17,7 @@ mark when it changes. All rows live in MATRIX."""
 
 from __future__ import annotations
 
+import copy
 import inspect
 import itertools
 import re
@@ -167,8 +168,17 @@ CP = ("k8s-cp-0-server", "k8s-cp-1-server", "k8s-cp-2-server")
 WORKERS = ("k8s-worker-0-server", "k8s-worker-1-server", "k8s-worker-2-server")
 SWARM_WORKERS = ("swarm-worker-0-server", "swarm-worker-1-server", "swarm-worker-2-server")
 
+# A Glance image ID the operator pins (imageId): the servers are rebuilt to it.
+PINNED_BUILD = "0b6c1e2a-3d4f-4a5b-8c7d-9e0f1a2b3c4d"
+
 MATRIX: list[Row] = [
     # single
+    Row(
+        "dev",
+        {"imageId": PINNED_BUILD},
+        {"hub-vm-server": "rebuild"},
+        frozenset({"^hub-secrets$", "^hub-config$", "^backup-install$"}),
+    ),
     Row(
         "dev",
         {"image": NEXT_IMAGE},
@@ -218,7 +228,19 @@ MATRIX: list[Row] = [
     Row("persistent-swarm", {"monitoring.volumeFullPercent": 90}, {}, frozenset({"^monitoring-install$"})),
     Row("persistent-swarm", {"monitoring.enabled": False}),
     Row("dev", {"monitoring.enabled": True}),
+    Row(
+        "persistent-swarm",
+        {"imageId": PINNED_BUILD},
+        {"swarm-manager-server": "rebuild", **dict.fromkeys(SWARM_WORKERS, "rebuild")},
+        refused=True,
+    ),
     # k8s (k3s)
+    Row(
+        "workshop-k8s",
+        {"imageId": PINNED_BUILD},
+        {**dict.fromkeys(CP, "rebuild"), **dict.fromkeys(WORKERS, "rebuild")},
+        frozenset({f"^{node.removesuffix('-server')}-ready$" for node in CP + WORKERS}),
+    ),
     Row(
         "workshop-k8s",
         {"image": "Featured-Ubuntu22"},
@@ -309,3 +331,193 @@ def test_lifecycle(row: Row, next_image: str) -> None:
         assert servers.get(name) == verb, (name, servers.get(name), verb)
     missing = sorted(p for p in row.reruns if not any(re.search(p, name) for name in reran))
     assert not missing, f"no step matching {missing} runs again (ran: {sorted(reran)})"
+
+
+# --- state beats config: the image a server booted ------------------------------------------------
+
+STACKS = ["dev", "gateway-hpc", "persistent-swarm", "workshop-k8s"]
+# Another build behind the same featured name (Jetstream2 refreshes its featured images).
+MOVED_BUILD = "00000000-0000-4000-8000-00000000beef"
+
+
+def test_the_provider_reads_back_the_image_a_server_booted() -> None:
+    """image_id and image_name are outputs the provider always sets from Nova (typed without
+    Optional, unlike an input it only echoes): after a create, a rebuild or a refresh they are
+    what the server runs. An input left unset keeps the stored value."""
+
+    def returns(prop: str) -> str:
+        return str(inspect.signature(getattr(pulumi_openstack.compute.Instance, prop).fget).return_annotation)
+
+    assert "Optional" not in returns("image_id") and "Optional" not in returns("image_name")
+    assert "Optional" in returns("user_data") and "Optional" in returns("key_pair")
+
+
+def root_disk_steps(plan: dict[str, Any]) -> dict[str, list[str]]:
+    """Remote steps whose triggers take a server's outputs: what they put on its root disk."""
+    servers = {r["name"] for r in plan["resources"] if r["type"] == INSTANCE}
+    out = {}
+    for r in plan["resources"]:
+        on = sorted(set(r["data_dependencies"].get("triggers", [])) & servers)
+        if r["type"] == COMMAND and on:
+            out[r["name"]] = on
+    return out
+
+
+EXPECTED_STEPS = {
+    "dev": {"hub-secrets", "hub-config", "backup-install"},
+    "gateway-hpc": {"hub-secrets", "hub-config", "hpc-install-key"},
+    "persistent-swarm": {
+        "swarm-swarm-init",
+        "swarm-nfs-exports",
+        "swarm-worker-2-join",
+        "monitoring-install",
+    },
+    "workshop-k8s": {
+        f"k8s-{n}-{s}" for n in ("cp-0", "cp-2", "worker-2") for s in ("join-token", "k3s", "ready")
+    },
+}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_root_disk_step_triggers_on_the_config_image_name(stack: str) -> None:
+    from planner.mocks import placeholder_id, placeholder_image_id
+
+    plan = _baseline(stack)
+    by = {r["name"]: r for r in plan["resources"]}
+    steps = root_disk_steps(plan)
+    assert EXPECTED_STEPS[stack] <= steps.keys(), sorted(steps)
+    for step, servers in steps.items():
+        triggers = by[step]["inputs"]["triggers"]
+        for server in servers:
+            image = by[server]["inputs"]["imageName"]
+            assert image not in triggers, (step, triggers)
+            # The server's ID and the image it booted, resolved (known values: the applies ran).
+            assert placeholder_id(INSTANCE, server) in triggers, (step, triggers)
+            assert placeholder_image_id(image) in triggers, (step, triggers)
+
+
+def _refreshed(plan: dict[str, Any]) -> dict[str, Any]:
+    """The state after `pulumi refresh` once the featured name moved to a new build: the
+    provider's read records the name the old build has now for every server booted by name."""
+    state = copy.deepcopy(plan)
+    for r in state["resources"]:
+        if r["type"] == INSTANCE and "imageName" in r["inputs"]:
+            r["inputs"]["imageName"] += " (previous build)"
+    return state
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_rebuild_no_config_change_asked_for_reruns_every_root_disk_step(stack: str) -> None:
+    before = _baseline(stack)
+    image = next(r["inputs"]["imageName"] for r in before["resources"] if r["type"] == INSTANCE)
+    state = _refreshed(before)
+    # The config is the same; the next `pulumi up` rebuilds every server to the new build.
+    after = plan_stack(stack, image_ids={image: MOVED_BUILD})
+    assert [r["inputs"] for r in after["resources"] if r["type"] == INSTANCE] == [
+        r["inputs"] for r in before["resources"] if r["type"] == INSTANCE
+    ]
+    servers = server_verbs(state, after)
+    assert servers and set(servers.values()) == {"rebuild"}, servers
+    reran = rerun_commands(state, after, servers)
+    steps = root_disk_steps(after)
+    assert set(steps) <= reran, sorted(set(steps) - reran)
+    for step in steps:
+        assert MOVED_BUILD in after_inputs(after, step)["triggers"], step
+    # In order: the steps keep their waits, so each runs after its server is back.
+    deps = {r["name"]: r["depends_on"] for r in before["resources"]}
+    assert all(r["depends_on"] == deps[r["name"]] for r in after["resources"] if r["name"] in steps)
+    reported = {c.name: c.action for c in diff_plans(state, after) if c.type == INSTANCE}
+    assert reported == servers
+    disturbed = quorum_disturbed(after, servers, reran)
+    if stack == "persistent-swarm":
+        # The swarm's only manager is rebuilt: unavoidable for servers booted by name, which is
+        # what pinning imageId before a refresh prevents (next test).
+        assert disturbed == ["swarm-manager-server"]
+    else:
+        # k8s: the control plane is rebuilt one node at a time behind re-run readiness steps.
+        assert disturbed == []
+
+
+def after_inputs(plan: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(r["inputs"] for r in plan["resources"] if r["name"] == name)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_pinned_image_does_not_follow_its_featured_name(stack: str) -> None:
+    pinned = plan_stack(stack, overrides={"imageId": PINNED_BUILD})
+    servers = [r for r in pinned["resources"] if r["type"] == INSTANCE]
+    # Booted by ID alone: a refresh finds no input of the config to differ from what it reads.
+    assert servers and all(
+        r["inputs"].get("imageId") == PINNED_BUILD and "imageName" not in r["inputs"] for r in servers
+    )
+    name = next(r["inputs"]["imageName"] for r in _baseline(stack)["resources"] if r["type"] == INSTANCE)
+    moved = plan_stack(stack, overrides={"imageId": PINNED_BUILD}, image_ids={name: MOVED_BUILD})
+    assert moved["resources"] == pinned["resources"]
+    for step in root_disk_steps(pinned):
+        assert PINNED_BUILD in after_inputs(pinned, step)["triggers"], step
+
+
+def test_make_diff_says_a_first_pin_may_change_nothing() -> None:
+    before = _baseline("dev")
+    diff = diff_plans(before, plan_stack("dev", overrides={"imageId": PINNED_BUILD}))
+    [server] = [c for c in diff if c.type == INSTANCE]
+    assert server.action == "rebuild"
+    assert any("if it is the ID this server booted" in note for note in server.notes), server.notes
+
+
+@pytest.mark.parametrize("stack", ["dev", "gateway-hpc"])
+def test_a_data_volume_is_never_shrunk(stack: str) -> None:
+    """The SDK's volume only extends ("allows extending attached volumes"); Cinder has no
+    shrink: make diff refuses a smaller size before `pulumi up` fails half-way."""
+    from planner.diff import EXIT_REFUSED, shrinks
+
+    doc = " ".join(
+        (inspect.getdoc(pulumi_openstack.blockstorage.VolumeArgs.enable_online_resize) or "").split()
+    )
+    assert "allows extending attached volumes" in doc
+    before = _baseline(stack)
+    [volume] = [r for r in before["resources"] if r["type"] == VOLUME and r["name"] == "hub-vm-data"]
+    smaller = volume["inputs"]["size"] // 2
+    diff = diff_plans(before, plan_stack(stack, overrides={"hubDataVolumeGb": smaller}))
+    assert exit_code(diff) == EXIT_REFUSED
+    [shrink] = shrinks(diff, {"hubDataVolumeGb": smaller})
+    assert (shrink.volume, shrink.old_gb, shrink.new_gb, shrink.keys) == (
+        "hub-vm-data",
+        volume["inputs"]["size"],
+        smaller,
+        ["hubDataVolumeGb"],
+    )
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_hubs_address_outlives_any_change_and_a_destroy(stack: str) -> None:
+    """The floating IP the hub's DNS name points at is protected (`pulumi up` and `destroy`
+    refuse to give it back) and retained on delete; a new port is attached in place (the SDK:
+    a change of `port_id` is not among those that create a new floating IP)."""
+    fip_args = pulumi_openstack.networking.FloatingIpArgs
+    assert sdk_verb(fip_args, "portId") is None and sdk_verb(fip_args, "pool") == "replace"
+    plan = _baseline(stack)
+    by = {r["name"]: r for r in plan["resources"]}
+    records = [r for r in plan["resources"] if r["type"] == "openstack:dns/recordSet:RecordSet"]
+    hub = [r for r in records if r["inputs"]["name"].split(".")[0] == "hub" or len(records) == 1]
+    assert hub, [r["inputs"]["name"] for r in records]
+    for record in hub:
+        [address] = record["data_dependencies"]["records"]
+        fip = by[address]
+        assert fip["type"] == "openstack:networking/floatingIp:FloatingIp"
+        assert fip["protect"] and fip["retain_on_delete"], address
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_backups_stay_readable_after_a_destroy(stack: str) -> None:
+    """The container is kept on `pulumi destroy`; so is the password that encrypts what it holds."""
+    plan = _baseline(stack)
+    kept = {
+        r["type"]: (r["protect"], r["retain_on_delete"])
+        for r in plan["resources"]
+        if r["name"] in ("backup-container", "backup-restic-password")
+    }
+    assert kept == {
+        "openstack:objectstorage/container:Container": (True, True),
+        "random:index/randomPassword:RandomPassword": (True, True),
+    }, kept

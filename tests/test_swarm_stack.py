@@ -10,7 +10,7 @@ import yaml
 
 from planner.__main__ import main as plan_main
 from planner.harness import Recording
-from planner.mocks import SECRET, UNKNOWN, placeholder_id
+from planner.mocks import SECRET, UNKNOWN, placeholder_id, placeholder_image_id
 from tests.conftest import BASE_CONFIG, by_type, make_config, one, run_mocked
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +79,10 @@ def test_join_token_travels_secret_on_stdin_and_joins_wait_for_init() -> None:
         assert join.inputs["connection"] == SECRET
         node = named(rec, f"swarm-worker-{index}-node")
         assert join.urn in node.dependency_urns
-        assert "--availability drain" in node.inputs["delete"]
+        assert "delete" not in node.inputs, "a re-imaged worker's replaced label step must not drain it"
+        removal = named(rec, f"swarm-worker-{index}-removal")
+        assert named(rec, f"swarm-worker-{index}-server").urn in removal.dependency_urns
+        assert "--availability drain" in removal.inputs["delete"]
     assert not by_type(rec, "openstack:networking/floatingIp:FloatingIp")[1:], "only the manager is public"
 
 
@@ -146,6 +149,7 @@ def test_scaling_up_adds_only_the_new_workers_resources() -> None:
         "swarm-worker-2-server",
         "swarm-worker-2-join",
         "swarm-worker-2-node",
+        "swarm-worker-2-removal",
         "monitoring-node-exporter-2",  # monitoring is on by default for swarm
     }
     changed = {name for name in two if two[name].inputs != three[name].inputs}
@@ -162,9 +166,10 @@ def test_scaling_down_removes_only_the_last_workers() -> None:
         "swarm-worker-2-server",
         "swarm-worker-2-join",
         "swarm-worker-2-node",
+        "swarm-worker-2-removal",
         "monitoring-node-exporter-2",
     }
-    assert "docker node rm" in three["swarm-worker-2-node"].inputs["delete"]
+    assert "docker node rm" in three["swarm-worker-2-removal"].inputs["delete"]
 
 
 def test_plan_of_persistent_swarm_meets_the_bars(tmp_path: Path) -> None:
@@ -201,7 +206,10 @@ def test_an_email_or_name_change_rewrites_caddy_and_replaces_no_manager() -> Non
     # A re-imaged manager (image) needs Caddy, its host key, the swarm and the exports again.
     manager_id = placeholder_id(INSTANCE, "swarm-manager-server")
     for step in ("swarm-caddy", "swarm-install-host-key", "swarm-swarm-init", "swarm-nfs-exports"):
-        assert named(after, step).inputs["triggers"] == [manager_id, "Featured-Ubuntu24"], step
+        assert named(after, step).inputs["triggers"] == [
+            manager_id,
+            placeholder_image_id("Featured-Ubuntu24"),
+        ], step
 
 
 def test_workers_rejoin_a_new_swarm_and_the_hub_is_made_again_there() -> None:
@@ -214,7 +222,7 @@ def test_workers_rejoin_a_new_swarm_and_the_hub_is_made_again_there() -> None:
         # No `swarm leave` on delete: it would run after a replacement's new join.
         assert "delete" not in join.inputs
         assert join.inputs["triggers"][1:] == [
-            "Featured-Ubuntu24",
+            placeholder_image_id("Featured-Ubuntu24"),
             placeholder_id(COMMAND, "swarm-swarm-init"),
         ]
         assert "read -r manager_id" in join.inputs["create"]
