@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, SecretStr
 
 from stackconfig.model import StackConfig
+from stackconfig.scenarios import is_scoped, scenarios_of
 
 
 def _pulumi_type(annotation: Any) -> str | None:
@@ -45,12 +46,20 @@ def config_block(model: type[BaseModel] = StackConfig) -> dict[str, Any]:
             entry["type"] = kind
         if kind == "array":
             entry["items"] = {"type": "string"}
-        entry["description"] = field.description
+        description = field.description or ""
+        scoped = is_scoped(field)
+        entry["description"] = description
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         if extra.get("secret"):
             entry["secret"] = True
         if not field.is_required():
             default = field.get_default(call_default_factory=True)
+            if scoped and default is not None and not isinstance(default, BaseModel):
+                # Every stack gets the declared default, and the other scenarios refuse the key:
+                # it is unset here, and the model gives its scenarios the default.
+                shown = f"{default:g}" if isinstance(default, float) else default
+                description = f"{description.rstrip('.')}; default {shown}."
+                default = None
             # Pulumi treats a declared key without a default as required; "" means unset.
             if default is None:
                 default = "" if kind == "string" else {}
@@ -60,6 +69,9 @@ def config_block(model: type[BaseModel] = StackConfig) -> dict[str, Any]:
             elif isinstance(default, BaseModel):
                 default = {}  # the model fills in each sub-key's default
             entry["default"] = default
+        if scoped:
+            description += f" Scenarios: {', '.join(scenarios_of(field))}."
+        entry["description"] = description
         block[key] = entry
     return block
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from stackconfig.errors import ConfigError, Problem
 from stackconfig.model import StackConfig
 from stackconfig.rules import check
+from stackconfig.scenarios import SCENARIOS, foreign_keys
 
 PROJECT = "jupyterhub-jetstream"
 
@@ -100,6 +101,12 @@ def parse(
             _secret_keys(StackConfig) & {k for k, v in values.items() if v != ""} - declared_secret
         )
     ]
+    # The keys of another scenario, named before the model sees them (an unknown scenario is the
+    # model's to name).
+    scenario = values.get("scenario")
+    if isinstance(scenario, str) and scenario.strip() in SCENARIOS:
+        values, foreign = foreign_keys(values, StackConfig, scenario.strip())
+        problems += foreign
     try:
         cfg = StackConfig.model_validate(values)
     except ValidationError as exc:

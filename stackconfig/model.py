@@ -31,10 +31,12 @@ from catalog import (
 from stackconfig.backup import BackupConfig
 from stackconfig.base import ConfigModel
 from stackconfig.hpc import HpcConfig
-from stackconfig.monitoring import MonitoringConfig
+from stackconfig.monitoring import VM_NOTIFICATIONS, MonitoringConfig
+from stackconfig.scenarios import SCENARIOS as SCENARIOS
+from stackconfig.scenarios import is_scoped, only
 
+# The same names as SCENARIOS (tests/test_config.py holds them together).
 Scenario = Literal["single", "hpc", "swarm", "k8s"]
-SCENARIOS: tuple[str, ...] = ("single", "hpc", "swarm", "k8s")
 
 # Memory the OS, JupyterHub, the proxy and the reverse proxy need on a hub VM.
 HUB_OVERHEAD_GB = 1.0
@@ -455,9 +457,17 @@ class StackConfig(ConfigModel):
     )
     acme_root_certificate: PemCertificate | None = Field(
         default=None,
+        json_schema_extra=only(
+            "single",
+            "hpc",
+            swarm="the manager's ACME client takes only a directory: use an ACME server with a publicly "
+            "trusted certificate",
+            k8s="the proxy's ACME client takes only a directory: use an ACME server with a publicly "
+            "trusted certificate",
+        ),
         description=(
             "PEM root certificate of a private ACME server named by acmeDirectory, which the hub "
-            "trusts for that server's HTTPS (scenarios single and hpc)."
+            "trusts for that server's HTTPS."
         ),
     )
     admin_cidrs: list[Cidr] = Field(
@@ -503,11 +513,26 @@ class StackConfig(ConfigModel):
             "is rebuilt: `make diff SET=imageId=<id>` shows how). Empty: servers boot `image` by name."
         ),
     )
-    hub_flavor: Flavor = Field(default="m3.small", description="Flavor of the hub VM.")
+    hub_flavor: Flavor = Field(
+        default="m3.small",
+        json_schema_extra=only(
+            "single",
+            "hpc",
+            swarm="its hub runs on the manager: set swarm.managerFlavor",
+            k8s="its hub runs in the cluster: set k8s.controlPlaneFlavor (k3s) or k8s.workerFlavor (magnum)",
+        ),
+        description="Flavor of the hub VM.",
+    )
     hub_data_volume_gb: int = Field(
         default=100,
         ge=10,
         le=1000,
+        json_schema_extra=only(
+            "single",
+            "hpc",
+            swarm="homes and hub state are on the manager's NFS volume: set swarm.nfsVolumeGb",
+            k8s="each home is a volume of its own: set k8s.userStorageGb (and k8s.cephVolumeGb)",
+        ),
         description="Size of the protected volume holding homes and hub state (GB).",
     )
     concurrent_users: int = Field(
@@ -517,15 +542,41 @@ class StackConfig(ConfigModel):
         description="Users expected to run servers at the same time (sizing and server limit).",
     )
     user_memory_gb: float = Field(
-        default=1.0, gt=0, le=250, description="Memory each user's server may use (GB)."
+        default=1.0,
+        gt=0,
+        le=250,
+        json_schema_extra=only(
+            "single",
+            "swarm",
+            "k8s",
+            hpc="a notebook job asks SLURM for hpc.defaultMemoryGb, up to its partition's maxMemoryGb",
+        ),
+        description="Memory each user's server may use (GB).",
     )
-    user_cpu: float = Field(default=1.0, gt=0, le=64, description="CPU cores each user's server may use.")
-    # Scenario single: enforced on the hub VM's data volume (ext4 project quotas).
+    user_cpu: float = Field(
+        default=1.0,
+        gt=0,
+        le=64,
+        json_schema_extra=only(
+            "single",
+            "swarm",
+            "k8s",
+            hpc="a notebook job asks SLURM for hpc.defaultCores, up to its partition's maxCores",
+        ),
+        description="CPU cores each user's server may use.",
+    )
+    # Enforced on the hub VM's data volume (ext4 project quotas).
     home_quota_gb: int | None = Field(
         default=None,
         ge=1,
         le=1000,
-        description="Scenario single: hard quota of each user's home on the hub's data volume (GB); unset: "
+        json_schema_extra=only(
+            "single",
+            hpc="homes are on the HPC system, whose own quotas apply",
+            swarm="set swarm.homeQuotaGb instead",
+            k8s="set k8s.userStorageGb instead",
+        ),
+        description="Hard quota of each user's home on the hub's data volume (GB); unset: "
         f"{SINGLE_HOME_QUOTA_GB} (swarm sets swarm.homeQuotaGb; hpc homes are the HPC system's).",
     )
     idle_timeout_minutes: int = Field(
@@ -535,10 +586,15 @@ class StackConfig(ConfigModel):
         default=None,
         ge=30,
         le=3600,
+        json_schema_extra=only(
+            "single",
+            hpc="a SLURM server has hpc.queueTimeoutMinutes plus 3 minutes",
+            swarm="a swarm server has 600 s to start (an image pull included)",
+            k8s="a k8s server has 900 s to start (a volume attach and an image pull included)",
+        ),
         description=(
-            "Scenario single: seconds a user's server may take to start and answer before the hub "
-            "gives up on it; unset: 120 to start, 60 to answer (raise it for a heavy environment "
-            "on a small VM)."
+            "Seconds a user's server may take to start and answer before the hub gives up on it; "
+            "unset: 120 to start, 60 to answer (raise it for a heavy environment on a small VM)."
         ),
     )
     # Course material (README, Course material).
@@ -554,7 +610,12 @@ class StackConfig(ConfigModel):
     k8s: K8sConfig | None = Field(
         default=None,
         alias="k8s",
-        description="Scenario k8s: {engine, controlPlaneCount, workerFlavor, workerCount, cephVolumeGb, "
+        json_schema_extra=only(
+            "k8s",
+            needed="scenario k8s needs a k8s section with at least one key (an empty one reads as unset), "
+            "e.g. k8s: {engine: k3s, workerFlavor: m3.xl}; see Pulumi.workshop-k8s.yaml",
+        ),
+        description="The Kubernetes cluster, its Ceph storage and the Zero to JupyterHub release: {engine, controlPlaneCount, workerFlavor, workerCount, cephVolumeGb, "
         "userStorageGb, sharedDataGb, userCpuGuarantee, userMemoryGuaranteeGb, userImage, profiles, ...}.",
     )
     auth: AuthConfig = Field(
@@ -562,7 +623,12 @@ class StackConfig(ConfigModel):
     )
     swarm: SwarmConfig | None = Field(
         default=None,
-        description="Scenario swarm only: {workerCount, workerFlavor, managerFlavor, nfsVolumeGb, homeQuotaGb, homeQuotaOverrides, allowedImages, userCpuReservation, userMemoryReservationGb, overlayMtu}; userCpu and userMemoryGb are each notebook container's limits.",
+        json_schema_extra=only(
+            "swarm",
+            needed="scenario swarm needs a swarm section with at least workerCount, e.g. swarm: {workerCount: 2, "
+            "workerFlavor: m3.medium, homeQuotaGb: 10} (the other keys have defaults)",
+        ),
+        description="The Docker Swarm: {workerCount, workerFlavor, managerFlavor, nfsVolumeGb, homeQuotaGb, homeQuotaOverrides, allowedImages, userCpuReservation, userMemoryReservationGb, overlayMtu}; userCpu and userMemoryGb are each notebook container's limits.",
     )
     oauth_client_secret: SecretStr | None = Field(
         default=None,
@@ -584,18 +650,23 @@ class StackConfig(ConfigModel):
     )
     alert_smtp_password: SecretStr | None = Field(
         default=None,
-        json_schema_extra={"secret": True},
+        json_schema_extra={"secret": True, **only("single", "hpc", "swarm", k8s=VM_NOTIFICATIONS)},
         description="monitoring.alertEmail: the SMTP password of monitoring.smtpUsername (set it with --secret).",
     )
     alert_webhook_url: SecretStr | None = Field(
         default=None,
-        json_schema_extra={"secret": True},
-        description="VMs: Alertmanager posts firing alerts to this http(s) URL (a chat or paging hook; it usually "
+        json_schema_extra={"secret": True, **only("single", "hpc", "swarm", k8s=VM_NOTIFICATIONS)},
+        description="Alertmanager posts firing alerts to this http(s) URL (a chat or paging hook; it usually "
         "holds a token, so set it with --secret).",
     )
     hpc: HpcConfig | None = Field(
         default=None,
-        description="Scenario hpc: {loginHost, loginPort, hostKey, accountMode, usernamePattern, communityAccount, "
+        json_schema_extra=only(
+            "hpc",
+            needed="scenario hpc needs the hpc section: at least loginHost, hostKey and partitions "
+            "(see Pulumi.gateway-hpc.yaml and docs/hpc.md)",
+        ),
+        description="The HPC system whose SLURM runs the notebooks: {loginHost, loginPort, hostKey, accountMode, usernamePattern, communityAccount, "
         "slurmAccount, partitions: [{name, maxCores, maxMemoryGb, maxGpus, maxWallHours}], environmentSetup, "
         "connectivity: direct|ssh-tunnel, computeCidrs, ...}; see docs/hpc.md.",
     )
@@ -614,8 +685,8 @@ class StackConfig(ConfigModel):
     )
     hpc_ssh_private_key: SecretStr | None = Field(
         default=None,
-        json_schema_extra={"secret": True},
-        description="Scenario hpc: an OpenSSH private key the hub uses on the login node; empty: the stack makes one "
+        json_schema_extra={"secret": True, **only("hpc")},
+        description="An OpenSSH private key the hub uses on the login node; empty: the stack makes one "
         "(output hpc_public_key).",
     )
 
@@ -663,8 +734,9 @@ class StackConfig(ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _empty_means_unset(cls, data: object) -> object:
-        # Pulumi.yaml must give every optional key a default; "" or {} there means "unset".
+        # Pulumi.yaml must give every optional key a default; "" or {} there means "unset". A key
+        # of some scenarios only is unset there too, so that its scenarios get the model's default.
         if not isinstance(data, dict):
             return data
-        optional = {f.alias or n for n, f in cls.model_fields.items() if f.default is None}
+        optional = {f.alias or n for n, f in cls.model_fields.items() if f.default is None or is_scoped(f)}
         return {k: v for k, v in data.items() if not (k in optional and v in ("", {}))}

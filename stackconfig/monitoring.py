@@ -18,6 +18,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, model_validator
 
 from stackconfig.base import ConfigModel
+from stackconfig.scenarios import only
 
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 _SMARTHOST = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
@@ -41,6 +42,12 @@ Email = Annotated[str, AfterValidator(_email)]
 MONITORING_DEFAULT_ON: tuple[str, ...] = ("swarm", "k8s")
 # Scenarios where it can be turned on: all of them.
 MONITORING_SCENARIOS: tuple[str, ...] = ("single", "hpc", "swarm", "k8s")
+# What scenario k8s offers instead of the VMs' Alertmanager targets.
+VM_NOTIFICATIONS = (
+    "notifications are offered on the VM scenarios; on k8s Alertmanager runs in the cluster with "
+    "the chart's receivers"
+)
+_VMS = ("single", "hpc", "swarm")
 
 
 class MonitoringConfig(ConfigModel):
@@ -73,15 +80,24 @@ class MonitoringConfig(ConfigModel):
 
     alert_email: Email | None = Field(
         default=None,
-        description="VMs: Alertmanager mails firing alerts to this address (with smtpSmarthost and smtpFrom; "
+        json_schema_extra=only(*_VMS, k8s=VM_NOTIFICATIONS),
+        description="Alertmanager mails firing alerts to this address (with smtpSmarthost and smtpFrom; "
         "the SMTP password is the secret alertSmtpPassword). Unset, and without alertWebhookUrl: no Alertmanager.",
     )
     smtp_smarthost: Annotated[str, AfterValidator(_smarthost)] | None = Field(
-        default=None, description="With alertEmail: the SMTP server, HOST:PORT (STARTTLS on 587)."
+        default=None,
+        json_schema_extra=only(*_VMS, k8s=VM_NOTIFICATIONS),
+        description="With alertEmail: the SMTP server, HOST:PORT (STARTTLS on 587).",
     )
-    smtp_from: Email | None = Field(default=None, description="With alertEmail: the sender address.")
+    smtp_from: Email | None = Field(
+        default=None,
+        json_schema_extra=only(*_VMS, k8s=VM_NOTIFICATIONS),
+        description="With alertEmail: the sender address.",
+    )
     smtp_username: str | None = Field(
-        default=None, description="With alertEmail: the SMTP login, if the server wants one."
+        default=None,
+        json_schema_extra=only(*_VMS, k8s=VM_NOTIFICATIONS),
+        description="With alertEmail: the SMTP login, if the server wants one.",
     )
 
     @model_validator(mode="after")

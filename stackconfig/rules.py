@@ -38,11 +38,6 @@ def hub_name_fits_certificate(cfg: StackConfig) -> list[Problem]:
     ]
 
 
-# Where a private ACME server's root can be given to the hub's Caddy: the hub VMs (the swarm
-# manager's and the k8s proxy's ACME clients take only a directory).
-ACME_ROOT_SCENARIOS = ("single", "hpc")
-
-
 def acme_root_fits(cfg: StackConfig) -> list[Problem]:
     if cfg.acme_root_certificate is None:
         return []
@@ -51,14 +46,6 @@ def acme_root_fits(cfg: StackConfig) -> list[Problem]:
             Problem(
                 "acmeRootCertificate",
                 "is the root of a private ACME server: set acmeDirectory to that server's directory URL too",
-            )
-        ]
-    if cfg.scenario not in ACME_ROOT_SCENARIOS:
-        return [
-            Problem(
-                "acmeRootCertificate",
-                f"is read only by scenarios {' and '.join(ACME_ROOT_SCENARIOS)}, and scenario is "
-                f"{cfg.scenario}; use an ACME server with a publicly trusted certificate there",
             )
         ]
     return []
@@ -114,19 +101,6 @@ def single_vm_fits_users(cfg: StackConfig) -> list[Problem]:
 def home_quota_fits_volume(cfg: StackConfig) -> list[Problem]:
     if cfg.home_quota_gb is None:
         return []
-    if cfg.scenario != "single":
-        elsewhere = {
-            "swarm": "set swarm.homeQuotaGb instead",
-            "hpc": "homes are on the HPC system, whose own quotas apply",
-            "k8s": "set k8s.userStorageGb instead",
-        }[cfg.scenario]
-        return [
-            Problem(
-                "homeQuotaGb",
-                f"only scenario single reads it, and scenario is {cfg.scenario}: {elsewhere}",
-                cfg.home_quota_gb,
-            )
-        ]
     if cfg.home_quota_gb > cfg.hub_data_volume_gb:
         return [
             Problem(
@@ -137,23 +111,6 @@ def home_quota_fits_volume(cfg: StackConfig) -> list[Problem]:
             )
         ]
     return []
-
-
-def server_start_timeout_read(cfg: StackConfig) -> list[Problem]:
-    if cfg.server_start_timeout_seconds is None or cfg.scenario == "single":
-        return []
-    elsewhere = {
-        "swarm": "a swarm server has 600 s to start (an image pull included)",
-        "hpc": "a SLURM server has hpc.queueTimeoutMinutes plus 3 minutes",
-        "k8s": "a k8s server has 900 s to start (a volume attach and an image pull included)",
-    }[cfg.scenario]
-    return [
-        Problem(
-            "serverStartTimeoutSeconds",
-            f"only scenario single reads it, and scenario is {cfg.scenario}: {elsewhere}",
-            cfg.server_start_timeout_seconds,
-        )
-    ]
 
 
 # JupyterHub's SharedPasswordAuthenticator refuses shorter passwords when the hub starts.
@@ -300,22 +257,6 @@ def subnet_clear_of_cluster_networks(cfg: StackConfig) -> list[Problem]:
     ]
 
 
-def hpc_section_matches_scenario(cfg: StackConfig) -> list[Problem]:
-    if cfg.scenario == "hpc" and cfg.hpc is None:
-        return [
-            Problem(
-                "hpc",
-                "scenario hpc needs the hpc section: at least loginHost, hostKey and partitions "
-                "(see Pulumi.gateway-hpc.yaml and docs/hpc.md)",
-            )
-        ]
-    if cfg.scenario != "hpc" and cfg.hpc is not None:
-        return [Problem("hpc", f"is only used by scenario hpc, but scenario is {cfg.scenario}; remove it")]
-    if cfg.scenario != "hpc" and cfg.hpc_ssh_private_key is not None:
-        return [Problem("hpcSshPrivateKey", f"is only used by scenario hpc, but scenario is {cfg.scenario}")]
-    return []
-
-
 def hpc_consistent(cfg: StackConfig) -> list[Problem]:
     hpc = cfg.hpc
     if hpc is None:
@@ -394,20 +335,6 @@ def hpc_consistent(cfg: StackConfig) -> list[Problem]:
             )
         )
     return problems
-
-
-def k8s_section_matches_scenario(cfg: StackConfig) -> list[Problem]:
-    if cfg.scenario == "k8s" and cfg.k8s is None:
-        return [
-            Problem(
-                "k8s",
-                "scenario k8s needs a k8s section with at least one key (an empty one reads as unset), "
-                "e.g. k8s: {engine: k3s, workerFlavor: m3.xl}; see Pulumi.workshop-k8s.yaml",
-            )
-        ]
-    if cfg.scenario != "k8s" and cfg.k8s is not None:
-        return [Problem("k8s", f"is used only by scenario k8s, not {cfg.scenario}; remove it")]
-    return []
 
 
 _ENGINE_ONLY = {
@@ -599,26 +526,6 @@ def k8s_ceph_holds_homes(cfg: StackConfig) -> list[Problem]:
     ]
 
 
-def swarm_section_matches_scenario(cfg: StackConfig) -> list[Problem]:
-    if cfg.scenario == "swarm" and cfg.swarm is None:
-        return [
-            Problem(
-                "swarm",
-                "scenario swarm needs a swarm section with at least workerCount, e.g. swarm: {workerCount: 2, "
-                "workerFlavor: m3.medium, homeQuotaGb: 10} (the other keys have defaults)",
-            )
-        ]
-    if cfg.scenario != "swarm" and cfg.swarm is not None:
-        return [
-            Problem(
-                "swarm",
-                f"only scenario swarm reads this section, and scenario is {cfg.scenario}: "
-                "remove it, or set scenario: swarm",
-            )
-        ]
-    return []
-
-
 def swarm_notebooks_fit_workers(cfg: StackConfig) -> list[Problem]:
     swarm = cfg.swarm
     if cfg.scenario != "swarm" or swarm is None:
@@ -747,19 +654,10 @@ def monitoring_supported(cfg: StackConfig) -> list[Problem]:
 
 
 def alert_targets_fit(cfg: StackConfig) -> list[Problem]:
-    """Alertmanager's targets: where they apply and what they need."""
+    """Alertmanager's targets: what they need."""
     problems = []
     m = cfg.monitoring
     targets = m.alert_email is not None or cfg.alert_webhook_url is not None
-    if targets and cfg.scenario == "k8s":
-        key = "monitoring.alertEmail" if m.alert_email is not None else "alertWebhookUrl"
-        problems.append(
-            Problem(
-                key,
-                "notifications are offered on the VM scenarios (single, hpc, swarm); on k8s "
-                "Alertmanager runs in the cluster with the chart's receivers: remove it",
-            )
-        )
     if targets and not m.on_for(cfg.scenario):
         key = "monitoring.alertEmail" if m.alert_email is not None else "alertWebhookUrl"
         problems.append(
@@ -789,18 +687,14 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     ssh_not_open_to_world,
     single_vm_fits_users,
     home_quota_fits_volume,
-    server_start_timeout_read,
     network_mode_consistent,
     subnet_clear_of_cluster_networks,
-    hpc_section_matches_scenario,
     hpc_consistent,
-    k8s_section_matches_scenario,
     k8s_keys_match_engine,
     k8s_guarantees_within_limits,
     k8s_workers_fit_users,
     k8s_control_plane_fits_ceph,
     k8s_ceph_holds_homes,
-    swarm_section_matches_scenario,
     swarm_notebooks_fit_workers,
     image_provides_packages,
     backup_supported,

@@ -80,10 +80,15 @@ def test_bad_alert_targets_name_the_key(config: dict[str, Any], expected: str) -
 
 
 def test_notifications_are_refused_on_k8s() -> None:
-    found = problems(scenario="k8s", k8s={"engine": "k3s"}, monitoring=EMAIL)
-    assert any(
-        p.startswith("monitoring.alertEmail: notifications are offered on the VM scenarios") for p in found
+    found = problems(
+        scenario="k8s", k8s={"engine": "k3s"}, monitoring=EMAIL, alertWebhookUrl="https://x/token-123"
     )
+    vms = "only of single, hpc and swarm (notifications are offered on the VM scenarios"
+    assert any(
+        p.startswith("monitoring.alertEmail = 'ops@example.org': not a key of scenario k8s") for p in found
+    )
+    assert any(p.startswith("alertWebhookUrl: not a key of scenario k8s") and vms in p for p in found)
+    assert not any("token-123" in p for p in found)
 
 
 def test_a_webhook_url_is_never_echoed_in_an_error() -> None:

@@ -3,12 +3,18 @@ is allowed."""
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import pytest
+import yaml
 
 from catalog import FLAVORS
-from stackconfig import ConfigError, parse
+from planner.plan import PROJECT_DIR
+from planner.stackfile import load
+from stackconfig import PROJECT, ConfigError, StackConfig, parse
+from stackconfig.model import Scenario
+from stackconfig.scenarios import SCENARIOS, keys_of, only, words
 from tests.conftest import BASE_CONFIG, SECRET_KEYS, as_pulumi_config, make_config
 
 
@@ -76,3 +82,113 @@ def test_a_custom_zone_replaces_the_allocation_zone() -> None:
     cfg = make_config(dnsZone="jupyter.example.org", hubHostname="class")
     assert cfg.zone == "jupyter.example.org." and cfg.hub_fqdn == "class.jupyter.example.org"
     assert make_config(dnsZone="").zone == "cis230000.projects.jetstream-cloud.org."
+
+
+# The keys of each scenario (stackconfig/scenarios.py). More refusals, through the real program,
+# are in tests/corpus/bad_stacks.yaml.
+HPC = yaml.safe_load((PROJECT_DIR / "Pulumi.gateway-hpc.yaml").read_text())["config"][f"{PROJECT}:hpc"]
+FOREIGN = [
+    ("single", {}, "swarm", {"workerCount": 2}, "remove it, or set scenario: swarm"),
+    ("single", {}, "hpcSshPrivateKey", "not-a-real-key", "remove it, or set scenario: hpc"),
+    ("hpc", {"hpc": HPC}, "userCpu", 4, "a notebook job asks SLURM for hpc.defaultCores"),
+    ("hpc", {"hpc": HPC}, "homeQuotaGb", 5, "homes are on the HPC system"),
+    ("swarm", {"swarm": {"workerCount": 2}}, "hubFlavor", "m3.2xl", "set swarm.managerFlavor"),
+    ("swarm", {"swarm": {"workerCount": 2}}, "hubDataVolumeGb", 900, "set swarm.nfsVolumeGb"),
+    ("k8s", {"k8s": {"engine": "k3s"}}, "hubFlavor", "m3.xl", "its hub runs in the cluster"),
+    ("k8s", {"k8s": {"engine": "k3s"}}, "serverStartTimeoutSeconds", 300, "900 s to start"),
+]
+
+
+@pytest.mark.parametrize(("scenario", "section", "key", "value", "instead"), FOREIGN)
+def test_a_key_of_another_scenario_is_refused_by_name(
+    scenario: str, section: dict[str, Any], key: str, value: Any, instead: str
+) -> None:
+    found = problems(scenario=scenario, **section, **{key: value})
+    owners = [s for s in SCENARIOS if key in keys_of(StackConfig, s)]
+    (message,) = [p for p in found if p.startswith(key) and "not a key" in p]
+    assert f"not a key of scenario {scenario}, only of {words(owners)} (" in message
+    assert instead in message
+    assert f"; keys of scenario {scenario}: {', '.join(keys_of(StackConfig, scenario))}" in message
+    assert scenario in SCENARIOS and key not in keys_of(StackConfig, scenario)
+
+
+def test_a_refused_key_shows_its_value_unless_secret_or_a_section() -> None:
+    (flavor,) = problems(scenario="swarm", swarm={"workerCount": 2}, hubFlavor="m3.2xl")
+    assert flavor.startswith("hubFlavor = 'm3.2xl': not a key of scenario swarm")
+    (section,) = problems(swarm={"workerCount": 2})
+    assert section.startswith("swarm: not a key") and "workerCount" not in section.split(";")[0]
+    found = problems(hpcSshPrivateKey="-----BEGIN OPENSSH PRIVATE KEY----- secret-body")
+    assert found and not any("secret-body" in p for p in found)
+
+
+def test_an_explicit_default_of_another_scenario_is_refused_too() -> None:
+    # Pulumi.yaml declares such keys unset (""), so a value there is the stack file's own.
+    (message,) = problems(scenario="swarm", swarm={"workerCount": 2}, hubFlavor="m3.small")
+    assert message.startswith("hubFlavor = 'm3.small': not a key of scenario swarm")
+
+
+def test_unset_keys_of_other_scenarios_are_accepted_and_defaults_stay() -> None:
+    # Every stack receives Pulumi.yaml's defaults: "" or {} for a key of some scenarios only.
+    unset = {"hubFlavor": "", "hubDataVolumeGb": {}, "userCpu": {}, "hpc": {}, "k8s": {}, "homeQuotaGb": {}}
+    cfg = make_config(scenario="swarm", swarm={"workerCount": 2}, **unset)
+    assert (cfg.hub_flavor, cfg.hub_data_volume_gb, cfg.user_cpu, cfg.hpc, cfg.k8s) == (
+        "m3.small",
+        100,
+        1.0,
+        None,
+        None,
+    )
+    single = make_config(hubFlavor="", hubDataVolumeGb={}, userMemoryGb={})
+    assert (single.hub_flavor, single.hub_data_volume_gb, single.user_memory_gb) == ("m3.small", 100, 1.0)
+
+
+def test_a_nested_key_of_another_scenario_names_the_section() -> None:
+    email = {"alertEmail": "ops@example.org", "smtpSmarthost": "smtp.example.org:587", "smtpFrom": "a@b.org"}
+    found = problems(scenario="k8s", k8s={"engine": "k3s"}, monitoring={"enabled": True, **email})
+    assert [p.split(":")[0] for p in found] == [
+        "monitoring.alertEmail = 'ops@example.org'",
+        "monitoring.smtpSmarthost = 'smtp.example.org",
+        "monitoring.smtpFrom = 'a@b.org'",
+    ]
+    assert all("keys of monitoring on scenario k8s: enabled, retentionDays" in p for p in found)
+
+
+def test_each_scenario_needs_its_section() -> None:
+    assert problems(scenario="hpc")[0].startswith("hpc: scenario hpc needs the hpc section")
+    assert problems(scenario="swarm")[0].startswith("swarm: scenario swarm needs a swarm section")
+    assert problems(scenario="k8s", k8s={})[0].startswith("k8s: scenario k8s needs a k8s section")
+
+
+def test_an_unknown_scenario_is_named_without_a_shape_check() -> None:
+    (message,) = problems(scenario="mainframe", hubFlavor="")
+    assert message.startswith("scenario = 'mainframe'")
+
+
+def test_the_scenario_names_are_declared_once() -> None:
+    assert typing.get_args(Scenario) == SCENARIOS
+    union = set().union(*(keys_of(StackConfig, s) for s in SCENARIOS))
+    assert union == {f.alias or n for n, f in StackConfig.model_fields.items()}
+    with pytest.raises(ValueError, match="name scenarios of"):
+        only("single", "cloud")
+    with pytest.raises(ValueError, match="each once"):
+        only("single", single="set it")
+
+
+@pytest.mark.parametrize("stack", ["dev", "gateway-hpc", "persistent-swarm", "workshop-k8s"])
+def test_every_example_stack_is_accepted_and_sets_only_its_scenarios_keys(stack: str) -> None:
+    data = load(PROJECT_DIR, stack)
+    cfg = parse(data.config, secret_keys=data.secret_keys, namespace=data.project)
+    text = yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text())
+    keys = {k.rpartition(":")[2] for k in text["config"] if k.startswith(f"{PROJECT}:")}
+    assert keys <= set(keys_of(StackConfig, cfg.scenario))
+
+
+def test_pulumi_yaml_names_the_scenarios_of_a_key_and_leaves_it_unset() -> None:
+    declared = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["config"]
+    assert declared["hubFlavor"]["default"] == ""
+    assert (
+        declared["hubFlavor"]["description"]
+        == "Flavor of the hub VM; default m3.small. Scenarios: single, hpc."
+    )
+    assert declared["swarm"]["description"].endswith("Scenarios: swarm.")
+    assert "Scenarios" not in declared["concurrentUsers"]["description"]

@@ -76,7 +76,7 @@ def test_hpc_section_parses_with_defaults() -> None:
     ("overrides", "key", "words"),
     [
         ({"scenario": "hpc"}, "hpc", "scenario hpc needs the hpc section"),
-        ({"hpc": HPC}, "hpc", "only used by scenario hpc"),
+        ({"hpc": HPC}, "hpc", "not a key of scenario single, only of hpc"),
         (
             {"scenario": "hpc", "hpc": {**HPC, "accountMode": "community"}},
             "hpc.communityAccount",

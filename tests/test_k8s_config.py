@@ -31,7 +31,7 @@ def test_scenario_k8s_requires_its_section_and_other_scenarios_refuse_it() -> No
     (message,) = problems(**WORKSHOP)
     assert message.startswith("k8s: scenario k8s needs a k8s section")
     (message,) = problems(k8s={"engine": "k3s"})
-    assert "used only by scenario k8s, not single" in message
+    assert message.startswith("k8s: not a key of scenario single, only of k8s")
 
 
 def test_section_takes_the_documented_defaults_and_empty_reads_as_unset() -> None:

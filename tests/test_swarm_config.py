@@ -29,7 +29,10 @@ def test_swarm_section_has_working_defaults() -> None:
 
 def test_scenario_swarm_requires_the_section_and_others_refuse_it() -> None:
     assert "swarm: scenario swarm needs a swarm section" in problems(scenario="swarm")
-    assert "only scenario swarm reads this section" in problems(swarm={"workerCount": 2})
+    assert (
+        "swarm: not a key of scenario single, only of swarm (remove it, or set scenario: swarm)"
+        in problems(swarm={"workerCount": 2})
+    )
 
 
 def test_unknown_swarm_key_names_the_nested_key_and_suggests() -> None:
