@@ -14,7 +14,22 @@ PYTEST_ARGS ?=
 SET       ?=
 ARGS      ?=
 
-.PHONY: plan diff diagrams drills test lint bench venv clean system-deps smoke users boot
+.PHONY: help plan diff diagrams drills test lint bench venv clean system-deps smoke users boot
+
+# Every entry point, one line each (the first target: `make` alone prints this).
+help:
+	@echo "make plan STACK=dev [JSON=f] [HOURS=8]   plan a stack offline: resources, cost, time, quotas, rendered files"
+	@echo "make diff STACK=dev SET=\"key=value ...\"  what a config change does to the deployed stack (exit 0/2/3/4/5)"
+	@echo "make test                                the test suite (real tools skip with the reason, or fail with CI=true)"
+	@echo "make drills                              fault and load drills and the QEMU boot tests (minutes)"
+	@echo "make lint                                ruff, ruff format --check, mypy"
+	@echo "make boot STACK=dev [ROLE=] [FRESH=1]    boot a stack's VM for real under QEMU, smoke-test it"
+	@echo "make smoke [ARGS=]                       the deployed hub end to end (python -m jshub.smoke)"
+	@echo "make users ARGS=\"create roster.csv\"      a workshop's roster against the deployed hub (python -m jshub.users)"
+	@echo "make bench                               make plan against its import floor (bench/ has the scenario benchmarks)"
+	@echo "make diagrams                            refresh the architecture pictures the README embeds"
+	@echo "make system-deps                         the Debian and npm packages the tests drive (root)"
+	@echo "make venv | make clean                   build .venv from $(PYTHON) | remove .venv and caches"
 
 venv: $(VENV)/.installed
 
