@@ -163,7 +163,9 @@ def lines(c: dict[str, Any]) -> list[str]:
         f"({s['saved_percent']:g}%); each whole day shelved saves {s['su_saved_per_day_shelved']:g} SU"
     )
     if shelvable:
-        out.append(f"    can be shelved: {', '.join(shelvable)} (`shelved: true`, or README: Shelving)")
+        out.append(
+            f"    can be shelved: {', '.join(shelvable)} (`shelved: true`, or README: Shelving between workshop days)"
+        )
     for v in s["vms"]:
         if not v["shelvable"]:
             out.append(f"    not by this stack: {v['name']}: {v['why']}")
