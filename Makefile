@@ -9,6 +9,7 @@ PY        := $(VENV)/bin/python
 STACK     ?= dev
 JSON      ?=
 HOURS     ?=
+DAYS      ?=
 PYTEST_ARGS ?=
 
 SET       ?=
@@ -41,7 +42,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt hub/requirements.txt
 	touch $@
 
 plan: venv
-	$(PY) -m planner --stack $(STACK) $(if $(JSON),--json $(JSON)) $(if $(HOURS),--hours $(HOURS))
+	$(PY) -m planner --stack $(STACK) $(if $(JSON),--json $(JSON)) $(if $(HOURS),--hours $(HOURS)) $(if $(DAYS),--days $(DAYS))
 
 # make diff STACK=dev SET="hubFlavor=m3.quad hubDataVolumeGb=200"
 diff: venv

@@ -119,6 +119,7 @@ class HubVM(pulumi.ComponentResource):
                 flavor=cfg.hub_flavor,
                 image=cfg.image,
                 image_id=cfg.image_id,
+                shelved=cfg.shelved,
                 key_pair=cfg.key_pair,
                 network_id=args.network_id,
                 subnet_id=args.subnet_id,

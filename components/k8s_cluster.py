@@ -238,6 +238,7 @@ class K8sCluster(pulumi.ComponentResource):
                     flavor=flavor,
                     image=cfg.image,
                     image_id=cfg.image_id,
+                    shelved=cfg.shelved,
                     key_pair=cfg.key_pair,
                     network_id=args.network_id,
                     subnet_id=args.subnet_id,

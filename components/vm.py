@@ -80,6 +80,9 @@ class JetstreamVMArgs:
     # then has no name to find changed, so a refresh of the featured image never rebuilds
     # the server; only a change of this ID does.
     image_id: str | None = None
+    # Shelved (shelved_offloaded): off its hypervisor, charged no SUs; its ID, port, floating
+    # IP and volumes stay, so nothing that follows the server changes.
+    shelved: bool = False
 
 
 class JetstreamVM(pulumi.ComponentResource):
@@ -138,6 +141,10 @@ class JetstreamVM(pulumi.ComponentResource):
             networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
             user_data=user_data,
             metadata={"role": args.role, "managed-by": "jupyterhub-jetstream"},
+            # The SDK's power_state takes active, shutoff, paused and shelved_offloaded, and its
+            # docstring names no new server for a change of it: Nova shelves or unshelves the
+            # same server (planner/change_model.json: update in place).
+            power_state="shelved_offloaded" if args.shelved else "active",
             opts=pulumi.ResourceOptions(
                 parent=self,
                 delete_before_replace=True,

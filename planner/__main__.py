@@ -9,10 +9,11 @@ import argparse
 import json
 import shutil
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from planner import backup, diagram, monitoring, report
+from planner import backup, burn, diagram, monitoring, report
 from planner.plan import PROJECT_DIR, PlanError, plan_stack
 
 
@@ -22,6 +23,26 @@ def _quota_use(q: dict[str, Any]) -> str:
     return f"{q['key']} {q['needed']:g}/{limit}"
 
 
+def _workshop(c: dict[str, Any]) -> str:
+    if c["workshop_days"] == 1:
+        return f"{c['workshop_hours']:g} hours"
+    return f"{c['workshop_days']} days of {c['workshop_hours']:g} hours"
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 24:
+        raise argparse.ArgumentTypeError(f"{text}: hours of a workshop day, more than 0 and at most 24")
+    return value
+
+
+def _days(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 366:
+        raise argparse.ArgumentTypeError(f"{text}: days of a workshop, 1 to 366")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make plan", description=__doc__)
     parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
@@ -29,10 +50,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="folder for rendered files (default plan/<stack>)")
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR)
     parser.add_argument("--stack-file", type=Path, help="read config from this file instead")
+    parser.add_argument(
+        "--hours", type=_positive, default=8, help="hours of use per workshop day (default 8)"
+    )
+    parser.add_argument("--days", type=_days, default=1, help="days of the workshop (default 1)")
+    parser.add_argument(
+        "--today", type=date.fromisoformat, help="count the allocation from this date (YYYY-MM-DD)"
+    )
     args = parser.parse_args(argv)
 
     try:
-        plan = plan_stack(args.stack, project_dir=args.project_dir, stack_file=args.stack_file)
+        plan = plan_stack(
+            args.stack,
+            project_dir=args.project_dir,
+            stack_file=args.stack_file,
+            workshop_hours=args.hours,
+            workshop_days=args.days,
+            today=args.today,
+        )
     except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -57,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     c = plan["cost"]
     print(
         f"\nCost: {c['su_per_hour']:g} SU/hour while running: {c['su_per_day']:g} SU/day, "
-        f"{c['su_for_workshop']:g} SU for a workshop of {c['workshop_hours']:g} hours, "
+        f"{c['su_for_workshop']:g} SU for a workshop of {_workshop(c)}, "
         f"{c['su_per_user_hour']:g} SU per concurrent user-hour"
     )
     for i in c["instances"]:
@@ -66,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {i['name']}: {count}{i['flavor']} {i['su_per_hour']:g} SU/hour{bound}")
     floor = ", ".join(f"{n} × {f}" for f, n in sorted(c["floor_flavors"].items())) or "no VM"
     print(f"  floor for the same users: {c['floor_su_per_hour']:g} SU/hour ({floor}); {c['floor_basis']}")
+    if c["shelved"]:
+        print("  shelved now (shelved: true): the servers burn 0 SU/hour until unshelved")
+    print("\n".join(burn.lines(c)))
     e = plan["estimate"]
     print(
         f"\nTime to a working hub: about {e['critical_path_s'] / 60:.0f} min on the critical path "

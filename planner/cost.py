@@ -48,10 +48,15 @@ def floor_su_per_hour(users: int, cpu: float, mem_gb: float) -> tuple[float, dic
 
 
 def cost(
-    resources: list[dict[str, Any]], users: int, guarantee: tuple[float, float] | None, hours: float
+    resources: list[dict[str, Any]],
+    users: int,
+    guarantee: tuple[float, float] | None,
+    hours: float,
+    days: int = 1,
 ) -> dict[str, Any]:
     """`guarantee` is each user's (vCPU, GB) on Jetstream2, or None when users' servers run
-    elsewhere (batch jobs on an HPC system are charged to that system's allocation)."""
+    elsewhere (batch jobs on an HPC system are charged to that system's allocation). A workshop
+    is `days` days of `hours` hours, the stack running only then."""
     instances = []
     for r in resources:
         if r["type"] != INSTANCE or not r["custom"]:
@@ -64,6 +69,7 @@ def cost(
                 "count": 1,
                 "max_count": 1,
                 "su_per_hour": flavor.su_per_hour,
+                "magnum": False,
             }
         )
     # A Magnum cluster's nodes cost what they run now; the autoscaler's bound is reported beside.
@@ -76,6 +82,7 @@ def cost(
                 "count": pool.count,
                 "max_count": pool.max_count,
                 "su_per_hour": flavor.su_per_hour * pool.count,
+                "magnum": True,
             }
         )
     per_hour = sum(i["su_per_hour"] for i in instances)
@@ -92,8 +99,12 @@ def cost(
     return {
         "su_per_hour": per_hour,
         "su_per_day": per_hour * 24,
+        "su_per_hour_at_max": sum(
+            i["su_per_hour"] / i["count"] * i["max_count"] for i in instances if i["count"]
+        ),
         "workshop_hours": hours,
-        "su_for_workshop": per_hour * hours,
+        "workshop_days": days,
+        "su_for_workshop": per_hour * hours * days,
         "su_per_user_hour": round(per_hour / users, 3),
         "floor_su_per_hour": floor,
         "floor_flavors": mix,

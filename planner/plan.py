@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pulumi
 
-from planner import backup, cost, estimate, monitoring, quota, report, stackfile
+from planner import backup, burn, cost, estimate, monitoring, quota, report, stackfile
 from planner.harness import main_program, run_program
 from policy.rules import check_plan
 from stackconfig import StackConfig, parse
@@ -43,11 +44,14 @@ def plan_stack(
     stack_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
     workshop_hours: float = 8,
+    workshop_days: int = 1,
+    today: date | None = None,
     check_quotas: bool = True,
     image_ids: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """`image_ids`: image name -> the ID the (mocked) cloud resolves it to, where not the
-    placeholder: a test's way to move the image behind an unchanged name."""
+    placeholder: a test's way to move the image behind an unchanged name. `today`: the date the
+    allocation's balance is counted from (default: the machine's date)."""
     try:
         loaded = stackfile.load(project_dir, stack, stack_file, overrides)
     except FileNotFoundError as exc:
@@ -66,7 +70,23 @@ def plan_stack(
     cfg = parse(loaded.config, secret_keys=loaded.secret_keys, namespace=loaded.project)
     plan = report.build_plan(loaded.stack, cfg.scenario, recording)
     plan["placeholders"] = loaded.placeholders
-    plan["cost"] = cost.cost(plan["resources"], cfg.concurrent_users, user_guarantees(cfg), workshop_hours)
+    c = cost.cost(
+        plan["resources"], cfg.concurrent_users, user_guarantees(cfg), workshop_hours, workshop_days
+    )
+    c["shelved"] = cfg.shelved
+    c["allocation"] = burn.allocation(
+        c["su_per_hour"],
+        cfg.allocation_sus,
+        cfg.allocation_warn_days,
+        workshop_hours,
+        workshop_days,
+        today or date.today(),
+        max_su_per_hour=c["su_per_hour_at_max"],
+    )
+    c["shelving"] = burn.shelving(
+        c["instances"], c["su_per_hour"], workshop_hours, workshop_days, cfg.scenario
+    )
+    plan["cost"] = c
     plan["estimate"] = estimate.estimate(plan["resources"])
     plan["backup"] = backup.report(cfg, plan["resources"])
     plan["monitoring"] = monitoring.report(cfg, plan["resources"])

@@ -579,6 +579,27 @@ class StackConfig(ConfigModel):
         description="Hard quota of each user's home on the hub's data volume (GB); unset: "
         f"{SINGLE_HOME_QUOTA_GB} (swarm sets swarm.homeQuotaGb; hpc homes are the HPC system's).",
     )
+    allocation_sus: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="The allocation's SU balance today (its remaining SUs, as the ACCESS allocations page "
+        "shows them): `make plan` says how many days it lasts at the stack's SU/hour running 24/7, the date "
+        "it runs out and whether a workshop fits it. Empty: not checked.",
+    )
+    allocation_warn_days: int = Field(
+        default=14,
+        ge=1,
+        le=3650,
+        description="`make plan` warns when allocationSus lasts fewer days than this with the stack running "
+        "24/7.",
+    )
+    shelved: bool = Field(
+        default=False,
+        description="Shelve every server of the stack (power state shelved_offloaded: no SUs on Jetstream2; "
+        "volumes, ports and floating IPs stay); false brings them back (active). An in-place update of "
+        "each server: `make diff SET=shelved=true` shows it. Not with k8s.engine magnum.",
+    )
     idle_timeout_minutes: int = Field(
         default=60, ge=5, le=10080, description="Stop servers idle this long (minutes)."
     )

@@ -680,6 +680,21 @@ def alert_targets_fit(cfg: StackConfig) -> list[Problem]:
     return problems
 
 
+def shelving_supported(cfg: StackConfig) -> list[Problem]:
+    # Magnum's nodes are Cluster API machines, not servers of this stack: shelving them behind
+    # Magnum's back is unsupported (a health check may replace a node it finds down).
+    if cfg.shelved and cfg.k8s is not None and cfg.scenario == "k8s" and cfg.k8s.engine == "magnum":
+        return [
+            Problem(
+                "shelved",
+                "k8s.engine magnum runs its nodes itself and cannot be shelved by this stack; allowed "
+                "with engine k3s and the other scenarios (for magnum: false)",
+                True,
+            )
+        ]
+    return []
+
+
 RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     auth_secrets_match_type,
     hub_name_fits_certificate,
@@ -701,6 +716,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     shared_folder_supported,
     monitoring_supported,
     alert_targets_fit,
+    shelving_supported,
 )
 
 
