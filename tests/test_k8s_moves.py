@@ -193,3 +193,34 @@ def test_a_new_subnet_range_moves_the_control_plane_and_exits_4() -> None:
     assert {c.name: c.action for c in diff if c.name == "net-subnet"} == {"net-subnet": "replace"}
     assert {m.server for m in diff.moves} == {f"{n}-server" for n in CP}
     assert exit_code(diff) == EXIT_QUORUM
+
+
+# --- a new hub name --------------------------------------------------------------------------------
+
+# What k3s puts in every server's serving certificate on 6443 whatever `tls-san` says (k3s
+# pkg/cluster/https.go, newListener), with the default cluster domain.
+K3S_FIXED_SANS = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+
+
+def test_a_new_hub_name_leaves_the_api_certificate_check_and_the_nodes_alone() -> None:
+    from tests.test_k8s_graph import kubeconfig_server
+
+    assert k3s.API_SERVER_NAME in K3S_FIXED_SANS
+    # The kubeconfig the stack's provider uses checks the certificate against that fixed name,
+    # before and after a new hubHostname: the certificate, made at the first boot, still matches.
+    for hostname in ("hub", "jupyter"):
+        cluster, _ = kubeconfig_server("10.0.0.0/24", hubHostname=hostname)
+        assert cluster["tls-server-name"] == k3s.API_SERVER_NAME, hostname
+    before, after = baseline(), plan_stack("workshop-k8s", overrides={"hubHostname": "jupyter"})
+    # The nodes' user data does not carry the hub's name (no tls-san to go stale).
+    for node in CP + WORKERS:
+        config = stored_k3s_config(by_name(before)[f"{node}-server"])
+        assert "tls-san" not in config, node
+    diff = diff_plans(before, after)
+    assert [c.name for c in [*diff, *diff.kept] if c.type == INSTANCE] == []
+    assert diff.moves == [] and exit_code(diff) == EXIT_OK
