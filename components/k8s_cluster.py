@@ -107,7 +107,8 @@ class K8sCluster(pulumi.ComponentResource):
     provider: kubernetes.Provider
     ingress_ip: pulumi.Output[str]
     # k3s: the first node's floating IP (the stack's SSH, and the Kubernetes API when the load
-    # balancer has no API listener: subnet unknown, or no IPv4 admin network); None with magnum.
+    # balancer has no API listener: subnet unknown); None with magnum. (adminCidrs without an
+    # IPv4 network other than 0.0.0.0/0 is refused with the config: stackconfig.rules.)
     admin_ip: pulumi.Output[str] | None
     # k3s: node name -> Cinder volume ID of the node's Ceph OSD. Empty with magnum.
     osd_volume_ids: dict[str, pulumi.Output[str]]

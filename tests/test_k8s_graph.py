@@ -273,10 +273,19 @@ def test_k3s_kubeconfig_uses_the_first_node_without_a_listener() -> None:
     # Subnet not known: the nodes could not let the load balancer in.
     cluster, addresses = kubeconfig_server(None)
     assert cluster["server"] == f"https://{addresses['first_node']}:6443"
-    # No admin network but the whole internet: a listener would have nothing to restrict to.
-    world = {"adminCidrs": ["0.0.0.0/0"], "allowSshFromAnywhere": True}
-    cluster, addresses = kubeconfig_server("10.0.0.0/24", **world)
-    assert cluster["server"] == f"https://{addresses['first_node']}:6443"
+
+
+def test_k3s_api_open_to_the_world_only_is_refused_by_key() -> None:
+    # No admin network but the whole internet: the API would have no listener and no rule
+    # (never 0.0.0.0/0), and the kubeconfig would point at a port nothing opens.
+    from stackconfig.errors import ConfigError
+
+    world = {**k8s_config(), "adminCidrs": ["0.0.0.0/0"], "allowSshFromAnywhere": True}
+    with pytest.raises(ConfigError) as error:
+        make_config(**world)
+    assert [p.key for p in error.value.problems] == ["adminCidrs"]
+    # Magnum's API load balancer takes adminCidrs as they are (its own allowed-CIDRs label).
+    make_config(**{**world, "k8s": {**world["k8s"], "engine": "magnum"}})
 
 
 def test_k3s_ceph_volumes_are_protected_and_named_in_the_rook_values(k3s_rec: Recording) -> None:
