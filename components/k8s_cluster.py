@@ -107,7 +107,8 @@ class K8sCluster(pulumi.ComponentResource):
     provider: kubernetes.Provider
     ingress_ip: pulumi.Output[str]
     # k3s: the first node's floating IP (the stack's SSH, and the Kubernetes API when the load
-    # balancer has no API listener: subnet unknown, or no IPv4 admin network); None with magnum.
+    # balancer has no API listener: subnet unknown); None with magnum. (adminCidrs without an
+    # IPv4 network other than 0.0.0.0/0 is refused with the config: stackconfig.rules.)
     admin_ip: pulumi.Output[str] | None
     # k3s: node name -> Cinder volume ID of the node's Ceph OSD. Empty with magnum.
     osd_volume_ids: dict[str, pulumi.Output[str]]
@@ -223,7 +224,6 @@ class K8sCluster(pulumi.ComponentResource):
                             version=k8s.k3s_version,
                             deploy_public_key=v[1],
                             server_url=f"https://{v[0]}:{k3s.API_PORT}" if v[0] else None,
-                            tls_sans=(cfg.hub_fqdn,) if kind == "server" else (),
                             labels=labels,
                             state_volume_id=v[2] or None,
                         )
@@ -461,10 +461,11 @@ class K8sCluster(pulumi.ComponentResource):
         self.workers_ready = [workers_ready]
         self.node_ready = [s.ready for s in server_steps + worker_steps]
         # Through the load balancer the API answers while any control-plane node does; without
-        # the listener it is the first node's.
+        # the listener it is the first node's. The certificate is checked against a name k3s
+        # always puts in it, not the hub's name: a new hubHostname leaves the kubeconfig as it is.
         api_ip = api_address if api_address is not None else entry_ip
         return pulumi.Output.all(fetch.stdout, api_ip).apply(
-            lambda v: k3s.rewrite_kubeconfig(v[0], v[1], cfg.hub_fqdn)
+            lambda v: k3s.rewrite_kubeconfig(v[0], v[1], k3s.API_SERVER_NAME)
         )
 
     def _entry(

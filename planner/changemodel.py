@@ -150,6 +150,15 @@ SILENT: dict[str, list[dict[str, Any]]] = {
         }
         for path in ("instanceId", "volumeId", "device", "multiattach")
     ],
+    "openstack:networking/subnet:Subnet": [
+        {
+            "path": "cidr",
+            "verb": "replace",
+            "basis": "Neutron cannot change a subnet's range: terraform-provider-openstack's "
+            "networking_subnet_v2 marks `cidr` ForceNew (the SDK says so only of network_id and "
+            "ip_version)",
+        }
+    ],
     "kubernetes:batch/v1:Job": [
         {"path": "metadata.name", "verb": "replace", "basis": _K8S_BASIS},
         {"path": "metadata.namespace", "verb": "replace", "basis": _K8S_BASIS},

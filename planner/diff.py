@@ -23,7 +23,11 @@ Exit status:
   4  a quorum would be disturbed at once: more than one member of a group (k8s control-plane
      nodes: etcd; ...) resized, rebuilt, replaced or deleted without a re-run readiness step
      between them, or the only member of a one-member group (the swarm manager, which is also the
-     swarm's NFS server) rebuilt, replaced or deleted.
+     swarm's NFS server) rebuilt, replaced or deleted; or a cluster would be moved under its
+     members: a member of such a group given a new address (its port replaced, or its fixed IPs
+     changed), or any server replaced while its user data is in ignore_changes and differs
+     (Pulumi creates the replacement with the stored, stale user data: a k3s node would join
+     the old addresses). These name what to do instead.
   5  the cloud would refuse the change: a Cinder volume made smaller (Cinder can only extend a
      volume; `pulumi up` would stop with an error half-way).
 3 wins over 5, and 5 over 4, when several apply."""
@@ -45,6 +49,7 @@ from planner import changemodel
 from planner.plan import PROJECT_DIR, PlanError, plan_stack
 
 INSTANCE = "openstack:compute/instance:Instance"
+PORT = "openstack:networking/port:Port"
 VOLUME = "openstack:blockstorage/volume:Volume"
 ATTACH = "openstack:compute/volumeAttach:VolumeAttach"
 COMMAND = "command:remote:Command"
@@ -62,6 +67,26 @@ QUORUM_ROLES: dict[str, str] = {
     "k8s-control-plane": "k8s control plane (etcd quorum, Ceph mons)",
     "swarm-manager": "swarm manager (the swarm's only manager and its NFS server)",
 }
+
+# What to do instead of moving a member of each quorum group (ClusterMove).
+MOVE_ADVICE: dict[str, str] = {
+    "k8s-control-plane": (
+        "k3s cannot move a control-plane node in place: etcd's member list and every node's "
+        "`server:` address hold the old addresses, and a replaced node boots with its stored user "
+        "data. Keep {keys} unchanged; to move the hub (to another network, say), deploy a new "
+        "stack there, restore the homes and the hub database from the backups (docs/k8s.md, "
+        "Backups and restore), then point the DNS name at it"
+    ),
+    "swarm-manager": (
+        "the swarm's workers and NFS clients know the manager by its old address. Keep {keys} "
+        "unchanged; to move the hub, deploy a new stack and restore the homes from the backups"
+    ),
+}
+STALE_ADVICE = (
+    "a server gets this configuration's user data only when it is created anew, never when it is "
+    "replaced: keep {keys} unchanged (a k3s worker can be removed with a lower workerCount, "
+    "which drains it first, and added back with the new user data)"
+)
 
 # Stands in for the ID and outputs a replaced resource gets from the cloud.
 NEW_ID = "(new, after the replacement)"
@@ -107,6 +132,30 @@ class QuorumRoll:
 
 
 @dataclass
+class ClusterMove:
+    """A server the change would move under its cluster: a quorum member given a new address,
+    or a server replaced while its user data is in ignore_changes and differs. Pulumi keeps the
+    stored value of an ignored input, also for a replacement: the new server boots with the user
+    data the old one was created with (for a k3s node: the old `server:` address and etcd peers)."""
+
+    server: str
+    role: str | None
+    causes: list[str]
+    new_address: bool = False
+
+    @property
+    def group(self) -> str:
+        return QUORUM_ROLES.get(self.role or "", f"server ({self.role or 'no role'})")
+
+    def describe(self) -> str:
+        return f"{self.group}: {self.server} {'; '.join(self.causes)}"
+
+    def advice(self, keys: str) -> str:
+        advice = MOVE_ADVICE.get(self.role or "") if self.new_address else None
+        return (advice or STALE_ADVICE).format(keys=keys)
+
+
+@dataclass
 class Shrink:
     """A Cinder volume the change makes smaller: Cinder only extends volumes."""
 
@@ -144,6 +193,7 @@ class Diff:
     kept: list[Change]
     quorum: list[QuorumProblem]
     rolls: list[QuorumRoll] = field(default_factory=list)
+    moves: list[ClusterMove] = field(default_factory=list)
 
     def __iter__(self) -> Any:
         return iter(self.changes)
@@ -280,6 +330,44 @@ def quorum_effects(
     return problems, rolls
 
 
+def _address_moves(server: dict[str, Any], changes: dict[str, Change]) -> list[str]:
+    """How a change gives `server` a new address: a port it is attached by (its `networks`)
+    replaced or deleted, or that port's fixed IPs changed in place."""
+    causes = []
+    for port in server.get("data_dependencies", {}).get("networks", []):
+        change = changes.get(port)
+        if change is None or change.type != PORT:
+            continue
+        if change.action in ("replace", "delete"):
+            why = f" ({'; '.join(change.reasons)})" if change.reasons else ""
+            causes.append(f"gets a new address: its port {port} is {change.action}d{why}")
+        elif "fixedIps" in change.changed:
+            causes.append(f"gets a new address: the fixed IPs of its port {port} change in place")
+    return causes
+
+
+def cluster_moves(after: dict[str, Any], changes: list[Change]) -> list[ClusterMove]:
+    """Servers the change moves under their cluster (see ClusterMove)."""
+    by_name = {c.name: c for c in changes}
+    moves = []
+    for r in after["resources"]:
+        if r["type"] != INSTANCE:
+            continue
+        role = _role(r)
+        causes = _address_moves(r, by_name) if role in QUORUM_ROLES else []
+        new_address = bool(causes)
+        change = by_name.get(r["name"])
+        if change is not None and change.action == "replace" and "userData" in change.ignored:
+            causes.append(
+                "is replaced with stale user data: userData is in ignore_changes, so Pulumi creates "
+                "the new server with the value stored when this one was created, not this "
+                "configuration's"
+            )
+        if causes:
+            moves.append(ClusterMove(r["name"], role, causes, new_address))
+    return moves
+
+
 def diff_plans(before: dict[str, Any], after: dict[str, Any]) -> Diff:
     old = {(r["type"], r["name"]): r for r in before["resources"] if r["custom"]}
     new = {(r["type"], r["name"]): r for r in after["resources"] if r["custom"]}
@@ -351,7 +439,8 @@ def diff_plans(before: dict[str, Any], after: dict[str, Any]) -> Diff:
             change.notes.append(f"{', '.join(change.ignored)} changed but in ignore_changes: left as it is")
     ordered = sorted(changes.values(), key=lambda c: (ACTIONS.index(c.action), c.name))
     problems, rolls = quorum_effects(before, after, ordered)
-    return Diff(ordered, sorted(kept.values(), key=lambda c: c.name), problems, rolls)
+    moves = cluster_moves(after, ordered)
+    return Diff(ordered, sorted(kept.values(), key=lambda c: c.name), problems, rolls, moves)
 
 
 def _annotate(
@@ -471,7 +560,7 @@ def exit_code(diff: Diff) -> int:
         return EXIT_DATA
     if shrinks(diff):
         return EXIT_REFUSED
-    if diff.quorum:
+    if diff.quorum or diff.moves:
         return EXIT_QUORUM
     return EXIT_OK
 
@@ -513,14 +602,20 @@ def render(diff: Diff, settings: dict[str, Any]) -> str:
     )
     for shrink in shrinks(diff, settings):
         lines.append(f"!! REFUSED: {shrink.describe()}")
+    keys = ", ".join(settings) or "the change"
     if diff.quorum:
-        keys = ", ".join(settings) or "the change"
         for problem in diff.quorum:
             lines.append(f"!! QUORUM ({keys}): {problem.describe()}")
     else:
         lines.append("No quorum is disturbed at once.")
+    for move in diff.moves:
+        lines.append(f"!! REFUSED ({keys}): {move.describe()}")
+    for advice in dict.fromkeys(m.advice(keys) for m in diff.moves):
+        lines.append(f"   Instead: {advice}.")
+    moved = {m.group for m in diff.moves}
     for roll in diff.rolls:
-        lines.append(f"Rolled: {roll.describe()}.")
+        if roll.group not in moved:
+            lines.append(f"Rolled: {roll.describe()}.")
     return "\n".join(lines)
 
 
@@ -560,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
                     "kept": [c.__dict__ for c in diff.kept],
                     "quorum": [p.__dict__ for p in diff.quorum],
                     "rolls": [r.__dict__ for r in diff.rolls],
+                    "moves": [m.__dict__ for m in diff.moves],
                 },
                 indent=2,
                 default=str,

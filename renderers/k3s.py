@@ -22,6 +22,15 @@ INSTALL_SCRIPT = "/usr/local/sbin/jshub-k3s-install"
 # The k3s version the stack wants on the node, written over SSH (see k3s-upgrade.sh.j2).
 VERSION_FILE = "/etc/rancher/k3s/jshub-version"
 API_PORT = 6443
+# The name the kubeconfig checks the API's certificate against. k3s puts `kubernetes`,
+# `kubernetes.default`, `kubernetes.default.svc` and `kubernetes.default.svc.<cluster domain>`
+# in the serving certificate of every server, whatever `tls-san` says (k3s pkg/cluster/https.go,
+# newListener), and the kubeconfig's CA is the cluster's own: so the check holds whichever
+# address reaches the API (the load balancer, a node) and whatever the hub is called. A `tls-san`
+# of the hub's name would not follow a new hubHostname: it is in the servers' first-boot user
+# data, which later changes never reach, and since 1.28 k3s does not add names it is asked for
+# (`tls-san-security`).
+API_SERVER_NAME = "kubernetes.default.svc"
 # The agent's password, which the servers check when a node registers under its name; the
 # stack delivers it, so a re-imaged node keeps it (see k3s-install-token.sh.j2).
 NODE_DIR = "/etc/rancher/node"
@@ -72,9 +81,10 @@ def k3s_config(spec: K3sNodeSpec) -> dict[str, Any]:
     if spec.role == "server":
         if spec.cluster_init:
             config["cluster-init"] = True
+        if spec.tls_sans:
+            config["tls-san"] = list(spec.tls_sans)
         config.update(
             {
-                "tls-san": list(spec.tls_sans),
                 "write-kubeconfig-mode": "0600",
                 "secrets-encryption": True,
                 # Z2JH brings its own proxy (and Let's Encrypt); ServiceLB stays for its
@@ -207,9 +217,10 @@ def render_wait_for_nodes_script(selector: str, want: int, wait_s: int = 1800) -
     return render("k3s-wait-nodes.sh.j2", selector=selector, want=want, wait_s=wait_s)
 
 
-def rewrite_kubeconfig(kubeconfig: str, address: str, server_name: str) -> str:
-    """k3s writes `server: https://127.0.0.1:6443`; point it at the node's floating IP and check
-    the certificate against `server_name`, a name k3s put in the certificate (`tls-san`)."""
+def rewrite_kubeconfig(kubeconfig: str, address: str, server_name: str = API_SERVER_NAME) -> str:
+    """k3s writes `server: https://127.0.0.1:6443`; point it at `address` (the load balancer's
+    or the first node's floating IP) and check the certificate against `server_name`, a name
+    every server's certificate carries (API_SERVER_NAME)."""
     doc = yaml.safe_load(kubeconfig)
     clusters = doc.get("clusters") or []
     if not clusters:

@@ -471,7 +471,11 @@ class StackConfig(ConfigModel):
         ),
     )
     admin_cidrs: list[Cidr] = Field(
-        min_length=1, description='Networks allowed to SSH to the VMs, e.g. ["203.0.113.7/32"].'
+        min_length=1,
+        description=(
+            'Networks allowed to SSH to the VMs, e.g. ["203.0.113.7/32"]; with k3s also the only '
+            "networks that reach the Kubernetes API, so at least one IPv4 network other than 0.0.0.0/0."
+        ),
     )
     allow_ssh_from_anywhere: bool = Field(
         default=False,

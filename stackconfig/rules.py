@@ -65,6 +65,29 @@ def ssh_not_open_to_world(cfg: StackConfig) -> list[Problem]:
     ]
 
 
+def k3s_api_reachable(cfg: StackConfig) -> list[Problem]:
+    """k3s: the Kubernetes API (the stack's own provider, kubectl) is reached from adminCidrs'
+    IPv4 networks only: the load balancer's 6443 listener allows exactly those (Octavia takes
+    networks of its VIP's version; an empty list would allow every address), and the nodes let
+    them in. The whole internet is never one of them, so a list without another IPv4 network
+    would leave the kubeconfig pointing at a port nothing opens."""
+    if cfg.scenario != "k8s" or cfg.k8s is None or cfg.k8s.engine != "k3s":
+        return []
+    networks = [ipaddress.ip_network(c) for c in cfg.admin_cidrs]
+    if any(n.version == 4 and n.prefixlen > 0 for n in networks):
+        return []
+    return [
+        Problem(
+            "adminCidrs",
+            "holds no IPv4 network narrower than 0.0.0.0/0, and scenario k8s (k3s) opens its "
+            "Kubernetes API (6443: `pulumi up`'s own provider, kubectl) only to adminCidrs' IPv4 "
+            "networks, never to the whole internet: add the network you run `pulumi up` and kubectl "
+            "from (e.g. 203.0.113.7/32); SSH may stay open to everyone with allowSshFromAnywhere",
+            list(cfg.admin_cidrs),
+        )
+    ]
+
+
 def single_vm_fits_users(cfg: StackConfig) -> list[Problem]:
     if cfg.scenario != "single":
         return []
@@ -700,6 +723,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     hub_name_fits_certificate,
     acme_root_fits,
     ssh_not_open_to_world,
+    k3s_api_reachable,
     single_vm_fits_users,
     home_quota_fits_volume,
     network_mode_consistent,

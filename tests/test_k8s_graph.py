@@ -263,19 +263,29 @@ def test_k3s_kubeconfig_reaches_the_api_through_the_load_balancer() -> None:
     cluster, addresses = kubeconfig_server("10.0.0.0/24")
     assert addresses["balancer"] != addresses["first_node"]
     # The API answers while any control-plane node does, on the hub's floating IP, and the
-    # certificate is checked against the hub's name (a tls-san of every server).
+    # certificate is checked against a name every k3s server's certificate carries (not the
+    # hub's name, which a day-2 hubHostname changes while the certificate stays).
     assert cluster["server"] == f"https://{addresses['balancer']}:6443"
-    assert cluster["tls-server-name"] == "hub.cis230000.projects.jetstream-cloud.org"
+    assert cluster["tls-server-name"] == "kubernetes.default.svc"
 
 
 def test_k3s_kubeconfig_uses_the_first_node_without_a_listener() -> None:
     # Subnet not known: the nodes could not let the load balancer in.
     cluster, addresses = kubeconfig_server(None)
     assert cluster["server"] == f"https://{addresses['first_node']}:6443"
-    # No admin network but the whole internet: a listener would have nothing to restrict to.
-    world = {"adminCidrs": ["0.0.0.0/0"], "allowSshFromAnywhere": True}
-    cluster, addresses = kubeconfig_server("10.0.0.0/24", **world)
-    assert cluster["server"] == f"https://{addresses['first_node']}:6443"
+
+
+def test_k3s_api_open_to_the_world_only_is_refused_by_key() -> None:
+    # No admin network but the whole internet: the API would have no listener and no rule
+    # (never 0.0.0.0/0), and the kubeconfig would point at a port nothing opens.
+    from stackconfig.errors import ConfigError
+
+    world = {**k8s_config(), "adminCidrs": ["0.0.0.0/0"], "allowSshFromAnywhere": True}
+    with pytest.raises(ConfigError) as error:
+        make_config(**world)
+    assert [p.key for p in error.value.problems] == ["adminCidrs"]
+    # Magnum's API load balancer takes adminCidrs as they are (its own allowed-CIDRs label).
+    make_config(**{**world, "k8s": {**world["k8s"], "engine": "magnum"}})
 
 
 def test_k3s_ceph_volumes_are_protected_and_named_in_the_rook_values(k3s_rec: Recording) -> None:

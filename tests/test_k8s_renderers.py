@@ -552,10 +552,13 @@ def test_kubeconfig_is_rewritten_to_the_floating_ip_and_checked_against_the_hub_
             "current-context": "default",
         }
     )
-    rewritten = yaml.safe_load(k3s.rewrite_kubeconfig(original, "203.0.113.10", "hub.example.org"))
+    rewritten = yaml.safe_load(k3s.rewrite_kubeconfig(original, "203.0.113.10"))
     cluster = rewritten["clusters"][0]["cluster"]
     assert cluster["server"] == "https://203.0.113.10:6443"
-    assert cluster["tls-server-name"] == "hub.example.org"
+    # A name in every k3s server's certificate, whatever tls-san says and whatever the hub is called.
+    assert cluster["tls-server-name"] == "kubernetes.default.svc"
+    named = yaml.safe_load(k3s.rewrite_kubeconfig(original, "203.0.113.10", "hub.example.org"))
+    assert named["clusters"][0]["cluster"]["tls-server-name"] == "hub.example.org"
     assert cluster["certificate-authority-data"] == "Q0E="
     with pytest.raises(ValueError, match="no cluster"):
         k3s.rewrite_kubeconfig("apiVersion: v1\nclusters: []\n", "203.0.113.10", "x")
