@@ -114,9 +114,33 @@ class Hub:
         env.write_text(render_env_file(repository(bucket, endpoint), "testing", "testing", password))
         env.chmod(0o600)
 
+    @property
+    def shim_dir(self) -> Path:
+        return self.root / "shim"
+
+    @property
+    def calls_log(self) -> Path:
+        return self.root / "restic-calls.log"
+
+    def shim_restic(self, script: str | None = None) -> None:
+        """Put a `restic` first on the scripts' PATH that logs its arguments (one call a line),
+        then runs the real restic, or the given shell text instead."""
+        real = require_tool("restic", "backs up homes (Debian package restic)")
+        self.shim_dir.mkdir(exist_ok=True)
+        shim = self.shim_dir / "restic"
+        body = script if script is not None else f'exec {real} "$@"\n'
+        shim.write_text(f'#!/bin/bash\necho "$*" >>{self.calls_log}\n{body}')
+        shim.chmod(0o755)
+
+    def restic_calls(self) -> list[str]:
+        return self.calls_log.read_text().splitlines() if self.calls_log.exists() else []
+
     def run(self, command: str, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ)
+        if self.shim_dir.is_dir():
+            env["PATH"] = f"{self.shim_dir}:{env['PATH']}"
         result = subprocess.run(
-            [f"{self.paths.bin_dir}/{command}", *args], capture_output=True, text=True, check=False
+            [f"{self.paths.bin_dir}/{command}", *args], capture_output=True, text=True, check=False, env=env
         )
         assert result.returncode == expect, (
             f"{command} {args}: {result.returncode}\n{result.stdout}\n{result.stderr}"
@@ -337,3 +361,111 @@ def test_check_fails_when_the_newest_snapshot_is_older_than_max_age(s3_endpoint:
     hub.install(s3_endpoint, hub.bucket, password="wrong")
     hub.run("jshub-backup-check", expect=2)
     assert hub.metrics()["jshub_backup_repository_up"] == 0
+
+
+def make_bucket(endpoint: str, name: str) -> None:
+    """The stack makes the container before the first backup runs: an empty bucket."""
+    import boto3
+
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=name)
+
+
+def inits(hub: Hub) -> list[str]:
+    return [call for call in hub.restic_calls() if call.split()[:1] == ["init"]]
+
+
+def test_the_first_run_makes_the_repository_and_later_runs_do_not(s3_endpoint: str, tmp_path: Path) -> None:
+    require_root("runs the hub's backup commands as they run on the VM")
+    bucket = f"jshub-backup-{uuid.uuid4().hex[:8]}"
+    make_bucket(s3_endpoint, bucket)
+    hub = Hub(tmp_path, s3_endpoint, bucket)
+    hub.shim_restic()
+    Path(hub.paths.home_root).mkdir(parents=True)
+    (Path(hub.paths.home_root) / "notes.txt").write_text("first\n")
+
+    # Before the first backup the check says the repository is not there yet, and makes nothing.
+    assert "no restic repository at" in hub.run("jshub-backup-check", expect=2).stderr
+    assert inits(hub) == []
+
+    first = hub.run("jshub-backup")
+    assert "no restic repository at" in first.stdout and "making it" in first.stdout
+    assert len(inits(hub)) == 1
+    hub.run("jshub-backup")
+    assert len(inits(hub)) == 1, hub.restic_calls()
+    assert len(snapshot_ids(hub)) == 1  # the second run's snapshot, the first forgotten (keepDaily)
+
+
+def test_a_wrong_password_fails_the_run_naming_it_and_makes_nothing(s3_endpoint: str, tmp_path: Path) -> None:
+    require_root("runs the hub's backup commands as they run on the VM")
+    bucket = f"jshub-backup-{uuid.uuid4().hex[:8]}"
+    make_bucket(s3_endpoint, bucket)
+    hub = Hub(tmp_path, s3_endpoint, bucket)
+    Path(hub.paths.home_root).mkdir(parents=True)
+    hub.run("jshub-backup")
+    before = snapshot_ids(hub)
+
+    # A later stack adopted the container with another password (or the file was edited).
+    hub.install(s3_endpoint, bucket, password="not-the-repository-password")
+    hub.shim_restic()
+    failed = hub.run("jshub-backup", expect=1)
+    assert "wrong password: RESTIC_PASSWORD in" in failed.stderr, failed.stderr
+    assert hub.paths.env_file in failed.stderr
+    assert "already initialized" not in failed.stderr
+    assert inits(hub) == [] and not any(c.startswith("backup") for c in hub.restic_calls())
+    check = hub.run("jshub-backup-check", expect=2)
+    assert "wrong password" in check.stderr
+
+    hub.install(s3_endpoint, bucket)
+    assert snapshot_ids(hub) == before  # nothing written with the wrong password
+
+
+def test_an_unreachable_repository_fails_with_restics_words_and_makes_nothing(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    require_root("runs the hub's backup commands as they run on the VM")
+    closed = f"http://127.0.0.1:{_free_port()}"
+    hub = Hub(tmp_path, closed, f"jshub-backup-{uuid.uuid4().hex[:8]}")
+    hub.shim_restic()
+    Path(hub.paths.home_root).mkdir(parents=True)
+    failed = hub.run("jshub-backup", expect=1)
+    assert "cannot open the repository at s3:http://127.0.0.1" in failed.stderr, failed.stderr
+    assert "connection refused" in failed.stderr
+    assert inits(hub) == []
+
+
+# restic >= 0.17 (not packaged here) says which failure it met by exit code: a stand-in restic
+# answers `cat config` as the documented codes do, and lists one fresh snapshot.
+FAKE_RESTIC = """case "$1" in
+cat) echo "$FAKE_MESSAGE" >&2; exit "$FAKE_STATUS" ;;
+snapshots) echo "[{\\"time\\": \\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\\"}]" ;;
+esac
+exit 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "makes", "says"),
+    [
+        (10, "Fatal: repository does not exist: unable to open config file", True, ""),
+        (12, "Fatal: wrong password or no key found", False, "wrong password: RESTIC_PASSWORD in"),
+        (1, "Fatal: unable to open config file: Stat: Access Denied.", False, "cannot open the repository"),
+        (11, "Fatal: unable to create lock in backend: repository is already locked", False, "cannot open"),
+    ],
+)
+def test_restic_exit_codes_decide_whether_to_make_the_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int, message: str, makes: bool, says: str
+) -> None:
+    hub = Hub(tmp_path, "http://127.0.0.1:9", "jshub-backup-exit-codes")
+    hub.shim_restic(FAKE_RESTIC)
+    Path(hub.paths.home_root).mkdir(parents=True)
+    monkeypatch.setenv("FAKE_STATUS", str(status))
+    monkeypatch.setenv("FAKE_MESSAGE", message)
+    result = hub.run("jshub-backup", expect=0 if makes else 1)
+    assert bool(inits(hub)) is makes, hub.restic_calls()
+    assert says in result.stderr and (makes or message in result.stderr), result.stderr
