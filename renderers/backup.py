@@ -53,9 +53,18 @@ def hub_backup_paths(paths: HubPaths | None = None) -> BackupPaths:
     return BackupPaths(home_root=paths.home_root, database=f"{paths.state_dir}/jupyterhub.sqlite")
 
 
+def restic_host(project: str, stack: str) -> str:
+    """The host name a stack's snapshots carry: the Pulumi project and stack, which neither a
+    replaced server nor a new hub name changes (the hub's name used to be the host, so a rename
+    split restic's history in two)."""
+    return f"{project}-{stack}"
+
+
 @dataclass(frozen=True)
 class BackupSpec:
-    # Snapshots carry this host name, so a replaced server continues the same history.
+    # Snapshots carry this host name (restic_host). The scripts select this stack's snapshots by
+    # the tag alone, so the snapshots an older release took under the hub's name count too: the
+    # repository is the stack's own (its password is the stack's).
     host: str
     paths: BackupPaths
     schedule: str

@@ -151,7 +151,7 @@ def test_schedule_grammar_agrees_with_systemd() -> None:
 
 def spec() -> BackupSpec:
     return BackupSpec(
-        host="hub.cis230000.projects.jetstream-cloud.org",
+        host="jupyterhub-jetstream-dev",
         paths=hub_backup_paths(),
         schedule="*-*-* 03:15:00",
         keep_daily=7,

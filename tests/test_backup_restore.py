@@ -30,7 +30,9 @@ from renderers.backup import (
 )
 from tests.conftest import require_root, require_tool
 
-HOST = "hub.cis230000.projects.jetstream-cloud.org"
+# restic_host("jupyterhub-jetstream", "dev"); releases before it used the hub's name.
+HOST = "jupyterhub-jetstream-dev"
+OLD_HOST = "hub.cis230000.projects.jetstream-cloud.org"
 
 
 def _free_port() -> int:
@@ -80,7 +82,9 @@ def unix_user() -> Iterator[str]:
 class Hub:
     """The rendered commands installed under a scratch root, talking to one bucket."""
 
-    def __init__(self, root: Path, endpoint: str, bucket: str, max_age_hours: float = 30) -> None:
+    def __init__(
+        self, root: Path, endpoint: str, bucket: str, max_age_hours: float = 30, host: str = HOST
+    ) -> None:
         self.root = root
         self.bucket = bucket
         self.paths = BackupPaths(
@@ -92,7 +96,7 @@ class Hub:
             bin_dir=str(root / "usr" / "local" / "sbin"),
         )
         self.spec = BackupSpec(
-            host=HOST,
+            host=host,
             paths=self.paths,
             schedule="*-*-* 03:15:00",
             keep_daily=7,
@@ -206,7 +210,11 @@ def snapshot_ids(hub: Hub) -> list[str]:
         key, _, value = line.partition("=")
         env[key] = value.strip("'")
     out = subprocess.run(
-        ["restic", "snapshots", "--json", "--host", HOST], env=env, capture_output=True, text=True, check=True
+        ["restic", "snapshots", "--json", "--tag", "jshub"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return [s["id"] for s in sorted(json.loads(out.stdout), key=lambda s: s["time"])]
 
@@ -340,9 +348,9 @@ def test_check_fails_when_the_newest_snapshot_is_older_than_max_age(s3_endpoint:
     assert metrics["jshub_backup_fresh"] == 0 and metrics["jshub_backup_repository_up"] == 1
     assert abs(metrics["jshub_backup_last_success_timestamp_seconds"] - old) <= 1
 
-    # A snapshot of another host does not count for this one.
+    # A snapshot without the stack's tag (an operator's own) does not count.
     subprocess.run(
-        ["restic", "backup", "--host", "other-hub", "--tag", "jshub", hub.paths.home_root],
+        ["restic", "backup", "--host", HOST, "--tag", "by-hand", hub.paths.home_root],
         env=env,
         check=True,
         capture_output=True,
@@ -469,3 +477,65 @@ def test_restic_exit_codes_decide_whether_to_make_the_repository(
     result = hub.run("jshub-backup", expect=0 if makes else 1)
     assert bool(inits(hub)) is makes, hub.restic_calls()
     assert says in result.stderr and (makes or message in result.stderr), result.stderr
+
+
+def restic_env(hub: Hub) -> dict[str, str]:
+    env = dict(os.environ)
+    for line in Path(hub.paths.env_file).read_text().splitlines():
+        key, _, value = line.partition("=")
+        env[key] = value.strip("'")
+    return env
+
+
+def snapshot_hosts(hub: Hub) -> dict[str, str]:
+    """Every snapshot in the repository, any tag or host: ID -> host."""
+    out = subprocess.run(
+        ["restic", "snapshots", "--json"], env=restic_env(hub), capture_output=True, text=True, check=True
+    )
+    return {s["id"]: s["hostname"] for s in json.loads(out.stdout)}
+
+
+def test_snapshots_from_before_the_stable_host_are_listed_restored_and_aged_out(
+    s3_endpoint: str, unix_user: str, tmp_path: Path
+) -> None:
+    """A deployment whose snapshots carry the hub's name (as releases before restic_host wrote
+    them) upgrades: restore finds the old snapshots, and the retention treats old and new as
+    one history."""
+    require_tool("restic", "backs up homes (Debian package restic)")
+    bucket = f"jshub-backup-{uuid.uuid4().hex[:8]}"
+    old = Hub(tmp_path, s3_endpoint, bucket, host=OLD_HOST)
+    home = make_home(Path(old.paths.home_root), unix_user)
+    make_database(Path(old.paths.database))
+    old.run("jshub-backup")  # today, under the hub's name
+    # Three days ago, under the hub's name, with the same paths as the script backs up.
+    (home / "work" / "notes.md").write_text("# three days ago\n")
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - 3 * 86400))
+    paths = [old.paths.home_root, old.paths.database_copy_dir]
+    subprocess.run(
+        ["restic", "backup", "--host", OLD_HOST, "--tag", "jshub", "--time", stamp, *paths],
+        env=restic_env(old),
+        check=True,
+        capture_output=True,
+    )
+    before = snapshot_hosts(old)
+    assert sorted(before.values()) == [OLD_HOST, OLD_HOST]
+
+    # The upgrade: the same repository and paths, the stable host.
+    new = Hub(tmp_path, s3_endpoint, bucket, host=HOST)
+    listing = new.run("jshub-restore", "--list").stdout
+    assert listing.count(OLD_HOST) == 2, listing
+    new.run("jshub-backup-check")  # today's snapshot under the old name counts as fresh
+    oldest = snapshot_ids(new)[0]
+    target = tmp_path / "restored"
+    new.run("jshub-restore", unix_user, "work/notes.md", "--snapshot", oldest[:8], "--target", str(target))
+    assert (target / "notes.md").read_text() == "# three days ago\n"
+    (home / "work" / "notes.md").write_text("# today\n")
+    new.run("jshub-restore", unix_user, "work/notes.md")  # latest: today's, under the old name
+    assert (home / "work" / "notes.md").read_text() == "# thesis notes\n"
+
+    # Today's backup under the new name: one history, so keepDaily keeps one snapshot for today
+    # (the new one) and the one from three days ago; today's old-name snapshot is forgotten.
+    new.run("jshub-backup")
+    after = snapshot_hosts(new)
+    assert sorted(after.values()) == sorted([HOST, OLD_HOST]), after
+    assert oldest in after and after[oldest] == OLD_HOST
