@@ -94,6 +94,7 @@ class Hub:
             state_dir=str(root / "var" / "lib" / "jshub-backup"),
             textfile_dir=str(root / "var" / "lib" / "prometheus" / "node-exporter"),
             bin_dir=str(root / "usr" / "local" / "sbin"),
+            failure_file=str(root / "data" / "hub" / "backup-failed"),
         )
         self.spec = BackupSpec(
             host=host,
@@ -539,3 +540,55 @@ def test_snapshots_from_before_the_stable_host_are_listed_restored_and_aged_out(
     after = snapshot_hosts(new)
     assert sorted(after.values()) == sorted([HOST, OLD_HOST]), after
     assert oldest in after and after[oldest] == OLD_HOST
+
+
+def test_a_failed_backup_is_recorded_reported_and_cleared_by_the_next_success(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    """jshub-backup.service fails -> systemd starts jshub-backup-failed.service (OnFailure=),
+    whose command records it; the check and the smoke test report it until a backup succeeds.
+    systemd is not PID 1 here: stand-ins for systemctl and journalctl answer as they would for
+    the failed unit, the journal holding what the failed run really printed."""
+    require_root("runs the hub's backup commands as they run on the VM")
+    require_tool("restic", "backs up homes (Debian package restic)")
+    from jshub.smoke import backup_state
+
+    bucket = f"jshub-backup-{uuid.uuid4().hex[:8]}"
+    make_bucket(s3_endpoint, bucket)
+    hub = Hub(tmp_path, s3_endpoint, bucket)
+    Path(hub.paths.home_root).mkdir(parents=True)
+    failure = Path(hub.paths.failure_file)
+    check = [f"{hub.paths.bin_dir}/jshub-backup-check"]
+    hub.run("jshub-backup")
+    assert not failure.exists() and hub.metrics()["jshub_backup_last_run_failed"] == 0
+    assert "h old (limit 30 h)" in backup_state(check)
+
+    hub.install(s3_endpoint, bucket, password="not-the-repository-password")
+    failed = hub.run("jshub-backup", expect=1)
+    journal = tmp_path / "journal.txt"
+    journal.write_text(failed.stdout + failed.stderr)
+    hub.shim_dir.mkdir(exist_ok=True)
+    for name, body in {
+        "systemctl": 'case "$*" in *Result*) echo exit-code ;; *InvocationID*) echo 0f1e2d3c ;; esac\n',
+        "journalctl": f'[[ "$*" == *_SYSTEMD_INVOCATION_ID=0f1e2d3c* ]] && cat {journal}\n',
+    }.items():
+        (hub.shim_dir / name).write_text(f"#!/bin/bash\n{body}")
+        (hub.shim_dir / name).chmod(0o755)
+    before = int(time.time())
+    hub.run("jshub-backup-failed")
+    lines = failure.read_text().splitlines()
+    assert before <= int(lines[0]) <= time.time()
+    assert lines[1].startswith("jshub-backup.service failed (exit-code) at ")
+    assert any("wrong password: RESTIC_PASSWORD in" in line for line in lines[2:]), lines
+
+    reported = hub.run("jshub-backup-check", expect=3).stderr
+    assert "the last backup run failed at" in reported and "wrong password: RESTIC_PASSWORD" in reported
+    assert hub.metrics()["jshub_backup_last_run_failed"] == 1
+    with pytest.raises(RuntimeError, match=r"exited 3: .*the last backup run failed at .*wrong password"):
+        backup_state(check)
+    # The password put right: the next backup succeeds and the record is gone.
+    hub.install(s3_endpoint, bucket)
+    hub.run("jshub-backup")
+    assert not failure.exists()
+    assert hub.metrics()["jshub_backup_last_run_failed"] == 0
+    hub.run("jshub-backup-check")
