@@ -1,16 +1,19 @@
 """Smoke test of a deployed hub, end to end, as a user would use it:
 
-    python -m jshub.smoke [--url URL] [--stack NAME] [--timeout SECONDS]
+    python -m jshub.smoke [--url URL] [--stack NAME] [--timeout SECONDS] [--ssh USER@HOST]
 
 creates a throw-away user, starts their server, runs a cell through the kernel's websocket
 (prints the Python version, writes a file in the home), restarts the server and checks the file
-is still there, stops the server and deletes the user. Prints each step's time; exits 1 naming
-the step that failed (after cleaning up what it can), 2 when there is no hub to talk to."""
+is still there, stops the server and deletes the user. With --ssh USER@HOST it also runs
+jshub-backup-check on the hub's VM over SSH, so a failed or stale backup fails the smoke test
+without any monitoring. Prints each step's time; exits 1 naming the step that failed (after
+cleaning up what it can), 2 when there is no hub to talk to."""
 
 from __future__ import annotations
 
 import argparse
 import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +24,23 @@ from jshub.hubapi import HubAPI, wait_until
 
 DEFAULT_USER = "jshub-smoke"
 MARKER_FILE = "jshub-smoke.txt"
+# Installed by the stack's backup-install on the VM that holds the homes (renderers/backup.py).
+BACKUP_CHECK = "/usr/local/sbin/jshub-backup-check"
+
+
+def ssh_backup_check(destination: str) -> list[str]:
+    """The command that runs the backup check on the hub's VM: never a password prompt."""
+    return ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", destination, "sudo", "-n", BACKUP_CHECK]
+
+
+def backup_state(command: list[str], timeout: float = 300) -> str:
+    """What jshub-backup-check says when it passes; raises with what it says when it does not
+    (exit 1: stale or none, 2: the repository cannot be read, 3: the last run failed)."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        said = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
+        raise RuntimeError(f"jshub-backup-check exited {done.returncode}: " + " | ".join(said[:12]))
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "backups fresh"
 
 
 @dataclass
@@ -39,6 +59,8 @@ class Smoke:
     # Right after `pulumi up` the hub may be restarting behind its proxy: its 502/503/504 (or no
     # answer at all) is waited out this long before "reach the hub" fails.
     hub_timeout: float = 120.0
+    # The backup check to run after the hub's steps (ssh_backup_check), or None for none.
+    backup_check: list[str] | None = None
     steps: list[Step] = field(default_factory=list)
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
 
@@ -66,6 +88,9 @@ class Smoke:
             self.step("file kept after restart", lambda: self._check(token))
             self.step("stop server again", self._stop)
             self.step("delete user", self._delete_user)
+            if self.backup_check is not None:
+                command = self.backup_check
+                self.step("backups", lambda: backup_state(command))
         except Exception:
             self._clean_up()
             return False
@@ -163,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         default=120.0,
         help="seconds to wait for a hub that is starting (its proxy answers 502-504) (default 120)",
     )
+    parser.add_argument(
+        "--ssh",
+        metavar="USER@HOST",
+        help="also run jshub-backup-check on the hub's VM over SSH (e.g. ubuntu@<public_ip>); "
+        "a failed, stale or unreadable backup fails the smoke test",
+    )
     args = parser.parse_args(argv)
     try:
         hub_target = target.resolve(args)
@@ -174,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         user=args.user,
         timeout=args.timeout,
         hub_timeout=args.hub_timeout,
+        backup_check=ssh_backup_check(args.ssh) if args.ssh else None,
     )
     ok = smoke.run()
     print(table(smoke.steps))

@@ -18,6 +18,8 @@ from renderers.hub_config import HubPaths
 TAG = "jshub"
 BACKUP_SERVICE = "jshub-backup"
 CHECK_SERVICE = "jshub-backup-check"
+# Run by systemd when a backup fails (OnFailure=): records the failure for the check.
+FAILED_SERVICE = "jshub-backup-failed"
 # Prometheus node exporter's textfile collector reads *.prom here (Debian/Ubuntu's
 # prometheus-node-exporter default --collector.textfile.directory).
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
@@ -37,6 +39,10 @@ class BackupPaths:
     textfile_dir: str = TEXTFILE_DIR
     bin_dir: str = "/usr/local/sbin"
     unit_dir: str = "/etc/systemd/system"
+    # A failed backup's record (time, result, its last log lines), read by the check until the
+    # next successful backup removes it. The hub's VMs keep it on the data volume, beside the
+    # database: a rebuilt root disk does not forget a failure.
+    failure_file: str = "/var/lib/jshub-backup/last-failure"
 
     @property
     def database_copy_dir(self) -> str:
@@ -50,12 +56,25 @@ class BackupPaths:
 def hub_backup_paths(paths: HubPaths | None = None) -> BackupPaths:
     """A hub VM (scenarios single and hpc), or the swarm manager with the image's paths."""
     paths = paths or HubPaths()
-    return BackupPaths(home_root=paths.home_root, database=f"{paths.state_dir}/jupyterhub.sqlite")
+    return BackupPaths(
+        home_root=paths.home_root,
+        database=f"{paths.state_dir}/jupyterhub.sqlite",
+        failure_file=f"{paths.state_dir}/backup-failed",
+    )
+
+
+def restic_host(project: str, stack: str) -> str:
+    """The host name a stack's snapshots carry: the Pulumi project and stack, which neither a
+    replaced server nor a new hub name changes (the hub's name used to be the host, so a rename
+    split restic's history in two)."""
+    return f"{project}-{stack}"
 
 
 @dataclass(frozen=True)
 class BackupSpec:
-    # Snapshots carry this host name, so a replaced server continues the same history.
+    # Snapshots carry this host name (restic_host). The scripts select this stack's snapshots by
+    # the tag alone, so the snapshots an older release took under the hub's name count too: the
+    # repository is the stack's own (its password is the stack's).
     host: str
     paths: BackupPaths
     schedule: str
@@ -74,6 +93,10 @@ def render_backup_script(spec: BackupSpec) -> str:
     return render("backup-run.sh.j2", spec=spec, paths=spec.paths, tag=TAG, check=_check_command(spec))
 
 
+def render_failure_script(spec: BackupSpec) -> str:
+    return render("backup-failed.sh.j2", paths=spec.paths, unit=f"{BACKUP_SERVICE}.service")
+
+
 def render_check_script(spec: BackupSpec) -> str:
     return render("backup-check.sh.j2", spec=spec, paths=spec.paths, tag=TAG, metrics_file=METRICS_FILE)
 
@@ -87,7 +110,8 @@ def _check_command(spec: BackupSpec) -> str:
 
 
 def render_units(spec: BackupSpec) -> dict[str, str]:
-    """The systemd units by file name: the backup and the freshness check, each on a timer."""
+    """The systemd units by file name: the backup and the freshness check, each on a timer, and
+    the unit that records a failed backup."""
     bin_dir = spec.paths.bin_dir
     return {
         f"{BACKUP_SERVICE}.service": render(
@@ -95,6 +119,14 @@ def render_units(spec: BackupSpec) -> dict[str, str]:
             description="Back up JupyterHub homes and database to object storage (restic)",
             command=f"{bin_dir}/{BACKUP_SERVICE}",
             background=True,
+            on_failure=f"{FAILED_SERVICE}.service",
+        ),
+        f"{FAILED_SERVICE}.service": render(
+            "backup-service.j2",
+            description="Record a failed JupyterHub backup for jshub-backup-check",
+            command=f"{bin_dir}/{FAILED_SERVICE}",
+            background=False,
+            on_failure="",
         ),
         f"{BACKUP_SERVICE}.timer": render(
             "backup-timer.j2", description="JupyterHub backup schedule", schedule=spec.schedule, delay="15min"
@@ -104,6 +136,7 @@ def render_units(spec: BackupSpec) -> dict[str, str]:
             description="Check that the last JupyterHub backup is recent",
             command=_check_command(spec),
             background=False,
+            on_failure="",
         ),
         f"{CHECK_SERVICE}.timer": render(
             "backup-timer.j2",
@@ -119,6 +152,7 @@ def scripts(spec: BackupSpec) -> dict[str, str]:
     return {
         BACKUP_SERVICE: render_backup_script(spec),
         CHECK_SERVICE: render_check_script(spec),
+        FAILED_SERVICE: render_failure_script(spec),
         "jshub-restore": render_restore_script(spec),
     }
 

@@ -221,6 +221,15 @@ def alert_rules(spec: MonitoringSpec) -> list[dict[str, Any]]:
                 "critical",
                 f"the newest backup is older than backup.maxAgeHours ({spec.backup_max_age_hours:g} h)",
             ),
+            # Recorded by jshub-backup-failed when a run fails, gone after the next success: says so
+            # the same night, not only after maxAgeHours.
+            _alert(
+                "BackupFailed",
+                "jshub_backup_last_run_failed == 1",
+                "0m",
+                "critical",
+                "the last backup run failed: `sudo jshub-backup-check` on the VM shows its last log lines",
+            ),
             # The check runs hourly; without a fresh answer from it, BackupTooOld cannot be trusted.
             _alert(
                 "BackupCheckNotRunning",

@@ -11,7 +11,7 @@ import pulumi_command as command
 from components.backup import BackupStore, BackupStoreArgs, container_name
 from components.k8s_backup import K8sHomeBackup, K8sHomeBackupArgs
 from renderers import z2jh
-from renderers.backup import BackupPaths, BackupSpec
+from renderers.backup import BackupPaths, BackupSpec, restic_host
 from renderers.k8s_backup import K8sBackupSpec
 from stackconfig import StackConfig
 from stackconfig.backup import cron_schedule
@@ -20,7 +20,7 @@ from stackconfig.backup import cron_schedule
 def backup_spec(cfg: StackConfig, paths: BackupPaths) -> BackupSpec:
     b = cfg.backup
     return BackupSpec(
-        host=cfg.hub_fqdn,
+        host=restic_host(pulumi.get_project(), pulumi.get_stack()),
         paths=paths,
         schedule=b.schedule,
         keep_daily=b.retention.keep_daily,

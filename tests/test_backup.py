@@ -151,7 +151,7 @@ def test_schedule_grammar_agrees_with_systemd() -> None:
 
 def spec() -> BackupSpec:
     return BackupSpec(
-        host="hub.cis230000.projects.jetstream-cloud.org",
+        host="jupyterhub-jetstream-dev",
         paths=hub_backup_paths(),
         schedule="*-*-* 03:15:00",
         keep_daily=7,
@@ -161,7 +161,9 @@ def spec() -> BackupSpec:
     )
 
 
-@pytest.mark.parametrize("name", ["jshub-backup", "jshub-backup-check", "jshub-restore", "install"])
+@pytest.mark.parametrize(
+    "name", ["jshub-backup", "jshub-backup-check", "jshub-backup-failed", "jshub-restore", "install"]
+)
 def test_backup_scripts_pass_shellcheck(name: str, tmp_path: Path) -> None:
     tool = require_tool("shellcheck", "lints rendered shell scripts")
     text = render_install_script(spec()) if name == "install" else scripts(spec())[name]
@@ -190,6 +192,12 @@ def test_units_run_on_the_configured_schedule(tmp_path: Path) -> None:
     assert "OnCalendar=*-*-* 03:15:00\n" in units["jshub-backup.timer"]
     assert "Persistent=true" in units["jshub-backup.timer"]
     assert "ExecStart=/usr/local/sbin/jshub-backup\n" in units["jshub-backup.service"]
+    # A failed backup starts the unit that records it; that unit and the check record nothing.
+    assert "\nOnFailure=jshub-backup-failed.service\n" in units["jshub-backup.service"]
+    assert "ExecStart=/usr/local/sbin/jshub-backup-failed\n" in units["jshub-backup-failed.service"]
+    assert "OnFailure" not in units["jshub-backup-failed.service"] + units["jshub-backup-check.service"]
+    # On the hub's VMs the record is on the data volume, beside the database.
+    assert "failure_file=/data/hub/backup-failed\n" in scripts(spec())["jshub-backup-failed"]
     tool = require_tool("systemd-analyze", "verifies the rendered systemd units")
     for name, text in units.items():
         (tmp_path / name).write_text(text.replace("/usr/local/sbin", str(tmp_path)))

@@ -30,7 +30,9 @@ from renderers.backup import (
 )
 from tests.conftest import require_root, require_tool
 
-HOST = "hub.cis230000.projects.jetstream-cloud.org"
+# restic_host("jupyterhub-jetstream", "dev"); releases before it used the hub's name.
+HOST = "jupyterhub-jetstream-dev"
+OLD_HOST = "hub.cis230000.projects.jetstream-cloud.org"
 
 
 def _free_port() -> int:
@@ -80,7 +82,9 @@ def unix_user() -> Iterator[str]:
 class Hub:
     """The rendered commands installed under a scratch root, talking to one bucket."""
 
-    def __init__(self, root: Path, endpoint: str, bucket: str, max_age_hours: float = 30) -> None:
+    def __init__(
+        self, root: Path, endpoint: str, bucket: str, max_age_hours: float = 30, host: str = HOST
+    ) -> None:
         self.root = root
         self.bucket = bucket
         self.paths = BackupPaths(
@@ -90,9 +94,10 @@ class Hub:
             state_dir=str(root / "var" / "lib" / "jshub-backup"),
             textfile_dir=str(root / "var" / "lib" / "prometheus" / "node-exporter"),
             bin_dir=str(root / "usr" / "local" / "sbin"),
+            failure_file=str(root / "data" / "hub" / "backup-failed"),
         )
         self.spec = BackupSpec(
-            host=HOST,
+            host=host,
             paths=self.paths,
             schedule="*-*-* 03:15:00",
             keep_daily=7,
@@ -114,9 +119,33 @@ class Hub:
         env.write_text(render_env_file(repository(bucket, endpoint), "testing", "testing", password))
         env.chmod(0o600)
 
+    @property
+    def shim_dir(self) -> Path:
+        return self.root / "shim"
+
+    @property
+    def calls_log(self) -> Path:
+        return self.root / "restic-calls.log"
+
+    def shim_restic(self, script: str | None = None) -> None:
+        """Put a `restic` first on the scripts' PATH that logs its arguments (one call a line),
+        then runs the real restic, or the given shell text instead."""
+        real = require_tool("restic", "backs up homes (Debian package restic)")
+        self.shim_dir.mkdir(exist_ok=True)
+        shim = self.shim_dir / "restic"
+        body = script if script is not None else f'exec {real} "$@"\n'
+        shim.write_text(f'#!/bin/bash\necho "$*" >>{self.calls_log}\n{body}')
+        shim.chmod(0o755)
+
+    def restic_calls(self) -> list[str]:
+        return self.calls_log.read_text().splitlines() if self.calls_log.exists() else []
+
     def run(self, command: str, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ)
+        if self.shim_dir.is_dir():
+            env["PATH"] = f"{self.shim_dir}:{env['PATH']}"
         result = subprocess.run(
-            [f"{self.paths.bin_dir}/{command}", *args], capture_output=True, text=True, check=False
+            [f"{self.paths.bin_dir}/{command}", *args], capture_output=True, text=True, check=False, env=env
         )
         assert result.returncode == expect, (
             f"{command} {args}: {result.returncode}\n{result.stdout}\n{result.stderr}"
@@ -182,7 +211,11 @@ def snapshot_ids(hub: Hub) -> list[str]:
         key, _, value = line.partition("=")
         env[key] = value.strip("'")
     out = subprocess.run(
-        ["restic", "snapshots", "--json", "--host", HOST], env=env, capture_output=True, text=True, check=True
+        ["restic", "snapshots", "--json", "--tag", "jshub"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return [s["id"] for s in sorted(json.loads(out.stdout), key=lambda s: s["time"])]
 
@@ -316,9 +349,9 @@ def test_check_fails_when_the_newest_snapshot_is_older_than_max_age(s3_endpoint:
     assert metrics["jshub_backup_fresh"] == 0 and metrics["jshub_backup_repository_up"] == 1
     assert abs(metrics["jshub_backup_last_success_timestamp_seconds"] - old) <= 1
 
-    # A snapshot of another host does not count for this one.
+    # A snapshot without the stack's tag (an operator's own) does not count.
     subprocess.run(
-        ["restic", "backup", "--host", "other-hub", "--tag", "jshub", hub.paths.home_root],
+        ["restic", "backup", "--host", HOST, "--tag", "by-hand", hub.paths.home_root],
         env=env,
         check=True,
         capture_output=True,
@@ -337,3 +370,225 @@ def test_check_fails_when_the_newest_snapshot_is_older_than_max_age(s3_endpoint:
     hub.install(s3_endpoint, hub.bucket, password="wrong")
     hub.run("jshub-backup-check", expect=2)
     assert hub.metrics()["jshub_backup_repository_up"] == 0
+
+
+def make_bucket(endpoint: str, name: str) -> None:
+    """The stack makes the container before the first backup runs: an empty bucket."""
+    import boto3
+
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=name)
+
+
+def inits(hub: Hub) -> list[str]:
+    return [call for call in hub.restic_calls() if call.split()[:1] == ["init"]]
+
+
+def test_the_first_run_makes_the_repository_and_later_runs_do_not(s3_endpoint: str, tmp_path: Path) -> None:
+    require_root("runs the hub's backup commands as they run on the VM")
+    bucket = f"jshub-backup-{uuid.uuid4().hex[:8]}"
+    make_bucket(s3_endpoint, bucket)
+    hub = Hub(tmp_path, s3_endpoint, bucket)
+    hub.shim_restic()
+    Path(hub.paths.home_root).mkdir(parents=True)
+    (Path(hub.paths.home_root) / "notes.txt").write_text("first\n")
+
+    # Before the first backup the check says the repository is not there yet, and makes nothing.
+    assert "no restic repository at" in hub.run("jshub-backup-check", expect=2).stderr
+    assert inits(hub) == []
+
+    first = hub.run("jshub-backup")
+    assert "no restic repository at" in first.stdout and "making it" in first.stdout
+    assert len(inits(hub)) == 1
+    hub.run("jshub-backup")
+    assert len(inits(hub)) == 1, hub.restic_calls()
+    assert len(snapshot_ids(hub)) == 1  # the second run's snapshot, the first forgotten (keepDaily)
+
+
+def test_a_wrong_password_fails_the_run_naming_it_and_makes_nothing(s3_endpoint: str, tmp_path: Path) -> None:
+    require_root("runs the hub's backup commands as they run on the VM")
+    bucket = f"jshub-backup-{uuid.uuid4().hex[:8]}"
+    make_bucket(s3_endpoint, bucket)
+    hub = Hub(tmp_path, s3_endpoint, bucket)
+    Path(hub.paths.home_root).mkdir(parents=True)
+    hub.run("jshub-backup")
+    before = snapshot_ids(hub)
+
+    # A later stack adopted the container with another password (or the file was edited).
+    hub.install(s3_endpoint, bucket, password="not-the-repository-password")
+    hub.shim_restic()
+    failed = hub.run("jshub-backup", expect=1)
+    assert "wrong password: RESTIC_PASSWORD in" in failed.stderr, failed.stderr
+    assert hub.paths.env_file in failed.stderr
+    assert "already initialized" not in failed.stderr
+    assert inits(hub) == [] and not any(c.startswith("backup") for c in hub.restic_calls())
+    check = hub.run("jshub-backup-check", expect=2)
+    assert "wrong password" in check.stderr
+
+    hub.install(s3_endpoint, bucket)
+    assert snapshot_ids(hub) == before  # nothing written with the wrong password
+
+
+def test_an_unreachable_repository_fails_with_restics_words_and_makes_nothing(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    require_root("runs the hub's backup commands as they run on the VM")
+    closed = f"http://127.0.0.1:{_free_port()}"
+    hub = Hub(tmp_path, closed, f"jshub-backup-{uuid.uuid4().hex[:8]}")
+    hub.shim_restic()
+    Path(hub.paths.home_root).mkdir(parents=True)
+    failed = hub.run("jshub-backup", expect=1)
+    assert "cannot open the repository at s3:http://127.0.0.1" in failed.stderr, failed.stderr
+    assert "connection refused" in failed.stderr
+    assert inits(hub) == []
+
+
+# restic >= 0.17 (not packaged here) says which failure it met by exit code: a stand-in restic
+# answers `cat config` as the documented codes do, and lists one fresh snapshot.
+FAKE_RESTIC = """case "$1" in
+cat) echo "$FAKE_MESSAGE" >&2; exit "$FAKE_STATUS" ;;
+snapshots) echo "[{\\"time\\": \\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\\"}]" ;;
+esac
+exit 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "makes", "says"),
+    [
+        (10, "Fatal: repository does not exist: unable to open config file", True, ""),
+        (12, "Fatal: wrong password or no key found", False, "wrong password: RESTIC_PASSWORD in"),
+        (1, "Fatal: unable to open config file: Stat: Access Denied.", False, "cannot open the repository"),
+        (11, "Fatal: unable to create lock in backend: repository is already locked", False, "cannot open"),
+    ],
+)
+def test_restic_exit_codes_decide_whether_to_make_the_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int, message: str, makes: bool, says: str
+) -> None:
+    hub = Hub(tmp_path, "http://127.0.0.1:9", "jshub-backup-exit-codes")
+    hub.shim_restic(FAKE_RESTIC)
+    Path(hub.paths.home_root).mkdir(parents=True)
+    monkeypatch.setenv("FAKE_STATUS", str(status))
+    monkeypatch.setenv("FAKE_MESSAGE", message)
+    result = hub.run("jshub-backup", expect=0 if makes else 1)
+    assert bool(inits(hub)) is makes, hub.restic_calls()
+    assert says in result.stderr and (makes or message in result.stderr), result.stderr
+
+
+def restic_env(hub: Hub) -> dict[str, str]:
+    env = dict(os.environ)
+    for line in Path(hub.paths.env_file).read_text().splitlines():
+        key, _, value = line.partition("=")
+        env[key] = value.strip("'")
+    return env
+
+
+def snapshot_hosts(hub: Hub) -> dict[str, str]:
+    """Every snapshot in the repository, any tag or host: ID -> host."""
+    out = subprocess.run(
+        ["restic", "snapshots", "--json"], env=restic_env(hub), capture_output=True, text=True, check=True
+    )
+    return {s["id"]: s["hostname"] for s in json.loads(out.stdout)}
+
+
+def test_snapshots_from_before_the_stable_host_are_listed_restored_and_aged_out(
+    s3_endpoint: str, unix_user: str, tmp_path: Path
+) -> None:
+    """A deployment whose snapshots carry the hub's name (as releases before restic_host wrote
+    them) upgrades: restore finds the old snapshots, and the retention treats old and new as
+    one history."""
+    require_tool("restic", "backs up homes (Debian package restic)")
+    bucket = f"jshub-backup-{uuid.uuid4().hex[:8]}"
+    old = Hub(tmp_path, s3_endpoint, bucket, host=OLD_HOST)
+    home = make_home(Path(old.paths.home_root), unix_user)
+    make_database(Path(old.paths.database))
+    old.run("jshub-backup")  # today, under the hub's name
+    # Three days ago, under the hub's name, with the same paths as the script backs up.
+    (home / "work" / "notes.md").write_text("# three days ago\n")
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - 3 * 86400))
+    paths = [old.paths.home_root, old.paths.database_copy_dir]
+    subprocess.run(
+        ["restic", "backup", "--host", OLD_HOST, "--tag", "jshub", "--time", stamp, *paths],
+        env=restic_env(old),
+        check=True,
+        capture_output=True,
+    )
+    before = snapshot_hosts(old)
+    assert sorted(before.values()) == [OLD_HOST, OLD_HOST]
+
+    # The upgrade: the same repository and paths, the stable host.
+    new = Hub(tmp_path, s3_endpoint, bucket, host=HOST)
+    listing = new.run("jshub-restore", "--list").stdout
+    assert listing.count(OLD_HOST) == 2, listing
+    new.run("jshub-backup-check")  # today's snapshot under the old name counts as fresh
+    oldest = snapshot_ids(new)[0]
+    target = tmp_path / "restored"
+    new.run("jshub-restore", unix_user, "work/notes.md", "--snapshot", oldest[:8], "--target", str(target))
+    assert (target / "notes.md").read_text() == "# three days ago\n"
+    (home / "work" / "notes.md").write_text("# today\n")
+    new.run("jshub-restore", unix_user, "work/notes.md")  # latest: today's, under the old name
+    assert (home / "work" / "notes.md").read_text() == "# thesis notes\n"
+
+    # Today's backup under the new name: one history, so keepDaily keeps one snapshot for today
+    # (the new one) and the one from three days ago; today's old-name snapshot is forgotten.
+    new.run("jshub-backup")
+    after = snapshot_hosts(new)
+    assert sorted(after.values()) == sorted([HOST, OLD_HOST]), after
+    assert oldest in after and after[oldest] == OLD_HOST
+
+
+def test_a_failed_backup_is_recorded_reported_and_cleared_by_the_next_success(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    """jshub-backup.service fails -> systemd starts jshub-backup-failed.service (OnFailure=),
+    whose command records it; the check and the smoke test report it until a backup succeeds.
+    systemd is not PID 1 here: stand-ins for systemctl and journalctl answer as they would for
+    the failed unit, the journal holding what the failed run really printed."""
+    require_root("runs the hub's backup commands as they run on the VM")
+    require_tool("restic", "backs up homes (Debian package restic)")
+    from jshub.smoke import backup_state
+
+    bucket = f"jshub-backup-{uuid.uuid4().hex[:8]}"
+    make_bucket(s3_endpoint, bucket)
+    hub = Hub(tmp_path, s3_endpoint, bucket)
+    Path(hub.paths.home_root).mkdir(parents=True)
+    failure = Path(hub.paths.failure_file)
+    check = [f"{hub.paths.bin_dir}/jshub-backup-check"]
+    hub.run("jshub-backup")
+    assert not failure.exists() and hub.metrics()["jshub_backup_last_run_failed"] == 0
+    assert "h old (limit 30 h)" in backup_state(check)
+
+    hub.install(s3_endpoint, bucket, password="not-the-repository-password")
+    failed = hub.run("jshub-backup", expect=1)
+    journal = tmp_path / "journal.txt"
+    journal.write_text(failed.stdout + failed.stderr)
+    hub.shim_dir.mkdir(exist_ok=True)
+    for name, body in {
+        "systemctl": 'case "$*" in *Result*) echo exit-code ;; *InvocationID*) echo 0f1e2d3c ;; esac\n',
+        "journalctl": f'[[ "$*" == *_SYSTEMD_INVOCATION_ID=0f1e2d3c* ]] && cat {journal}\n',
+    }.items():
+        (hub.shim_dir / name).write_text(f"#!/bin/bash\n{body}")
+        (hub.shim_dir / name).chmod(0o755)
+    before = int(time.time())
+    hub.run("jshub-backup-failed")
+    lines = failure.read_text().splitlines()
+    assert before <= int(lines[0]) <= time.time()
+    assert lines[1].startswith("jshub-backup.service failed (exit-code) at ")
+    assert any("wrong password: RESTIC_PASSWORD in" in line for line in lines[2:]), lines
+
+    reported = hub.run("jshub-backup-check", expect=3).stderr
+    assert "the last backup run failed at" in reported and "wrong password: RESTIC_PASSWORD" in reported
+    assert hub.metrics()["jshub_backup_last_run_failed"] == 1
+    with pytest.raises(RuntimeError, match=r"exited 3: .*the last backup run failed at .*wrong password"):
+        backup_state(check)
+    # The password put right: the next backup succeeds and the record is gone.
+    hub.install(s3_endpoint, bucket)
+    hub.run("jshub-backup")
+    assert not failure.exists()
+    assert hub.metrics()["jshub_backup_last_run_failed"] == 0
+    hub.run("jshub-backup-check")

@@ -289,3 +289,14 @@ def test_k8s_home_backup_component_keeps_its_secret_secret() -> None:
     )
     parent = one(rec, "jshub:index:K8sHomeBackup")
     assert {r.parent_urn for r in rec.registrations if r.custom} == {parent.urn}
+
+
+def test_a_new_hub_name_leaves_the_backups_host_alone() -> None:
+    """restic's --host is the project and stack, not the hub's name: a rename does not split
+    the history, and the install command does not even run again."""
+    before = {r["name"]: r for r in plan_stack("dev")["resources"]}["backup-install"]
+    after = {r["name"]: r for r in plan_stack("dev", overrides={"hubHostname": "lab"})["resources"]}[
+        "backup-install"
+    ]
+    assert before["inputs"]["create"] == after["inputs"]["create"]
+    assert "\nhost=jupyterhub-jetstream-dev\n" in before["inputs"]["create"]

@@ -305,3 +305,44 @@ def test_users_create_reports_each_bad_line_by_number_and_creates_the_rest(
                 "dave": False,
                 "erin": False,
             }
+
+
+@pytest.mark.parametrize(("status", "expected"), [(0, 0), (3, 1)])
+def test_the_smoke_test_with_ssh_reports_the_backup_check(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    expected: int,
+) -> None:
+    """--ssh runs jshub-backup-check on the hub's VM (here a stand-in for ssh and the check)
+    after the hub's steps; what the check says is the step's result."""
+    assert smoke.ssh_backup_check("ubuntu@203.0.113.5") == [
+        "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "ubuntu@203.0.113.5",
+        "sudo", "-n", "/usr/local/sbin/jshub-backup-check",
+    ]  # fmt: skip
+    said = "the last backup run failed at 2026-01-02T03:20:00Z" if status else "the newest backup is 3 h old"
+    stand_in = ["sh", "-c", f"echo '{said}' >&{2 if status else 1}; exit {status}"]
+    seen: list[str] = []
+    monkeypatch.setattr(smoke, "ssh_backup_check", lambda destination: seen.append(destination) or stand_in)
+    with FakeHub(tmp_path / "homes") as hub:
+        code = smoke.main(
+            [
+                "--url",
+                hub.url,
+                "--token",
+                hub.token,
+                "--timeout",
+                "10",
+                "--hub-timeout",
+                "5",
+                "--ssh",
+                "ubuntu@203.0.113.5",
+            ]
+        )
+    out = capsys.readouterr()
+    assert code == expected and seen == ["ubuntu@203.0.113.5"]
+    rows = smoke_rows(out.out)
+    assert said in rows["backups"]
+    if status:
+        assert "smoke test FAILED at step 'backups': RuntimeError: jshub-backup-check exited 3" in out.err

@@ -171,6 +171,7 @@ def unit_tests(s: MonitoringSpec) -> list[dict[str, Any]]:
     size = _series("node_filesystem_size_bytes", DATA)
     last = _series("jshub_backup_last_success_timestamp_seconds", {**NODE, "host": "hub"})
     checked = _series("jshub_backup_check_timestamp_seconds", {**NODE, "host": "hub"})
+    failed = _series("jshub_backup_last_run_failed", {**NODE, "host": "hub"})
     return [
         # A hub that stops answering: down for 2 minutes fires, 1 minute does not yet.
         _case(s, "1m", {up_hub: "1 1 0 0 0 0 0"}, "JupyterHubDown", "5m", True, HUB),
@@ -195,6 +196,9 @@ def unit_tests(s: MonitoringSpec) -> list[dict[str, Any]]:
         ),
         _case(s, "10m", {last: "0x200", checked: "0+600x200"}, "BackupTooOld", "29h", False, {}),
         _case(s, "10m", {last: "0+600x200", checked: "0+600x200"}, "BackupTooOld", "31h", False, {}),
+        # A failed run is an alert at the next check, and stops being one after a success.
+        _case(s, "10m", {failed: "0 0 1 1 1"}, "BackupFailed", "40m", True, {**NODE, "host": "hub"}),
+        _case(s, "10m", {failed: "0 1 1 0 0"}, "BackupFailed", "40m", False, {}),
         # A check that stopped writing its metric: the answer above can no longer be trusted.
         _case(s, "1m", {checked: "0x300"}, "BackupCheckNotRunning", "4h", True, {**NODE, "host": "hub"}),
         _case(s, "1m", {checked: "0+60x300"}, "BackupCheckNotRunning", "4h", False, {}),
