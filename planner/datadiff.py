@@ -1,6 +1,6 @@
 """What changed inside an input that carries data, leaf by leaf: the JSON documents in it, such
 as the hub's settings file inside hub-config's script (a heredoc) or a docker config's base64
-content. `make diff` prints these under the input's own line, so that a changed admin reads as
+content, a Helm release's values. `make diff` prints these under the input's own line, so that a changed admin reads as
 `Authenticator.admin_users[1]: (none) => "bob"` rather than as two scripts cut at 60 characters."""
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ def _parse(text: str) -> Any:
 
 
 def json_documents(value: Any) -> list[Any]:
-    """The JSON objects `value` holds: itself (JSON text or its base64), or each one written
+    """The JSON objects `value` holds: itself (an object, JSON text or its base64), or each one written
     from a line `{` to a line `}` (pretty-printed, as in a heredoc of a script)."""
+    if isinstance(value, dict):
+        return [value]
     if not isinstance(value, str):
         return []
     whole = _parse(value)
@@ -63,7 +65,8 @@ def flatten(value: Any, path: str = "") -> dict[str, Any]:
         for key, item in value.items():
             leaves |= flatten(item, f"{path}.{key}" if path else str(key))
         return leaves
-    if isinstance(value, list) and value:
+    # A list of plain values (admins, images, scopes) reads best whole.
+    if isinstance(value, list) and any(isinstance(item, (dict, list)) for item in value):
         leaves = {}
         for index, item in enumerate(value):
             leaves |= flatten(item, f"{path}[{index}]")

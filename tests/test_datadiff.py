@@ -23,15 +23,14 @@ def test_a_changed_admin_and_culler_read_as_settings_leaves() -> None:
     after = _script(auth={**BASE_CONFIG["auth"], "admins": ["octocat", "bob"]}, idleTimeoutMinutes=120)
     assert len(json_documents(before)) == 1  # the settings file, inside the script's heredoc
     assert data_changes(before, after) == [
-        ("Authenticator.admin_users[0]", "octocat", "bob"),
-        ("Authenticator.admin_users[1]", ABSENT, "octocat"),
+        ("Authenticator.admin_users", ["octocat"], ["bob", "octocat"]),
         ("JupyterHub.services[0].command[3]", "--timeout=3600", "--timeout=7200"),
     ]
     text = render(
         Diff([Change("update", "command:remote:Command", "hub-config", {"create": (before, after)})], [], []),
         {},
     )
-    assert '  Authenticator.admin_users[1]: (none) => "octocat"' in text
+    assert '  Authenticator.admin_users: ["octocat"] => ["bob", "octocat"]' in text
     assert '  JupyterHub.services[0].command[3]: "--timeout=3600" => "--timeout=7200"' in text
 
 
@@ -42,3 +41,4 @@ def test_a_docker_configs_base64_settings_are_read_too() -> None:
     old, new = b64({"Spawner": {"start_timeout": 600}}), b64({"Spawner": {"start_timeout": 900}})
     assert data_changes(old, new) == [("Spawner.start_timeout", 600, 900)]
     assert data_changes("#!/bin/bash\necho hi\n", "#!/bin/bash\necho ho\n") == []
+    assert data_changes(b64({"A": {}}), b64({"A": {"b": 1}})) == [("A", {}, ABSENT), ("A.b", ABSENT, 1)]
