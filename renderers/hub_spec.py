@@ -83,7 +83,6 @@ class LocalSpawnerSpec:
     start_timeout_s: int = 120
     http_timeout_s: int = 60
     local_accounts: bool = True
-    authenticator_prefix: str = "Local"
 
     @property
     def unit_properties(self) -> dict[str, str]:
@@ -105,7 +104,6 @@ class SlurmSpawnerSpec:
     # The hub as compute nodes reach it: its API port (direct) or its public HTTPS URL.
     job_hub_url: str
     local_accounts: bool = False
-    authenticator_prefix: str = ""
 
     @classmethod
     def from_config(cls, hpc: HpcConfig, hub_fqdn: str, paths: HubPaths) -> SlurmSpawnerSpec:
@@ -179,7 +177,6 @@ class SwarmSpawnerSpec:
     shared_admin_gid: int = 9999
     # Without Unix accounts on swarm: users exist only inside their containers.
     local_accounts: bool = False
-    authenticator_prefix: str = ""
 
     @property
     def quota_overrides(self) -> dict[str, int]:
