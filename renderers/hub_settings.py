@@ -363,6 +363,7 @@ def hub_settings(spec: HubConfigSpec) -> Settings:
 
 
 def settings_json(settings: Settings) -> str:
-    """The settings file: one value a line where it fits, keys sorted, so that a change of the
-    stack's config reads as a change of a few lines (make diff)."""
-    return json.dumps(settings, indent=2, sort_keys=True) + "\n"
+    """The settings file: one value a line, so that a change of the stack's config reads as a
+    change of a few lines. Keys keep their order, which can mean something (the swarm's
+    volumes are mounted in it)."""
+    return json.dumps(settings, indent=2) + "\n"

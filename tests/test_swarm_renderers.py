@@ -373,6 +373,8 @@ def test_swarm_hub_config_uses_swarmspawner_with_limits_homes_and_images() -> No
         "/srv/jshub/home/{raw_username}": "/home/jovyan",
         "/srv/jshub/home/.shared": {"bind": "/srv/shared", "mode": "ro"},
     }
+    # In this order through the settings file: the home is the notebook's first mount.
+    assert list(swarm["volumes"]) == ["/srv/jshub/home/{raw_username}", "/srv/jshub/home/.shared"]
     assert (spawner["mem_limit"], spawner["mem_guarantee"], spawner["cpu_guarantee"]) == (
         "1024M",
         "512M",
