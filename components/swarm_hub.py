@@ -20,7 +20,7 @@ import pulumi_docker as docker
 
 from catalog.jetstream2 import DEFAULT_LOGIN_USER
 from components.hub import workshop_secrets
-from renderers.hub_config import HubConfigSpec, SwarmSpawnerSpec, render_jupyterhub_config
+from renderers.hub_config import HubConfigSpec, SwarmSpawnerSpec, hub_config_files
 from renderers.swarm import (
     HUB_IMAGE_CONTEXT,
     HubServiceSpec,
@@ -37,6 +37,16 @@ SWARM_LABEL = "org.jupyterhub-jetstream.swarm"
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
+
+
+def config_part(file_name: str) -> str:
+    """The part of a hub config file's resource name: `config` for jupyterhub_config.py (as
+    before the hub's settings were data), else the file's stem (`jshub-settings`)."""
+    if file_name == "jupyterhub_config.py":
+        return "config"
+    if file_name.endswith(".json"):
+        return "settings"
+    return file_name.removesuffix(".py").replace("_", "-")
 
 
 def _content_name(prefix: str, text: str) -> str:
@@ -125,14 +135,23 @@ class SwarmHub(pulumi.ComponentResource):
             options=overlay_network_options(cfg.swarm.overlay_mtu) if cfg.swarm else None,
             opts=on_manager,
         )
-        config_text = render_jupyterhub_config(hub_spec)
-        hub_config = docker.ServiceConfig(
-            f"{name}-config",
-            name=_content_name("jshub-hub-config", config_text),
-            data=_b64(config_text),
-            labels=[docker.ServiceConfigLabelArgs(label=SWARM_LABEL, value=swarm)],
-            opts=on_manager,
-        )
+        # The hub's static config, its modules and its settings, each a docker config in the
+        # folder the image's command reads.
+        hub_configs = []
+        for file_name, text in hub_config_files(hub_spec).items():
+            part = config_part(file_name)
+            hub_configs.append(
+                (
+                    f"{service.config_dir}/{file_name}",
+                    docker.ServiceConfig(
+                        f"{name}-{part}",
+                        name=_content_name(f"jshub-hub-{part}", text),
+                        data=_b64(text),
+                        labels=[docker.ServiceConfigLabelArgs(label=SWARM_LABEL, value=swarm)],
+                        opts=on_manager,
+                    ),
+                )
+            )
         plain = {key.lower(): value for key, value in workshop_secrets(cfg).items()}
         if cfg.oauth_client_secret is not None:
             plain["oauth_client_secret"] = cfg.oauth_client_secret.get_secret_value()
@@ -176,11 +195,9 @@ class SwarmHub(pulumi.ComponentResource):
                     image=image.image_name,
                     configs=[
                         docker.ServiceTaskSpecContainerSpecConfigArgs(
-                            config_id=hub_config.id,
-                            config_name=hub_config.name,
-                            file_name=service.config_target,
-                            file_mode=0o444,
+                            config_id=config.id, config_name=config.name, file_name=target, file_mode=0o444
                         )
+                        for target, config in hub_configs
                     ],
                     secrets=secrets,
                     mounts=[

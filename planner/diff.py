@@ -46,6 +46,7 @@ from typing import Any
 import yaml
 
 from planner import changemodel
+from planner.datadiff import ABSENT, MAX_LEAVES, data_changes
 from planner.plan import PROJECT_DIR, PlanError, plan_stack
 
 INSTANCE = "openstack:compute/instance:Instance"
@@ -571,6 +572,10 @@ def _short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _leaf(value: Any) -> str:
+    return "(none)" if value is ABSENT else _short(json.dumps(value))
+
+
 def render(diff: Diff, settings: dict[str, Any]) -> str:
     lines = [f"Changes: {', '.join(f'{k}={v}' for k, v in settings.items()) or '(none)'}", ""]
     if not diff.changes:
@@ -582,6 +587,12 @@ def render(diff: Diff, settings: dict[str, Any]) -> str:
             lines.append(f"{pad}because {reason}")
         for key, (a, b) in sorted(c.changed.items()):
             lines.append(f"{pad}{key}: {_short(a)} => {_short(b)}")
+            # The data inside (the hub's settings in hub-config's script, a docker config).
+            leaves = data_changes(a, b)
+            for path, x, y in leaves[:MAX_LEAVES]:
+                lines.append(f"{pad}  {path}: {_leaf(x)} => {_leaf(y)}")
+            if len(leaves) > MAX_LEAVES:
+                lines.append(f"{pad}  ... and {len(leaves) - MAX_LEAVES} more")
         for note in c.notes:
             lines.append(f"{pad}{note}")
         for warning in c.warnings:

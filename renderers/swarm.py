@@ -359,7 +359,9 @@ def render_worker_cloud_init(spec: WorkerBootSpec) -> str:
 # Docker secrets, mounted as files and turned into the environment the hub config reads
 # (hub/swarm/entrypoint.sh): oauth_client_secret becomes OAUTH_CLIENT_SECRET.
 HUB_SECRETS: tuple[str, ...] = ("oauth_client_secret", "jshub_admin_token")
-HUB_CONFIG_TARGET = "/etc/jupyterhub/jupyterhub_config.py"
+# Where the hub's static config, its modules and settings are (docker configs), and the image's
+# command reads jupyterhub_config.py.
+HUB_CONFIG_DIR = IMAGE_PATHS.config_dir
 
 
 @dataclass(frozen=True)
@@ -377,7 +379,7 @@ class HubServiceSpec:
         ("/var/run/docker.sock", "/var/run/docker.sock"),
         (f"{EXPORT_ROOT}/hub", f"{EXPORT_ROOT}/hub"),
     )
-    config_target: str = HUB_CONFIG_TARGET
+    config_dir: str = HUB_CONFIG_DIR
     secrets: tuple[str, ...] = HUB_SECRETS
     target_port: int = HUB_PORT
     published_port: int = HUB_PORT

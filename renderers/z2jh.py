@@ -7,10 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from renderers.hub_config import HubConfigSpec
+from renderers.hub_config import HUB_DIR, HubConfigSpec
+from renderers.hub_settings import auth_settings, call
 from renderers.rook import BLOCK_CLASS
 from stackconfig import StackConfig, sizing
-from stackconfig.model import OAUTH_TYPES, WORKSHOP_USERNAME, K8sConfig, ProfileConfig
+from stackconfig.model import OAUTH_TYPES, K8sConfig, ProfileConfig
 
 CHART = "jupyterhub"
 CHART_VERSION = "4.4.0"
@@ -42,19 +43,6 @@ SHARED_DATA_CLAIM = "shared-data"
 SHARED_DATA_MOUNT = "/home/jovyan/shared"
 # Attaching a new Ceph volume and pulling a large image can take minutes on a fresh node.
 START_TIMEOUT_S = 900
-
-_ADMIN_WRITES_SHARED = f"""\
-# Admins may write the shared folder; everyone else mounts it read-only.
-def _shared_data_writable_for_admins(spawner):
-    if spawner.user.admin:
-        spawner.volume_mounts = [
-            {{**mount, "readOnly": False}} if mount.get("name") == {SHARED_DATA_CLAIM!r} else mount
-            for mount in spawner.volume_mounts
-        ]
-
-
-c.KubeSpawner.pre_spawn_hook = _shared_data_writable_for_admins
-"""
 
 
 def _gb(value: float) -> str:
@@ -102,78 +90,46 @@ class Z2JHSpec:
         )
 
 
-_AUTH_FROM_ENV = f"""\
-# Secrets reach the hub as environment variables from the stack's own Secret.
-import os
+# The hub's modules, from hub/, mounted through hub.extraFiles where the settings find them.
+HUB_MODULE_DIR = "/usr/local/etc/jupyterhub/jshub"
+HUB_MODULES = ("jshub_settings", "jshub_kube")
 
-for _service in c.JupyterHub.services:
-    if _service["name"] == {ADMIN_SERVICE!r}:
-        _service["api_token"] = os.environ["JSHUB_ADMIN_TOKEN"]
-if os.environ.get("WORKSHOP_PASSWORD"):
-    c.SharedPasswordAuthenticator.user_password = os.environ["WORKSHOP_PASSWORD"]
-    c.SharedPasswordAuthenticator.admin_password = os.environ.get("WORKSHOP_ADMIN_PASSWORD") or None
+# Resolves the markers in hub.config (hub/jshub_settings.py): the secrets from the hub's
+# environment (the stack's Secrets), the hooks from the modules. The services are the chart's
+# (hub.services); their tokens come from the environment too.
+_SETTINGS_FROM_ENV = f"""\
+import sys
+
+sys.path.insert(0, {HUB_MODULE_DIR!r})
+import jshub_settings
+
+jshub_settings.resolve_config(c)
 """
 
 
-def _auth_config(spec: Z2JHSpec) -> dict[str, Any]:
-    auth = spec.hub.auth
-    callback = f"https://{spec.fqdn}/hub/oauth_callback"
-    common: dict[str, Any] = {
-        "admin_users": sorted(auth.admins),
-        "allow_all": auth.allow_all,
-        # oauthenticator 16+ defaults this to False: users an admin adds could not log in.
-        "allow_existing_users": True,
+def _hub_config(spec: Z2JHSpec) -> dict[str, Any]:
+    """The hub's settings (renderers/hub_settings.py): the login, and admins' write access to
+    the shared folder."""
+    settings = auth_settings(spec.hub.auth, spec.hub.public_url)
+    settings["KubeSpawner"] = {
+        # Admins may write the shared folder; everyone else mounts it read-only.
+        "pre_spawn_hook": call("jshub_kube.shared_data_writable_for_admins", claim=SHARED_DATA_CLAIM)
     }
-    if auth.allowed_users:
-        common["allowed_users"] = sorted(auth.allowed_users)
-    if auth.type not in OAUTH_TYPES:
-        common["username_pattern"] = WORKSHOP_USERNAME
-    if auth.type == "shared-password":
-        # The passwords come from the environment (_AUTH_FROM_ENV), never from these values.
-        return {"JupyterHub": {"authenticator_class": "shared-password"}, "Authenticator": common}
-    if auth.type == "native":
-        # Approval is the gate; allowAll means sign-up without it.
-        return {
-            "JupyterHub": {"authenticator_class": "native"},
-            "Authenticator": {**common, "allow_all": True},
-            "NativeAuthenticator": {
-                "open_signup": auth.allow_all,
-                "minimum_password_length": 8,
-                "check_common_password": True,
-                "allowed_failed_logins": 10,
-            },
-        }
-    if auth.type == "github":
-        github: dict[str, Any] = {"client_id": auth.client_id, "oauth_callback_url": callback}
-        if auth.allowed_organizations:
-            github["allowed_organizations"] = sorted(auth.allowed_organizations)
-            github["scope"] = ["read:org"]
-        return {
-            "JupyterHub": {"authenticator_class": "github"},
-            "Authenticator": common,
-            "GitHubOAuthenticator": github,
-        }
+    return settings
+
+
+def _hub_files() -> dict[str, Any]:
     return {
-        "JupyterHub": {"authenticator_class": "cilogon"},
-        "Authenticator": common,
-        "CILogonOAuthenticator": {
-            "client_id": auth.client_id,
-            "oauth_callback_url": callback,
-            "allowed_idps": spec.hub.cilogon_idps,
-        },
+        module.replace("_", "-"): {
+            "mountPath": f"{HUB_MODULE_DIR}/{module}.py",
+            "stringData": (HUB_DIR / f"{module}.py").read_text(),
+        }
+        for module in HUB_MODULES
     }
 
 
-_MONITORING_TOKENS_FROM_ENV = f"""\
-# The monitoring services' tokens come from the stack's Secret, as the admin service's does.
-import os
-
-for _service in c.JupyterHub.services:
-    if _service["name"] == {METRICS_SERVICE!r}:
-        _service["api_token"] = os.environ["JSHUB_METRICS_TOKEN"]
-    if _service["name"] == {GRAFANA_SERVICE!r}:
-        _service["api_token"] = os.environ["JSHUB_GRAFANA_TOKEN"]
-"""
+def _service_tokens(tokens: dict[str, str]) -> str:
+    return f"jshub_settings.service_tokens_from_env(c, {tokens!r})\n"
 
 
 def _monitoring(spec: Z2JHSpec) -> dict[str, Any]:
@@ -282,7 +238,7 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
     }
     if k8s.profiles:
         singleuser["profileList"] = [_profile(p) for p in k8s.profiles]
-    extra_config = {"05-auth-from-env": _AUTH_FROM_ENV, "10-shared-data": _ADMIN_WRITES_SHARED}
+    tokens = {ADMIN_SERVICE: "JSHUB_ADMIN_TOKEN"}
     # admin: a roster may name admins, which JupyterHub lets only admin callers grant.
     services: dict[str, Any] = {ADMIN_SERVICE: {"name": ADMIN_SERVICE, "admin": True}}
     roles: dict[str, Any] = {ADMIN_SERVICE: {"scopes": list(ADMIN_SCOPES), "services": [ADMIN_SERVICE]}}
@@ -294,14 +250,15 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
         services |= m["services"]
         roles |= m["loadRoles"]
         env |= m["extraEnv"]
-        extra_config["06-monitoring-tokens"] = _MONITORING_TOKENS_FROM_ENV
+        tokens |= {METRICS_SERVICE: "JSHUB_METRICS_TOKEN", GRAFANA_SERVICE: "JSHUB_GRAFANA_TOKEN"}
         hub_policy["ingress"] = m["hub_ingress"]
         proxy["chp"] = {"networkPolicy": {"egress": m["proxy_egress"]}}
     return {
         "hub": {
-            "config": _auth_config(spec),
+            "config": _hub_config(spec),
             "extraEnv": env,
-            "extraConfig": extra_config,
+            "extraFiles": _hub_files(),
+            "extraConfig": {"05-jshub-settings": _SETTINGS_FROM_ENV + _service_tokens(tokens)},
             "services": services,
             "loadRoles": roles,
             "db": {

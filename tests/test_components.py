@@ -278,7 +278,7 @@ def test_hub_config_command_carries_the_config_but_no_secret() -> None:
     rec = run_mocked(_hub)
     cmd = command_named(rec, "hub-config")
     create = cmd.inputs["create"]
-    assert "c.Authenticator.admin_users = {'octocat'}" in create
+    assert '"admin_users": [\n      "octocat"\n    ]' in create
     assert "storage file_system /data/caddy" in create
     assert "jupyterhub==" in create
     assert BASE_CONFIG["oauthClientSecret"] not in create

@@ -4,6 +4,7 @@ tested for real in tests/e2e/test_course_material_hub.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,18 +13,17 @@ from typing import Any
 
 import pytest
 
-from renderers.hub_config import (
-    HUB_REQUIREMENTS,
-    SWARM_SHARED_SETUP,
-    HubConfigSpec,
-    hub_vm_files,
-    render_jupyterhub_config,
-)
+from renderers.hub_config import HUB_REQUIREMENTS, HubConfigSpec, hub_vm_files
 from stackconfig import ConfigError
 from tests.conftest import make_config, require_root, require_tool
+from tests.hub_config_local import settings_of
 from tests.test_hpc import HPC, hpc_config
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hub"))
+from jshub_swarm import SHARED_SETUP as SWARM_SHARED_SETUP
+
 SCRIPT = "/usr/local/sbin/jshub-shared-access"
+SETTINGS = "/etc/jupyterhub/jupyterhub_settings.json"
 
 
 def problems(**overrides: Any) -> list[str]:
@@ -42,14 +42,12 @@ def test_single_hub_offers_the_shared_folder_by_default() -> None:
     assert cfg.shared_folder is None and cfg.shared_folder_on
     vm = files(cfg)
     assert "shared=/data/home/.shared" in vm[SCRIPT] and "group=jshub-admins" in vm[SCRIPT]
-    config = vm["/etc/jupyterhub/jupyterhub_config.py"]
-    assert "c.Spawner.pre_spawn_hook = _prepare_home" in config
-    assert (
-        f'steps.append(({SCRIPT!r}, spawner.user.name, "admin" if spawner.user.admin else "user"))' in config
-    )
-    # The script is in place before the config that calls it (files install in order).
+    hook = json.loads(vm[SETTINGS])["Spawner"]["pre_spawn_hook"]
+    assert hook["$call"] == "jshub_accounts.prepare_home"
+    assert hook["kwargs"]["shared_access_command"] == SCRIPT
+    # The script is in place before the settings that name it (files install in order).
     paths = list(vm)
-    assert paths.index(SCRIPT) < paths.index("/etc/jupyterhub/jupyterhub_config.py")
+    assert paths.index(SCRIPT) < paths.index(SETTINGS) < paths.index("/etc/jupyterhub/jupyterhub_config.py")
 
 
 def test_single_hub_without_the_shared_folder_gets_neither_script_nor_hook() -> None:
@@ -58,15 +56,16 @@ def test_single_hub_without_the_shared_folder_gets_neither_script_nor_hook() -> 
     vm = files(cfg)
     assert SCRIPT not in vm
     # The hook stays, for the home quota alone.
-    assert SCRIPT not in vm["/etc/jupyterhub/jupyterhub_config.py"]
-    assert "jshub-home-quota" in vm["/etc/jupyterhub/jupyterhub_config.py"]
+    assert SCRIPT not in vm[SETTINGS]
+    hook = json.loads(vm[SETTINGS])["Spawner"]["pre_spawn_hook"]
+    assert hook["kwargs"] == {"home_quota_command": "/usr/local/sbin/jshub-home-quota", "home_quota_gb": 10}
 
 
 def test_hpc_hub_offers_no_shared_folder() -> None:
     cfg = hpc_config()
     assert not cfg.shared_folder_on
     assert SCRIPT not in files(cfg)
-    assert "pre_spawn_hook" not in render_jupyterhub_config(HubConfigSpec.from_config(cfg))
+    assert "pre_spawn_hook" not in settings_of(HubConfigSpec.from_config(cfg))["Spawner"]
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,11 @@ import pytest
 
 from planner.mocks import SECRET, UNKNOWN, placeholder_image_id
 from renderers.cloud_init import HubBootSpec, render_hub_cloud_init
-from renderers.hub_config import HubConfigSpec, SlurmSpawnerSpec, hub_vm_files, render_jupyterhub_config
+from renderers.hub_config import HubConfigSpec, SlurmSpawnerSpec, hub_vm_files
 from renderers.scripts import render_install_hpc_key_script
 from stackconfig import ConfigError
 from tests.conftest import BASE_CONFIG, SECRET_KEYS, as_pulumi_config, by_type, make_config, one, require_tool
+from tests.hub_config_local import settings_of
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "hub"))
@@ -145,20 +146,14 @@ def test_hpc_private_key_must_be_a_secret() -> None:
 def test_rendered_hub_config_uses_the_slurm_spawner_without_local_accounts() -> None:
     spec = HubConfigSpec.from_config(hpc_config())
     assert isinstance(spec.spawner, SlurmSpawnerSpec)
-    text = render_jupyterhub_config(spec)
-    compile(text, "jupyterhub_config.py", "exec")
-    assert "c.JupyterHub.spawner_class = jshub_slurm.JetstreamSlurmSpawner" in text
-    assert '"oauthenticator.github.GitHubOAuthenticator"' in text
-    assert (
-        "LocalAuthenticator" not in text
-        and "LocalProcessSpawner" not in text
-        and "SystemdSpawner" not in text
-    )
-    assert (
-        "c.JetstreamSlurmSpawner.job_hub_url = 'https://hub.cis230000.projects.jetstream-cloud.org/hub/'"
-        in text
-    )
-    assert "c.JupyterHub.hub_bind_url = 'http://127.0.0.1:8081'" in text
+    settings = settings_of(spec)
+    assert settings["JupyterHub"]["spawner_class"] == "jshub_slurm.JetstreamSlurmSpawner"
+    assert settings["JupyterHub"]["authenticator_class"] == "oauthenticator.github.GitHubOAuthenticator"
+    assert "LocalAuthenticator" not in settings and "SystemdSpawner" not in settings
+    assert "post_auth_hook" not in settings["Authenticator"]
+    slurm = settings["JetstreamSlurmSpawner"]
+    assert slurm["job_hub_url"] == "https://hub.cis230000.projects.jetstream-cloud.org/hub/"
+    assert settings["JupyterHub"]["hub_bind_url"] == "http://127.0.0.1:8081"
     assert spec.spawner.known_hosts == f"login.hpc.example.edu {HOST_KEY}\n"
     import batchspawner
 
@@ -167,10 +162,13 @@ def test_rendered_hub_config_uses_the_slurm_spawner_without_local_accounts() -> 
 
 def test_direct_mode_binds_the_hub_api_for_compute_nodes_and_the_proxy_stays_on_loopback() -> None:
     spec = HubConfigSpec.from_config(hpc_config(connectivity="direct", computeCidrs=["198.51.100.0/24"]))
-    text = render_jupyterhub_config(spec)
-    assert "c.JupyterHub.hub_bind_url = 'http://0.0.0.0:8081'" in text
-    assert "c.JupyterHub.hub_connect_url = 'http://127.0.0.1:8081'" in text
-    assert "job_hub_url = 'http://hub.cis230000.projects.jetstream-cloud.org:8081/hub/'" in text
+    settings = settings_of(spec)
+    assert settings["JupyterHub"]["hub_bind_url"] == "http://0.0.0.0:8081"
+    assert settings["JupyterHub"]["hub_connect_url"] == "http://127.0.0.1:8081"
+    assert (
+        settings["JetstreamSlurmSpawner"]["job_hub_url"]
+        == "http://hub.cis230000.projects.jetstream-cloud.org:8081/hub/"
+    )
     nonstandard = HubConfigSpec.from_config(hpc_config(loginPort=2222)).spawner
     assert isinstance(nonstandard, SlurmSpawnerSpec)
     assert nonstandard.known_hosts.startswith("[login.hpc.example.edu]:2222 ssh-ed25519 ")

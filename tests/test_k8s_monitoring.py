@@ -103,7 +103,9 @@ def test_hub_values_register_grafana_and_the_metrics_service_and_validate() -> N
     egress = values["proxy"]["chp"]["networkPolicy"]["egress"][0]
     assert egress["ports"] == [{"port": 3000, "protocol": "TCP"}]
     # The tokens reach the services from the environment (the config code compiles).
-    compile(hub["extraConfig"]["06-monitoring-tokens"], "06-monitoring-tokens", "exec")
+    [code] = hub["extraConfig"].values()
+    compile(code, "extraConfig", "exec")
+    assert "'jshub-metrics': 'JSHUB_METRICS_TOKEN'" in code and "'grafana': 'JSHUB_GRAFANA_TOKEN'" in code
     off = workshop().model_copy(
         update={"monitoring": workshop().monitoring.model_copy(update={"enabled": False})}
     )

@@ -4,6 +4,7 @@ Rook's CRDs, kubernetes-validate, cloud-init and shellcheck."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import yaml
 
 from renderers import k3s, k8s_objects, rook
 from renderers.boot import boot_commands
+from renderers.hub_config import HUB_DIR
 from renderers.z2jh import SHARED_DATA_CLAIM, Z2JHSpec, z2jh_values
 from stackconfig import StackConfig
 from tests.conftest import make_config, require_tool
@@ -25,6 +27,9 @@ from tests.upstream_schemas import (
     z2jh_defaults,
     z2jh_errors,
 )
+
+sys.path.insert(0, str(HUB_DIR))
+import jshub_kube
 
 KUBERNETES_VERSION = "1.33.0"
 
@@ -115,20 +120,22 @@ def test_z2jh_values_carry_the_workshop_policy() -> None:
     assert values["hub"]["config"]["GitHubOAuthenticator"]["oauth_callback_url"] == (
         "https://hub.cis230000.projects.jetstream-cloud.org/hub/oauth_callback"
     )
-    assert "client_secret" not in str(values["hub"]["config"])
+    # The client secret stays in the hub's environment: the settings name it only.
+    assert values["hub"]["config"]["OAuthenticator"] == {"client_secret": {"$env": "OAUTH_CLIENT_SECRET"}}
     assert "not-a-real-secret" not in yaml.safe_dump(values)
 
 
 def test_admin_hook_compiles_and_makes_only_the_shared_mount_writable_for_admins() -> None:
-    code = z2jh_values(Z2JHSpec.from_config(workshop()))["hub"]["extraConfig"]["10-shared-data"]
-
-    class Config:
-        class KubeSpawner:
-            pre_spawn_hook: Any = None
-
-    namespace: dict[str, Any] = {"c": Config}
-    exec(compile(code, "extraConfig", "exec"), namespace)
-    hook = Config.KubeSpawner.pre_spawn_hook
+    hub = z2jh_values(Z2JHSpec.from_config(workshop()))["hub"]
+    named = hub["config"]["KubeSpawner"]["pre_spawn_hook"]
+    assert named == {
+        "$call": "jshub_kube.shared_data_writable_for_admins",
+        "kwargs": {"claim": SHARED_DATA_CLAIM},
+    }
+    # The module the hook is in reaches the hub through hub.extraFiles, beside the settings' loader.
+    mounted = {Path(f["mountPath"]).name: f["stringData"] for f in hub["extraFiles"].values()}
+    assert mounted == {f"{m}.py": (HUB_DIR / f"{m}.py").read_text() for m in ("jshub_settings", "jshub_kube")}
+    hook = jshub_kube.shared_data_writable_for_admins(SHARED_DATA_CLAIM)
     mounts = [{"name": SHARED_DATA_CLAIM, "readOnly": True}, {"name": "home", "readOnly": False}]
 
     class Spawner:

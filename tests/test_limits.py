@@ -23,10 +23,10 @@ from renderers.hub_config import (
     LocalSpawnerSpec,
     hub_vm_files,
     render_home_quota_script,
-    render_jupyterhub_config,
 )
 from renderers.scripts import render_data_volume_script
 from tests.conftest import make_config, require, require_root, require_tool
+from tests.hub_config_local import hub_config_text
 from tests.spawner_units import load_config, properties, systemd_run_argv
 from tests.test_hpc import hpc_config
 
@@ -60,7 +60,7 @@ def test_each_server_runs_in_a_unit_of_its_own_with_the_users_limits(
     overrides: dict[str, Any], memory_max: str, cpu_quota: str, tmp_path: Path
 ) -> None:
     spec = HubConfigSpec.from_config(make_config(**overrides))
-    config = load_config(render_jupyterhub_config(spec), tmp_path, HUB_ENV)
+    config = load_config(hub_config_text(spec, tmp_path), tmp_path, HUB_ENV)
     assert config.JupyterHub.spawner_class == "systemdspawner.SystemdSpawner"
     argv = systemd_run_argv(config, "nobody", tmp_path)
     assert argv[:3] == ["systemd-run", "--unit", "jupyter-nobody-singleuser"]
@@ -138,7 +138,7 @@ def test_the_hook_applies_the_configured_quota_then_the_shared_folder(tmp_path: 
         (tmp_path / name).write_text(f'#!/bin/bash\necho "{name} $*" >>{log}\necho "{name} done"\n')
         (tmp_path / name).chmod(0o755)
     spec = HubConfigSpec.from_config(make_config(homeQuotaGb=7), paths=paths)
-    config = load_config(render_jupyterhub_config(spec), tmp_path, HUB_ENV)
+    config = load_config(hub_config_text(spec, tmp_path), tmp_path, HUB_ENV)
     spawner = _Spawner("alice", admin=True)
     asyncio.run(config.Spawner.pre_spawn_hook(spawner))
     assert log.read_text().splitlines() == ["quota alice 7", "shared alice admin"]

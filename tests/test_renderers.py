@@ -15,12 +15,13 @@ import yaml
 
 from renderers.boot import boot_commands
 from renderers.cloud_init import HubBootSpec, render_hub_cloud_init
-from renderers.hub_config import HubConfigSpec, HubFile, hub_vm_files, render_jupyterhub_config
+from renderers.hub_config import HubConfigSpec, HubFile, hub_vm_files
 from renderers.scripts import (
     render_hub_config_script,
     render_install_secrets_script,
 )
 from tests.conftest import BASE_CONFIG, make_config, require_root, require_tool
+from tests.hub_config_local import hub_config_text, settings_of
 
 BASE_AUTH: dict[str, Any] = BASE_CONFIG["auth"]
 
@@ -178,7 +179,7 @@ def test_jupyterhub_loads_the_config_and_builds_its_authenticator(
     monkeypatch.setenv("OAUTH_CLIENT_SECRET", "test-secret")
     monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
     spec = hub_spec(AUTH_VARIANTS[variant])
-    config = _load_hub_config(render_jupyterhub_config(spec), tmp_path)
+    config = _load_hub_config(hub_config_text(spec, tmp_path), tmp_path)
     authenticator = import_item(config.JupyterHub.authenticator_class)(config=config)
     assert authenticator.client_secret == "test-secret"
     assert (
@@ -199,10 +200,12 @@ def test_jupyterhub_loads_the_config_and_builds_its_authenticator(
         assert authenticator.allowed_organizations == {"my-org"}
 
 
-def test_rendered_hub_config_holds_no_secret_values() -> None:
-    text = render_jupyterhub_config(hub_spec(AUTH_VARIANTS["github-org"]))
+def test_hub_settings_hold_no_secret_values() -> None:
+    spec = hub_spec(AUTH_VARIANTS["github-org"])
+    text = json.dumps(settings_of(spec))
     assert "not-a-real-secret" not in text
-    assert 'os.environ["OAUTH_CLIENT_SECRET"]' in text
+    # Only the names of the hub's environment variables that hold them.
+    assert settings_of(spec)["OAuthenticator"]["client_secret"] == {"$env": "OAUTH_CLIENT_SECRET"}
 
 
 # --- day 2: the hub's config arrives over SSH, not in user data --------------------------------
@@ -224,6 +227,9 @@ def test_user_data_holds_nothing_a_config_change_touches() -> None:
         "/usr/local/sbin/jshub-shared-access",
         "/usr/local/sbin/jshub-home-quota",
         "/etc/systemd/system/jupyterhub.service.d/jshub-servers.conf",
+        "/etc/jupyterhub/jshub_accounts.py",
+        "/etc/jupyterhub/jshub_settings.py",
+        "/etc/jupyterhub/jupyterhub_settings.json",
         "/etc/jupyterhub/jupyterhub_config.py",
         "/etc/caddy/Caddyfile",
     }
@@ -261,7 +267,7 @@ def test_hub_config_uses_the_separate_proxy_and_upgrades_its_database(
 ) -> None:
     monkeypatch.setenv("OAUTH_CLIENT_SECRET", "test-secret")
     monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
-    config = _load_hub_config(render_jupyterhub_config(hub_spec(AUTH_VARIANTS["github-org"])), tmp_path)
+    config = _load_hub_config(hub_config_text(hub_spec(AUTH_VARIANTS["github-org"]), tmp_path), tmp_path)
     assert config.ConfigurableHTTPProxy.should_start is False
     assert config.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8001"
     assert "pid_file" not in config.ConfigurableHTTPProxy
@@ -320,7 +326,10 @@ def test_hub_config_script_writes_changed_files_and_restarts_only_what_reads_the
     assert "KillMode=control-group\n" in dropin.read_text()
     assert (tmp_path / "sbin" / "jshub-home-quota").stat().st_mode & 0o777 == 0o755
     config = Path(paths.config_file)
-    assert "'octocat'" in config.read_text() and oct(config.stat().st_mode & 0o777) == "0o644"
+    settings = Path(paths.config_dir) / "jupyterhub_settings.json"
+    assert config.read_text() == (Path(__file__).parent.parent / "hub" / "jupyterhub_config.py").read_text()
+    assert oct(config.stat().st_mode & 0o777) == "0o644"
+    assert json.loads(settings.read_text())["Authenticator"]["admin_users"] == ["octocat"]
     assert (tmp_path / "etc" / "requirements.txt").read_text() == (
         Path(__file__).parent.parent / "hub" / "requirements.txt"
     ).read_text()
@@ -330,13 +339,14 @@ def test_hub_config_script_writes_changed_files_and_restarts_only_what_reads_the
 
     admins = {**BASE_AUTH, "admins": ["octocat", "new-admin"]}
     assert run(auth=admins) == ["cloud-init status --wait", "systemctl restart jupyterhub.service"]
-    assert "'new-admin'" in config.read_text()
+    assert json.loads(settings.read_text())["Authenticator"]["admin_users"] == ["new-admin", "octocat"]
     # A new home quota: the config changes, the scripts and units do not.
     assert run(auth=admins, homeQuotaGb=25) == [
         "cloud-init status --wait",
         "systemctl restart jupyterhub.service",
     ]
-    assert "'25'" in config.read_text()
+    hook = json.loads(settings.read_text())["Spawner"]["pre_spawn_hook"]
+    assert hook["kwargs"]["home_quota_gb"] == 25
 
 
 def test_systemd_accepts_the_hub_and_proxy_units(tmp_path: Path) -> None:
@@ -395,7 +405,7 @@ def test_the_servers_start_timeout_reaches_the_spawner(
     monkeypatch.setenv("OAUTH_CLIENT_SECRET", "test-secret")
     monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
     cfg = make_config(**({"serverStartTimeoutSeconds": timeout} if timeout else {}))
-    config = _load_hub_config(render_jupyterhub_config(HubConfigSpec.from_config(cfg)), tmp_path)
+    config = _load_hub_config(hub_config_text(HubConfigSpec.from_config(cfg), tmp_path), tmp_path)
     assert config.Spawner.start_timeout == start
     assert config.Spawner.http_timeout == answer
 

@@ -12,10 +12,11 @@ import shlex
 import shutil
 import stat
 import subprocess
-import sys
+import tempfile
 import types
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
@@ -23,7 +24,7 @@ import yaml
 from renderers import swarm_manager
 from renderers.boot import boot_commands
 from renderers.cloud_init import CADDY_MOUNT_DROPIN
-from renderers.hub_config import HubConfigSpec, render_jupyterhub_config
+from renderers.hub_config import HubConfigSpec
 from renderers.scripts import render_data_volume_script
 from renderers.swarm import (
     CADDY_STORAGE,
@@ -48,6 +49,7 @@ from renderers.swarm import (
 )
 from stackconfig import StackConfig
 from tests.conftest import make_config, require_root, require_tool
+from tests.hub_config_local import hub_config_text, settings_of
 from tests.iptables_rules import Packet, tables
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlaceholderKeyForTests jshub-deploy"
@@ -366,41 +368,47 @@ def test_automount_unit_names_match_systemd_escape(path: str) -> None:
 def test_swarm_hub_config_uses_swarmspawner_with_limits_homes_and_images() -> None:
     cfg = swarm_config(homeQuotaOverrides={"alice": 50}, allowedImages=["example.org/a:1", "example.org/b:2"])
     spec = HubConfigSpec.from_config(cfg)
-    text = render_jupyterhub_config(spec)
-    compile(text, "jupyterhub_config.py", "exec")
-    for line in (
-        'c.JupyterHub.spawner_class = "dockerspawner.SwarmSpawner"',
-        "c.SwarmSpawner.network_name = 'jshub'",
-        "c.SwarmSpawner.allowed_images = ['example.org/a:1', 'example.org/b:2']",
-        "c.SwarmSpawner.volumes = {'/srv/jshub/home/{raw_username}': '/home/jovyan', "
-        "'/srv/jshub/home/.shared': {'bind': '/srv/shared', 'mode': 'ro'}}",
-        "c.Spawner.mem_limit = '1024M'",
-        "c.Spawner.mem_guarantee = '512M'",
-        "c.Spawner.cpu_guarantee = 0.5",
-        "_HOME_QUOTA_OVERRIDES = {'alice': 50}",
-        # The hub's API stays on loopback in its container; notebooks reach it through the proxy.
-        "c.JupyterHub.hub_bind_url = 'http://127.0.0.1:8081'",
-        "c.JupyterHub.hub_connect_url = 'http://127.0.0.1:8081'",
-        "c.SwarmSpawner.hub_connect_url = 'http://jshub-hub:8000'",
-        "c.SwarmSpawner.port = 8888",
-        "c.SwarmSpawner.extra_container_spec = {\"labels\": {'jshub.role': 'notebook'}}",
-        'c.JupyterHub.authenticator_class = "oauthenticator.github.GitHubOAuthenticator"',
-        "c.SwarmSpawner.extra_placement_spec = {\"constraints\": ['node.labels.jshub.notebooks==true']}",
-        "jupyterhub_idle_culler",
-        "privileged=True,",
-    ):
-        assert line in text, line
-    assert hub_image_tag() in text
-    assert "extra_endpoint_spec" not in text  # production keeps swarm's VIP endpoints
-    assert "add_user_cmd" not in text and "LocalProcessSpawner" not in text and "SystemdSpawner" not in text
+    settings = settings_of(spec)
+    hub, swarm, spawner = settings["JupyterHub"], settings["SwarmSpawner"], settings["Spawner"]
+    assert hub["spawner_class"] == "dockerspawner.SwarmSpawner"
+    assert swarm["network_name"] == "jshub"
+    assert swarm["allowed_images"] == ["example.org/a:1", "example.org/b:2"]
+    assert swarm["volumes"] == {
+        "/srv/jshub/home/{raw_username}": "/home/jovyan",
+        "/srv/jshub/home/.shared": {"bind": "/srv/shared", "mode": "ro"},
+    }
+    # In this order through the settings file: the home is the notebook's first mount.
+    assert list(swarm["volumes"]) == ["/srv/jshub/home/{raw_username}", "/srv/jshub/home/.shared"]
+    assert (spawner["mem_limit"], spawner["mem_guarantee"], spawner["cpu_guarantee"]) == (
+        "1024M",
+        "512M",
+        0.5,
+    )
+    hook = spawner["pre_spawn_hook"]
+    assert hook["$call"] == "jshub_swarm.prepare_home"
+    assert hook["kwargs"]["quota_overrides"] == {"alice": 50}
+    assert hook["kwargs"]["enforce_quota"] is True
+    assert hook["kwargs"]["hub_image"] == hub_image_tag()
+    # The hub's API stays on loopback in its container; notebooks reach it through the proxy.
+    assert hub["hub_bind_url"] == hub["hub_connect_url"] == "http://127.0.0.1:8081"
+    assert swarm["hub_connect_url"] == "http://jshub-hub:8000"
+    assert swarm["port"] == 8888
+    assert swarm["extra_container_spec"] == {"labels": {"jshub.role": "notebook"}}
+    assert hub["authenticator_class"] == "oauthenticator.github.GitHubOAuthenticator"
+    assert swarm["extra_placement_spec"] == {"constraints": ["node.labels.jshub.notebooks==true"]}
+    assert "jupyterhub_idle_culler" in hub["services"][0]["command"]
+    assert "extra_endpoint_spec" not in swarm  # production keeps swarm's VIP endpoints
+    assert "LocalAuthenticator" not in settings and "SystemdSpawner" not in settings
+    assert "post_auth_hook" not in settings["Authenticator"]
 
 
 def test_single_hub_config_still_runs_servers_on_the_hub_vm() -> None:
-    text = render_jupyterhub_config(HubConfigSpec.from_config(make_config()))
-    assert 'c.JupyterHub.spawner_class = "systemdspawner.SystemdSpawner"' in text
-    assert "LocalGitHubOAuthenticator" in text and "SwarmSpawner" not in text
+    settings = settings_of(HubConfigSpec.from_config(make_config()))
+    assert settings["JupyterHub"]["spawner_class"] == "systemdspawner.SystemdSpawner"
+    assert settings["JupyterHub"]["authenticator_class"] == "oauthenticator.github.LocalGitHubOAuthenticator"
+    assert "SwarmSpawner" not in settings
     # On a hub VM the proxy is a service of its own (jshub-proxy.service).
-    assert "c.ConfigurableHTTPProxy.should_start = False" in text and "pid_file" not in text
+    assert settings["ConfigurableHTTPProxy"] == {"should_start": False, "api_url": "http://127.0.0.1:8001"}
 
 
 @pytest.mark.parametrize(
@@ -541,6 +549,16 @@ class _FakeContainers:
         return self.answer
 
 
+_PATCHES: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_docker_stand_ins() -> Any:
+    yield
+    while _PATCHES:
+        _PATCHES.pop().stop()
+
+
 def _load_swarm_hub_config(cfg: StackConfig, answer: bytes) -> tuple[Any, _FakeContainers]:
     """Execute the rendered jupyterhub_config.py as JupyterHub would, with a stand-in for the
     Docker client its pre-spawn hook uses."""
@@ -548,23 +566,19 @@ def _load_swarm_hub_config(cfg: StackConfig, answer: bytes) -> tuple[Any, _FakeC
 
     containers = _FakeContainers(answer)
     client = types.SimpleNamespace(containers=containers, close=lambda: None)
-    fake_docker = types.ModuleType("docker")
-    fake_docker.from_env = lambda: client  # type: ignore[attr-defined]
-    config = Config()
-    saved = sys.modules.get("docker")
-    sys.modules["docker"] = fake_docker
-    try:
-        text = render_jupyterhub_config(HubConfigSpec.from_config(cfg))
-        env = {"OAUTH_CLIENT_SECRET": "x", "JSHUB_ADMIN_TOKEN": "y"}
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in env.items():
-                patch.setenv(key, value)
-            exec(compile(text, "jupyterhub_config.py", "exec"), {"get_config": lambda: config})
-    finally:
-        if saved is None:
-            sys.modules.pop("docker", None)
-        else:
-            sys.modules["docker"] = saved
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        text = hub_config_text(HubConfigSpec.from_config(cfg), Path(folder))
+        for key, value in {"OAUTH_CLIENT_SECRET": "x", "JSHUB_ADMIN_TOKEN": "y"}.items():
+            patch.setenv(key, value)
+        config = Config()
+        exec(
+            compile(text, "jupyterhub_config.py", "exec"),
+            {"get_config": lambda: config, "__file__": f"{folder}/jupyterhub_config.py"},
+        )
+    # The hook's Docker client is made at each call: a stand-in from now on.
+    patcher = mock.patch("docker.from_env", lambda: client)
+    patcher.start()
+    _PATCHES.append(patcher)
     return config, containers
 
 

@@ -10,6 +10,7 @@ import asyncio
 import copy
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,10 +18,11 @@ import yaml
 
 from components.hub import hub_env_file, workshop_secrets
 from renderers.cloud_init import HubBootSpec, render_hub_cloud_init
-from renderers.hub_config import HubConfigSpec, hub_vm_files, render_jupyterhub_config
+from renderers.hub_config import HubConfigSpec, hub_vm_files
 from renderers.z2jh import HUB_SECRETS, Z2JHSpec, hub_secret_data, z2jh_values
 from stackconfig import ConfigError
 from tests.conftest import BASE_CONFIG, make_config, run_mocked
+from tests.hub_config_local import hub_config_text, settings_of
 from tests.upstream_schemas import z2jh_errors
 
 PASSWORD = "tea-and-biscuits-42"
@@ -124,6 +126,24 @@ def _load(text: str, tmp_path: Path) -> Any:
     return app.config
 
 
+def _chart_config(values: dict[str, Any], folder: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The config the chart's jupyterhub_config.py builds from the release's values: hub.config
+    first, hub.services with the token the chart generates, the hub's modules where
+    hub.extraFiles mounts them (on the path), then the extraConfig run."""
+    from traitlets.config import Config
+
+    c = Config()
+    for app, cfg in copy.deepcopy(values["hub"]["config"]).items():
+        c[app].update(cfg)
+    c.JupyterHub.services = [{"name": "jshub-admin", "api_token": "chart-generated"}]
+    for extra in values["hub"]["extraFiles"].values():
+        (folder / Path(extra["mountPath"]).name).write_text(extra["stringData"])
+    monkeypatch.syspath_prepend(str(folder))
+    [extra_config] = values["hub"]["extraConfig"].values()
+    exec(extra_config, {"c": c})
+    return c
+
+
 def _authenticator(config: Any) -> Any:
     from traitlets.utils.importstring import import_item
 
@@ -142,9 +162,11 @@ def test_single_hub_config_takes_the_passwords_from_the_environment(
     from jupyterhub.auth import LocalAuthenticator
     from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 
-    text = render_jupyterhub_config(HubConfigSpec.from_config(make_config(**SHARED)))
-    assert PASSWORD not in text and ADMIN_PASSWORD not in text
-    assert "OAUTH_CLIENT_SECRET" not in text
+    spec = HubConfigSpec.from_config(make_config(**SHARED))
+    settings = json.dumps(settings_of(spec))
+    assert PASSWORD not in settings and ADMIN_PASSWORD not in settings
+    assert "OAUTH_CLIENT_SECRET" not in settings
+    text = hub_config_text(spec, tmp_path)
     for key, value in workshop_secrets(make_config(**SHARED)).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
@@ -158,19 +180,14 @@ def test_single_hub_config_takes_the_passwords_from_the_environment(
     assert not authenticator.validate_username("alice smith")
 
 
-def _shared_password_authenticator(scenario: str, tmp_path: Path) -> Any:
+def _shared_password_authenticator(scenario: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The authenticator a shared-password hub builds from its rendered config: the VM hub's
     class of its own (Unix accounts), or JupyterHub's by name from the chart's values, with the
     extraConfig run as the chart runs it."""
     if scenario == "k8s":
-        from traitlets.config import Config
-
         values = z2jh_values(Z2JHSpec.from_config(make_config(**K8S, **SHARED)))
-        config = Config(copy.deepcopy(values["hub"]["config"]))
-        config.JupyterHub.services = [{"name": "jshub-admin", "api_token": "chart-generated"}]
-        exec(values["hub"]["extraConfig"]["05-auth-from-env"], {"c": config})
-        return _authenticator(config)
-    text = render_jupyterhub_config(HubConfigSpec.from_config(make_config(**SHARED)))
+        return _authenticator(_chart_config(values, tmp_path, monkeypatch))
+    text = hub_config_text(HubConfigSpec.from_config(make_config(**SHARED)), tmp_path)
     return _authenticator(_load(text, tmp_path))
 
 
@@ -185,7 +202,7 @@ def test_the_rendered_authenticator_lets_in_the_right_password_and_refuses_a_wro
     for key, value in workshop_secrets(make_config(**SHARED)).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
-    authenticator = _shared_password_authenticator(scenario, tmp_path)
+    authenticator = _shared_password_authenticator(scenario, tmp_path, monkeypatch)
     assert isinstance(authenticator, SharedPasswordAuthenticator)
 
     def authenticate(name: str, password: str) -> Any:
@@ -220,7 +237,7 @@ def test_without_admin_password_the_hub_starts_with_none(
     monkeypatch.setenv("WORKSHOP_PASSWORD", PASSWORD)
     monkeypatch.delenv("WORKSHOP_ADMIN_PASSWORD", raising=False)
     monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
-    authenticator = _authenticator(_load(render_jupyterhub_config(HubConfigSpec.from_config(cfg)), tmp_path))
+    authenticator = _authenticator(_load(hub_config_text(HubConfigSpec.from_config(cfg), tmp_path), tmp_path))
     assert authenticator.admin_password is None and authenticator.user_password == PASSWORD
 
 
@@ -230,7 +247,7 @@ def test_local_accounts_never_log_in_as_a_system_account(
     monkeypatch.setenv("WORKSHOP_PASSWORD", PASSWORD)
     monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
     spec = HubConfigSpec.from_config(make_config(**SHARED))
-    authenticator = _authenticator(_load(render_jupyterhub_config(spec), tmp_path))
+    authenticator = _authenticator(_load(hub_config_text(spec, tmp_path), tmp_path))
     hook = authenticator.post_auth_hook
     assert hook(authenticator, None, {"name": "root"}) is None
     assert hook(authenticator, None, {"name": "nobody-here-xyz"}) == {"name": "nobody-here-xyz"}
@@ -251,7 +268,7 @@ def test_accounts_are_made_one_at_a_time_while_the_hub_keeps_answering(
     monkeypatch.setenv("WORKSHOP_PASSWORD", PASSWORD)
     monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
     spec = HubConfigSpec.from_config(make_config(**SHARED))
-    authenticator = _authenticator(_load(render_jupyterhub_config(spec), tmp_path))
+    authenticator = _authenticator(_load(hub_config_text(spec, tmp_path), tmp_path))
     assert authenticator.create_system_users
     log = tmp_path / "calls.log"
     command = tmp_path / "add-user"
@@ -302,8 +319,9 @@ def test_hpc_hub_uses_jupyterhubs_own_shared_password_class(
     cfg = make_config(
         scenario="hpc", hpc={**HPC, "accountMode": "community", "communityAccount": "gw"}, **SHARED
     )
-    text = render_jupyterhub_config(HubConfigSpec.from_config(cfg))
-    assert 'c.JupyterHub.authenticator_class = "shared-password"' in text
+    spec = HubConfigSpec.from_config(cfg)
+    assert settings_of(spec)["JupyterHub"]["authenticator_class"] == "shared-password"
+    text = hub_config_text(spec, tmp_path)
     monkeypatch.setenv("WORKSHOP_PASSWORD", PASSWORD)
     monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
     authenticator = _authenticator(_load(text, tmp_path))
@@ -316,14 +334,16 @@ def test_native_config_builds_nativeauthenticator_with_approval(
     from nativeauthenticator import NativeAuthenticator
 
     monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
-    config = _load(render_jupyterhub_config(HubConfigSpec.from_config(make_config(**NATIVE))), tmp_path)
-    cls = config.JupyterHub.authenticator_class
+    config = _load(hub_config_text(HubConfigSpec.from_config(make_config(**NATIVE)), tmp_path), tmp_path)
+    from traitlets.utils.importstring import import_item
+
+    cls = import_item(config.JupyterHub.authenticator_class)
     assert issubclass(cls, NativeAuthenticator)
     # Accounts made off the hub's event loop, as for the shared password (tested there).
-    assert cls.add_system_user.__qualname__ == "_AccountsOffTheEventLoop.add_system_user"
+    assert cls.add_system_user.__qualname__ == "AccountsOffTheEventLoop.add_system_user"
     assert config.NativeAuthenticator.open_signup is False
     assert config.Authenticator.allow_all is True  # approval is the gate
-    assert config.Authenticator.allowed_users == {"alice"}
+    assert set(config.Authenticator.allowed_users) == {"alice"}
 
 
 def test_the_rendered_native_authenticator_signs_up_logs_in_and_stops_guessing(
@@ -340,9 +360,12 @@ def test_the_rendered_native_authenticator_signs_up_logs_in_and_stops_guessing(
     gensalt = bcrypt.gensalt
     monkeypatch.setattr(bcrypt, "gensalt", lambda: gensalt(rounds=4))
     monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
-    config = _load(render_jupyterhub_config(HubConfigSpec.from_config(make_config(**NATIVE))), tmp_path)
+    config = _load(hub_config_text(HubConfigSpec.from_config(make_config(**NATIVE)), tmp_path), tmp_path)
     db = orm.new_session_factory("sqlite:///:memory:")()
-    authenticator = config.JupyterHub.authenticator_class(config=config, db=db)
+    from traitlets.utils.importstring import import_item
+
+    cls = config.JupyterHub.authenticator_class
+    authenticator = (import_item(cls) if isinstance(cls, str) else cls)(config=config, db=db)
 
     def login(name: str, password: str) -> Any:
         return asyncio.run(authenticator.authenticate(None, {"username": name, "password": password}))
@@ -430,21 +453,28 @@ def test_z2jh_values_validate_and_hold_no_password(auth: dict[str, Any]) -> None
         assert hub["config"]["NativeAuthenticator"]["open_signup"] is False
 
 
-def test_z2jh_extra_config_sets_the_passwords_and_the_admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_z2jh_extra_config_sets_the_passwords_and_the_admin_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Run the rendered extraConfig the way the chart's jupyterhub_config.py does: after the
-    chart has appended hub.services with a generated token."""
-    from traitlets.config import Config
-
+    chart has put hub.config into the config and appended hub.services with a generated token,
+    with the hub's modules where hub.extraFiles mounts them."""
     values = z2jh_values(Z2JHSpec.from_config(make_config(**K8S, **SHARED)))
-    c = Config()
-    c.JupyterHub.services = [{"name": "jshub-admin", "api_token": "chart-generated"}]
     monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "ours")
     monkeypatch.setenv("WORKSHOP_PASSWORD", PASSWORD)
     monkeypatch.delenv("WORKSHOP_ADMIN_PASSWORD", raising=False)
-    exec(values["hub"]["extraConfig"]["05-auth-from-env"], {"c": c})
+    c = _chart_config(values, tmp_path, monkeypatch)
     assert c.JupyterHub.services[0]["api_token"] == "ours"
     assert c.SharedPasswordAuthenticator.user_password == PASSWORD
     assert c.SharedPasswordAuthenticator.admin_password is None
+    # Admins' servers mount the shared folder read-write, everyone else's read-only.
+    hook = c.KubeSpawner.pre_spawn_hook
+    mounts = [{"name": "shared-data", "readOnly": True}, {"name": "home"}]
+    for admin in (False, True):
+        spawner = SimpleNamespace(user=SimpleNamespace(admin=admin), volume_mounts=list(mounts))
+        hook(spawner)
+        assert spawner.volume_mounts[0]["readOnly"] is not admin
+        assert spawner.volume_mounts[1] == {"name": "home"}
 
 
 def test_github_on_k8s_lets_users_an_admin_adds_log_in() -> None:
@@ -506,7 +536,7 @@ def test_plans_with_a_shared_password_never_show_it(
     )
     # The planner stands in f"{SECRET_PLACEHOLDER}-workshopPassword" for the encrypted value.
     assert SECRET_PLACEHOLDER not in single
-    assert 'os.environ["WORKSHOP_PASSWORD"]' in single
+    assert '"$env": "WORKSHOP_PASSWORD"' in single
     k8s = _plan_text(capsys, tmp_path / "k8s", ["--stack", "workshop-k8s"])
     assert SECRET_PLACEHOLDER not in k8s
     assert "output admin_token: [secret]" in k8s and "shared-password" in k8s
@@ -541,10 +571,10 @@ def test_swarm_hub_gets_the_passwords_as_docker_secrets() -> None:
         assert hashlib.sha256(value.encode()).hexdigest()[:12] not in json.dumps([s.inputs for s in secrets])
     text = json.dumps([r.inputs for r in rec.registrations])
     assert PASSWORD not in text and ADMIN_PASSWORD not in text
-    config = next(r for r in rec.registrations if r.type == "docker:index/serviceConfig:ServiceConfig")
-    rendered = base64.b64decode(config.inputs["data"]).decode()
-    assert 'c.JupyterHub.authenticator_class = "shared-password"' in rendered
-    assert 'os.environ["WORKSHOP_PASSWORD"]' in rendered
+    config = next(r for r in rec.registrations if r.name == "hub-settings")
+    settings = json.loads(base64.b64decode(config.inputs["data"]).decode())
+    assert settings["JupyterHub"]["authenticator_class"] == "shared-password"
+    assert settings["SharedPasswordAuthenticator"]["user_password"] == {"$env": "WORKSHOP_PASSWORD"}
 
 
 def test_swarm_hub_with_native_sign_up_has_no_password_secret() -> None:

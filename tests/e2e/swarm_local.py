@@ -41,10 +41,12 @@ from types import MappingProxyType
 from typing import Any
 
 import stackconfig
+from components.swarm_hub import config_part
 from planner.harness import Recording
 from planner.mocks import placeholder_id
-from renderers.hub_config import HubConfigSpec, SwarmSpawnerSpec, render_jupyterhub_config
+from renderers.hub_config import HubConfigSpec, SwarmSpawnerSpec, hub_config_files
 from renderers.swarm import (
+    HUB_CONFIG_DIR,
     HUB_IMAGE_CONTEXT,
     HUB_IMAGE_REPOSITORY,
     NOTEBOOK_LABEL,
@@ -154,8 +156,8 @@ class ProductionHub:
     network: dict[str, Any]
     network_id: str
     service: dict[str, Any]
-    config: dict[str, Any]
-    config_id: str
+    # the target path in the hub's container of each docker config -> its recorded ID
+    config_ids: dict[str, str]
     # recorded secret name -> the value this run gave it
     secret_values: dict[str, str]
     secret_ids: dict[str, str]
@@ -178,7 +180,10 @@ def record_production_hub(cfg: stackconfig.StackConfig, admin_token: str) -> Pro
 
     # The mocks hand back placeholder IDs; the Service refers to its network, config and
     # secrets by those.
-    network, service, config = one(NETWORK), one(SERVICE), one(SERVICE_CONFIG)
+    network, service = one(NETWORK), one(SERVICE)
+    configs = {
+        placeholder_id(SERVICE_CONFIG, r.name) for r in recording.registrations if r.type == SERVICE_CONFIG
+    }
     secrets_by_name = {r.inputs["name"]: r for r in recording.registrations if r.type == SECRET}
     known = {
         "oauth_client_secret": cfg.oauth_client_secret.get_secret_value(),
@@ -192,8 +197,11 @@ def record_production_hub(cfg: stackconfig.StackConfig, admin_token: str) -> Pro
         network=network.inputs,
         network_id=placeholder_id(NETWORK, network.name),
         service=service.inputs,
-        config=config.inputs,
-        config_id=placeholder_id(SERVICE_CONFIG, config.name),
+        config_ids={
+            c["fileName"]: c["configId"]
+            for c in service.inputs["taskSpec"]["containerSpec"]["configs"]
+            if c["configId"] in configs
+        },
         secret_values=values,
         secret_ids={placeholder_id(SECRET, r.name): name for name, r in secrets_by_name.items()},
     )
@@ -529,13 +537,19 @@ class LocalSwarmHub(HubClient):
 
         docker(*production_network_args(self.production.network))
         self.objects["network"].append(self.network_name)
-        config_text = render_jupyterhub_config(self.spec)
-        config_file = self.root / "jupyterhub_config.py"
-        config_file.write_text(config_text)
-        # Named by content, as in production; the content has this run's scratch paths.
-        config_name = f"jshub-hub-config-{hashlib.sha256(config_text.encode()).hexdigest()[:12]}"
-        docker("config", "create", config_name, str(config_file))
-        self.objects["config"].append(config_name)
+        # The hub's static config, modules and settings, each a docker config named by content
+        # as in production; the settings have this run's scratch paths.
+        configs = {}
+        for file_name, text in hub_config_files(self.spec).items():
+            path = self.root / "hub-config" / file_name
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text)
+            config_name = (
+                f"jshub-hub-{config_part(file_name)}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+            )
+            docker("config", "create", config_name, str(path))
+            self.objects["config"].append(config_name)
+            configs[self.production.config_ids[f"{HUB_CONFIG_DIR}/{file_name}"]] = config_name
         for name, value in self.production.secret_values.items():
             docker("secret", "create", name, "-", input=value)
             self.objects["secret"].append(name)
@@ -544,7 +558,7 @@ class LocalSwarmHub(HubClient):
             *production_service_args(
                 self.production.service,
                 networks={self.production.network_id: self.network_name},
-                configs={self.production.config_id: config_name},
+                configs=configs,
                 secrets=self.production.secret_ids,
                 overrides=self.overrides,
             )

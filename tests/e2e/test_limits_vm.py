@@ -33,9 +33,10 @@ import yaml
 
 from boot.guest import DataDisk, Guest
 from renderers.cloud_init import HubBootSpec, render_hub_cloud_init
-from renderers.hub_config import HUB_REQUIREMENTS, HubConfigSpec, hub_vm_files, render_jupyterhub_config
+from renderers.hub_config import HUB_REQUIREMENTS, HubConfigSpec, hub_vm_files
 from renderers.scripts import render_hub_config_script
 from tests.conftest import make_config, require_root, require_tool
+from tests.hub_config_local import hub_config_text
 from tests.spawner_units import load_config, properties, systemd_run_argv
 
 # Minutes of emulated boot: `make drills` runs it, `make test` leaves it out.
@@ -191,7 +192,7 @@ def vm_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VMHub]:
         script = render_hub_config_script(files, spec.paths)
         applied = over_ssh(lambda: guest.run(script, check=False, timeout=900), "hub-config")
         assert "reloaded: systemd units" in applied.stdout, applied.stdout
-        config = load_config(render_jupyterhub_config(spec), scratch, HUB_ENV)
+        config = load_config(hub_config_text(spec, scratch), scratch, HUB_ENV)
         yield VMHub(guest, spec, config, scratch)
 
 

@@ -1,5 +1,5 @@
-"""The single-VM hub's jupyterhub_config.py, as the production renderer writes it, run by a
-real JupyterHub on loopback: users get Unix accounts with private homes, their servers start
+"""The single-VM hub's jupyterhub_config.py and settings, as the production renderer writes them,
+run by a real JupyterHub on loopback: users get Unix accounts with private homes, their servers start
 as those accounts, answer through the proxy and run kernels, and the hub's state survives a
 restart of the hub process. A change of the hub's config (a new admin) goes through the script
 the stack's hub-config command runs and a hub restart, which running servers survive; after a
@@ -11,6 +11,7 @@ skip, or fail when the CI variable is set.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import stat
@@ -142,7 +143,8 @@ def test_new_admin_applies_in_place_and_running_servers_survive(hub: Hub, userna
     stack = {**STACK, "auth": {**STACK["auth"], "admins": [ADMIN, new_admin]}}
     asked = hub.write_config(stack)
     assert asked == ["systemctl restart jupyterhub.service"], asked
-    assert repr(new_admin) in hub.config_file.read_text()
+    settings = json.loads((Path(hub.paths.config_dir) / "jupyterhub_settings.json").read_text())
+    assert new_admin in settings["Authenticator"]["admin_users"]
     # While the hub restarts, the running server keeps answering through the proxy, to a
     # client it already knows (the server caches the hub's answer about a token).
     assert_reachable(hub, username)

@@ -268,7 +268,12 @@ def test_hub_service_is_the_production_spec_with_proxy_and_idle_culler(swarm_hub
     assert ("bind", "/var/run/docker.sock", "/var/run/docker.sock") in mounts
     targets = {c["File"]["Name"] for c in task["ContainerSpec"]["Configs"]}
     assert targets == {c["fileName"] for c in production["containerSpec"]["configs"]}
-    assert targets == {"/etc/jupyterhub/jupyterhub_config.py"}
+    assert targets == {
+        "/etc/jupyterhub/jupyterhub_config.py",
+        "/etc/jupyterhub/jupyterhub_settings.json",
+        "/etc/jupyterhub/jshub_settings.py",
+        "/etc/jupyterhub/jshub_swarm.py",
+    }
     secrets = {
         (s["SecretName"], s["File"]["Name"], s["File"]["Mode"]) for s in task["ContainerSpec"]["Secrets"]
     }
@@ -295,7 +300,7 @@ def test_the_translation_refuses_a_production_field_it_does_not_know(swarm_hub: 
         production_service_args(
             service,
             networks={hub.production.network_id: hub.network_name},
-            configs={hub.production.config_id: "c"},
+            configs=dict.fromkeys(hub.production.config_ids.values(), "c"),
             secrets=hub.production.secret_ids,
             overrides=hub.overrides,
         )

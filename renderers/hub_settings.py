@@ -1,0 +1,369 @@
+"""JupyterHub's settings of a hub, as data: `{Class: {trait: value}}`, JSON-serialisable. The
+VM and swarm hubs load them with the static hub/jupyterhub_config.py from a JSON file beside it;
+the k8s release puts the login's part into the chart's `hub.config`. Secrets are never in
+them: a value `{"$env": NAME}` names the environment variable the hub reads (hub/jshub_settings.py
+resolves these markers, and the others: `$import`, `$call`, `$sys`, `$if_env`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from renderers.hub_spec import (
+    HubConfigSpec,
+    HubPaths,
+    LocalSpawnerSpec,
+    SlurmSpawnerSpec,
+    SwarmSpawnerSpec,
+)
+from stackconfig import AuthConfig
+from stackconfig.model import OAUTH_TYPES, WORKSHOP_USERNAME
+
+Settings = dict[str, dict[str, Any]]
+
+ACCESS_IDP = "https://access-ci.org/idp"
+
+# The file beside jupyterhub_config.py that holds the settings.
+SETTINGS_FILE = "jupyterhub_settings.json"
+
+# Native sign-up: the passwords participants may choose, and how many wrong ones lock a name.
+MINIMUM_PASSWORD_LENGTH = 8
+ALLOWED_FAILED_LOGINS = 10
+
+# The authenticator of each login type: without and with Unix accounts for users.
+AUTHENTICATORS: dict[str, tuple[str, str]] = {
+    "github": (
+        "oauthenticator.github.GitHubOAuthenticator",
+        "oauthenticator.github.LocalGitHubOAuthenticator",
+    ),
+    "cilogon": (
+        "oauthenticator.cilogon.CILogonOAuthenticator",
+        "oauthenticator.cilogon.LocalCILogonOAuthenticator",
+    ),
+    "shared-password": ("shared-password", "jshub_accounts.LocalSharedPasswordAuthenticator"),
+    "native": ("native", "jshub_accounts.LocalNativeAuthenticator"),
+}
+
+
+def env(name: str, **default: Any) -> dict[str, Any]:
+    """The marker of a value the hub reads from its environment (`default=`: when unset)."""
+    return {"$env": name, **default}
+
+
+def call(factory: str, **kwargs: Any) -> dict[str, Any]:
+    """The marker of what a hub module's factory returns for these arguments."""
+    return {"$call": factory, "kwargs": kwargs}
+
+
+def if_env(name: str, value: Any) -> dict[str, Any]:
+    """The marker of a list item the hub keeps only when its environment has `name`."""
+    return {"$if_env": name, "value": value}
+
+
+def cilogon_idps(auth: AuthConfig) -> dict[str, Any]:
+    idps: dict[str, Any] = {}
+    for entity in auth.allowed_idps:
+        if entity == ACCESS_IDP:
+            derivation = {"username_claim": "eppn", "action": "strip_idp_domain", "domain": "access-ci.org"}
+        else:
+            derivation = {"username_claim": "eppn"}
+        idps[entity] = {"username_derivation": derivation, "allow_all": auth.allow_all}
+    return idps
+
+
+def auth_settings(auth: AuthConfig, public_url: str, accounts: HubPaths | None = None) -> Settings:
+    """Who may log in, and how. `accounts`: each user is a Unix account on the hub VM, made by
+    its add-user command, with a home under its home root."""
+    settings: Settings = {
+        "JupyterHub": {"authenticator_class": AUTHENTICATORS[auth.type][accounts is not None]},
+        "Authenticator": {
+            "admin_users": sorted(auth.admins),
+            "allowed_users": sorted(auth.allowed_users),
+            # Approval is the gate for native sign-up: the authenticator refuses whoever an
+            # admin has not approved; allowAll there means sign-up without approval.
+            "allow_all": True if auth.type == "native" else auth.allow_all,
+            # Users an admin adds (in the admin page, or through the jshub-admin API for a
+            # workshop's roster: python -m jshub.users) may log in too.
+            "allow_existing_users": True,
+        },
+    }
+    callback = f"{public_url}/hub/oauth_callback"
+    if auth.type == "github":
+        github: dict[str, Any] = {"client_id": auth.client_id, "oauth_callback_url": callback}
+        if auth.allowed_organizations:
+            github["allowed_organizations"] = sorted(auth.allowed_organizations)
+            github["scope"] = ["read:org"]
+        settings["GitHubOAuthenticator"] = github
+    elif auth.type == "cilogon":
+        settings["CILogonOAuthenticator"] = {
+            "client_id": auth.client_id,
+            "oauth_callback_url": callback,
+            "idps": cilogon_idps(auth),
+        }
+    elif auth.type == "shared-password":
+        settings["SharedPasswordAuthenticator"] = {
+            "user_password": env("WORKSHOP_PASSWORD"),
+            "admin_password": env("WORKSHOP_ADMIN_PASSWORD", default=None),
+        }
+    else:
+        # Participants sign up at /hub/signup; an admin approves them at /hub/authorize (admins
+        # and allowed users are approved as they sign up).
+        settings["NativeAuthenticator"] = {
+            "open_signup": auth.allow_all,
+            "minimum_password_length": MINIMUM_PASSWORD_LENGTH,
+            "check_common_password": True,
+            "allowed_failed_logins": ALLOWED_FAILED_LOGINS,
+        }
+    if auth.type in OAUTH_TYPES:
+        settings["OAuthenticator"] = {"client_secret": env("OAUTH_CLIENT_SECRET")}
+    else:
+        # Participants choose their names: names that make valid Unix accounts, nothing else.
+        settings["Authenticator"]["username_pattern"] = WORKSHOP_USERNAME
+    if accounts is not None:
+        # Each user is a Unix account with a private home on the data volume; the add-user
+        # helper keeps a returning user's UID so files stay theirs after the VM is rebuilt.
+        settings["LocalAuthenticator"] = {
+            "create_system_users": True,
+            "add_user_cmd": [accounts.add_user_command],
+        }
+        settings["Authenticator"]["post_auth_hook"] = call(
+            "jshub_accounts.refuse_system_accounts", home_root=accounts.home_root
+        )
+    return settings
+
+
+def _merge(into: Settings, more: Settings) -> Settings:
+    for cls, traits in more.items():
+        into.setdefault(cls, {}).update(traits)
+    return into
+
+
+def _services(spec: HubConfigSpec) -> Settings:
+    metrics = "jshub-metrics"
+    return {
+        "JupyterHub": {
+            "services": [
+                {
+                    "name": "idle-culler",
+                    "command": [
+                        {"$sys": "executable"},
+                        "-m",
+                        "jupyterhub_idle_culler",
+                        f"--timeout={spec.idle_timeout_s}",
+                        f"--cull-every={spec.cull_every_s}",
+                    ],
+                },
+                # For operators' scripts (python -m jshub.users, jshub.smoke); its token is a
+                # stack output marked secret. admin: a roster may name admins, and JupyterHub
+                # lets only admin callers grant that (no scope does); the tokens scope below is
+                # as strong already.
+                {"name": "jshub-admin", "api_token": env("JSHUB_ADMIN_TOKEN"), "admin": True},
+                # With monitoring: Prometheus scrapes /hub/metrics with this service's token,
+                # which can read nothing else.
+                if_env("JSHUB_METRICS_TOKEN", {"name": metrics, "api_token": env("JSHUB_METRICS_TOKEN")}),
+            ],
+            "load_roles": [
+                {
+                    "name": "idle-culler",
+                    "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+                    "services": ["idle-culler"],
+                },
+                {
+                    "name": "jshub-admin",
+                    "scopes": ["admin:users", "admin:servers", "tokens", "access:servers"],
+                    "services": ["jshub-admin"],
+                },
+                if_env(
+                    "JSHUB_METRICS_TOKEN",
+                    {"name": metrics, "scopes": ["read:metrics"], "services": [metrics]},
+                ),
+            ],
+        }
+    }
+
+
+def _local_spawner(spec: HubConfigSpec, s: LocalSpawnerSpec) -> Settings:
+    settings: Settings = {}
+    if s.systemd_units:
+        # Each user's server runs in a transient systemd unit of its own
+        # (jupyter-<name>-singleuser), as the user's Unix account: MemoryMax and CPUQuota are
+        # the limits, so a notebook that allocates past its memory is killed by the kernel inside
+        # that unit while the hub and other users' servers go on. The units outlive hub restarts.
+        settings["JupyterHub"] = {"spawner_class": "systemdspawner.SystemdSpawner"}
+        settings["SystemdSpawner"] = {
+            "unit_extra_properties": s.unit_properties,
+            "isolate_tmp": True,
+            "default_shell": "/bin/bash",
+        }
+    else:
+        # No systemd here: plain processes, whose memory and CPU limits nothing enforces.
+        settings["JupyterHub"] = {"spawner_class": "jupyterhub.spawner.LocalProcessSpawner"}
+    spawner: dict[str, Any] = {
+        "cmd": [f"{spec.paths.venv}/bin/jupyterhub-singleuser"],
+        "default_url": "/lab",
+        "notebook_dir": "~",
+        "mem_limit": spec.mem_limit,
+        "cpu_limit": spec.cpu_limit,
+        "start_timeout": s.start_timeout_s,
+        "http_timeout": s.http_timeout_s,
+    }
+    steps: dict[str, Any] = {}
+    if s.home_quota_gb:
+        steps |= {"home_quota_command": spec.paths.home_quota_command, "home_quota_gb": s.home_quota_gb}
+    if spec.shared_folder:
+        steps["shared_access_command"] = spec.paths.shared_access_command
+    if steps:
+        spawner["pre_spawn_hook"] = call("jshub_accounts.prepare_home", **steps)
+    settings["Spawner"] = spawner
+    return settings
+
+
+def _slurm_spawner(s: SlurmSpawnerSpec) -> Settings:
+    hpc = s.hpc
+    return {
+        # Notebooks run as single-node SLURM jobs on the login node's cluster: the hub runs
+        # sbatch, squeue, scontrol and scancel there over SSH, with its host key pinned.
+        "JupyterHub": {
+            "spawner_class": "jshub_slurm.JetstreamSlurmSpawner",
+            # A job may wait in the queue: send users to the progress page at once.
+            "tornado_settings": {"slow_spawn_timeout": 0},
+        },
+        "JetstreamSlurmSpawner": {
+            "login_host": s.login_host,
+            "login_port": s.login_port,
+            "ssh_key_file": s.key_file,
+            "known_hosts_file": s.known_hosts_file,
+            "control_dir": s.control_dir,
+            "account_mode": hpc.account_mode,
+            "username_pattern": hpc.username_pattern,
+            "community_account": hpc.community_account or "",
+            "slurm_account": hpc.slurm_account or "",
+            # What users may ask for; the options form offers these and start() refuses more.
+            "partitions": s.partitions,
+            "default_cores": hpc.default_cores,
+            "default_memory_gb": hpc.default_memory_gb,
+            "default_wall_hours": hpc.default_wall_hours,
+            "environment_setup": list(hpc.environment_setup),
+            "sbatch_options": list(hpc.sbatch_options),
+            "connectivity": hpc.connectivity,
+            "job_hub_url": s.job_hub_url,
+            "queue_timeout": hpc.queue_timeout_minutes * 60,
+            "start_timeout": hpc.queue_timeout_minutes * 60 + 180,
+            "http_timeout": 120,
+            "startup_poll_interval": 1.0,
+            # How soon the hub notices a job that ended (cancelled, failed, out of wall time):
+            # one squeue per running server this often, over the shared SSH connection.
+            "poll_interval": 15,
+        },
+        "Spawner": {"cmd": [hpc.singleuser_command], "default_url": "/lab"},
+    }
+
+
+def _swarm_spawner(spec: HubConfigSpec, s: SwarmSpawnerSpec) -> Settings:
+    volumes: dict[str, Any] = {f"{s.node_home_root}/{{raw_username}}": s.notebook_home}
+    shared: dict[str, Any] | None = None
+    if spec.shared_folder:
+        # Course material: read-only in every notebook; admins' notebooks get it read-write
+        # (the pre-spawn hook, at each start).
+        volumes[s.shared_node_path] = {"bind": s.shared_mount, "mode": "ro"}
+        shared = {
+            "admin_gid": s.shared_admin_gid,
+            "export_path": s.shared_export_path,
+            "node_path": s.shared_node_path,
+            "mount": s.shared_mount,
+        }
+    swarm: dict[str, Any] = {
+        "network_name": s.network,
+        "use_internal_ip": True,
+        "port": s.notebook_port,
+        "image": s.images[0],
+        "allowed_images": list(s.images),
+        "cmd": ["jupyterhub-singleuser"],
+        "notebook_dir": s.notebook_home,
+        "volumes": volumes,
+        # The user (a UID of the user's own) is added before each spawn, from the home script.
+        "extra_container_spec": {"labels": s.labels},
+        "extra_placement_spec": {"constraints": [s.notebook_constraint]},
+        # A UID without a passwd entry in the image would get / as its home.
+        "environment": {"HOME": s.notebook_home},
+    }
+    if s.endpoint_mode:
+        swarm["extra_endpoint_spec"] = {"mode": s.endpoint_mode}
+    if s.notebook_hub_url:
+        # Notebooks may open connections to the hub's proxy port only: they reach the API there.
+        swarm["hub_connect_url"] = s.notebook_hub_url
+    return {
+        # Each user's server is a swarm service on a worker; the hub finds them after a restart.
+        "JupyterHub": {"spawner_class": "dockerspawner.SwarmSpawner"},
+        "SwarmSpawner": swarm,
+        "Spawner": {
+            "default_url": "/lab",
+            "mem_limit": spec.mem_limit,
+            "mem_guarantee": s.mem_reservation,
+            "cpu_limit": spec.cpu_limit,
+            "cpu_guarantee": float(s.cpu_reservation),
+            # Pulling an image onto a worker can take minutes on first use.
+            "start_timeout": 600,
+            "http_timeout": 120,
+            "pre_spawn_hook": call(
+                "jshub_swarm.prepare_home",
+                hub_image=s.hub_image,
+                home_command=s.home_command,
+                export_root=s.export_root,
+                home_quota_gb=s.home_quota_gb,
+                quota_overrides=s.quota_overrides,
+                enforce_quota=s.enforce_quota,
+                notebook_gid=s.notebook_gid,
+                notebook_min_uid=s.notebook_min_uid,
+                home_stand_ins=dict(s.home_stand_ins),
+                shared=shared,
+            ),
+        },
+    }
+
+
+def hub_settings(spec: HubConfigSpec) -> Settings:
+    """Everything JupyterHub is told on a VM or swarm hub."""
+    hub: dict[str, Any] = {
+        # The reverse proxy terminates TLS for the public URL and forwards to the proxy here.
+        "bind_url": spec.bind_url,
+        "hub_bind_url": spec.hub_bind_url,
+        # Hub state lives on the protected data volume, so it survives a rebuilt VM.
+        "db_url": f"sqlite:///{spec.paths.state_dir}/jupyterhub.sqlite",
+        "cookie_secret_file": f"{spec.paths.state_dir}/jupyterhub_cookie_secret",
+        # A newer JupyterHub upgrades the database schema on start; for sqlite it first copies
+        # the database to jupyterhub.sqlite.<timestamp> beside it.
+        "upgrade_db": True,
+        # The hub keeps running servers when it restarts, and finds them again on start.
+        "cleanup_servers": False,
+        # Sized for this many concurrent users: more would overcommit the VM.
+        "active_server_limit": spec.concurrent_users,
+    }
+    if spec.hub_connect_url:
+        hub["hub_connect_url"] = spec.hub_connect_url
+    proxy = spec.proxy
+    if proxy is not None:
+        # configurable-http-proxy runs as its own service: a hub restart (a config change)
+        # leaves it and its routes to running servers in place. Its token is
+        # CONFIGPROXY_AUTH_TOKEN from the environment.
+        chp: dict[str, Any] = {"should_start": False, "api_url": proxy.api_url}
+    else:
+        chp = {"pid_file": spec.proxy_pid_file, "command": [spec.paths.proxy_command]}
+    settings: Settings = {"JupyterHub": hub, "ConfigurableHTTPProxy": chp}
+    accounts = spec.paths if spec.spawner.local_accounts else None
+    _merge(settings, auth_settings(spec.auth, spec.public_url, accounts))
+    _merge(settings, _services(spec))
+    if isinstance(spec.spawner, LocalSpawnerSpec):
+        _merge(settings, _local_spawner(spec, spec.spawner))
+    elif isinstance(spec.spawner, SlurmSpawnerSpec):
+        _merge(settings, _slurm_spawner(spec.spawner))
+    else:
+        _merge(settings, _swarm_spawner(spec, spec.spawner))
+    return settings
+
+
+def settings_json(settings: Settings) -> str:
+    """The settings file: one value a line, so that a change of the stack's config reads as a
+    change of a few lines. Keys keep their order, which can mean something (the swarm's
+    volumes are mounted in it)."""
+    return json.dumps(settings, indent=2) + "\n"

@@ -1,0 +1,331 @@
+"""What a hub is made of, in the stack's terms: its paths on the VM, its spawner, its proxy, its
+login. renderers/hub_settings.py makes JupyterHub's settings of it, renderers/hub_config.py the
+files a hub VM gets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from stackconfig import AuthConfig, StackConfig
+from stackconfig.hpc import HpcConfig
+
+# The hub's REST API port; in hpc direct mode compute nodes reach it (and only they may).
+HUB_API_PORT = 8081
+# configurable-http-proxy's REST API on a hub VM, where it runs as its own service.
+PROXY_API_URL = "http://127.0.0.1:8001"
+
+
+@dataclass(frozen=True)
+class HubPaths:
+    """Where things live on the hub VM. Tests point these at a scratch folder."""
+
+    data_root: str = "/data"
+    venv: str = "/opt/jupyterhub"
+    config_dir: str = "/etc/jupyterhub"
+    proxy_command: str = "/usr/local/bin/configurable-http-proxy"
+    add_user_command: str = "/usr/local/sbin/jshub-add-user"
+    # The shared course folder: its group (the hub's admins) and the script that keeps it.
+    shared_access_command: str = "/usr/local/sbin/jshub-shared-access"
+    shared_group: str = "jshub-admins"
+    # Applies a user's home quota on the data volume before each server starts.
+    home_quota_command: str = "/usr/local/sbin/jshub-home-quota"
+    # Where the hub's own unit takes drop-ins from.
+    systemd_dir: str = "/etc/systemd/system"
+    run_dir: str = "/run/jupyterhub"
+    caddyfile: str = "/etc/caddy/Caddyfile"
+
+    @property
+    def state_dir(self) -> str:
+        return f"{self.data_root}/hub"
+
+    @property
+    def home_root(self) -> str:
+        return f"{self.data_root}/home"
+
+    @property
+    def shared_root(self) -> str:
+        """Course material: readable by every user, writable by the hub's admins. Beside the
+        homes, so that backups and restores of the homes carry it (as on the swarm)."""
+        return f"{self.home_root}/.shared"
+
+    @property
+    def caddy_dir(self) -> str:
+        """Caddy's ACME account and certificates: on the data volume, so a rebuilt or
+        replaced hub serves the certificate it already has instead of asking for a new one."""
+        return f"{self.data_root}/caddy"
+
+    @property
+    def config_file(self) -> str:
+        return f"{self.config_dir}/jupyterhub_config.py"
+
+    @property
+    def hpc_dir(self) -> str:
+        """The hub's SSH key for the HPC login node and the pinned known_hosts (root only)."""
+        return f"{self.config_dir}/hpc"
+
+
+@dataclass(frozen=True)
+class LocalSpawnerSpec:
+    """Servers run on the hub VM as the users' own Unix accounts, each in a systemd unit of its
+    own (SystemdSpawner, as The Littlest JupyterHub runs them) whose MemoryMax and CPUQuota are
+    the user's limits, with the home's quota applied before each start."""
+
+    # GB of each home on the data volume; None: no quota (the home-quota script is not run).
+    home_quota_gb: int | None = None
+    # Local-only off: a machine without systemd as PID 1 runs servers as plain processes
+    # (LocalProcessSpawner), where the memory and CPU limits are not enforced.
+    systemd_units: bool = True
+    # Seconds a server may take to start and to answer (JupyterHub's start_timeout, http_timeout).
+    start_timeout_s: int = 120
+    http_timeout_s: int = 60
+    local_accounts: bool = True
+
+    @property
+    def unit_properties(self) -> dict[str, str]:
+        """Properties each server's unit gets besides SystemdSpawner's own MemoryMax/CPUQuota."""
+        # Swap would let a server run past MemoryMax instead of being stopped at it.
+        return {"MemorySwapMax": "0"}
+
+
+@dataclass(frozen=True)
+class SlurmSpawnerSpec:
+    """Servers run as SLURM jobs on an HPC system, submitted over SSH (hub/jshub_slurm.py)."""
+
+    hpc: HpcConfig
+    login_host: str
+    login_port: int
+    key_file: str
+    known_hosts_file: str
+    control_dir: str
+    # The hub as compute nodes reach it: its API port (direct) or its public HTTPS URL.
+    job_hub_url: str
+    local_accounts: bool = False
+
+    @classmethod
+    def from_config(cls, hpc: HpcConfig, hub_fqdn: str, paths: HubPaths) -> SlurmSpawnerSpec:
+        if hpc.connectivity == "direct":
+            job_hub_url = f"http://{hub_fqdn}:{HUB_API_PORT}/hub/"
+        else:
+            job_hub_url = f"https://{hub_fqdn}/hub/"
+        return cls(
+            hpc=hpc,
+            login_host=hpc.login_host,
+            login_port=hpc.login_port,
+            key_file=f"{paths.hpc_dir}/id_hpc",
+            known_hosts_file=f"{paths.hpc_dir}/known_hosts",
+            control_dir=f"{paths.run_dir}/ssh",
+            job_hub_url=job_hub_url,
+        )
+
+    @property
+    def partitions(self) -> list[dict[str, Any]]:
+        return [p.model_dump(mode="json") for p in self.hpc.partitions]
+
+    @property
+    def known_hosts(self) -> str:
+        """The one host key the hub trusts for the login node."""
+        host = self.login_host if self.login_port == 22 else f"[{self.login_host}]:{self.login_port}"
+        return f"{host} {self.hpc.host_key}\n"
+
+
+@dataclass(frozen=True)
+class SwarmSpawnerSpec:
+    """How the hub of the swarm scenario starts notebooks: one swarm service per user, on the
+    workers, with the user's home from the NFS export bind-mounted. Paths are host paths on
+    the swarm's nodes (the Docker daemon resolves them), not paths inside the hub container."""
+
+    network: str
+    images: tuple[str, ...]
+    hub_image: str
+    home_quota_gb: int
+    cpu_reservation: float
+    mem_reservation_gb: float
+    home_quota_overrides: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # Where every node sees the homes: the NFS mount on workers, a bind mount on the manager.
+    node_home_root: str = "/srv/jshub/home"
+    # The XFS volume on the manager and the script that makes a home with its quota there.
+    export_root: str = "/export"
+    home_command: str = "/usr/local/sbin/jshub-user-home"
+    notebook_home: str = "/home/jovyan"
+    # Notebooks run as the UID the home script gives each user, in this group.
+    notebook_gid: int = 100
+    # The lowest UID the home script hands out: anything below (root, the image's own users) is refused.
+    notebook_min_uid: int = 10000
+    notebook_port: int = 8888
+    # Container labels of notebooks: the nodes' isolation agent recognises them by these.
+    notebook_labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # How notebooks reach the hub's API: through the proxy (None: the hub's own connect URL).
+    notebook_hub_url: str | None = None
+    notebook_constraint: str = "node.labels.jshub.notebooks==true"
+    # Setting XFS project quotas needs the volume's block device: a privileged container.
+    # Local-only off: kernels without disk quotas (DESIGN.md §4).
+    enforce_quota: bool = True
+    # Local-only: files bind-mounted read-only into the home script's container (host path ->
+    # container path), e.g. a recording stand-in for xfs_quota where the kernel has no quotas.
+    home_stand_ins: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Local-only: no IPVS in some kernels, so services resolve by DNS round robin there.
+    endpoint_mode: str | None = None
+    # The shared course folder: in the exported homes' tree (so every node has it through the
+    # homes' NFS mount), mounted read-only into notebooks, read-write for admins, whose
+    # notebooks also get this group (the folder's, mode 2775).
+    shared_dir: str = ".shared"
+    shared_mount: str = "/srv/shared"
+    shared_admin_gid: int = 9999
+    # Without Unix accounts on swarm: users exist only inside their containers.
+    local_accounts: bool = False
+
+    @property
+    def quota_overrides(self) -> dict[str, int]:
+        return dict(sorted(self.home_quota_overrides.items()))
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.notebook_labels)
+
+    @property
+    def shared_node_path(self) -> str:
+        return f"{self.node_home_root}/{self.shared_dir}"
+
+    @property
+    def shared_export_path(self) -> str:
+        return f"{self.export_root}/home/{self.shared_dir}"
+
+    @property
+    def mem_reservation(self) -> str:
+        return f"{int(self.mem_reservation_gb * 1024)}M"
+
+
+# Run by the swarm hub in a one-shot container on the manager (the volume bound at the same
+# path) before each spawn: `sh -c SCRIPT sh ADMIN_GID SHARED HOME_LINK TARGET UID GID`. The
+# folder is root's, the admins' group's, setgid; a user's home gets a `shared` link to where
+
+
+SpawnerSpec = LocalSpawnerSpec | SlurmSpawnerSpec | SwarmSpawnerSpec
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    """configurable-http-proxy as a service of its own, as Zero to JupyterHub runs it in its
+    own pod: a hub restart leaves it, and its routes to running servers, in place. Its token
+    comes from the environment (CONFIGPROXY_AUTH_TOKEN), in the proxy and in the hub."""
+
+    command: str
+    public_url: str
+    api_url: str
+    # Where the hub answers the proxy (its connect URL): the default route and error pages.
+    hub_url: str
+
+    def argv(self) -> list[str]:
+        """The proxy's command line, as JupyterHub itself would start it (jupyterhub/proxy.py)."""
+        public, api = urlsplit(self.public_url), urlsplit(self.api_url)
+        return [
+            self.command,
+            "--ip",
+            public.hostname or "",
+            "--port",
+            str(public.port),
+            "--api-ip",
+            api.hostname or "",
+            "--api-port",
+            str(api.port),
+            "--default-target",
+            self.hub_url,
+            "--error-target",
+            f"{self.hub_url}/hub/error",
+        ]
+
+
+@dataclass(frozen=True)
+class HubConfigSpec:
+    public_url: str
+    auth: AuthConfig
+    concurrent_users: int
+    user_memory_gb: float
+    user_cpu: float
+    idle_timeout_s: int
+    paths: HubPaths = field(default_factory=HubPaths)
+    bind_url: str = "http://127.0.0.1:8000"
+    hub_bind_url: str = "http://127.0.0.1:8081"
+    hub_connect_url: str | None = None
+    spawner: SpawnerSpec = field(default_factory=LocalSpawnerSpec)
+    # Set: the proxy runs as its own service with this REST API (hub VMs). None: the hub starts
+    # the proxy itself (the swarm hub's container).
+    proxy_api_url: str | None = None
+    # The shared course folder (README, Course material).
+    shared_folder: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: StackConfig, paths: HubPaths | None = None) -> HubConfigSpec:
+        if cfg.scenario == "swarm":
+            from renderers.swarm import swarm_hub_config_spec
+
+            return swarm_hub_config_spec(cfg, paths)
+        paths = paths or HubPaths()
+        timeout = cfg.server_start_timeout_seconds
+        spawner: SpawnerSpec = LocalSpawnerSpec(
+            home_quota_gb=cfg.single_home_quota_gb,
+            start_timeout_s=timeout or LocalSpawnerSpec.start_timeout_s,
+            http_timeout_s=timeout or LocalSpawnerSpec.http_timeout_s,
+        )
+        hub_bind_url, hub_connect_url = "http://127.0.0.1:8081", None
+        if cfg.scenario == "hpc" and cfg.hpc is not None:
+            spawner = SlurmSpawnerSpec.from_config(cfg.hpc, cfg.hub_fqdn, paths)
+            if cfg.hpc.connectivity == "direct":
+                # Compute nodes call the API port directly (the security group admits only
+                # them); the proxy keeps reaching the hub on loopback.
+                hub_bind_url = f"http://0.0.0.0:{HUB_API_PORT}"
+                hub_connect_url = f"http://127.0.0.1:{HUB_API_PORT}"
+        return cls(
+            spawner=spawner,
+            hub_bind_url=hub_bind_url,
+            hub_connect_url=hub_connect_url,
+            public_url=cfg.hub_url,
+            auth=cfg.auth,
+            concurrent_users=cfg.concurrent_users,
+            user_memory_gb=cfg.user_memory_gb,
+            user_cpu=cfg.user_cpu,
+            idle_timeout_s=cfg.idle_timeout_minutes * 60,
+            paths=paths,
+            proxy_api_url=PROXY_API_URL,
+            shared_folder=cfg.shared_folder_on,
+        )
+
+    @property
+    def proxy(self) -> ProxySpec | None:
+        if self.proxy_api_url is None:
+            return None
+        return ProxySpec(
+            command=self.paths.proxy_command,
+            public_url=self.bind_url,
+            api_url=self.proxy_api_url,
+            hub_url=self.hub_connect_url or self.hub_bind_url,
+        )
+
+    @property
+    def home_quotas(self) -> bool:
+        """Whether users' homes on the hub's data volume have quotas (the single hub)."""
+        return isinstance(self.spawner, LocalSpawnerSpec) and bool(self.spawner.home_quota_gb)
+
+    @property
+    def mem_limit(self) -> str:
+        return f"{int(self.user_memory_gb * 1024)}M"
+
+    @property
+    def cpu_limit(self) -> float:
+        return float(self.user_cpu)
+
+    @property
+    def proxy_pid_file(self) -> str:
+        # In a container the PID file must not outlive the container: a restarted hub would
+        # take a stale PID for a running proxy.
+        if isinstance(self.spawner, SwarmSpawnerSpec):
+            return "/tmp/jupyterhub-proxy.pid"
+        return f"{self.paths.state_dir}/jupyterhub-proxy.pid"
+
+    @property
+    def cull_every_s(self) -> int:
+        return max(60, min(600, self.idle_timeout_s // 5))
