@@ -132,6 +132,9 @@ class Registration:
     deleted_with_urn: str = ""
     ignore_changes: list[str] = field(default_factory=list)
     replace_on_changes: list[str] = field(default_factory=list)
+    # The explicit provider it is created through (its URN), if any: the resource waits for it,
+    # and so for the provider's own inputs (a kubeconfig the cluster hands out, say).
+    provider_urn: str = ""
 
 
 def scrub(value: Any, path: str = "", secret_paths: list[str] | None = None) -> Any:
@@ -180,6 +183,8 @@ class RecordingMonitor(mocks.MockMonitor):
                     deleted_with_urn=str(getattr(request, "deletedWith", "") or ""),
                     ignore_changes=list(request.ignoreChanges),
                     replace_on_changes=list(request.replaceOnChanges),
+                    # A provider reference is "<urn>::<id>".
+                    provider_urn=str(request.provider or "").rsplit("::", 1)[0],
                 )
             )
         return response
