@@ -92,11 +92,16 @@ class K8sClusterArgs:
     subnet_id: pulumi.Input[str]
     # The nodes' subnet, from which the load balancer may reach them (None: not known).
     subnet_cidr: str | None = None
+    # The nodes whose server the stack already holds (stacks/deployed.py); None when that could
+    # not be read, and then every node is treated as existing. An existing node's server waits
+    # for the previous node's readiness, so a change rolls through them one at a time; a new
+    # node is created at once, with every other new node.
+    existing_nodes: frozenset[str] | None = None
 
 
 class K8sCluster(pulumi.ComponentResource):
     """k3s: control-plane VMs with embedded etcd (each with protected Ceph and state volumes),
-    worker VMs, created and changed one at a time, a join token delivered over SSH, the
+    worker VMs, created all at once and changed one at a time, a join token delivered over SSH, the
     kubeconfig fetched over SSH, and an Octavia load balancer as the hub's entry point. magnum:
     a `containerinfra.Cluster` from a template looked up by name, its workers a node group. Either way a provider with a
     stable `cluster_identifier`, so a new kubeconfig (a rotated certificate, a new address)
@@ -264,9 +269,12 @@ class K8sCluster(pulumi.ComponentResource):
                     # A new k3s version or token must not replace every node at once (etcd and
                     # Ceph would go with them); upgrade nodes in place instead.
                     replace_on_user_data_change=False,
-                    # The previous node's readiness: a change of image, flavor or version rolls
-                    # through the nodes one at a time (see _node_steps).
-                    instance_depends_on=after,
+                    # An existing node waits for the previous node's readiness: a change of
+                    # image, flavor or version rolls through the nodes one at a time (see
+                    # steps). A new node waits for nothing: on the first `pulumi up` every node
+                    # boots at once, and the joining ones wait for the first server themselves
+                    # (k3s-install.sh.j2).
+                    instance_depends_on=after if exists(node_name) else (),
                 ),
                 opts=child,
             )
@@ -274,6 +282,9 @@ class K8sCluster(pulumi.ComponentResource):
             if osd:
                 self.osd_volume_ids[node_name] = vm.volume_ids[OSD_VOLUME]
             return vm
+
+        def exists(node_name: str) -> bool:
+            return args.existing_nodes is None or node_name in args.existing_nodes
 
         # ServiceLB answers for the proxy's LoadBalancer service on the labelled nodes only:
         # the control plane, which the Octavia load balancer sends the hub's traffic to.
@@ -313,7 +324,9 @@ class K8sCluster(pulumi.ComponentResource):
             """What puts a node's root-disk state back and proves it serves again: the join
             token and node password (gone with a re-imaged root disk), k3s at the stack's
             version, and the node Ready (and Ceph healthy) seen from the first node. Each runs
-            again on the change that needs it; the next node's server waits for `ready`."""
+            again on the change that needs it; the next node's server, if it exists, waits for
+            `ready`, and so does every other node's `ready`, which a node reaches only once the
+            first server serves."""
             password = random.RandomPassword(
                 f"{node_name}-node-password", length=48, special=False, opts=child
             )
@@ -361,7 +374,9 @@ class K8sCluster(pulumi.ComponentResource):
                 # The same changes that rebuild (image), resize (flavor) or upgrade (version) the
                 # node run this again, so the next node waits for this one every time.
                 triggers=[*vm.root_disk, flavor, k8s.k3s_version],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[version]),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[version] if vm is first else [version, first_steps.ready]
+                ),
             )
             return NodeSteps(token_command, version, ready)
 
@@ -400,11 +415,11 @@ class K8sCluster(pulumi.ComponentResource):
             server_names.append(node_name)
             server_steps.append(steps(vm, node_name, "server", k8s.control_plane_flavor, True))
             previous = server_steps[-1].ready
-        # Workers follow the control plane, in `lanes` parallel chains: worker i waits for
-        # worker i - lanes. A worker is no quorum member, but each holds users' servers: at
+        # Existing workers follow the control plane, in `lanes` parallel chains: worker i waits
+        # for worker i - lanes. A worker is no quorum member, but each holds users' servers: at
         # most a tenth of them (one, up to 10 workers) is away at a time, which the
-        # placeholder pods' headroom absorbs, and a large cluster is not rolled (nor created)
-        # one node after another for hours.
+        # placeholder pods' headroom absorbs, and a large cluster is not rolled one node after
+        # another for hours. New workers are created at once, whatever the lanes.
         workers = sizing.worker_count(cfg)
         lanes = worker_lanes(workers)
         worker_steps: list[NodeSteps] = []

@@ -82,8 +82,12 @@ class SwarmCluster(pulumi.ComponentResource):
     manager_connection: command.remote.ConnectionArgs
     # The manager's root disk (components/vm.py): what its backup and monitoring installs follow.
     manager_root_disk: list[pulumi.Input[str]]
-    # What resources that need a working swarm (the hub) must depend on.
+    # What the hub must depend on: the swarm itself (init, its ID), the manager's host key and
+    # the homes' export table. Not the workers: the hub is built and started on the manager
+    # while they join, and the plan's time to a working hub still counts them (workers_ready).
     ready: list[pulumi.Resource]
+    # Each worker joined and labelled for notebooks.
+    workers_ready: list[pulumi.Resource]
     # Each worker's removal step, whose delete command drains it before its server goes.
     worker_removals: list[pulumi.Resource]
     workers: list[WorkerHost]
@@ -309,7 +313,8 @@ class SwarmCluster(pulumi.ComponentResource):
         self.swarm_id = swarm_id.stdout.apply(str.strip)
         self.manager_connection = to_manager
         self.manager_root_disk = manager.root_disk
-        self.ready = [init, exports, install_host_key, swarm_id, *node_commands]
+        self.ready = [init, exports, install_host_key, swarm_id]
+        self.workers_ready = node_commands
         self.register_outputs(
             {
                 "manager_public_ip": self.manager_public_ip,

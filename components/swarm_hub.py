@@ -59,7 +59,7 @@ class SwarmHubArgs:
     config: StackConfig
     manager_public_ip: pulumi.Input[str]
     admin_token: pulumi.Input[str]
-    # Resources the swarm must have finished (init, joins) before the hub is created.
+    # What the swarm must have finished before the hub is created (SwarmCluster.ready).
     depends_on: Sequence[pulumi.Resource] = ()
     # The manager's SSH host key (OpenSSH public key): the provider trusts it and nothing else.
     # Without it, the first key the manager shows is accepted.

@@ -14,6 +14,11 @@ from catalog import EXTERNAL_NETWORK
 VolumeIds = Mapping[str, pulumi.Output[str]]
 UserData = pulumi.Input[str] | Callable[[VolumeIds], pulumi.Input[str]]
 
+# A JetstreamVM named `n` holds its server as the Instance `n-server`: how a stack recognises,
+# in its deployed state, which VMs exist already (stacks/deployed.py).
+INSTANCE_TYPE = "openstack:compute/instance:Instance"
+SERVER_SUFFIX = "-server"
+
 
 @dataclass(frozen=True)
 class DataVolume:
@@ -132,7 +137,7 @@ class JetstreamVM(pulumi.ComponentResource):
         # A Cinder volume attaches to one server at a time, so a replacement server must not
         # come up (and try to attach) before the old one is gone.
         instance = openstack.compute.Instance(
-            f"{name}-server",
+            f"{name}{SERVER_SUFFIX}",
             name=name,
             flavor_name=args.flavor,
             image_id=args.image_id,

@@ -1,8 +1,8 @@
 """`make diff STACK=dev SET="hubFlavor=m3.quad"`: what a config change would do.
 
-Plans the stack as it is and with the changes, then says for every resource what `pulumi up`
-would do, with the provider's own words for why (planner/change_model.json, read from the
-pinned SDKs):
+Plans the stack as deployed (as a stack that already holds what its first `pulumi up` creates)
+and with the changes on top of it, then says for every resource what `pulumi up` would do, with
+the provider's own words for why (planner/change_model.json, read from the pinned SDKs):
 
   create   a new resource
   update   changed in place (a remote command runs again)
@@ -47,7 +47,7 @@ import yaml
 
 from planner import changemodel
 from planner.datadiff import ABSENT, MAX_LEAVES, data_changes
-from planner.plan import PROJECT_DIR, PlanError, plan_stack
+from planner.plan import PROJECT_DIR, PlanError, deployed_plan, deployed_resources, plan_stack
 
 INSTANCE = "openstack:compute/instance:Instance"
 PORT = "openstack:networking/port:Port"
@@ -651,8 +651,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = parse_settings(args.set)
     try:
-        before = plan_stack(args.stack, project_dir=args.project_dir)
-        after = plan_stack(args.stack, project_dir=args.project_dir, overrides=settings)
+        # The change lands on the deployed stack, whose members all exist: the program chains
+        # them (components/k8s_cluster.py), which a plan of a first `pulumi up` would not.
+        before = deployed_plan(args.stack, project_dir=args.project_dir)
+        after = plan_stack(
+            args.stack, project_dir=args.project_dir, overrides=settings, deployed=deployed_resources(before)
+        )
     except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID

@@ -105,6 +105,14 @@ def _latency(resource: dict[str, Any]) -> float:
     return LATENCY.get(resource["type"], DEFAULT).seconds
 
 
+def _provider(resource: dict[str, Any]) -> list[str]:
+    """The explicit provider a resource is created through: Pulumi starts it only once the
+    provider is configured, which needs the provider's inputs (for the cluster's Kubernetes
+    provider, the kubeconfig that the cluster's nodes hand out once they are Ready)."""
+    provider = resource.get("provider")
+    return [provider] if provider else []
+
+
 def estimate(resources: list[dict[str, Any]]) -> dict[str, Any]:
     by_name = {r["name"]: r for r in resources}
     finish: dict[str, float] = {}
@@ -116,7 +124,7 @@ def estimate(resources: list[dict[str, Any]]) -> dict[str, Any]:
         if name in seen:  # a cycle would be a bug elsewhere; don't recurse forever
             return 0.0
         resource = by_name[name]
-        deps = [d for d in resource["depends_on"] if d in by_name]
+        deps = [d for d in [*resource["depends_on"], *_provider(resource)] if d in by_name]
         start, before = 0.0, None
         for d in deps:
             t = done(d, seen | {name})
@@ -140,6 +148,7 @@ def estimate(resources: list[dict[str, Any]]) -> dict[str, Any]:
     needless = []
     for before, after in itertools.pairwise(path):
         data = {d for deps in by_name[after].get("data_dependencies", {}).values() for d in deps}
+        data.update(_provider(by_name[after]))
         if before not in data:
             data_ready = max((finish[d] for d in data if d in finish), default=0.0)
             needless.append({"from": before, "to": after, "extra_s": round(finish[before] - data_ready)})

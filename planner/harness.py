@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import runpy
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,10 @@ import pulumi
 from pulumi.runtime import settings, stack
 
 from planner.mocks import PlanMocks, RecordingMonitor, Registration, scrub
+from stacks.deployed import DeployedResource
+
+# What `pulumi.get_organization()` gives a stack on a DIY backend, which has no organizations.
+ORGANIZATION = "organization"
 
 
 @dataclass
@@ -24,6 +29,17 @@ class Recording:
     registrations: list[Registration]
     invokes: list[dict[str, Any]]
     outputs: dict[str, Any] = field(default_factory=dict)
+    # What the program logged as warnings (pulumi.log.warn).
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Warnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 @contextmanager
@@ -48,21 +64,37 @@ def mocked_runtime(
     config: dict[str, str],
     secret_keys: list[str],
     image_ids: Mapping[str, str] | None = None,
+    deployed: Iterable[DeployedResource] | None = (),
+    warnings: list[str] | None = None,
 ) -> Iterator[RecordingMonitor]:
     """A fresh event loop, mocks and config; everything is reset on the way out, because
     `set_mocks` is process-global. `image_ids`: what the mocked cloud resolves image names to,
-    where not the placeholder (planner.mocks.PlanMocks)."""
+    where not the placeholder; `deployed`: what the stack already holds, None for a failed read
+    (planner.mocks.PlanMocks). The program's warnings are appended to `warnings`."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    monitor = RecordingMonitor(PlanMocks(image_ids))
+    mock = PlanMocks(image_ids, deployed)
+    monitor = RecordingMonitor(mock)
+    logger = logging.getLogger(f"{__name__}.program")
+    handler = _Warnings()
+    logger.addHandler(handler)
     pulumi.runtime.set_all_config(config, secret_keys)
     pulumi.runtime.set_mocks(
-        PlanMocks(image_ids), project=project, stack=stack_name, preview=False, monitor=monitor
+        mock,
+        project=project,
+        stack=stack_name,
+        preview=False,
+        monitor=monitor,
+        logger=logger,
+        organization=ORGANIZATION,
     )
     try:
         with _no_cyclic_gc():
             yield monitor
     finally:
+        logger.removeHandler(handler)
+        if warnings is not None:
+            warnings.extend(handler.messages)
         settings.reset_options()
         pulumi.runtime.set_all_config({}, [])
         loop.close()
@@ -96,11 +128,17 @@ def run_program(
     config: dict[str, str],
     secret_keys: list[str],
     image_ids: Mapping[str, str] | None = None,
+    deployed: Iterable[DeployedResource] | None = (),
 ) -> Recording:
-    with mocked_runtime(project, stack_name, config, secret_keys, image_ids) as monitor:
+    """`deployed`: what the stack already holds (empty: a first `pulumi up`; None: its state
+    cannot be read)."""
+    warnings: list[str] = []
+    with mocked_runtime(project, stack_name, config, secret_keys, image_ids, deployed, warnings) as monitor:
         run_pulumi(program)
         outputs = _resolve_outputs()
-        return Recording(monitor.registrations, monitor.invokes, outputs)
+        recording = Recording(monitor.registrations, monitor.invokes, outputs)
+    recording.warnings = warnings
+    return recording
 
 
 def main_program(project_dir: Path) -> Callable[[], None]:

@@ -6,11 +6,13 @@ never real values; the planner says so in its output."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pulumi.runtime import mocks, rpc
+
+from stacks.deployed import READ_TOKEN, DeployedResource
 
 SECRET = "[secret]"
 UNKNOWN = "[unknown]"
@@ -97,14 +99,45 @@ def _computed(args: mocks.MockResourceArgs, image_ids: Mapping[str, str]) -> dic
     return {}
 
 
+# What the mocked backend says when a plan models a failed read of the stack's state.
+READ_FAILURE = "the plan models a backend that cannot be read"
+
+
+def stack_resource_outputs(stack_name: str, deployed: Iterable[DeployedResource]) -> dict[str, Any]:
+    """The engine's answer to readStackResourceOutputs for a stack that holds `deployed`: URN ->
+    type and outputs (the outputs left empty: the program reads only which resources exist). The
+    URNs leave out the parent types the engine puts in them; the name is the part after the last
+    `::` either way."""
+    _, project, stack = stack_name.split("/")
+    return {
+        "name": stack_name,
+        "outputs": {
+            f"urn:pulumi:{stack}::{project}::{kind}::{name}": {"type": kind, "outputs": {}}
+            for kind, name in sorted(set(deployed))
+        },
+    }
+
+
 class PlanMocks(mocks.Mocks):
-    def __init__(self, image_ids: Mapping[str, str] | None = None) -> None:
+    """`deployed`: the (type, name) of every resource the stack already holds, as its last
+    checkpoint would say (empty: a stack never deployed; None: the read fails)."""
+
+    def __init__(
+        self,
+        image_ids: Mapping[str, str] | None = None,
+        deployed: Iterable[DeployedResource] | None = (),
+    ) -> None:
         self.image_ids: Mapping[str, str] = dict(image_ids or {})
+        self.deployed = None if deployed is None else frozenset(deployed)
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         return placeholder_id(args.typ, args.name), {**args.inputs, **_computed(args, self.image_ids)}
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        if args.token == READ_TOKEN:
+            if self.deployed is None:
+                return {}, [("stackName", READ_FAILURE)]
+            return stack_resource_outputs(str(args.args["stackName"]), self.deployed), []
         name = str(args.args.get("name", ""))
         result = {**args.args, "id": placeholder_id(args.token, name)}
         if args.token == "openstack:networking/getSubnet:getSubnet":
@@ -132,6 +165,9 @@ class Registration:
     deleted_with_urn: str = ""
     ignore_changes: list[str] = field(default_factory=list)
     replace_on_changes: list[str] = field(default_factory=list)
+    # The explicit provider it is created through (its URN), if any: the resource waits for it,
+    # and so for the provider's own inputs (a kubeconfig the cluster hands out, say).
+    provider_urn: str = ""
 
 
 def scrub(value: Any, path: str = "", secret_paths: list[str] | None = None) -> Any:
@@ -180,6 +216,8 @@ class RecordingMonitor(mocks.MockMonitor):
                     deleted_with_urn=str(getattr(request, "deletedWith", "") or ""),
                     ignore_changes=list(request.ignoreChanges),
                     replace_on_changes=list(request.replaceOnChanges),
+                    # A provider reference is "<urn>::<id>".
+                    provider_urn=str(request.provider or "").rsplit("::", 1)[0],
                 )
             )
         return response

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from planner import backup, burn, cost, estimate, monitoring, quota, report, sta
 from planner.harness import main_program, run_program
 from policy.rules import check_plan
 from stackconfig import StackConfig, parse
+from stacks.deployed import DeployedResource
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -48,10 +49,13 @@ def plan_stack(
     today: date | None = None,
     check_quotas: bool = True,
     image_ids: Mapping[str, str] | None = None,
+    deployed: Iterable[DeployedResource] | None = (),
 ) -> dict[str, Any]:
     """`image_ids`: image name -> the ID the (mocked) cloud resolves it to, where not the
     placeholder: a test's way to move the image behind an unchanged name. `today`: the date the
-    allocation's balance is counted from (default: the machine's date)."""
+    allocation's balance is counted from (default: the machine's date). `deployed`: the (type,
+    name) of what the stack already holds (`deployed_resources` of an earlier plan); empty for a
+    first `pulumi up`, None for a stack whose state cannot be read."""
     try:
         loaded = stackfile.load(project_dir, stack, stack_file, overrides)
     except FileNotFoundError as exc:
@@ -64,12 +68,15 @@ def plan_stack(
             loaded.config,
             loaded.secret_keys,
             image_ids,
+            deployed,
         )
     except pulumi.RunError as exc:
         raise PlanError(f"stack {stack!r}: {exc}") from None
     cfg = parse(loaded.config, secret_keys=loaded.secret_keys, namespace=loaded.project)
     plan = report.build_plan(loaded.stack, cfg.scenario, recording)
     plan["placeholders"] = loaded.placeholders
+    plan["deployed_resources"] = None if deployed is None else len(set(deployed))
+    plan["warnings"] = recording.warnings
     c = cost.cost(
         plan["resources"], cfg.concurrent_users, user_guarantees(cfg), workshop_hours, workshop_days
     )
@@ -101,3 +108,22 @@ def plan_stack(
     if check_quotas and over:
         raise PlanError(f"stack {stack!r} does not fit the allocation:\n  - " + "\n  - ".join(over))
     return plan
+
+
+def deployed_resources(plan: dict[str, Any]) -> list[DeployedResource]:
+    """What a stack holds once `plan` is deployed: the (type, name) of each of its resources."""
+    return sorted({(r["type"], r["name"]) for r in plan["resources"]})
+
+
+def deployed_plan(stack: str, **kwargs: Any) -> dict[str, Any]:
+    """The stack as deployed: planned once as a first `pulumi up` (nothing exists yet), then
+    again as a stack that holds what that first one creates, as `make diff`'s before. `kwargs`
+    as for plan_stack (both plans take them)."""
+    fresh = plan_stack(stack, **kwargs)
+    return plan_stack(stack, deployed=deployed_resources(fresh), **kwargs)
+
+
+def plan_on(before: dict[str, Any], stack: str, **kwargs: Any) -> dict[str, Any]:
+    """`stack` (with `kwargs` as for plan_stack: the change) planned on the deployed `before`:
+    as a stack that holds what `before` holds."""
+    return plan_stack(stack, deployed=deployed_resources(before), **kwargs)

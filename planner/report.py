@@ -44,6 +44,7 @@ def build_plan(stack: str, scenario: str, recording: Recording) -> dict[str, Any
                 "deleted_with": by_urn[r.deleted_with_urn].name if r.deleted_with_urn in by_urn else None,
                 "ignore_changes": r.ignore_changes,
                 "replace_on_changes": r.replace_on_changes,
+                "provider": by_urn[r.provider_urn].name if r.provider_urn in by_urn else None,
             }
         )
     return {

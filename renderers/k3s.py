@@ -105,6 +105,9 @@ def render_k3s_install_script(spec: K3sNodeSpec) -> str:
         wait_s=spec.wait_for_token_s,
         role=spec.role,
         server_url=spec.server_url or "",
+        # A joining node's k3s may have to start several times before it joins (see
+        # _k3s-installer.sh.j2); the first server starts on its own.
+        start_later=bool(spec.server_url),
     )
 
 
@@ -120,6 +123,8 @@ def render_k3s_upgrade_script(spec: K3sNodeSpec) -> str:
         version=spec.version,
         role=spec.role,
         server_url=spec.server_url or "",
+        # The node has joined before: the installer restarts k3s and waits for it.
+        start_later=False,
     )
 
 

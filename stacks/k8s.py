@@ -12,6 +12,7 @@ from renderers import k3s
 from stackconfig import StackConfig, sizing
 from stacks.backup import k8s_backup
 from stacks.common import network, openstack_provider
+from stacks.deployed import existing_resources, existing_vms
 from stacks.monitoring import k8s_monitoring
 
 
@@ -22,7 +23,13 @@ def build(cfg: StackConfig) -> None:
     net = network(cfg, opts)
     cluster = K8sCluster(
         "k8s",
-        K8sClusterArgs(config=cfg, network_id=net.network_id, subnet_id=net.subnet_id, subnet_cidr=net.cidr),
+        K8sClusterArgs(
+            config=cfg,
+            network_id=net.network_id,
+            subnet_id=net.subnet_id,
+            subnet_cidr=net.cidr,
+            existing_nodes=existing_vms(existing_resources()),
+        ),
         opts=opts,
     )
     in_cluster = pulumi.ResourceOptions(providers=[cluster.provider])

@@ -12,7 +12,7 @@ import secrets
 import shutil
 import string
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,11 +59,19 @@ def run_mocked(
     program: Callable[[], None],
     config: dict[str, Any] | None = None,
     image_ids: dict[str, str] | None = None,
+    deployed: Iterable[tuple[str, str]] | None = (),
 ) -> Recording:
-    """`image_ids`: image name -> the ID the mocked cloud resolves it to (default: a placeholder)."""
+    """`image_ids`: image name -> the ID the mocked cloud resolves it to (default: a placeholder).
+    `deployed`: the (type, name) of what the stack already holds (default: nothing, a first
+    `pulumi up`; None: its state cannot be read)."""
     return run_program(
-        program, PROJECT, "test", as_pulumi_config(config or BASE_CONFIG), SECRET_KEYS, image_ids
+        program, PROJECT, "test", as_pulumi_config(config or BASE_CONFIG), SECRET_KEYS, image_ids, deployed
     )
+
+
+def deployed_by(recording: Recording) -> list[tuple[str, str]]:
+    """What a stack holds once `recording` is deployed: the (type, name) of each resource."""
+    return sorted({(r.type, r.name) for r in recording.registrations})
 
 
 def by_type(recording: Recording, type_token: str) -> list[Registration]:

@@ -264,18 +264,25 @@ INTENDED_WAITS = {
     ("k8s-cp-0-join-token", "k8s-kubeconfig"): "the kubeconfig is read once every server holds the token",
     ("k8s-kubeconfig", "k8s-workers-ready"): "workers are counted through the API the kubeconfig opens",
     ("k8s-workers-ready", "hub-release"): "the hub's pods need the user nodes to schedule on",
+    ("ceph-operator", "ceph-cluster"): "the cluster chart's CephCluster needs the operator's CRDs",
+    ("ceph-cluster", "hub-shared-data"): "a claim needs Ceph's storage class to be provisioned",
+    ("hub-shared-data", "hub-storage-ready"): "the storage check mounts the shared claim",
+    ("hub-storage-ready", "hub-release"): "the hub is installed on storage shown to work",
     ("hub-release", "home-backup-account"): "the backup's objects go in the hub's namespace, after the hub",
     (
         "home-backup-account",
         "home-backup-cronjob",
     ): "the CronJob runs as that account, with its Secret and scripts",
 }
-# k3s nodes roll one at a time (docs/k8s.md): within a node, the version check waits for the
-# token and readiness for the version; the next node's server waits for the previous readiness.
+# k3s nodes are created at once and roll one at a time (docs/k8s.md): within a node, the
+# version check waits for the token and readiness for the version; a joining node is Ready only
+# once the first server is; an existing node's server waits for the previous readiness.
 INTENDED_CHAIN = {
     r"k8s-(cp|worker)-\d+-join-token -> k8s-(cp|worker)-\d+-k3s": "k3s installs with the token",
     r"k8s-(cp|worker)-\d+-k3s -> k8s-(cp|worker)-\d+-ready": "readiness checks the version",
-    r"k8s-(cp|worker)-\d+-ready -> k8s-(cp|worker)-\d+-server": "one node at a time",
+    r"k8s-cp-0-ready -> k8s-(cp|worker)-\d+-ready": "a node joins the first server",
+    r"k8s-cp-\d+-ready -> k8s-kubeconfig": "the kubeconfig is read once the whole control plane is Ready",
+    r"k8s-(cp|worker)-\d+-ready -> k8s-(cp|worker)-\d+-server": "an existing node rolls after the one before",
     r"k8s-worker-\d+-ready -> k8s-workers-ready": "the last worker's turn ends the roll-out",
 }
 

@@ -25,7 +25,7 @@ from planner.diff import (
 )
 from planner.diff import main as diff_main
 from planner.harness import run_program
-from planner.plan import plan_stack
+from planner.plan import deployed_plan, plan_on
 
 INSTANCE = "openstack:compute/instance:Instance"
 COMMAND = "command:remote:Command"
@@ -199,13 +199,13 @@ def test_options_are_recorded_as_the_engine_gets_them() -> None:
 
 @pytest.fixture(scope="module")
 def dev() -> dict[str, Any]:
-    return plan_stack("dev")
+    return deployed_plan("dev")
 
 
 def test_dev_image_rebuilds_the_hub_and_its_root_disk_steps_follow(
     dev: dict[str, Any], capsys: pytest.CaptureFixture[str], next_image: str
 ) -> None:
-    diff = diff_plans(dev, plan_stack("dev", overrides={"image": next_image}))
+    diff = diff_plans(dev, plan_on(dev, "dev", overrides={"image": next_image}))
     actions = {c.name: c.action for c in diff}
     assert actions["hub-vm-server"] == "rebuild"
     server = next(c for c in diff if c.name == "hub-vm-server")
@@ -236,8 +236,8 @@ def test_workshop_image_rolls_the_control_plane_one_node_at_a_time(
 ) -> None:
     """The bar: an image change never rebuilds every control-plane node at once. Each node's
     server waits for the readiness step of the one before, which the change runs again."""
-    before = plan_stack("workshop-k8s")
-    diff = diff_plans(before, plan_stack("workshop-k8s", overrides={"image": "Featured-Ubuntu22"}))
+    before = deployed_plan("workshop-k8s")
+    diff = diff_plans(before, plan_on(before, "workshop-k8s", overrides={"image": "Featured-Ubuntu22"}))
     assert diff.quorum == []
     (roll,) = diff.rolls
     assert roll.members == ["k8s-cp-0-server", "k8s-cp-1-server", "k8s-cp-2-server"]
@@ -251,8 +251,8 @@ def test_workshop_image_rolls_the_control_plane_one_node_at_a_time(
 def test_a_k3s_version_bump_upgrades_every_node_in_place(capsys: pytest.CaptureFixture[str]) -> None:
     """No server is touched: each node's upgrade step and its readiness check run again, and
     each node's server waits for the previous node's readiness check, so they go one by one."""
-    before = plan_stack("workshop-k8s")
-    after = plan_stack("workshop-k8s", overrides={"k8s.k3sVersion": "v1.33.6+k3s1"})
+    before = deployed_plan("workshop-k8s")
+    after = plan_on(before, "workshop-k8s", overrides={"k8s.k3sVersion": "v1.33.6+k3s1"})
     diff = diff_plans(before, after)
     assert not [c for c in diff if c.type == INSTANCE]
     nodes = sorted(r["name"].removesuffix("-server") for r in before["resources"] if r["type"] == INSTANCE)

@@ -17,7 +17,7 @@ from components.k8s_cluster import K8sCluster, K8sClusterArgs
 from planner.harness import Recording
 from planner.mocks import SECRET, UNKNOWN, Registration, placeholder_id, placeholder_image_id
 from renderers.boot import boot_commands
-from tests.conftest import BASE_CONFIG, by_type, make_config, one, require_tool, run_mocked
+from tests.conftest import BASE_CONFIG, by_type, deployed_by, make_config, one, require_tool, run_mocked
 from tests.upstream_schemas import (
     deep_merge,
     prometheus_operator_errors,
@@ -55,16 +55,23 @@ def k8s_config(**section: Any) -> dict[str, Any]:
     }
 
 
-def build(config: dict[str, Any]) -> Recording:
+def build(config: dict[str, Any], deployed: Any = ()) -> Recording:
+    """`deployed`: what the stack already holds (default: nothing; None: the read fails)."""
     from stacks.k8s import build as build_k8s
 
     cfg = make_config(**config)
-    return run_mocked(lambda: build_k8s(cfg), config)
+    return run_mocked(lambda: build_k8s(cfg), config, deployed=deployed)
 
 
 @pytest.fixture(scope="module")
 def k3s_rec() -> Recording:
     return build(k8s_config())
+
+
+@pytest.fixture(scope="module")
+def k3s_deployed(k3s_rec: Recording) -> Recording:
+    """The same cluster once deployed: its next `pulumi up` finds every node existing."""
+    return build(k8s_config(), deployed=deployed_by(k3s_rec))
 
 
 @pytest.fixture(scope="module")
@@ -336,7 +343,67 @@ def test_k3s_control_plane_state_lives_on_a_protected_volume_mounted_before_k3s(
 NODES = ["k8s-cp-0", "k8s-cp-1", "k8s-cp-2", "k8s-worker-0", "k8s-worker-1"]
 
 
-def test_k3s_nodes_roll_one_at_a_time_control_plane_first(k3s_rec: Recording) -> None:
+def _waits_for_readiness(rec: Recording, name: str) -> list[str]:
+    return sorted(
+        r.name
+        for r in rec.registrations
+        if r.urn in named(rec, name).dependency_urns and r.name.endswith("-ready")
+    )
+
+
+def test_the_stack_reads_which_nodes_it_already_holds(k3s_rec: Recording) -> None:
+    reads = [i for i in k3s_rec.invokes if i["token"] == "pulumi:pulumi:readStackResourceOutputs"]
+    assert reads == [
+        {
+            "token": "pulumi:pulumi:readStackResourceOutputs",
+            "args": {"stackName": "organization/jupyterhub-jetstream/test"},
+        }
+    ]
+    assert k3s_rec.warnings == []
+
+
+def test_a_new_k3s_cluster_creates_every_node_at_once(k3s_rec: Recording) -> None:
+    """Day 1: no server waits for another node; every joining node's readiness waits for the
+    first server's (it joins that one), and the kubeconfig and the workers' count still wait
+    for every node, so a working hub still means a whole cluster."""
+    for node in NODES:
+        assert _waits_for_readiness(k3s_rec, f"{node}-server") == [], node
+        ready = _waits_for_readiness(k3s_rec, f"{node}-ready")
+        assert ready == ([] if node == "k8s-cp-0" else ["k8s-cp-0-ready"]), node
+    fetch = named(k3s_rec, "k8s-kubeconfig")
+    assert {named(k3s_rec, f"k8s-cp-{i}-ready").urn for i in range(3)} <= set(fetch.dependency_urns)
+    workers = named(k3s_rec, "k8s-workers-ready")
+    assert {named(k3s_rec, f"k8s-worker-{i}-ready").urn for i in range(2)} <= set(workers.dependency_urns)
+    # Joining nodes wait for the first server themselves, and start k3s without waiting for it.
+    for node in NODES[1:]:
+        user_data = yaml.safe_load(named(k3s_rec, f"{node}-server").inputs["userData"])
+        install = next(
+            f["content"] for f in user_data["write_files"] if f["path"] == "/usr/local/sbin/jshub-k3s-install"
+        )
+        assert '"$server_url/ping"' in install and "INSTALL_K3S_SKIP_START=true" in install, node
+
+
+def test_a_stack_whose_state_cannot_be_read_chains_every_node() -> None:
+    """The fallback: every node is treated as existing, so nothing is changed two at a time."""
+    rec = build(k8s_config(), deployed=None)
+    assert any("could not read which resources stack" in w for w in rec.warnings), rec.warnings
+    for before, after in itertools.pairwise(NODES):
+        assert _waits_for_readiness(rec, f"{after}-server") == [f"{before}-ready"], after
+
+
+def test_new_workers_of_an_existing_cluster_are_created_at_once(k3s_rec: Recording) -> None:
+    """workerCount up on a deployed cluster: the existing nodes keep their chain, the new
+    workers wait for no other node."""
+    rec = build(k8s_config(workerCount=4, cephVolumeGb=600), deployed=deployed_by(k3s_rec))
+    for before, after in itertools.pairwise(NODES):
+        assert _waits_for_readiness(rec, f"{after}-server") == [f"{before}-ready"], after
+    for node in ("k8s-worker-2", "k8s-worker-3"):
+        assert _waits_for_readiness(rec, f"{node}-server") == [], node
+        assert _waits_for_readiness(rec, f"{node}-ready") == ["k8s-cp-0-ready"], node
+
+
+def test_k3s_nodes_roll_one_at_a_time_control_plane_first(k3s_deployed: Recording) -> None:
+    k3s_rec = k3s_deployed
     for before, after in itertools.pairwise(NODES):
         ready = named(k3s_rec, f"{before}-ready")
         server = named(k3s_rec, f"{after}-server")
@@ -364,7 +431,8 @@ def test_k3s_workers_of_a_large_cluster_roll_a_tenth_at_a_time() -> None:
     from components.k8s_cluster import worker_lanes
 
     assert [worker_lanes(n) for n in (1, 2, 10, 11, 30, 300)] == [1, 1, 1, 2, 3, 30]
-    rec = build(k8s_config(workerCount=22, cephVolumeGb=2000))
+    config = k8s_config(workerCount=22, cephVolumeGb=2000)
+    rec = build(config, deployed=deployed_by(build(config)))
     workers = sorted(
         (r for r in by_type(rec, INSTANCE) if "worker" in r.name),
         key=lambda r: int(r.name.split("-")[2]),

@@ -18,7 +18,7 @@ import yaml
 
 from planner.diff import EXIT_OK, EXIT_QUORUM, diff_plans, exit_code, render
 from planner.diff import main as diff_main
-from planner.plan import plan_stack
+from planner.plan import deployed_plan, plan_on
 from renderers import k3s
 
 INSTANCE = "openstack:compute/instance:Instance"
@@ -34,7 +34,7 @@ def says(args_cls: type, prop: str) -> str:
 
 @cache
 def baseline() -> dict[str, Any]:
-    return plan_stack("workshop-k8s")
+    return deployed_plan("workshop-k8s")
 
 
 def by_name(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -102,7 +102,7 @@ def test_a_replacement_with_the_same_user_data_or_an_ignored_change_alone_is_no_
 
 
 def test_a_network_change_that_moves_the_control_plane_exits_4() -> None:
-    before, after = baseline(), plan_stack("workshop-k8s", overrides=NETWORK_MOVE)
+    before, after = baseline(), plan_on(baseline(), "workshop-k8s", overrides=NETWORK_MOVE)
     old, new = by_name(before), by_name(after)
     # The SDK: a port's network "creates a new port" (a new address), and a server's networks
     # (the port it is attached by) "creates a new server".
@@ -150,7 +150,7 @@ def test_another_subnet_moves_the_control_plane_in_place_and_exits_4() -> None:
     # The SDK says nothing about a change of a port's fixed_ips: it is updated in place, and the
     # running node gets an address on the other subnet while etcd and the nodes keep the old one.
     assert "Changing this" not in says(pulumi_openstack.networking.PortArgs, "fixed_ips")
-    before, after = baseline(), plan_stack("workshop-k8s", overrides={"subnetName": "other-subnet"})
+    before, after = baseline(), plan_on(baseline(), "workshop-k8s", overrides={"subnetName": "other-subnet"})
     old, new = by_name(before), by_name(after)
     assert old["k8s-cp-0-port"]["inputs"]["fixedIps"] != new["k8s-cp-0-port"]["inputs"]["fixedIps"]
     diff = diff_plans(before, after)
@@ -161,7 +161,7 @@ def test_another_subnet_moves_the_control_plane_in_place_and_exits_4() -> None:
 
 
 def test_a_new_key_pair_replaces_nodes_that_keep_their_addresses_and_user_data() -> None:
-    before, after = baseline(), plan_stack("workshop-k8s", overrides={"keyPair": "another-key"})
+    before, after = baseline(), plan_on(baseline(), "workshop-k8s", overrides={"keyPair": "another-key"})
     old, new = by_name(before), by_name(after)
     for node in CP + WORKERS:
         assert old[f"{node}-port"]["inputs"] == new[f"{node}-port"]["inputs"]
@@ -186,8 +186,8 @@ def test_a_new_subnet_range_moves_the_control_plane_and_exits_4() -> None:
     )
     assert effect.verb == "replace" and "ForceNew" in effect.says
     assert "Changing this" not in says(pulumi_openstack.networking.SubnetArgs, "cidr")
-    before = plan_stack("workshop-k8s", overrides=NETWORK_MOVE)
-    after = plan_stack("workshop-k8s", overrides={**NETWORK_MOVE, "subnetCidr": "10.45.0.0/24"})
+    before = deployed_plan("workshop-k8s", overrides=NETWORK_MOVE)
+    after = plan_on(before, "workshop-k8s", overrides={**NETWORK_MOVE, "subnetCidr": "10.45.0.0/24"})
     assert by_name(after)["k8s-cp-0-port"]["data_dependencies"]["fixedIps"] == ["net-subnet"]
     diff = diff_plans(before, after)
     assert {c.name: c.action for c in diff if c.name == "net-subnet"} == {"net-subnet": "replace"}
@@ -216,7 +216,7 @@ def test_a_new_hub_name_leaves_the_api_certificate_check_and_the_nodes_alone() -
     for hostname in ("hub", "jupyter"):
         cluster, _ = kubeconfig_server("10.0.0.0/24", hubHostname=hostname)
         assert cluster["tls-server-name"] == k3s.API_SERVER_NAME, hostname
-    before, after = baseline(), plan_stack("workshop-k8s", overrides={"hubHostname": "jupyter"})
+    before, after = baseline(), plan_on(baseline(), "workshop-k8s", overrides={"hubHostname": "jupyter"})
     # The nodes' user data does not carry the hub's name (no tls-san to go stale).
     for node in CP + WORKERS:
         config = stored_k3s_config(by_name(before)[f"{node}-server"])

@@ -569,3 +569,42 @@ def test_kubeconfig_is_rewritten_to_the_floating_ip_and_checked_against_the_hub_
     assert cluster["certificate-authority-data"] == "Q0E="
     with pytest.raises(ValueError, match="no cluster"):
         k3s.rewrite_kubeconfig("apiVersion: v1\nclusters: []\n", "203.0.113.10", "x")
+
+
+def test_a_joining_node_waits_for_the_first_server_then_starts_k3s_without_waiting(tmp_path: Path) -> None:
+    """Run the install script of a joining server for real: the first server answers its /ping
+    only on the third try; the installer runs after that, told not to start k3s, and the unit is
+    started without waiting (systemd restarts it until it joins)."""
+    bash = require_tool("bash", "runs the rendered install script")
+    _, server, _ = _node_specs()
+    script = k3s.render_k3s_install_script(server).replace("/etc/rancher", str(tmp_path / "etc"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    pings = tmp_path / "pings"
+    _stub(bin_dir, "sudo", 'exec "$@"\n')
+    _stub(bin_dir, "sleep", "exit 0\n")
+    _stub(bin_dir, "systemctl", f'echo "systemctl $*" >>{log}\n')
+    _stub(
+        bin_dir,
+        "curl",
+        'out=""; url=""; while (($#)); do [[ "$1" == --output ]] && out=$2; url=$1; shift; done\n'
+        f'if [[ "$url" == */ping ]]; then echo x >>{pings}; (($(wc -l <{pings}) >= 3)); exit; fi\n'
+        f'echo "ping answered $(wc -l <{pings}) times before $url" >>{log}\n'
+        f'printf \'echo "installer $INSTALL_K3S_EXEC $INSTALL_K3S_SKIP_START" >>{log}\\n\' >"$out"\n',
+    )
+    (tmp_path / "etc/k3s/secret").mkdir(parents=True)
+    (tmp_path / "etc/k3s/secret/token").write_text("tok\n")
+    (tmp_path / "etc/k3s/jshub-version").write_text("v1.33.5+k3s1\n")
+    result = subprocess.run(
+        [bash, "-c", script], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    )
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("ping answered 4 times before https://raw.githubusercontent.com/"), calls
+    assert calls[1:] == ["installer server true", "systemctl start --no-block k3s"]
+    # The first server initialises the cluster: nothing to wait for, and its start is waited for.
+    first, _, _ = _node_specs()
+    first_install = k3s.render_k3s_install_script(first)
+    assert "/ping" not in first_install and "INSTALL_K3S_SKIP_START" not in first_install
+    assert "systemctl" not in first_install

@@ -30,7 +30,7 @@ import pulumi_openstack
 import pytest
 
 from planner.diff import EXIT_QUORUM, diff_plans, exit_code
-from planner.plan import plan_stack
+from planner.plan import deployed_plan, plan_on, plan_stack
 from tests.conftest import NEXT_IMAGE
 
 INSTANCE = "openstack:compute/instance:Instance"
@@ -280,7 +280,7 @@ MATRIX: list[Row] = [
 
 @cache
 def _baseline(stack: str) -> dict[str, Any]:
-    return plan_stack(stack)
+    return deployed_plan(stack)
 
 
 def _param(row: Row) -> Any:
@@ -291,7 +291,7 @@ def _param(row: Row) -> Any:
 @pytest.mark.parametrize("row", [_param(r) for r in MATRIX])
 def test_lifecycle(row: Row, next_image: str) -> None:
     before = _baseline(row.stack)
-    after = plan_stack(row.stack, overrides=row.change)
+    after = plan_on(before, row.stack, overrides=row.change)
     servers = server_verbs(before, after)
     reran = rerun_commands(before, after, servers)
     diff = diff_plans(before, after)
@@ -412,7 +412,7 @@ def test_a_rebuild_no_config_change_asked_for_reruns_every_root_disk_step(stack:
     image = next(r["inputs"]["imageName"] for r in before["resources"] if r["type"] == INSTANCE)
     state = _refreshed(before)
     # The config is the same; the next `pulumi up` rebuilds every server to the new build.
-    after = plan_stack(stack, image_ids={image: MOVED_BUILD})
+    after = plan_on(before, stack, image_ids={image: MOVED_BUILD})
     assert [r["inputs"] for r in after["resources"] if r["type"] == INSTANCE] == [
         r["inputs"] for r in before["resources"] if r["type"] == INSTANCE
     ]
@@ -459,7 +459,7 @@ def test_a_pinned_image_does_not_follow_its_featured_name(stack: str) -> None:
 
 def test_make_diff_says_a_first_pin_may_change_nothing() -> None:
     before = _baseline("dev")
-    diff = diff_plans(before, plan_stack("dev", overrides={"imageId": PINNED_BUILD}))
+    diff = diff_plans(before, plan_on(before, "dev", overrides={"imageId": PINNED_BUILD}))
     [server] = [c for c in diff if c.type == INSTANCE]
     assert server.action == "rebuild"
     assert any("if it is the ID this server booted" in note for note in server.notes), server.notes
@@ -478,7 +478,7 @@ def test_a_data_volume_is_never_shrunk(stack: str) -> None:
     before = _baseline(stack)
     [volume] = [r for r in before["resources"] if r["type"] == VOLUME and r["name"] == "hub-vm-data"]
     smaller = volume["inputs"]["size"] // 2
-    diff = diff_plans(before, plan_stack(stack, overrides={"hubDataVolumeGb": smaller}))
+    diff = diff_plans(before, plan_on(before, stack, overrides={"hubDataVolumeGb": smaller}))
     assert exit_code(diff) == EXIT_REFUSED
     [shrink] = shrinks(diff, {"hubDataVolumeGb": smaller})
     assert (shrink.volume, shrink.old_gb, shrink.new_gb, shrink.keys) == (

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from planner.diff import diff_plans, exit_code
-from planner.plan import plan_stack
+from planner.plan import deployed_plan, plan_on
 from renderers import k3s
 from tests.conftest import require_tool
 
@@ -25,7 +25,7 @@ INSTANCE = "openstack:compute/instance:Instance"
 
 @cache
 def _plan(stack: str) -> dict[str, Any]:
-    return plan_stack(stack)
+    return deployed_plan(stack)
 
 
 def _by_name(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -66,7 +66,7 @@ def test_every_worker_server_waits_for_a_removal_step_that_drains_it(stack: str,
 def test_fewer_workers_drain_the_removed_ones_before_their_servers_go(stack: str, key: str) -> None:
     before = _plan(stack)
     workers = _workers(before)
-    after = plan_stack(stack, overrides={key: len(workers) - 1})
+    after = plan_on(before, stack, overrides={key: len(workers) - 1})
     gone = workers[-1]
     changes = {c.name: c for c in diff_plans(before, after)}
     assert changes[f"{gone}-server"].action == "delete"
@@ -89,7 +89,7 @@ ROLLS = [
 def test_a_roll_never_runs_a_delete_command(stack: str, change: dict[str, Any], next_image: str) -> None:
     change = {k: next_image if v == "NEXT" else v for k, v in change.items()}
     before = _plan(stack)
-    changes = diff_plans(before, plan_stack(stack, overrides=change))
+    changes = diff_plans(before, plan_on(before, stack, overrides=change))
     assert any(c.action != "update" for c in changes), "the change disturbs the workers"
     old = _by_name(before)
     for c in changes:

@@ -232,3 +232,103 @@ def test_placeholders_set_by_overrides_are_no_longer_listed() -> None:
     data = plan_stack("dev", overrides={"auth.clientId": "Iv1.abc", "adminCidrs": ["198.51.100.9/32"]})
     assert "auth.clientId" not in data["placeholders"] and "adminCidrs[0]" not in data["placeholders"]
     assert "auth.admins[0]" in data["placeholders"] and "allocation" in data["placeholders"]
+
+
+# --- day 1 in parallel, day 2 in turn (stacks/deployed.py) -------------------------------------
+
+READ = "pulumi:pulumi:readStackResourceOutputs"
+K8S_NODES = ["k8s-cp-0", "k8s-cp-1", "k8s-cp-2", "k8s-worker-0", "k8s-worker-1", "k8s-worker-2"]
+
+
+def _node_waits(plan: dict[str, Any]) -> dict[str, list[str]]:
+    by_name = {r["name"]: r for r in plan["resources"]}
+    return {n: [d for d in by_name[f"{n}-server"]["depends_on"] if d.endswith("-ready")] for n in K8S_NODES}
+
+
+def test_a_first_plan_of_the_workshop_creates_every_node_at_once() -> None:
+    """A fresh `make plan` is a stack never deployed: the program asked the engine what the
+    stack holds (the mocks answered: nothing), no node's server waits for another node, and the
+    time to a working hub counts one first boot of a node, not six in turn."""
+    from planner import estimate
+    from planner.plan import plan_stack
+
+    plan = plan_stack("workshop-k8s")
+    reads = [i for i in plan["invokes"] if i["token"] == READ]
+    assert reads == [{"token": READ, "args": {"stackName": "organization/jupyterhub-jetstream/workshop-k8s"}}]
+    assert plan["deployed_resources"] == 0 and plan["warnings"] == []
+    assert _node_waits(plan) == {n: [] for n in K8S_NODES}
+    e = plan["estimate"]
+    path = e["critical_path"]
+    assert sum(1 for step in path if step.endswith("-server")) == 1, path
+    # The cluster's Kubernetes resources wait for the kubeconfig through their provider.
+    assert path[path.index("k8s-kubeconfig") + 1 : path.index("k8s-kubeconfig") + 3] == [
+        "k8s-provider",
+        "ceph-operator",
+    ]
+    server = estimate.LATENCY["openstack:compute/instance:Instance"].seconds
+    assert (
+        server
+        < e["critical_path_s"]
+        < 2 * server + 4 * estimate.LATENCY["kubernetes:helm.sh/v3:Release"].seconds
+    )
+
+
+def test_a_large_cluster_takes_no_longer_to_create_than_a_small_one() -> None:
+    from planner.plan import plan_stack
+
+    small = plan_stack("workshop-k8s")["estimate"]["critical_path_s"]
+    large = plan_stack(
+        "workshop-k8s",
+        overrides={"k8s.workerCount": 30, "quotas.cores": 2000, "quotas.ramGb": 5000, "quotas.instances": 40},
+        check_quotas=False,
+    )["estimate"]["critical_path_s"]
+    assert large == small
+
+
+def test_the_deployed_stack_chains_its_nodes_and_the_plan_says_what_it_holds() -> None:
+    from planner.plan import deployed_plan, deployed_resources, plan_stack
+
+    fresh = plan_stack("workshop-k8s")
+    deployed = deployed_plan("workshop-k8s")
+    assert deployed["deployed_resources"] == len(deployed_resources(fresh)) > 0
+    order = ["k8s-cp-0", "k8s-cp-1", "k8s-cp-2", "k8s-worker-0", "k8s-worker-1", "k8s-worker-2"]
+    expected = {n: ([f"{order[i - 1]}-ready"] if i else []) for i, n in enumerate(order)}
+    assert _node_waits(deployed) == expected
+    # Read from the engine's answer, not guessed: every resource of the first plan came back.
+    assert deployed_resources(deployed) == deployed_resources(fresh)
+
+
+def test_a_failed_read_of_the_stack_chains_every_node_and_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    from planner.plan import plan_stack
+
+    plan = plan_stack("workshop-k8s", deployed=None)
+    assert plan["deployed_resources"] is None
+    (warning,) = plan["warnings"]
+    assert "could not read which resources stack organization/jupyterhub-jetstream/workshop-k8s" in warning
+    assert "the plan models a backend that cannot be read" in warning
+    order = ["k8s-cp-0", "k8s-cp-1", "k8s-cp-2", "k8s-worker-0", "k8s-worker-1", "k8s-worker-2"]
+    assert _node_waits(plan) == {n: ([f"{order[i - 1]}-ready"] if i else []) for i, n in enumerate(order)}
+
+
+def test_the_engines_answer_is_read_by_urn_and_type() -> None:
+    from planner.mocks import stack_resource_outputs
+    from stacks.deployed import existing_vms, parse_resources
+
+    answer = stack_resource_outputs(
+        "organization/p/s",
+        [("openstack:compute/instance:Instance", "k8s-cp-0-server"), ("jshub:index:JetstreamVM", "k8s-cp-0")],
+    )
+    resources = parse_resources(answer)
+    assert resources == {
+        ("openstack:compute/instance:Instance", "k8s-cp-0-server"),
+        ("jshub:index:JetstreamVM", "k8s-cp-0"),
+    }
+    assert existing_vms(resources) == {"k8s-cp-0"}
+    # A URN with parent types, as the engine writes it: the name is after the last `::`.
+    urn = "urn:pulumi:s::p::jshub:index:K8sCluster$jshub:index:JetstreamVM$openstack:compute/instance:Instance::k8s-cp-1-server"
+    engine = {
+        "name": "organization/p/s",
+        "outputs": {urn: {"type": "openstack:compute/instance:Instance", "outputs": {}}},
+    }
+    assert existing_vms(parse_resources(engine)) == {"k8s-cp-1"}
+    assert parse_resources({"name": "x"}) is None and existing_vms(None) is None
