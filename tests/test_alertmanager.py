@@ -79,16 +79,27 @@ def test_bad_alert_targets_name_the_key(config: dict[str, Any], expected: str) -
     assert any(expected in p for p in found), found
 
 
-def test_notifications_are_refused_on_k8s() -> None:
-    found = problems(
-        scenario="k8s", k8s={"engine": "k3s"}, monitoring=EMAIL, alertWebhookUrl="https://x/token-123"
+def test_the_same_alert_keys_are_read_on_k8s() -> None:
+    cfg = parse(
+        as_pulumi_config(
+            {
+                **BASE_CONFIG,
+                "scenario": "k8s",
+                "k8s": {"cephVolumeGb": 1000},
+                "monitoring": {**EMAIL, "smtpUsername": "hub"},
+                "alertSmtpPassword": "pw",
+                "alertWebhookUrl": "https://hooks.example.org/token-123",
+            }
+        ),
+        secret_keys=[*SECRET_KEYS, f"{PROJECT}:alertSmtpPassword", f"{PROJECT}:alertWebhookUrl"],
     )
-    vms = "only of single, hpc and swarm (notifications are offered on the VM scenarios"
-    assert any(
-        p.startswith("monitoring.alertEmail = 'ops@example.org': not a key of scenario k8s") for p in found
-    )
-    assert any(p.startswith("alertWebhookUrl: not a key of scenario k8s") and vms in p for p in found)
-    assert not any("token-123" in p for p in found)
+    assert alert_targets(cfg) == TARGETS
+    # And checked the same way, never echoing the URL.
+    found = problems(scenario="k8s", k8s={"cephVolumeGb": 1000}, alertWebhookUrl="ftp://x token-123")
+    assert "alertWebhookUrl: is not an http(s) URL without spaces, quotes or backslashes" in found
+    assert not any("not a key of scenario" in p or "token-123" in p for p in found), found
+    found = problems(scenario="k8s", k8s={"cephVolumeGb": 1000}, monitoring={**EMAIL, "enabled": False})
+    assert any("monitoring.alertEmail: notifications need monitoring" in p for p in found), found
 
 
 def test_a_webhook_url_is_never_echoed_in_an_error() -> None:
