@@ -1,5 +1,6 @@
 """K8sMonitoring: the kube-prometheus-stack release in its own namespace, Grafana's OAuth
-client secret at the hub, the hub's metrics token for Prometheus, and the JupyterHub dashboards;
+client secret at the hub, the hub's metrics token for Prometheus, Alertmanager's configuration
+(with the stack's alert targets: it holds their secrets), and the JupyterHub dashboards;
 the ServiceMonitors for the hub and Ceph and the project's alert rules go in the release's
 values (renderers.k8s_monitoring)."""
 
@@ -25,6 +26,9 @@ class K8sMonitoringArgs:
     grafana_client_secret: pulumi.Input[str]
     # The hub's jshub-metrics token (read:metrics only): Prometheus's bearer token (secret).
     metrics_token: pulumi.Input[str]
+    # With spec.alerts: the SMTP password and the webhook URL, "" when not used (secrets).
+    smtp_password: pulumi.Input[str] = ""
+    webhook_url: pulumi.Input[str] = ""
     # Ceph (the Prometheus volume) and the hub release (its metrics Secret) come first.
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
     deleted_with: pulumi.Resource | None = None
@@ -70,6 +74,22 @@ class K8sMonitoring(pulumi.ComponentResource):
             string_data=pulumi.Output.secret(metrics_data),  # type: ignore[arg-type]
             opts=secret_opts,
         )
+        config_secrets: list[pulumi.Resource] = []
+        if spec.alerts is not None:
+            alerts = spec.alerts
+            am_obj = km.secret(km.ALERTMANAGER_SECRET, {})
+            am_data = pulumi.Output.all(args.smtp_password, args.webhook_url).apply(
+                lambda s: km.alertmanager_secret(alerts, s[0], s[1])["stringData"]
+            )
+            config_secrets.append(
+                kubernetes.core.v1.Secret(
+                    f"{name}-alertmanager-config",
+                    metadata=am_obj["metadata"],
+                    type=am_obj["type"],
+                    string_data=pulumi.Output.secret(am_data),  # type: ignore[arg-type]
+                    opts=secret_opts,
+                )
+            )
         self.release = kubernetes.helm.v3.Release(
             f"{name}-release",
             name=km.RELEASE,
@@ -80,7 +100,9 @@ class K8sMonitoring(pulumi.ComponentResource):
             values=km.chart_values(spec),
             timeout=RELEASE_TIMEOUT_S,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[ns, oauth, metrics, *args.depends_on], deleted_with=gone_with
+                parent=self,
+                depends_on=[ns, oauth, metrics, *config_secrets, *args.depends_on],
+                deleted_with=gone_with,
             ),
         )
         for file_name, board in km.dashboards().items():

@@ -327,6 +327,9 @@ _SECRET_PAIRS = frozenset(
         ("encryption", "key"),
     }
 )
+# Keys that by their API's convention hold the name of a Kubernetes Secret, not its content
+# (prometheus-operator's `configSecret`, many charts' `existingSecret`), like `secretName`.
+_SECRET_NAME_KEYS = frozenset({"configSecret", "existingSecret"})
 _ENCODING_WORDS = frozenset({"pem", "openssh", "data", "b64", "base64", "pkcs8", "value"})
 _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
 _PRIVATE_KEY_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY")
@@ -336,6 +339,8 @@ _SECRET_INPUTS_BY_TYPE = {"command:remote:Command": ("stdin",), "command:local:C
 
 
 def secret_key(key: str) -> bool:
+    if key in _SECRET_NAME_KEYS:
+        return False
     words = [w.lower() for w in _WORDS.findall(key)]
     while len(words) > 1 and words[-1] in _ENCODING_WORDS:
         words.pop()

@@ -13,7 +13,14 @@ with rules the community maintains. Its cost is in `make plan` (pods' requests).
 Grafana is reached through the hub's HTTPS name at /services/grafana/: it is a JupyterHub
 service (the hub's proxy routes to it) and logs users in with JupyterHub's OAuth; only hub
 admins get in (`role_attribute_path` maps `admin` to Grafana's Admin role and refuses everyone
-else)."""
+else).
+
+Alertmanager (the chart's) notifies the stack's alert targets, with the same configuration as
+the VM hubs' (renderers.monitoring.alertmanager_config). Its file holds the SMTP password and the
+webhook URL, so it is not in the release's values (Helm keeps those in plain text in the
+cluster and in the stack's state): it is a Kubernetes Secret of the stack's own, made from
+Pulumi secrets, that prometheus-operator reads (`alertmanagerSpec.configSecret`, with
+`useExistingSecret` so the chart makes none of its own)."""
 
 from __future__ import annotations
 
@@ -25,7 +32,7 @@ import yaml
 
 from renderers.k8s_backup import CRONJOB
 from renderers.k8s_objects import LABELS
-from renderers.monitoring import HUB_PANELS, NODE_PANELS, _alert, dashboard
+from renderers.monitoring import HUB_PANELS, NODE_PANELS, AlertTargets, _alert, alertmanager_config, dashboard
 
 CHART = "kube-prometheus-stack"
 CHART_VERSION = "88.5.3"
@@ -49,6 +56,36 @@ HUB_SERVICE = "hub"
 HUB_PORT = 8081
 ROOK_NAMESPACE = "rook-ceph"
 CEPH_MGR_PORT = 9283
+# The Secret with Alertmanager's configuration, and the key prometheus-operator reads in it.
+ALERTMANAGER_SECRET = "alertmanager-jshub"
+ALERTMANAGER_KEY = "alertmanager.yaml"
+# The chart's alerts that should page no one: Watchdog always fires (a dead man's switch for an
+# outside monitor), InfoInhibitor only mutes info alerts, and info alerts (CPUThrottlingHigh,
+# ...) stay on Prometheus's Alerts page and Grafana. The chart's default configuration sends
+# Watchdog nowhere too.
+QUIET_ALERTS = ('alertname = "Watchdog"', 'alertname = "InfoInhibitor"', 'severity = "info"')
+# The chart's default inhibit rules (its values.yaml, alertmanager.config.inhibit_rules): a
+# critical alert mutes the warnings and infos of the same alert and namespace, a warning the
+# infos. The configuration replaces the chart's, so they are carried here; a test compares them
+# with the chart's at CHART_VERSION.
+INHIBIT_RULES: tuple[dict[str, Any], ...] = (
+    {
+        "source_matchers": ["severity = critical"],
+        "target_matchers": ["severity =~ warning|info"],
+        "equal": ["namespace", "alertname"],
+    },
+    {
+        "source_matchers": ["severity = warning"],
+        "target_matchers": ["severity = info"],
+        "equal": ["namespace", "alertname"],
+    },
+    {
+        "source_matchers": ["alertname = InfoInhibitor"],
+        "target_matchers": ["severity = info"],
+        "equal": ["namespace"],
+    },
+    {"target_matchers": ["alertname = InfoInhibitor"]},
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +99,8 @@ class K8sMonitoringSpec:
     backup_max_age_hours: int | None
     prometheus_storage_gb: int = 20
     storage_class: str = "ceph-block"
+    # None: the stack names no alert target, and the chart's Alertmanager notifies no one.
+    alerts: AlertTargets | None = None
 
     @property
     def grafana_url(self) -> str:
@@ -80,14 +119,15 @@ def _as_value(obj: dict[str, Any]) -> dict[str, Any]:
 
 def chart_values(spec: K8sMonitoringSpec) -> dict[str, Any]:
     hub_api = f"http://{HUB_SERVICE}.{spec.hub_namespace}.svc:{HUB_PORT}/hub/api"
+    alertmanager: dict[str, Any] = {
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+    }
+    if spec.alerts is not None:
+        alertmanager |= {"useExistingSecret": True, "configSecret": ALERTMANAGER_SECRET}
     return {
         # The project's rules and scrapes go through the chart: it orders them after its CRDs.
         "additionalPrometheusRulesMap": {"jshub": rule_groups(spec)},
-        "alertmanager": {
-            "alertmanagerSpec": {
-                "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-            }
-        },
+        "alertmanager": {"alertmanagerSpec": alertmanager},
         "prometheus": {
             "additionalServiceMonitors": [
                 _as_value(hub_service_monitor(spec)),
@@ -307,6 +347,19 @@ def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
         "type": "Opaque",
         "stringData": data,
     }
+
+
+def alertmanager_config_of(alerts: AlertTargets, smtp_password: str, webhook_url: str) -> dict[str, Any]:
+    """The cluster's Alertmanager configuration, with the secrets themselves: only ever inside a
+    Kubernetes Secret (`alertmanager_secret`)."""
+    return alertmanager_config(
+        alerts, smtp_password, webhook_url, quiet=QUIET_ALERTS, inhibit_rules=INHIBIT_RULES
+    )
+
+
+def alertmanager_secret(alerts: AlertTargets, smtp_password: str, webhook_url: str) -> dict[str, Any]:
+    text = yaml.safe_dump(alertmanager_config_of(alerts, smtp_password, webhook_url), sort_keys=False)
+    return secret(ALERTMANAGER_SECRET, {ALERTMANAGER_KEY: text})
 
 
 def render_rules(spec: K8sMonitoringSpec) -> str:

@@ -137,9 +137,22 @@ def render_prometheus_config(spec: MonitoringSpec) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def render_alertmanager_template(alerts: AlertTargets, external_url: str | None = None) -> str:
-    """alertmanager.yml with SMTP_PASSWORD_MARK and WEBHOOK_URL_MARK where the secrets go; the
-    install fills them in on the VM (renderers/templates/_alertmanager-config.sh.j2)."""
+# Where alerts that concern no one go: a receiver without notifications.
+QUIET_RECEIVER = "null"
+
+
+def alertmanager_config(
+    alerts: AlertTargets,
+    smtp_password: str,
+    webhook_url: str,
+    quiet: Sequence[str] = (),
+    inhibit_rules: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """Alertmanager's configuration, for the VM hubs and the cluster alike: every alert goes to
+    the `operators` receiver (e-mail and/or webhook), except those matched by a matcher in
+    `quiet` (Alertmanager's matcher syntax), which go to a receiver that notifies no one. The
+    secrets are given as they belong in the file: the VMs pass stand-ins their install replaces,
+    the cluster the values themselves (into a Kubernetes Secret)."""
     receiver: dict[str, Any] = {"name": "operators"}
     config: dict[str, Any] = {}
     if alerts.email_to is not None:
@@ -147,11 +160,11 @@ def render_alertmanager_template(alerts: AlertTargets, external_url: str | None 
         if alerts.smtp_username is not None:
             smtp["smtp_auth_username"] = alerts.smtp_username
         if alerts.smtp_password:
-            smtp["smtp_auth_password"] = SMTP_PASSWORD_MARK
+            smtp["smtp_auth_password"] = smtp_password
         config["global"] = smtp
         receiver["email_configs"] = [{"to": alerts.email_to, "send_resolved": True}]
     if alerts.webhook:
-        receiver["webhook_configs"] = [{"url": WEBHOOK_URL_MARK, "send_resolved": True}]
+        receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
     config["route"] = {
         "receiver": "operators",
         "group_by": ["alertname"],
@@ -159,8 +172,18 @@ def render_alertmanager_template(alerts: AlertTargets, external_url: str | None 
         "group_interval": "5m",
         "repeat_interval": "4h",
     }
-    config["receivers"] = [receiver]
-    return yaml.safe_dump(config, sort_keys=False)
+    if quiet:
+        config["route"]["routes"] = [{"receiver": QUIET_RECEIVER, "matchers": [m]} for m in quiet]
+    if inhibit_rules:
+        config["inhibit_rules"] = [dict(rule) for rule in inhibit_rules]
+    config["receivers"] = [receiver, *([{"name": QUIET_RECEIVER}] if quiet else [])]
+    return config
+
+
+def render_alertmanager_template(alerts: AlertTargets) -> str:
+    """alertmanager.yml with SMTP_PASSWORD_MARK and WEBHOOK_URL_MARK where the secrets go; the
+    install fills them in on the VM (renderers/templates/_alertmanager-config.sh.j2)."""
+    return yaml.safe_dump(alertmanager_config(alerts, SMTP_PASSWORD_MARK, WEBHOOK_URL_MARK), sort_keys=False)
 
 
 def _alert(name: str, expr: str, duration: str, severity: str, summary: str) -> dict[str, Any]:

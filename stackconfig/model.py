@@ -31,7 +31,7 @@ from catalog import (
 from stackconfig.backup import BackupConfig
 from stackconfig.base import ConfigModel
 from stackconfig.hpc import HpcConfig
-from stackconfig.monitoring import VM_NOTIFICATIONS, MonitoringConfig
+from stackconfig.monitoring import MonitoringConfig
 from stackconfig.scenarios import SCENARIOS as SCENARIOS
 from stackconfig.scenarios import is_scoped, only
 
@@ -675,12 +675,12 @@ class StackConfig(ConfigModel):
     )
     alert_smtp_password: SecretStr | None = Field(
         default=None,
-        json_schema_extra={"secret": True, **only("single", "hpc", "swarm", k8s=VM_NOTIFICATIONS)},
+        json_schema_extra={"secret": True},
         description="monitoring.alertEmail: the SMTP password of monitoring.smtpUsername (set it with --secret).",
     )
     alert_webhook_url: SecretStr | None = Field(
         default=None,
-        json_schema_extra={"secret": True, **only("single", "hpc", "swarm", k8s=VM_NOTIFICATIONS)},
+        json_schema_extra={"secret": True},
         description="Alertmanager posts firing alerts to this http(s) URL (a chat or paging hook; it usually "
         "holds a token, so set it with --secret).",
     )

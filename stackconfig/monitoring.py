@@ -8,6 +8,9 @@ On by default for swarm and k8s: persistent or multi-node hubs whose operators a
 them. Off by default for single and hpc: Prometheus and its time-series database take memory
 and disk on the hub VM itself (there is no separate monitoring VM there), and a small hub's
 operator usually watches it directly; `monitoring.enabled: true` turns it on.
+
+Where alerts go (alertEmail with its SMTP server, the secret alertWebhookUrl) is the same on
+every scenario: the VMs run Debian's Alertmanager beside Prometheus, the cluster the chart's.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, model_validator
 
 from stackconfig.base import ConfigModel
-from stackconfig.scenarios import only
 
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 _SMARTHOST = re.compile(r"^[A-Za-z0-9.-]+:\d{1,5}$")
@@ -42,12 +44,6 @@ Email = Annotated[str, AfterValidator(_email)]
 MONITORING_DEFAULT_ON: tuple[str, ...] = ("swarm", "k8s")
 # Scenarios where it can be turned on: all of them.
 MONITORING_SCENARIOS: tuple[str, ...] = ("single", "hpc", "swarm", "k8s")
-# What scenario k8s offers instead of the VMs' Alertmanager targets.
-VM_NOTIFICATIONS = (
-    "notifications are offered on the VM scenarios; on k8s Alertmanager runs in the cluster with "
-    "the chart's receivers"
-)
-_VMS = ("single", "hpc", "swarm")
 
 
 class MonitoringConfig(ConfigModel):
@@ -80,23 +76,20 @@ class MonitoringConfig(ConfigModel):
 
     alert_email: Email | None = Field(
         default=None,
-        json_schema_extra=only(*_VMS, k8s=VM_NOTIFICATIONS),
         description="Alertmanager mails firing alerts to this address (with smtpSmarthost and smtpFrom; "
-        "the SMTP password is the secret alertSmtpPassword). Unset, and without alertWebhookUrl: no Alertmanager.",
+        "the SMTP password is the secret alertSmtpPassword). Unset, and without alertWebhookUrl: alerts reach no "
+        "one (VMs: no Alertmanager; k8s: the chart's Alertmanager notifies nobody); they are on Prometheus's Alerts page.",
     )
     smtp_smarthost: Annotated[str, AfterValidator(_smarthost)] | None = Field(
         default=None,
-        json_schema_extra=only(*_VMS, k8s=VM_NOTIFICATIONS),
         description="With alertEmail: the SMTP server, HOST:PORT (STARTTLS on 587).",
     )
     smtp_from: Email | None = Field(
         default=None,
-        json_schema_extra=only(*_VMS, k8s=VM_NOTIFICATIONS),
         description="With alertEmail: the sender address.",
     )
     smtp_username: str | None = Field(
         default=None,
-        json_schema_extra=only(*_VMS, k8s=VM_NOTIFICATIONS),
         description="With alertEmail: the SMTP login, if the server wants one.",
     )
 

@@ -1,4 +1,4 @@
-"""Monitoring of the VM that runs the hub, for the scenarios that have one."""
+"""Monitoring: of the VM that runs the hub, or in the cluster (k8s)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pulumi
 import pulumi_command as command
+from pydantic import SecretStr
 
 from components.k8s_monitoring import K8sMonitoring, K8sMonitoringArgs
 from components.monitoring import HubMonitoring, HubMonitoringArgs, MonitoredHost
@@ -51,6 +52,11 @@ def alert_targets(cfg: StackConfig) -> AlertTargets | None:
     )
 
 
+def _secret(value: SecretStr | None) -> pulumi.Output[str]:
+    """An alerting secret from config, "" when unset, marked secret either way."""
+    return pulumi.Output.secret(value.get_secret_value() if value is not None else "")
+
+
 def monitoring(
     cfg: StackConfig,
     connection: command.remote.ConnectionArgs,
@@ -71,12 +77,8 @@ def monitoring(
             host_connection=connection,
             host_root_disk=root_disk,
             workers=workers,
-            smtp_password=pulumi.Output.secret(
-                cfg.alert_smtp_password.get_secret_value() if cfg.alert_smtp_password else ""
-            ),
-            webhook_url=pulumi.Output.secret(
-                cfg.alert_webhook_url.get_secret_value() if cfg.alert_webhook_url else ""
-            ),
+            smtp_password=_secret(cfg.alert_smtp_password),
+            webhook_url=_secret(cfg.alert_webhook_url),
         ),
         opts=opts,
     )
@@ -96,6 +98,7 @@ def k8s_monitoring_spec(cfg: StackConfig) -> K8sMonitoringSpec:
         spawn_failures_per_hour=m.spawn_failures_per_hour,
         backup_max_age_hours=cfg.backup.max_age_hours if cfg.backup.on_for(cfg.scenario) else None,
         storage_class=BLOCK_CLASS,
+        alerts=alert_targets(cfg),
     )
 
 
@@ -118,6 +121,8 @@ def k8s_monitoring(
             spec=k8s_monitoring_spec(cfg),
             grafana_client_secret=grafana_token,
             metrics_token=metrics_token,
+            smtp_password=_secret(cfg.alert_smtp_password),
+            webhook_url=_secret(cfg.alert_webhook_url),
             depends_on=depends_on,
             deleted_with=deleted_with,
         ),

@@ -6,13 +6,20 @@ Prometheus config that points at it passes `promtool check config`."""
 from __future__ import annotations
 
 import dataclasses
+import http.server
+import json
+import socket
 import subprocess
+import threading
+import time
+import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
 
+from renderers import k8s_monitoring
 from renderers.monitoring import (
     ALERTMANAGER_LISTEN,
     AlertTargets,
@@ -79,16 +86,27 @@ def test_bad_alert_targets_name_the_key(config: dict[str, Any], expected: str) -
     assert any(expected in p for p in found), found
 
 
-def test_notifications_are_refused_on_k8s() -> None:
-    found = problems(
-        scenario="k8s", k8s={"engine": "k3s"}, monitoring=EMAIL, alertWebhookUrl="https://x/token-123"
+def test_the_same_alert_keys_are_read_on_k8s() -> None:
+    cfg = parse(
+        as_pulumi_config(
+            {
+                **BASE_CONFIG,
+                "scenario": "k8s",
+                "k8s": {"cephVolumeGb": 1000},
+                "monitoring": {**EMAIL, "smtpUsername": "hub"},
+                "alertSmtpPassword": "pw",
+                "alertWebhookUrl": "https://hooks.example.org/token-123",
+            }
+        ),
+        secret_keys=[*SECRET_KEYS, f"{PROJECT}:alertSmtpPassword", f"{PROJECT}:alertWebhookUrl"],
     )
-    vms = "only of single, hpc and swarm (notifications are offered on the VM scenarios"
-    assert any(
-        p.startswith("monitoring.alertEmail = 'ops@example.org': not a key of scenario k8s") for p in found
-    )
-    assert any(p.startswith("alertWebhookUrl: not a key of scenario k8s") and vms in p for p in found)
-    assert not any("token-123" in p for p in found)
+    assert alert_targets(cfg) == TARGETS
+    # And checked the same way, never echoing the URL.
+    found = problems(scenario="k8s", k8s={"cephVolumeGb": 1000}, alertWebhookUrl="ftp://x token-123")
+    assert "alertWebhookUrl: is not an http(s) URL without spaces, quotes or backslashes" in found
+    assert not any("not a key of scenario" in p or "token-123" in p for p in found), found
+    found = problems(scenario="k8s", k8s={"cephVolumeGb": 1000}, monitoring={**EMAIL, "enabled": False})
+    assert any("monitoring.alertEmail: notifications need monitoring" in p for p in found), found
 
 
 def test_a_webhook_url_is_never_echoed_in_an_error() -> None:
@@ -216,3 +234,116 @@ def test_plan_keeps_the_alerting_secrets_out(tmp_path: Path) -> None:
     assert install["inputs"]["stdin"] != "" and "stdin" in install["secret_inputs"]
     text = yaml.safe_dump(plan)
     assert SECRET_PLACEHOLDER not in text
+
+
+# --- a real Alertmanager delivers ----------------------------------------------------------------
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append({"path": self.path, **json.loads(body)})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _vm_config(tmp_path: Path, webhook: str) -> str:
+    """What the VM's install writes: the template filled by its own shell code (which runs
+    amtool; the group prometheus aside)."""
+    require_tool("amtool", "the install checks the config it writes")
+    targets = AlertTargets(webhook=True)
+    paths = MonitoringPaths(config_dir=str(tmp_path))
+    Path(paths.alertmanager_template).write_text(render_alertmanager_template(targets))
+    script = "set -euo pipefail\nIFS= read -r smtp_password || true\nIFS= read -r webhook_url || true\n"
+    script += render_alertmanager_fill(paths, sudo="").replace("chown root:prometheus", "true")
+    subprocess.run(["bash", "-c", script], input=f"\n{webhook}\n", text=True, check=True)
+    return Path(paths.alertmanager_config).read_text()
+
+
+def _k8s_config(tmp_path: Path, webhook: str) -> str:
+    """What the stack puts in the cluster's Alertmanager Secret."""
+    obj = k8s_monitoring.alertmanager_secret(AlertTargets(webhook=True), "", webhook)
+    return str(obj["stringData"][k8s_monitoring.ALERTMANAGER_KEY])
+
+
+@pytest.mark.parametrize("where", ["vm", "k8s"])
+def test_a_real_alertmanager_delivers_a_firing_alert_to_the_webhook(where: str, tmp_path: Path) -> None:
+    binary = require_tool(
+        "prometheus-alertmanager", "runs a real Alertmanager (Debian package prometheus-alertmanager)"
+    )
+    _Hook.received = []
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{hook.server_address[1]}/hooks/T0/secret-token"
+    text = (_vm_config if where == "vm" else _k8s_config)(tmp_path, url)
+    config = yaml.safe_load(text)
+    # Only the timing changes: 30 s of grouping is too long for a test.
+    config["route"]["group_wait"] = "1s"
+    path = tmp_path / "alertmanager-test.yml"
+    path.write_text(yaml.safe_dump(config))
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api/v2"
+    log = (tmp_path / "alertmanager.log").open("w")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={path}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2)
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, (
+                    tmp_path / "alertmanager.log"
+                ).read_text()
+                time.sleep(0.2)
+        alerts = [{"labels": {"alertname": "JupyterHubDown", "severity": "critical"}}]
+        if where == "k8s":
+            # The chart's always-firing Watchdog and an info alert must reach no one.
+            alerts += [
+                {"labels": {"alertname": "Watchdog", "severity": "none"}},
+                {"labels": {"alertname": "CPUThrottlingHigh", "severity": "info"}},
+            ]
+        request = urllib.request.Request(
+            f"{api}/alerts",
+            data=json.dumps(alerts).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        assert urllib.request.urlopen(request, timeout=5).status == 200
+        deadline = time.monotonic() + 30
+        while not _Hook.received and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # What else would come comes in the same group_wait.
+        time.sleep(3)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        hook.shutdown()
+        log.close()
+    assert _Hook.received, (tmp_path / "alertmanager.log").read_text()
+    names = [a["labels"]["alertname"] for n in _Hook.received for a in n["alerts"]]
+    assert names == ["JupyterHubDown"], names
+    notification = _Hook.received[0]
+    assert notification["path"] == "/hooks/T0/secret-token"
+    assert notification["status"] == "firing" and notification["receiver"] == "operators"

@@ -6,6 +6,7 @@ kubernetes-validate, and the graph under mocks."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -18,9 +19,10 @@ import yaml
 
 from renderers import k8s_monitoring as km
 from renderers import z2jh
-from renderers.monitoring import HUB_PANELS
+from renderers.monitoring import HUB_PANELS, AlertTargets, render_alertmanager_template
 from stacks.monitoring import k8s_monitoring_spec
 from tests.conftest import make_config, require_tool
+from tests.test_alertmanager import SMTP_PASSWORD, TARGETS, WEBHOOK
 from tests.test_k8s_renderers import workshop
 from tests.upstream_schemas import (
     UPSTREAM,
@@ -353,7 +355,8 @@ def test_workshop_plan_monitors_in_the_cluster_and_keeps_its_tokens_secret() -> 
     ]
 
 
-def test_monitoring_component_marks_its_secrets_secret() -> None:
+@pytest.mark.parametrize(("spec", "count"), [(SPEC, 2), (dataclasses.replace(SPEC, alerts=TARGETS), 3)])
+def test_monitoring_component_marks_its_secrets_secret(spec: km.K8sMonitoringSpec, count: int) -> None:
     from components.k8s_monitoring import K8sMonitoring, K8sMonitoringArgs
     from tests.conftest import by_type, run_mocked
 
@@ -363,14 +366,126 @@ def test_monitoring_component_marks_its_secrets_secret() -> None:
         K8sMonitoring(
             "monitoring",
             K8sMonitoringArgs(
-                spec=SPEC,
+                spec=spec,
                 grafana_client_secret=pulumi.Output.secret("t"),
                 metrics_token=pulumi.Output.secret("m"),
+                # Plain here: the component marks what it makes of them secret itself.
+                smtp_password=SMTP_PASSWORD,
+                webhook_url=WEBHOOK,
             ),
         )
 
     rec = run_mocked(program)
     secrets = by_type(rec, "kubernetes:core/v1:Secret")
-    assert len(secrets) == 2
+    assert len(secrets) == count
     for secret in secrets:
         assert {"stringData", "data"} <= set(secret.additional_secret_outputs)
+        assert "stringData" in secret.secret_inputs
+
+
+# --- alerts -------------------------------------------------------------------------------------
+
+ALERTING = dataclasses.replace(SPEC, alerts=TARGETS)
+WEBHOOK_ONLY = AlertTargets(webhook=True)
+EMAIL_ONLY = dataclasses.replace(TARGETS, webhook=False)
+
+
+def test_alerting_values_name_the_stacks_secret_and_hold_no_secret() -> None:
+    values = km.chart_values(ALERTING)
+    values.pop("grafana")
+    # configSecret is a key the chart documents commented out (no default); its Alertmanager
+    # template reads .Values.alertmanager.alertmanagerSpec.configSecret.
+    assert unknown_keys(values, kube_prometheus_defaults()) == ["alertmanager.alertmanagerSpec.configSecret"]
+    chart_text = (UPSTREAM / "kube-prometheus-stack" / "values.yaml").read_text()
+    spec_text = chart_text[chart_text.index("\n  alertmanagerSpec:\n") :]
+    assert "\n    # configSecret:\n" in spec_text[: spec_text.index("\n## ")]
+    spec = values["alertmanager"]["alertmanagerSpec"]
+    assert (spec["configSecret"], spec["useExistingSecret"]) == (km.ALERTMANAGER_SECRET, True)
+    # Nothing of the configuration (nor its secrets) in the values Helm records in plain text.
+    assert set(values["alertmanager"]) == {"alertmanagerSpec"}
+    assert SMTP_PASSWORD not in json.dumps(values) and WEBHOOK not in json.dumps(values)
+    # Without targets the chart keeps its own configuration (its receiver `null`).
+    assert "configSecret" not in km.chart_values(SPEC)["alertmanager"]["alertmanagerSpec"]
+
+
+def test_the_configuration_replaces_the_charts_without_losing_its_inhibitions_and_silences() -> None:
+    """The chart's default configuration (its values.yaml) mutes the always-firing Watchdog and
+    inhibits warnings under criticals; the stack's replaces it, so it must do the same. A new
+    chart release that changes them fails here."""
+    default = kube_prometheus_defaults()["alertmanager"]["config"]
+    assert list(km.INHIBIT_RULES) == default["inhibit_rules"]
+    config = km.alertmanager_config_of(TARGETS, SMTP_PASSWORD, WEBHOOK)
+    assert config["inhibit_rules"] == default["inhibit_rules"]
+    quiet = [tuple(r["matchers"]) for r in config["route"]["routes"] if r["receiver"] == "null"]
+    for route in default["route"]["routes"]:
+        assert route["receiver"] == "null" and tuple(route["matchers"]) in quiet
+    # Same receivers as the VM hubs' (one function renders both).
+    assert config["receivers"][0] == yaml.safe_load(render_alertmanager_template(TARGETS))["receivers"][0] | {
+        "webhook_configs": [{"url": WEBHOOK, "send_resolved": True}]
+    }
+
+
+@pytest.mark.parametrize("targets", [TARGETS, EMAIL_ONLY, WEBHOOK_ONLY], ids=["both", "email", "webhook"])
+def test_amtool_accepts_the_clusters_configuration_and_routes_it(
+    targets: AlertTargets, tmp_path: Path
+) -> None:
+    amtool = require_tool("amtool", "checks Alertmanager's config (Debian package prometheus-alertmanager)")
+    obj = km.alertmanager_secret(targets, SMTP_PASSWORD, WEBHOOK)
+    kubernetes_validate.validate(obj, "1.33.0", strict=True)
+    assert obj["metadata"] == {**obj["metadata"], "name": km.ALERTMANAGER_SECRET, "namespace": km.NAMESPACE}
+    path = tmp_path / "alertmanager.yaml"
+    path.write_text(obj["stringData"][km.ALERTMANAGER_KEY])
+    check = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0 and "SUCCESS" in check.stdout, check.stdout + check.stderr
+    config = yaml.safe_load(path.read_text())
+    if targets.smtp_password:
+        assert config["global"]["smtp_auth_password"] == SMTP_PASSWORD
+    if targets.webhook:
+        assert config["receivers"][0]["webhook_configs"][0]["url"] == WEBHOOK
+
+    def receiver(*labels: str) -> str:
+        result = subprocess.run(
+            [amtool, "config", "routes", "test", f"--config.file={path}", *labels],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.strip()
+
+    assert receiver("alertname=JupyterHubDown", "severity=critical") == "operators"
+    assert receiver("alertname=KubePodCrashLooping", "severity=warning") == "operators"
+    assert receiver("alertname=Watchdog", "severity=none") == "null"
+    assert receiver("alertname=CPUThrottlingHigh", "severity=info") == "null"
+
+
+def test_workshop_plan_with_alert_targets_keeps_their_secrets_out(tmp_path: Path) -> None:
+    from planner.mocks import SECRET
+    from planner.plan import PROJECT_DIR, plan_stack
+    from planner.stackfile import SECRET_PLACEHOLDER
+    from policy.rules import check_plan
+
+    stack = yaml.safe_load((PROJECT_DIR / "Pulumi.workshop-k8s.yaml").read_text())
+    stack["config"]["jupyterhub-jetstream:monitoring"] = {
+        "alertEmail": "ops@example.org",
+        "smtpSmarthost": "smtp.example.org:587",
+        "smtpFrom": "hub@example.org",
+        "smtpUsername": "hub",
+    }
+    for key in ("alertSmtpPassword", "alertWebhookUrl"):
+        stack["config"][f"jupyterhub-jetstream:{key}"] = {"secure": "v1:REPLACE_ME"}
+    stack_file = tmp_path / "Pulumi.workshop-k8s.yaml"
+    stack_file.write_text(yaml.safe_dump(stack))
+    plan = plan_stack("workshop-k8s", stack_file=stack_file)
+    by_name = {r["name"]: r for r in plan["resources"]}
+    config = by_name["monitoring-alertmanager-config"]
+    assert config["inputs"]["stringData"] == SECRET
+    assert config["inputs"]["metadata"]["name"] == km.ALERTMANAGER_SECRET
+    release = by_name["monitoring-release"]
+    assert "monitoring-alertmanager-config" in release["depends_on"]
+    spec = release["inputs"]["values"]["alertmanager"]["alertmanagerSpec"]
+    assert (spec["configSecret"], spec["useExistingSecret"]) == (km.ALERTMANAGER_SECRET, True)
+    assert SECRET_PLACEHOLDER not in json.dumps(plan)
+    assert check_plan(plan["resources"]) == []
+    # Without targets: no Secret, the chart's own configuration.
+    plain = {r["name"] for r in plan_stack("workshop-k8s")["resources"]}
+    assert "monitoring-alertmanager-config" not in plain

@@ -215,6 +215,8 @@ def test_secret_key_names(key: str) -> None:
         "name",
         "cookieName",
         "passwordAuthentication",
+        "configSecret",
+        "existingSecret",
     ],
 )
 def test_names_that_only_mention_a_secret_are_not_secrets(key: str) -> None:
