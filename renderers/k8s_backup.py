@@ -12,8 +12,10 @@ next to the scripts, with `@PLACEHOLDER@`s the script fills in; the tests fill t
 way and validate the result.
 
 Snapshots: `/homes/<claim>` per user, `/shared-data` for the shared folder and `/hub-db` for
-the database, host = the hub's name, tag
-`jshub`, retention per path. The CronJob's `status.lastSuccessfulTime` (kube-state-metrics:
+the database, host = `<project>-<stack>` (renderers.backup.restic_host, as on the VMs), tag
+`jshub`; the commands select by the tag alone and the retention groups by path, so snapshots an
+older release took under the hub's name count too. `restic init` runs only when there is no
+repository (the VMs' probe, renderers/templates/_restic-probe.sh.j2). The CronJob's `status.lastSuccessfulTime` (kube-state-metrics:
 `kube_cronjob_status_last_successful_time`) is the freshness the monitoring alerts on; a run
 with any failed Job fails, and leaves it where it was."""
 
@@ -68,7 +70,8 @@ PLACEHOLDERS = ("@NAME@", "@CLAIM@", "@SOURCE@", "@MODE@", "@NODE@", "@SNAPSHOT@
 @dataclass(frozen=True)
 class K8sBackupSpec:
     namespace: str
-    # Snapshots carry the hub's name, as on the VMs.
+    # Snapshots carry this host name (renderers.backup.restic_host), as on the VMs; the scripts
+    # select by the tag alone, so those taken under an older host name (the hub's) count too.
     host: str
     # cron, UTC (stackconfig.backup.cron_schedule of backup.schedule).
     schedule: str
@@ -320,13 +323,16 @@ def service_account(namespace: str) -> dict[str, Any]:
 
 
 def role(namespace: str) -> dict[str, Any]:
-    """What the driver does: read claims, pods and its own ConfigMap; start and watch Jobs."""
+    """What the driver does: read claims, pods (and a failed Job's log) and its own ConfigMap;
+    start and watch Jobs."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": {"name": SERVICE_ACCOUNT, "namespace": namespace, "labels": _labels("driver")},
         "rules": [
             {"apiGroups": [""], "resources": ["persistentvolumeclaims", "pods"], "verbs": ["get", "list"]},
+            # A failed volume Job's last lines, copied into the run's own log.
+            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
             {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [CONFIGMAP], "verbs": ["get"]},
             {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "create", "patch"]},
         ],

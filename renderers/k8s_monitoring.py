@@ -288,7 +288,29 @@ def alert_rules(spec: K8sMonitoringSpec) -> list[dict[str, Any]]:
                 f"the last successful backup run is older than backup.maxAgeHours ({spec.backup_max_age_hours} h)",
             )
         )
+        rules.append(_backup_failed(spec.hub_namespace))
     return rules
+
+
+def _backup_failed(namespace: str) -> dict[str, Any]:
+    """The last backup run failed: the newest Job the CronJob owns (its own, or one made with
+    `kubectl create job --from=cronjob/...`) has the Failed condition. The same night, not only
+    after maxAgeHours; the next run that succeeds is the newest and ends it. A failed Job stays
+    (failedJobsHistoryLimit), so "any failed Job" would fire for days after a success; and
+    lastScheduleTime against lastSuccessfulTime misreads a run started late (concurrencyPolicy
+    Forbid). `home-backup.sh check` reads the same Job, and prints its log."""
+    selector = f'namespace="{namespace}"'
+    owned = f'kube_job_owner{{{selector}, owner_kind="CronJob", owner_name="{CRONJOB}"}}'
+    newest = f"topk(1, kube_job_created{{{selector}}} * on(namespace, job_name) {owned})"
+    failed = f'kube_job_failed{{{selector}, condition="true"}} == 1'
+    return _alert(
+        "BackupFailed",
+        f"{newest} and on(namespace, job_name) ({failed})",
+        "0m",
+        "critical",
+        "the last backup run (Job {{ $labels.job_name }}) failed: "
+        f"`kubectl -n {namespace} logs job/{{{{ $labels.job_name }}}}` shows which volume and restic's words",
+    )
 
 
 def rule_groups(spec: K8sMonitoringSpec) -> dict[str, Any]:

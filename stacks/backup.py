@@ -66,7 +66,7 @@ def k8s_backup_spec(cfg: StackConfig) -> K8sBackupSpec:
     b = cfg.backup
     return K8sBackupSpec(
         namespace=z2jh.NAMESPACE,
-        host=cfg.hub_fqdn,
+        host=restic_host(pulumi.get_project(), pulumi.get_stack()),
         schedule=cron_schedule(b.schedule),
         keep_daily=b.retention.keep_daily,
         keep_weekly=b.retention.keep_weekly,

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,8 @@ def _run_container(container: dict[str, Any], volumes: dict[str, Path], log: Any
             env |= _load(f"secret-{ref['secretRef']['name']}.json")
         for item in container.get("env", []):
             env[item["name"]] = item["value"]
-        env = {k: _mapped(v) if v.startswith("/") else v for k, v in env.items()}
+        # Paths in the Job (not PATH: the tools are this machine's) are under ROOT.
+        env = {k: _mapped(v) if v.startswith("/") and k != "PATH" else v for k, v in env.items()}
         argv = [_mapped(a) if a.startswith("/") else a for a in container["command"]]
         return subprocess.run(argv, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
     finally:
@@ -93,6 +95,24 @@ def apply(manifest: str) -> int:
     return 0
 
 
+def _job_object(manifest: Path) -> dict[str, Any]:
+    """A saved Job as `kubectl get jobs -o json` lists it: its metadata (the creation time the
+    manifest carries, else the file's), and once finished its condition, from the time it ended."""
+    job = yaml.safe_load(manifest.read_text())
+    meta = job["metadata"]
+    if "creationTimestamp" not in meta:
+        meta["creationTimestamp"] = _stamp(manifest.stat().st_mtime)
+    status = manifest.with_suffix(".status")
+    if status.exists():
+        condition = {"type": status.read_text(), "status": "True"}
+        job["status"] = {"conditions": [{**condition, "lastTransitionTime": _stamp(status.stat().st_mtime)}]}
+    return job
+
+
+def _stamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def main(argv: list[str]) -> int:
     args = list(argv)
     while args and args[0].startswith("--namespace"):
@@ -101,7 +121,13 @@ def main(argv: list[str]) -> int:
     if verb == "apply":
         return apply(sys.stdin.read())
     if verb == "logs":
-        print((STATE / "jobs" / f"{rest[0].split('/', 1)[1]}.log").read_text(), end="")
+        log = STATE / "jobs" / f"{rest[0].split('/', 1)[1]}.log"
+        if not log.exists():
+            print(f"error: {rest[0]} not found", file=sys.stderr)
+            return 1
+        lines = log.read_text().splitlines(keepends=True)
+        tail = next((int(a.split("=", 1)[1]) for a in rest if a.startswith("--tail=")), None)
+        print("".join(lines[-tail:] if tail else lines), end="")
         return 0
     if verb != "get":
         print(f"unexpected kubectl {verb}", file=sys.stderr)
@@ -123,6 +149,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps(_load("configmap.json")))
     elif kind == "cronjob":
         print(json.dumps(_load("cronjob.json")))
+    elif kind == "jobs":
+        print(json.dumps({"items": [_job_object(p) for p in sorted((STATE / "jobs").glob("*.yaml"))]}))
     elif kind == "job":
         status = (STATE / "jobs" / f"{rest[1]}.status").read_text()
         print(json.dumps({"status": {"conditions": [{"type": status, "status": "True"}]}}))

@@ -300,3 +300,15 @@ def test_a_new_hub_name_leaves_the_backups_host_alone() -> None:
     ]
     assert before["inputs"]["create"] == after["inputs"]["create"]
     assert "\nhost=jupyterhub-jetstream-dev\n" in before["inputs"]["create"]
+
+
+def test_a_new_hub_name_leaves_the_k8s_backups_host_alone() -> None:
+    """The cluster's scripts carry the same stable host: a rename changes nothing they hold."""
+
+    def scripts(plan: dict[str, Any]) -> dict[str, str]:
+        return {r["name"]: r for r in plan["resources"]}["home-backup-scripts"]["inputs"]["data"]
+
+    before = scripts(plan_stack("workshop-k8s"))
+    after = scripts(plan_stack("workshop-k8s", overrides={"hubHostname": "lab"}))
+    assert before == after
+    assert "\nhost=jupyterhub-jetstream-workshop-k8s\n" in before["volume.sh"]

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,11 @@ import pytest
 import yaml
 
 from renderers import k8s_backup as kb
-from renderers.backup import repository
+from renderers.backup import repository, restic_host
 from renderers.z2jh import SHARED_DATA_CLAIM
 from tests.conftest import require_root, require_tool
 from tests.test_backup_restore import (  # noqa: F401 (fixtures)
+    make_bucket,
     make_database,
     make_home,
     rows,
@@ -33,7 +35,9 @@ from tests.test_backup_restore import (  # noqa: F401 (fixtures)
     unix_user,
 )
 
-HOST = "workshop.cis230000.projects.jetstream-cloud.org"
+HOST = restic_host("jupyterhub-jetstream", "workshop-k8s")
+# The host releases before restic_host gave the k8s snapshots: the hub's name.
+OLD_HOST = "workshop.cis230000.projects.jetstream-cloud.org"
 NS = "jupyterhub"
 FAKE = Path(__file__).with_name("k8s_backup_cluster.py")
 SPEC = kb.K8sBackupSpec(
@@ -66,12 +70,14 @@ def _pod(name: str, node: str, claim: str, phase: str = "Running") -> dict[str, 
 
 
 class Cluster:
-    def __init__(self, root: Path, endpoint: str, user: str) -> None:
+    def __init__(self, root: Path, endpoint: str, user: str, spec: kb.K8sBackupSpec = SPEC) -> None:
         self.state = root / "cluster"
         (self.state / "volumes").mkdir(parents=True)
         self.user = user
         self.claim = f"claim-{user}"
         bucket = f"jshub-k8s-{uuid.uuid4().hex[:8]}"
+        # The stack makes the container before the first backup runs: an empty bucket.
+        make_bucket(endpoint, bucket)
         self.secret = {
             "RESTIC_REPOSITORY": repository(bucket, endpoint),
             "RESTIC_PASSWORD": "correct-horse-battery-staple",
@@ -80,7 +86,9 @@ class Cluster:
             "AWS_DEFAULT_REGION": "RegionOne",
         }
         self.write("secret-home-backup-restic.json", self.secret)
-        self.write("configmap.json", kb.configmap(SPEC))
+        self.bin_dir = root / "bin"
+        self.bin_dir.mkdir()
+        self.install(spec)
         self.write(
             "claims.json",
             {"items": [_claim(self.claim, user), _claim("claim-bob", "bob")]},
@@ -97,13 +105,70 @@ class Cluster:
             },
         )
         self.write("cronjob.json", {"status": {}})
-        bin_dir = root / "bin"
-        bin_dir.mkdir()
-        (bin_dir / "kubectl").write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE} "$@"\n')
-        (bin_dir / "kubectl").chmod(0o755)
-        self.script = root / kb.SCRIPT
-        self.script.write_text(kb.configmap(SPEC)["data"][kb.SCRIPT])
-        self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "KUBECTL_STATE": str(self.state)}
+        (self.bin_dir / "kubectl").write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE} "$@"\n')
+        (self.bin_dir / "kubectl").chmod(0o755)
+        self.env = {
+            **os.environ,
+            "PATH": f"{self.bin_dir}:{os.environ['PATH']}",
+            "KUBECTL_STATE": str(self.state),
+        }
+
+    def install(self, spec: kb.K8sBackupSpec) -> None:
+        """What `pulumi up` puts in the cluster: the ConfigMap (scripts and Job templates)."""
+        self.write("configmap.json", kb.configmap(spec))
+        self.script = self.state.parent / kb.SCRIPT
+        self.script.write_text(kb.configmap(spec)["data"][kb.SCRIPT])
+
+    @property
+    def calls_log(self) -> Path:
+        return self.state.parent / "restic-calls.log"
+
+    def shim_restic(self) -> None:
+        """A `restic` first on every container's PATH that logs its arguments, then runs the
+        real restic."""
+        real = require_tool("restic", "backs up homes (Debian package restic)")
+        shim = self.bin_dir / "restic"
+        shim.write_text(f'#!/bin/sh\necho "$*" >>{self.calls_log}\nexec {real} "$@"\n')
+        shim.chmod(0o755)
+
+    def restic_calls(self, verb: str) -> list[str]:
+        calls = self.calls_log.read_text().splitlines() if self.calls_log.exists() else []
+        return [c for c in calls if c.split()[:1] == [verb]]
+
+    def run_cronjob(self, name: str, created: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        """What the CronJob controller and the driver's pod do: a Job from the jobTemplate, owned
+        by the CronJob, whose container runs the script; its log kept, its status, and the
+        CronJob's lastSuccessfulTime moved on a success."""
+        template = kb.cronjob(SPEC)["spec"]["jobTemplate"]
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                **template["metadata"],
+                "name": name,
+                "creationTimestamp": created,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "CronJob",
+                        "name": kb.CRONJOB,
+                        "uid": "1",
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": template["spec"],
+        }
+        jobs = self.state / "jobs"
+        jobs.mkdir(exist_ok=True)
+        (jobs / f"{name}.yaml").write_text(yaml.safe_dump(job))
+        result = self.run("backup", expect=expect)
+        (jobs / f"{name}.log").write_text(result.stdout + result.stderr)
+        (jobs / f"{name}.status").write_text("Complete" if expect == 0 else "Failed")
+        if expect == 0:
+            done = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.write("cronjob.json", {"status": {"lastSuccessfulTime": done}})
+        return result
 
     def write(self, name: str, data: Any) -> None:
         (self.state / name).write_text(json.dumps(data))
@@ -123,7 +188,7 @@ class Cluster:
 
     def snapshots(self) -> list[dict[str, Any]]:
         out = subprocess.run(
-            ["restic", "snapshots", "--json", "--host", HOST],
+            ["restic", "snapshots", "--json", "--tag", "jshub"],
             env={**self.env, **self.secret},
             capture_output=True,
             text=True,
@@ -254,6 +319,123 @@ def test_a_failed_volume_fails_the_run_so_freshness_stays_behind(
         assert f"is {age_h} h old" in result.stdout + result.stderr
     cluster.write("cronjob.json", {"status": {}})
     assert "no successful backup run yet" in cluster.run("check", expect=1).stderr
+
+
+def _two_homes(cluster: Cluster) -> None:
+    for claim in (cluster.claim, "claim-bob"):
+        cluster.volume(claim).mkdir()
+        (cluster.volume(claim) / "notes.txt").write_text(f"{claim}'s\n")
+
+
+def test_the_first_run_makes_the_repository_and_later_runs_do_not(s3_endpoint: str, tmp_path: Path) -> None:  # noqa: F811
+    require_tool("restic", "backs up homes (Debian package restic)")
+    require_tool("jq", "the backup script reads kubectl's JSON with jq (Debian package jq)")
+    cluster = Cluster(tmp_path, s3_endpoint, "dana")
+    _two_homes(cluster)
+    cluster.shim_restic()
+    cluster.run("backup")
+    assert len(cluster.restic_calls("init")) == 1
+    first = (cluster.state / "jobs" / next(iter(cluster.jobs()))).with_suffix(".log").read_text()
+    assert "no restic repository at" in first and "making it" in first
+    time.sleep(1)  # a new run ID, so new Job names
+    cluster.run("backup")
+    assert len(cluster.restic_calls("init")) == 1, cluster.restic_calls("init")
+    assert len(cluster.restic_calls("backup")) == 4  # two volumes, two runs
+
+
+def test_a_wrong_password_fails_the_run_naming_it_and_makes_nothing(s3_endpoint: str, tmp_path: Path) -> None:  # noqa: F811
+    require_tool("restic", "backs up homes (Debian package restic)")
+    require_tool("jq", "the backup script reads kubectl's JSON with jq (Debian package jq)")
+    cluster = Cluster(tmp_path, s3_endpoint, "erin")
+    _two_homes(cluster)
+    cluster.run("backup")
+    before = cluster.snapshots()
+
+    # The Secret edited, or a stack that adopted the container with another password.
+    cluster.write("secret-home-backup-restic.json", {**cluster.secret, "RESTIC_PASSWORD": "wrong"})
+    cluster.shim_restic()
+    time.sleep(1)
+    failed = cluster.run("backup", expect=1)
+    # The driver's log carries each failed Job's words: the password, and where it comes from.
+    said = f"wrong password: RESTIC_PASSWORD in Secret {kb.SECRET} does not open the repository at"
+    assert failed.stderr.count(said) == 3, failed.stderr  # erin, bob, the prune
+    assert "already initialized" not in failed.stderr
+    assert cluster.restic_calls("init") == [] and cluster.restic_calls("backup") == []
+    assert cluster.restic_calls("prune") == []
+    assert cluster.snapshots() == before
+
+
+def test_snapshots_under_the_hubs_old_name_are_restored_and_aged_out(
+    s3_endpoint: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A cluster whose snapshots carry the hub's name (releases before restic_host) upgrades:
+    `restore` finds the old snapshots, and the retention treats old and new as one history."""
+    require_tool("restic", "backs up homes (Debian package restic)")
+    require_tool("jq", "the backup script reads kubectl's JSON with jq (Debian package jq)")
+    cluster = Cluster(tmp_path, s3_endpoint, "fay", spec=replace(SPEC, host=OLD_HOST))
+    _two_homes(cluster)
+    home = cluster.volume(cluster.claim)
+    cluster.run("backup")  # today, under the hub's name
+    # Three days ago, under the hub's name, with the path the Jobs back up.
+    (home / "notes.txt").write_text("three days ago\n")
+    mounted = Path(f"{cluster.state}/root{kb.HOMES_ROOT}/{cluster.claim}")
+    home.rename(mounted)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - 3 * 86400))
+    subprocess.run(
+        ["restic", "backup", "--host", OLD_HOST, "--tag", "jshub", "--time", stamp, str(mounted)],
+        env={**cluster.env, **cluster.secret},
+        check=True,
+        capture_output=True,
+    )
+    mounted.rename(home)
+    assert {s["hostname"] for s in cluster.snapshots()} == {OLD_HOST}
+
+    # The upgrade: the same repository, the stable host.
+    cluster.install(SPEC)
+    (home / "notes.txt").write_text("lost\n")
+    time.sleep(1)
+    cluster.run("restore", "fay", "notes.txt")  # latest: today's, under the hub's name
+    assert (home / "notes.txt").read_text() == f"{cluster.claim}'s\n"
+    oldest = min(cluster.snapshots(), key=lambda s: s["time"])
+    time.sleep(1)
+    cluster.run("restore", "fay", "notes.txt", "--snapshot", oldest["short_id"])
+    assert (home / "notes.txt").read_text() == "three days ago\n"
+
+    # Today's backup under the new name: one history per volume, so keepDaily keeps today's new
+    # snapshot and the one from three days ago; today's old-name snapshots are forgotten.
+    time.sleep(1)
+    cluster.run("backup")
+    by_path: dict[str, list[str]] = {}
+    for s in sorted(cluster.snapshots(), key=lambda s: s["time"]):
+        by_path.setdefault(s["paths"][0].rsplit("/", 1)[-1], []).append(s["hostname"])
+    assert by_path == {cluster.claim: [OLD_HOST, HOST], "claim-bob": [HOST]}, by_path
+
+
+def test_a_failed_run_is_reported_by_the_check_until_a_run_succeeds(s3_endpoint: str, tmp_path: Path) -> None:  # noqa: F811
+    """The CronJob's newest Job is the last run: failed, the check exits 3 with its last lines
+    (restic's words, which the driver copies from the volume Jobs), whatever the freshness."""
+    require_tool("restic", "backs up homes (Debian package restic)")
+    require_tool("jq", "the backup script reads kubectl's JSON with jq (Debian package jq)")
+    cluster = Cluster(tmp_path, s3_endpoint, "gus")
+    _two_homes(cluster)
+    assert "no successful backup run yet" in cluster.run("check", expect=1).stderr
+    cluster.run_cronjob("home-backup-29000000", "2026-12-07T03:15:00Z")
+    assert "h old (limit 30 h)" in cluster.run("check").stdout
+
+    cluster.write("secret-home-backup-restic.json", {**cluster.secret, "RESTIC_PASSWORD": "wrong"})
+    time.sleep(1)
+    cluster.run_cronjob("home-backup-29001440", "2026-12-08T03:15:00Z", expect=1)
+    reported = cluster.run("check", expect=3).stderr
+    assert "the last backup run failed at " in reported and "(Job home-backup-29001440)" in reported
+    assert f"wrong password: RESTIC_PASSWORD in Secret {kb.SECRET}" in reported, reported
+    assert "jobs failed" in reported
+
+    # An admin runs it again by hand (a Job from the CronJob) after putting the password right.
+    cluster.write("secret-home-backup-restic.json", cluster.secret)
+    time.sleep(1)
+    cluster.run_cronjob("home-backup-manual-1", "2026-12-08T09:00:00Z")
+    assert "h old (limit 30 h)" in cluster.run("check").stdout
 
 
 @pytest.mark.parametrize("node", ["", "node-7"])

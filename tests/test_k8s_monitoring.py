@@ -160,13 +160,18 @@ def test_dashboards_are_json_with_the_vm_hub_panels_on_the_charts_datasource() -
 
 def test_rules_cover_what_operators_need() -> None:
     names = [r["alert"] for r in km.alert_rules(SPEC)]
-    assert {"JupyterHubDown", "SpawnFailures", "VolumeAlmostFull", "CephNotHealthy", "BackupTooOld"} <= set(
-        names
-    )
+    assert {
+        "JupyterHubDown",
+        "SpawnFailures",
+        "VolumeAlmostFull",
+        "CephNotHealthy",
+        "BackupTooOld",
+        "BackupFailed",
+    } <= set(names)
     no_backup = k8s_monitoring_spec(
         workshop().model_copy(update={"backup": workshop().backup.model_copy(update={"enabled": False})})
     )
-    assert "BackupTooOld" not in [r["alert"] for r in km.alert_rules(no_backup)]
+    assert not {"BackupTooOld", "BackupFailed"} & {r["alert"] for r in km.alert_rules(no_backup)}
 
 
 def test_promtool_checks_the_rules(tmp_path: Path) -> None:
@@ -177,7 +182,7 @@ def test_promtool_checks_the_rules(tmp_path: Path) -> None:
         [promtool, "check", "rules", str(rules)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 6 rules found" in result.stdout
+    assert "SUCCESS: 7 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_fire_each_required_alert(tmp_path: Path) -> None:
@@ -489,3 +494,75 @@ def test_workshop_plan_with_alert_targets_keeps_their_secrets_out(tmp_path: Path
     # Without targets: no Secret, the chart's own configuration.
     plain = {r["name"] for r in plan_stack("workshop-k8s")["resources"]}
     assert "monitoring-alertmanager-config" not in plain
+
+
+def test_backup_failed_fires_while_the_newest_backup_job_failed(tmp_path: Path) -> None:
+    """kube-state-metrics' series for the CronJob's Jobs: one that succeeded yesterday, one that
+    fails tonight (and stays, as failed Jobs do), one that succeeds after it; a volume Job the
+    driver made (not the CronJob's) fails too, and does not count."""
+    promtool = require_tool("promtool", "checks Prometheus rules (Debian package prometheus)")
+    (tmp_path / "rules.yml").write_text(km.render_rules(SPEC))
+    rule = next(r for r in km.alert_rules(SPEC) if r["alert"] == "BackupFailed")
+    steps = 40  # 10 minutes each
+
+    def series(start: int, value: float, end: int = steps) -> str:
+        """Absent before step `start`, then `value` to the end."""
+        return " ".join(["_"] * start + [f"{value:g}"] * (end - start + 1))
+
+    def job(name: str, created: int, owner: str = "CronJob") -> list[dict[str, str]]:
+        labels = f'namespace="jupyterhub", job_name="{name}"'
+        out = [{"series": f"kube_job_created{{{labels}}}", "values": series(created, created * 600)}]
+        if owner:
+            out.append(
+                {
+                    "series": f'kube_job_owner{{{labels}, owner_kind="{owner}", owner_name="home-backup", '
+                    'owner_is_controller="true"}',
+                    "values": series(created, 1),
+                }
+            )
+        return out
+
+    def failed(name: str, at: int) -> dict[str, str]:
+        return {
+            "series": f'kube_job_failed{{namespace="jupyterhub", job_name="{name}", condition="true"}}',
+            "values": series(at, 1),
+        }
+
+    def firing(name: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "exp_labels": {"severity": "critical", "namespace": "jupyterhub", "job_name": name},
+                "exp_annotations": {
+                    "summary": rule["annotations"]["summary"].replace("{{ $labels.job_name }}", name)
+                },
+            }
+        ]
+
+    tests = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "10m",
+        "tests": [
+            {
+                "interval": "10m",
+                "input_series": [
+                    *job("home-backup-1", 0),
+                    *job("home-backup-2", 6),  # starts at 1h, fails at 2h
+                    failed("home-backup-2", 12),
+                    *job("home-backup-20261208-1", 7, owner=""),  # the driver's volume Job
+                    failed("home-backup-20261208-1", 8),
+                    *job("home-backup-manual-1", 24),  # made from the CronJob at 4h, succeeds
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "90m", "alertname": "BackupFailed", "exp_alerts": []},
+                    {"eval_time": "130m", "alertname": "BackupFailed", "exp_alerts": firing("home-backup-2")},
+                    {"eval_time": "230m", "alertname": "BackupFailed", "exp_alerts": firing("home-backup-2")},
+                    {"eval_time": "250m", "alertname": "BackupFailed", "exp_alerts": []},
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = subprocess.run(
+        [promtool, "test", "rules", "tests.yml"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
