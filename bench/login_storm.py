@@ -10,6 +10,10 @@ into a test. Needs root, adduser and configurable-http-proxy (`make system-deps`
 
     python -m bench.login_storm [--users 100 1000] [--set JupyterHub.concurrent_spawn_limit=50]
 
+Each N runs twice in the same run, with the same client and spawner: first the floor, the same
+hub with JupyterHub's own DummyAuthenticator taking the shared password (no Unix accounts, no
+login or pre-spawn hook), then the project's rendered config as it is (`--no-floor` skips it).
+
 The spawner: the rendered config's own settings and hooks (the shared folder's pre-spawn
 hook included), but a spawner whose servers are one process shared by every user: JupyterHub's
 own mock single-user server (`jupyterhub.tests.mocksu`, a tornado echo server). The hub still
@@ -86,6 +90,15 @@ class SharedMockServerSpawner(Spawner):
 
 c.JupyterHub.spawner_class = SharedMockServerSpawner
 '''
+
+
+# The floor (see the module's docstring): what stock JupyterHub does for the same logins.
+FLOOR = f"""
+c.JupyterHub.authenticator_class = "dummy"
+c.DummyAuthenticator.password = {PASSWORD!r}
+c.Authenticator.post_auth_hook = None
+c.Spawner.pre_spawn_hook = None
+"""
 
 
 def storm_stack(users: int) -> dict[str, Any]:
@@ -292,9 +305,16 @@ def ready_servers(hub: Hub) -> int:
 
 
 def run_storm(
-    users: int, settings: dict[str, str], proxy_command: str, timeout: float, roster: bool
+    users: int,
+    settings: dict[str, str],
+    proxy_command: str,
+    timeout: float,
+    roster: bool,
+    floor: bool = False,
 ) -> dict[str, Any]:
     extra_lines = [f"c.{key} = {value}" for key, value in settings.items()]
+    if floor:
+        extra_lines.insert(0, FLOOR)
     tag = "".join(secrets.choice(string.ascii_lowercase) for _ in range(3))
     names = [f"st{tag}{i:04d}" for i in range(users)]
     load_before = os.getloadavg()
@@ -312,6 +332,7 @@ def run_storm(
             log = hub.log_text()
     errors = Counter(who.error.split(":")[0] for who in people if who.error)
     return {
+        "hub": "floor (DummyAuthenticator, no hooks)" if floor else "the project's single hub",
         "users": users,
         "settings": settings,
         "total_s": total,
@@ -351,7 +372,7 @@ def restart_time(hub: Hub) -> float | str:
 def report(result: dict[str, Any]) -> str:
     n = result["users"]
     lines = [
-        f"N={n}  settings {result['settings'] or '(as rendered)'}"
+        f"{result['hub']}, N={n}  settings {result['settings'] or '(as rendered)'}"
         + (f", roster made ahead in {result['roster_s']:.0f} s" if result["roster_s"] is not None else "")
         + "  "
         f"loadavg before {result['loadavg_before'][0]:.2f}, after {result['loadavg_after'][0]:.2f}",
@@ -387,6 +408,7 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=900, help="per request (seconds)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor's run")
     parser.add_argument(
         "--roster",
         action="store_true",
@@ -407,9 +429,20 @@ def main() -> None:
     print(f"login storm on {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     results = []
     for users in args.users:
+        floor = None
+        if not args.no_floor:
+            floor = run_storm(users, settings, proxy_command, args.timeout, roster=False, floor=True)
+            results.append(floor)
+            print(report(floor), flush=True)
         result = run_storm(users, settings, proxy_command, args.timeout, args.roster)
         results.append(result)
         print(report(result), flush=True)
+        if floor is not None:
+            print(
+                f"  vs the floor: total {result['total_s'] / floor['total_s']:.2f}x, login p95 "
+                f"{percentile(result['login_s'], 0.95):.1f} s against {percentile(floor['login_s'], 0.95):.1f} s",
+                flush=True,
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

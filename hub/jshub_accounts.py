@@ -14,26 +14,87 @@ from jupyterhub.auth import LocalAuthenticator
 from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 from nativeauthenticator import NativeAuthenticator
 
-# One account made at a time (adduser picks UIDs and edits /etc/passwd), in a queue of its own.
-_ACCOUNTS = asyncio.Lock()
+# The most names one add-user call takes: a login storm's first callers are not kept waiting
+# for hundreds of accounts made before theirs.
+BATCH_SIZE = 64
+
+
+class _AccountQueue:
+    """First logins queue here for their Unix account. One add-user command runs at a time (it
+    picks UIDs and edits /etc/passwd), and each call takes every name that queued while the
+    previous one ran, up to BATCH_SIZE: a thousand first logins make their accounts in a few
+    calls rather than a thousand processes in turn."""
+
+    def __init__(self, command: Sequence[str], log: Any) -> None:
+        self.command = list(command)
+        self.log = log
+        self.waiting: dict[str, asyncio.Future[None]] = {}
+        self.worker: asyncio.Task[None] | None = None
+
+    async def add(self, name: str) -> None:
+        future = self.waiting.get(name)
+        if future is None:
+            future = self.waiting[name] = asyncio.get_running_loop().create_future()
+        if self.worker is None or self.worker.done():
+            self.worker = asyncio.create_task(self._work())
+        await asyncio.shield(future)
+
+    async def _work(self) -> None:
+        while self.waiting:
+            names = list(self.waiting)[:BATCH_SIZE]
+            batch = {name: self.waiting.pop(name) for name in names}
+            try:
+                results = await self._run(names)
+            except Exception as exc:  # the command could not run at all: every login in it fails
+                results = {name: f"{exc}" for name in names}
+            for name, future in batch.items():
+                error = results.get(name, "the add-user command did not report it")
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(RuntimeError(f"Failed to create system user {name}: {error}"))
+
+    async def _run(self, names: list[str]) -> dict[str, str | None]:
+        """Run the command for `names`; each name's error, or None when its account exists."""
+        self.log.info("Creating users: %s %s", " ".join(self.command), " ".join(names))
+        process = await asyncio.create_subprocess_exec(
+            *self.command, *names, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await process.communicate()
+        results: dict[str, str | None] = {}
+        for line in out.decode(errors="replace").splitlines():
+            status, _, rest = line.partition(" ")
+            if status == "ok":
+                results[rest] = None
+            elif status == "failed":
+                name, _, reason = rest.partition(": ")
+                results[name] = reason
+        missing = [n for n in names if n not in results]
+        if missing:
+            detail = err.decode(errors="replace").strip() or f"exit code {process.returncode}"
+            results.update(dict.fromkeys(missing, detail))
+        return results
 
 
 class AccountsOffTheEventLoop(LocalAuthenticator):
-    """Makes a new user's Unix account without stopping the hub. LocalAuthenticator waits for
+    """Makes new users' Unix accounts without stopping the hub. LocalAuthenticator waits for
     the add-user command with the hub's event loop blocked: in a workshop's login storm each
     first login then froze every other request for a whole adduser run (100 participants at
-    once: the median login took 26 s, bench/login_storm.py)."""
+    once: the median login took 26 s, bench/login_storm.py). Here the accounts queue and are
+    made in batches (_AccountQueue) while the hub goes on answering."""
+
+    _queues: dict[int, _AccountQueue]
 
     async def add_system_user(self, user: Any) -> None:
-        command = [arg.replace("USERNAME", user.name) for arg in self.add_user_cmd] + [user.name]
-        async with _ACCOUNTS:
-            self.log.info("Creating user: %s", " ".join(command))
-            process = await asyncio.create_subprocess_exec(
-                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-            )
-            output, _ = await process.communicate()
-        if process.returncode:
-            raise RuntimeError(f"Failed to create system user {user.name}: {output.decode(errors='replace')}")
+        if any("USERNAME" in arg for arg in self.add_user_cmd):
+            raise ValueError("add_user_cmd takes the names as arguments: no USERNAME placeholder")
+        # One queue per event loop (the hub has one; tests run several in turn).
+        queues = self.__dict__.setdefault("_queues", {})
+        loop = id(asyncio.get_running_loop())
+        if loop not in queues:
+            queues.clear()
+            queues[loop] = _AccountQueue(self.add_user_cmd, self.log)
+        await queues[loop].add(user.name)
 
 
 class LocalSharedPasswordAuthenticator(AccountsOffTheEventLoop, SharedPasswordAuthenticator):

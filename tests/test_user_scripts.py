@@ -1,5 +1,5 @@
 """The hub VM's account and secrets scripts, run for real: `jshub-add-user` with the system's
-own adduser in a temporary home root (as root; every account made here is removed again), and
+own useradd in a temporary home root (as root; every account made here is removed again), and
 the secrets installer writing its environment file into a temporary folder."""
 
 from __future__ import annotations
@@ -21,19 +21,19 @@ from tests.conftest import require_root, require_tool
 
 
 def free_uid() -> int:
-    for uid in range(62100, 62900):
+    for uid in range(42100, 42900):
         try:
             pwd.getpwuid(uid)
         except KeyError:
             return uid
-    raise AssertionError("no free UID in 62100-62899")
+    raise AssertionError("no free UID in 42100-42899")
 
 
 @pytest.fixture
 def accounts() -> Iterator[list[str]]:
     """Names of the accounts a test makes; all are deleted afterwards, with their groups."""
-    require_root("creates real Unix accounts with adduser")
-    require_tool("adduser", "jshub-add-user calls it")
+    require_root("creates real Unix accounts with useradd")
+    require_tool("useradd", "jshub-add-user calls it")
     made: list[str] = []
     yield made
     for name in made:
@@ -52,11 +52,11 @@ def new_name(accounts: list[str]) -> str:
     return name
 
 
-def add_user(tmp_path: Path, name: str) -> subprocess.CompletedProcess[str]:
+def add_user(tmp_path: Path, *names: str) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "jshub-add-user"
     script.write_text(render_add_user_script(str(tmp_path / "home")))
     script.chmod(0o755)
-    return subprocess.run([str(script), name], capture_output=True, text=True, check=False)
+    return subprocess.run([str(script), *names], capture_output=True, text=True, check=False)
 
 
 @pytest.fixture
@@ -110,6 +110,41 @@ def test_a_new_user_gets_a_private_home(accounts: list[str], home_root: Path, tm
     home = home_root / name
     assert account.pw_dir == str(home) and home.stat().st_uid == account.pw_uid
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+def test_one_call_makes_many_accounts_and_a_failing_name_fails_alone(
+    accounts: list[str], home_root: Path, tmp_path: Path
+) -> None:
+    """The hub's batch: new users, a returning one, one whose home's UID is taken, and one that
+    exists already, in one call. Each gets its line; the others are made all the same."""
+    new_one, new_two, returning, blocked, holder = (new_name(accounts) for _ in range(5))
+    uid, taken = free_uid(), free_uid() + 1
+    (home_root / returning).mkdir()
+    os.chown(home_root / returning, uid, uid)
+    subprocess.run(["useradd", "--uid", str(taken), "--no-create-home", holder], check=True)
+    (home_root / blocked).mkdir()
+    os.chown(home_root / blocked, taken, taken)
+    result = add_user(tmp_path, new_one, returning, blocked, new_two, holder)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"ok {new_one}",
+        f"ok {returning}",
+        f"failed {blocked}: home {home_root / blocked} belongs to UID {taken}, which another account already holds",
+        f"ok {new_two}",
+        f"ok {holder}",
+    ]
+    assert pwd.getpwnam(returning).pw_uid == uid
+    with pytest.raises(KeyError):
+        pwd.getpwnam(blocked)
+    # New accounts take UIDs above every UID that owns a home here (the returning user's and
+    # the blocked home's), so no one inherits a stranger's files.
+    for name in (new_one, new_two):
+        account = pwd.getpwnam(name)
+        assert account.pw_uid > taken, (name, account.pw_uid)
+        home = home_root / name
+        assert home.stat().st_uid == account.pw_uid and stat.S_IMODE(home.stat().st_mode) == 0o700
+        assert account.pw_shell == "/bin/bash"
+    assert pwd.getpwnam(new_two).pw_uid > pwd.getpwnam(new_one).pw_uid
 
 
 # --- install-secrets ----------------------------------------------------------------------------

@@ -253,14 +253,15 @@ def test_local_accounts_never_log_in_as_a_system_account(
     assert hook(authenticator, None, {"name": "nobody-here-xyz"}) == {"name": "nobody-here-xyz"}
 
 
-def test_accounts_are_made_one_at_a_time_while_the_hub_keeps_answering(
+def test_accounts_are_made_in_batches_one_call_at_a_time_while_the_hub_keeps_answering(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A workshop's first logins each make a Unix account: the hub's event loop keeps running
+    """A workshop's first logins each need a Unix account: the hub's event loop keeps running
     while the add-user command does (JupyterHub's LocalAuthenticator waits for it with the loop
-    blocked), the commands run one after another, and a failing one fails that login only,
-    with the command's output. (The native sign-up's class makes accounts the same way:
-    test_native_config_builds_nativeauthenticator_with_approval.)"""
+    blocked), one call runs at a time, and each call takes every name that queued while the one
+    before ran (a login storm makes its accounts in a few calls, not one process each). A name
+    the command fails fails that login only, with the command's reason. (The native sign-up's
+    class makes accounts the same way: test_native_config_builds_nativeauthenticator_with_approval.)"""
     import asyncio
     import time
     from types import SimpleNamespace
@@ -272,13 +273,17 @@ def test_accounts_are_made_one_at_a_time_while_the_hub_keeps_answering(
     assert authenticator.create_system_users
     log = tmp_path / "calls.log"
     command = tmp_path / "add-user"
+    # The rendered script's protocol: a line per name, "ok NAME" or "failed NAME: REASON".
     command.write_text(
         "#!/bin/bash\n"
-        f'echo "start $1" >>{log}\nsleep 0.4\necho "end $1" >>{log}\n'
-        '[[ $1 != bad ]] || { echo "adduser: no such thing" >&2; exit 1; }\n'
+        f'echo "start $*" >>{log}\nsleep 0.4\necho "end" >>{log}\n'
+        'for n in "$@"; do\n'
+        '  if [[ $n == bad ]]; then echo "failed $n: useradd: no such thing"; else echo "ok $n"; fi\n'
+        "done\n"
     )
     command.chmod(0o755)
     authenticator.add_user_cmd = [str(command)]
+    names = ["ann", "bad", "bob", "cy", "dee"]
 
     async def logins() -> tuple[list[BaseException | None], int]:
         ticks = 0
@@ -290,9 +295,14 @@ def test_accounts_are_made_one_at_a_time_while_the_hub_keeps_answering(
                 ticks += 1
 
         running = asyncio.create_task(ticker())
+
+        async def login(name: str, delay: float) -> None:
+            await asyncio.sleep(delay)
+            await authenticator.add_system_user(SimpleNamespace(name=name))
+
+        # ann first; the others arrive while ann's call runs.
         results = await asyncio.gather(
-            *(authenticator.add_system_user(SimpleNamespace(name=n)) for n in ("ann", "bad", "bob")),
-            return_exceptions=True,
+            *(login(n, 0 if n == "ann" else 0.1) for n in names), return_exceptions=True
         )
         running.cancel()
         return results, ticks
@@ -300,13 +310,38 @@ def test_accounts_are_made_one_at_a_time_while_the_hub_keeps_answering(
     start = time.monotonic()
     results, ticks = asyncio.run(logins())
     elapsed = time.monotonic() - start
-    assert results[0] is None and results[2] is None
-    assert isinstance(results[1], RuntimeError) and "adduser: no such thing" in str(results[1])
-    # Three commands of 0.4 s in turn; the loop ticked all along (blocked, it would not have).
-    assert log.read_text().split() == ["start", "ann", "end", "ann", "start", "bad", "end", "bad",
-                                       "start", "bob", "end", "bob"]  # fmt: skip
-    assert elapsed >= 1.2
+    outcome = dict(zip(names, results, strict=True))
+    assert all(outcome[n] is None for n in names if n != "bad"), outcome
+    assert isinstance(outcome["bad"], RuntimeError) and "useradd: no such thing" in str(outcome["bad"])
+    # Two calls, never at once: ann's, then one with every name that queued meanwhile.
+    assert log.read_text().splitlines() == ["start ann", "end", "start bad bob cy dee", "end"]
+    assert elapsed >= 0.8
     assert ticks >= 0.5 * elapsed / 0.05, f"{ticks} ticks in {elapsed:.2f}s: the loop was blocked"
+
+
+def test_a_batch_whose_command_reports_nothing_fails_each_of_its_logins_with_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("WORKSHOP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
+    spec = HubConfigSpec.from_config(make_config(**SHARED))
+    authenticator = _authenticator(_load(hub_config_text(spec, tmp_path), tmp_path))
+    command = tmp_path / "add-user"
+    command.write_text('#!/bin/bash\necho "home root is gone" >&2\nexit 2\n')
+    command.chmod(0o755)
+    authenticator.add_user_cmd = [str(command)]
+
+    async def logins() -> list[BaseException | None]:
+        return await asyncio.gather(
+            *(authenticator.add_system_user(SimpleNamespace(name=n)) for n in ("ann", "bob")),
+            return_exceptions=True,
+        )
+
+    for result in asyncio.run(logins()):
+        assert isinstance(result, RuntimeError) and "home root is gone" in str(result)
 
 
 def test_hpc_hub_uses_jupyterhubs_own_shared_password_class(
