@@ -131,7 +131,8 @@ if [[ $changed == yes ]] && pgrep -x slurmctld >/dev/null; then
         sleep 0.2
     done
     scontrol shutdown >/dev/null 2>&1 || true
-    for _ in $(seq 1 150); do
+    # slurmd can take most of a minute to finish shutting down.
+    for _ in $(seq 1 600); do
         pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break
         sleep 0.2
     done
