@@ -500,7 +500,7 @@ class JetstreamSlurmSpawner(SlurmSpawner):
                     raise RequestError(
                         f"SLURM on {self.login_host} will never start this job ({reason}: "
                         f"{REASONS.get(reason, 'the request exceeds a limit')}); it was cancelled. "
-                        "Ask for fewer cores, less memory or a shorter wall time."
+                        "Ask for fewer cores or GPUs, less memory or a shorter wall time."
                     )
                 if time.monotonic() > deadline:
                     await self._give_up()

@@ -619,6 +619,31 @@ def swarm_notebooks_fit_workers(cfg: StackConfig) -> list[Problem]:
     return problems
 
 
+# Why a swarm has no GPU workers (docs/swarm.md, "GPUs"). `docker run --gpus` is a device
+# request; a swarm service's container spec has none (Docker Engine API, docker-py's
+# ContainerSpec and pulumi-docker's ServiceTaskSpecContainerSpec alike: tests/test_swarm_config.py
+# reads them). Swarm's generic resources only count what a node advertises; the device itself
+# would reach the container only through the NVIDIA container runtime made every worker's default
+# runtime, from NVIDIA's own package repository, with nothing that keeps a notebook to its GPU.
+SWARM_NO_GPUS = (
+    "is a GPU flavor, and a swarm cannot give notebooks GPUs: a Docker Swarm service has no device "
+    "requests (the `docker run --gpus` of a plain container), and swarm's generic resources only count "
+    "GPUs without handing the device to the container; choose an m3 or r3 flavor, or run GPU "
+    "notebooks on scenario hpc (a partition with maxGpus)"
+)
+
+
+def swarm_has_no_gpu_flavors(cfg: StackConfig) -> list[Problem]:
+    swarm = cfg.swarm
+    if cfg.scenario != "swarm" or swarm is None:
+        return []
+    return [
+        Problem(f"swarm.{key}", f"{name} {SWARM_NO_GPUS}", name)
+        for key, name in (("workerFlavor", swarm.worker_flavor), ("managerFlavor", swarm.manager_flavor))
+        if FLAVORS[name].gpu_fraction > 0
+    ]
+
+
 def _only_on(key: str, enabled: bool, scenario: str, scenarios: tuple[str, ...], where: str) -> list[Problem]:
     """A feature switched on for a scenario that has none yet: `where` says what it runs on."""
     if enabled and scenario not in scenarios:
@@ -735,6 +760,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     k8s_control_plane_fits_ceph,
     k8s_ceph_holds_homes,
     swarm_notebooks_fit_workers,
+    swarm_has_no_gpu_flavors,
     image_provides_packages,
     backup_supported,
     shared_folder_supported,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,37 @@ def test_a_reservation_no_worker_can_hold_names_the_flavor_not_the_count() -> No
     assert "swarm.workerFlavor = 'm3.small': m3.small (2 vCPUs, 5 GB after 1 GB" in text
     assert "cannot reserve 0.5 CPU and 8 GB for one notebook" in text
     assert "swarm.workerCount" not in text
+
+
+@pytest.mark.parametrize("key", ["workerFlavor", "managerFlavor"])
+def test_gpu_flavors_are_refused_by_key_with_the_reason(key: str) -> None:
+    text = problems(scenario="swarm", swarm={"workerCount": 2, key: "g3.medium"})
+    assert (
+        f"swarm.{key} = 'g3.medium': g3.medium is a GPU flavor, and a swarm cannot give notebooks GPUs"
+        in text
+    )
+    assert "a Docker Swarm service has no device requests" in text
+    assert "scenario hpc (a partition with maxGpus)" in text
+
+
+def test_swarm_services_still_have_no_device_requests() -> None:
+    """The refusal above rests on this: a plain container takes device requests (`--gpus`), a swarm
+    service's container spec does not, neither in docker-py (the hub's SwarmSpawner creates the
+    notebook services with it) nor in pulumi-docker (the stack's own services); only generic
+    resources, which count a node's GPUs without giving one to the container. When a version
+    adds device requests to services, this fails: revisit swarm_has_no_gpu_flavors."""
+    import docker.types
+    import pulumi_docker
+
+    def fields(kind: object) -> set[str]:
+        return set(inspect.signature(kind).parameters)  # type: ignore[arg-type]
+
+    assert "device_requests" in fields(pulumi_docker.ContainerArgs)
+    assert "device_requests" in fields(docker.types.HostConfig)
+    for spec in (docker.types.ContainerSpec, pulumi_docker.ServiceTaskSpecContainerSpecArgs):
+        assert not {f for f in fields(spec) if "device" in f or "gpu" in f}, spec
+    assert "generic_resources" in fields(docker.types.Resources)
+    assert "generic_resources" in fields(pulumi_docker.ServiceTaskSpecResourcesReservationArgs)
 
 
 def test_images_need_a_tag_and_quota_overrides_valid_names() -> None:
