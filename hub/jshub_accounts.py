@@ -5,6 +5,7 @@ logins off the VM's own accounts, and the pre-spawn hook that prepares a home. T
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import pwd
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,10 +30,11 @@ class _AccountQueue:
         self.command = list(command)
         self.log = log
         self.waiting: dict[str, asyncio.Future[None]] = {}
+        self.running: dict[str, asyncio.Future[None]] = {}  # the call under way
         self.worker: asyncio.Task[None] | None = None
 
     async def add(self, name: str) -> None:
-        future = self.waiting.get(name)
+        future = self.waiting.get(name) or self.running.get(name)
         if future is None:
             future = self.waiting[name] = asyncio.get_running_loop().create_future()
         if self.worker is None or self.worker.done():
@@ -42,7 +44,7 @@ class _AccountQueue:
     async def _work(self) -> None:
         while self.waiting:
             names = list(self.waiting)[:BATCH_SIZE]
-            batch = {name: self.waiting.pop(name) for name in names}
+            batch = self.running = {name: self.waiting.pop(name) for name in names}
             try:
                 results = await self._run(names)
             except Exception as exc:  # the command could not run at all: every login in it fails
@@ -53,6 +55,7 @@ class _AccountQueue:
                     future.set_result(None)
                 else:
                     future.set_exception(RuntimeError(f"Failed to create system user {name}: {error}"))
+            self.running = {}
 
     async def _run(self, names: list[str]) -> dict[str, str | None]:
         """Run the command for `names`; each name's error, or None when its account exists."""
@@ -77,15 +80,17 @@ class _AccountQueue:
 
 
 class AccountsOffTheEventLoop(LocalAuthenticator):
-    """Makes new users' Unix accounts without stopping the hub. LocalAuthenticator waits for
-    the add-user command with the hub's event loop blocked: in a workshop's login storm each
-    first login then froze every other request for a whole adduser run (100 participants at
-    once: the median login took 26 s, bench/login_storm.py). Here the accounts queue and are
-    made in batches (_AccountQueue) while the hub goes on answering."""
+    """Makes new users' Unix accounts off the login: JupyterHub's LocalAuthenticator makes the
+    account with the hub's event loop blocked, and the login waits for it. Here a first login
+    queues its account (made in batches by _AccountQueue) and completes at once; the user's
+    first spawn waits for it in pre_spawn_start, before any spawner or hook needs the account,
+    and fails with the command's reason if it could not be made. A thousand first logins then
+    cost the hub what a thousand logins cost it, and the accounts are made while the hub shows
+    each participant the spawn's progress (bench/login_storm.py)."""
 
     _queues: dict[int, _AccountQueue]
 
-    async def add_system_user(self, user: Any) -> None:
+    def _queue(self) -> _AccountQueue:
         if any("USERNAME" in arg for arg in self.add_user_cmd):
             raise ValueError("add_user_cmd takes the names as arguments: no USERNAME placeholder")
         # One queue per event loop (the hub has one; tests run several in turn).
@@ -94,7 +99,27 @@ class AccountsOffTheEventLoop(LocalAuthenticator):
         if loop not in queues:
             queues.clear()
             queues[loop] = _AccountQueue(self.add_user_cmd, self.log)
-        await queues[loop].add(user.name)
+        queue: _AccountQueue = queues[loop]
+        return queue
+
+    async def add_system_user(self, user: Any) -> None:
+        name = user.name
+        task = asyncio.ensure_future(self._queue().add(name))
+
+        def report(done: asyncio.Future[None]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                self.log.error("%s (the user's next spawn tries again)", done.exception())
+
+        task.add_done_callback(report)
+
+    async def pre_spawn_start(self, user: Any, spawner: Any) -> None:
+        started = super().pre_spawn_start(user, spawner)
+        if inspect.isawaitable(started):
+            await started
+        if self.create_system_users and not self.system_user_exists(user):
+            # Queued at login (then this waits for that call), or failed there (then this is
+            # the retry the log promised).
+            await self._queue().add(user.name)
 
 
 class LocalSharedPasswordAuthenticator(AccountsOffTheEventLoop, SharedPasswordAuthenticator):

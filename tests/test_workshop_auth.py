@@ -253,15 +253,16 @@ def test_local_accounts_never_log_in_as_a_system_account(
     assert hook(authenticator, None, {"name": "nobody-here-xyz"}) == {"name": "nobody-here-xyz"}
 
 
-def test_accounts_are_made_in_batches_one_call_at_a_time_while_the_hub_keeps_answering(
+def test_accounts_are_made_off_the_login_in_batches_and_each_spawn_waits_for_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A workshop's first logins each need a Unix account: the hub's event loop keeps running
-    while the add-user command does (JupyterHub's LocalAuthenticator waits for it with the loop
-    blocked), one call runs at a time, and each call takes every name that queued while the one
-    before ran (a login storm makes its accounts in a few calls, not one process each). A name
-    the command fails fails that login only, with the command's reason. (The native sign-up's
-    class makes accounts the same way: test_native_config_builds_nativeauthenticator_with_approval.)"""
+    """A workshop's first logins each need a Unix account. A login only queues it and returns
+    (JupyterHub's LocalAuthenticator would make it there, with the hub's event loop blocked);
+    one add-user call runs at a time and takes every name that queued while the one before ran
+    (a login storm makes its accounts in a few calls, not a process each); the user's spawn
+    waits for the account in pre_spawn_start, and a name the command fails fails that user's
+    spawn only, with the command's reason, and is tried again at the next spawn. (The native
+    sign-up's class makes accounts the same way: test_native_config_builds_nativeauthenticator_with_approval.)"""
     import asyncio
     import time
     from types import SimpleNamespace
@@ -271,21 +272,25 @@ def test_accounts_are_made_in_batches_one_call_at_a_time_while_the_hub_keeps_ans
     spec = HubConfigSpec.from_config(make_config(**SHARED))
     authenticator = _authenticator(_load(hub_config_text(spec, tmp_path), tmp_path))
     assert authenticator.create_system_users
-    log = tmp_path / "calls.log"
+    log, made = tmp_path / "calls.log", tmp_path / "made"
+    made.touch()
     command = tmp_path / "add-user"
     # The rendered script's protocol: a line per name, "ok NAME" or "failed NAME: REASON".
     command.write_text(
         "#!/bin/bash\n"
         f'echo "start $*" >>{log}\nsleep 0.4\necho "end" >>{log}\n'
         'for n in "$@"; do\n'
-        '  if [[ $n == bad ]]; then echo "failed $n: useradd: no such thing"; else echo "ok $n"; fi\n'
+        '  if [[ $n == bad ]]; then echo "failed $n: useradd: no such thing"; continue; fi\n'
+        f'  echo "$n" >>{made}; echo "ok $n"\n'
         "done\n"
     )
     command.chmod(0o755)
     authenticator.add_user_cmd = [str(command)]
+    authenticator.system_user_exists = lambda user: user.name in made.read_text().split()
     names = ["ann", "bad", "bob", "cy", "dee"]
+    users = {n: SimpleNamespace(name=n) for n in names}
 
-    async def logins() -> tuple[list[BaseException | None], int]:
+    async def workshop() -> tuple[float, list[BaseException | None], BaseException | None, int]:
         ticks = 0
 
         async def ticker() -> None:
@@ -295,31 +300,38 @@ def test_accounts_are_made_in_batches_one_call_at_a_time_while_the_hub_keeps_ans
                 ticks += 1
 
         running = asyncio.create_task(ticker())
-
-        async def login(name: str, delay: float) -> None:
-            await asyncio.sleep(delay)
-            await authenticator.add_system_user(SimpleNamespace(name=name))
-
-        # ann first; the others arrive while ann's call runs.
-        results = await asyncio.gather(
-            *(login(n, 0 if n == "ann" else 0.1) for n in names), return_exceptions=True
+        start = time.monotonic()
+        await authenticator.add_system_user(users["ann"])
+        await asyncio.sleep(0.1)  # the others log in while ann's call runs
+        for n in names[1:]:
+            await authenticator.add_system_user(users[n])
+        logins_s = time.monotonic() - start
+        spawns = await asyncio.gather(
+            *(authenticator.pre_spawn_start(users[n], None) for n in names), return_exceptions=True
+        )
+        again = await asyncio.gather(
+            authenticator.pre_spawn_start(users["bad"], None), return_exceptions=True
         )
         running.cancel()
-        return results, ticks
+        return logins_s, spawns, again[0], ticks
 
     start = time.monotonic()
-    results, ticks = asyncio.run(logins())
+    logins_s, spawns, again, ticks = asyncio.run(workshop())
     elapsed = time.monotonic() - start
-    outcome = dict(zip(names, results, strict=True))
+    assert logins_s < 0.3, f"the logins waited {logins_s:.2f} s for accounts"
+    outcome = dict(zip(names, spawns, strict=True))
     assert all(outcome[n] is None for n in names if n != "bad"), outcome
     assert isinstance(outcome["bad"], RuntimeError) and "useradd: no such thing" in str(outcome["bad"])
-    # Two calls, never at once: ann's, then one with every name that queued meanwhile.
-    assert log.read_text().splitlines() == ["start ann", "end", "start bad bob cy dee", "end"]
-    assert elapsed >= 0.8
+    assert isinstance(again, RuntimeError)
+    # Calls never at once: ann's, one with every name that queued meanwhile, then bad's retry.
+    assert log.read_text().splitlines() == [
+        "start ann", "end", "start bad bob cy dee", "end", "start bad", "end",
+    ]  # fmt: skip
+    assert made.read_text().split() == ["ann", "bob", "cy", "dee"]
     assert ticks >= 0.5 * elapsed / 0.05, f"{ticks} ticks in {elapsed:.2f}s: the loop was blocked"
 
 
-def test_a_batch_whose_command_reports_nothing_fails_each_of_its_logins_with_the_error(
+def test_a_batch_whose_command_reports_nothing_fails_each_spawn_with_the_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import asyncio
@@ -333,14 +345,17 @@ def test_a_batch_whose_command_reports_nothing_fails_each_of_its_logins_with_the
     command.write_text('#!/bin/bash\necho "home root is gone" >&2\nexit 2\n')
     command.chmod(0o755)
     authenticator.add_user_cmd = [str(command)]
+    authenticator.system_user_exists = lambda user: False
+    users = [SimpleNamespace(name=n) for n in ("ann", "bob")]
 
-    async def logins() -> list[BaseException | None]:
+    async def spawns() -> list[BaseException | None]:
+        for user in users:
+            await authenticator.add_system_user(user)
         return await asyncio.gather(
-            *(authenticator.add_system_user(SimpleNamespace(name=n)) for n in ("ann", "bob")),
-            return_exceptions=True,
+            *(authenticator.pre_spawn_start(user, None) for user in users), return_exceptions=True
         )
 
-    for result in asyncio.run(logins()):
+    for result in asyncio.run(spawns()):
         assert isinstance(result, RuntimeError) and "home root is gone" in str(result)
 
 
