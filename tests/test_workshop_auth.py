@@ -241,20 +241,24 @@ def test_without_admin_password_the_hub_starts_with_none(
     assert authenticator.admin_password is None and authenticator.user_password == PASSWORD
 
 
-def test_local_accounts_never_log_in_as_a_system_account(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def local_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The single hub's shared-password authenticator (Unix accounts), as its config builds it."""
     monkeypatch.setenv("WORKSHOP_PASSWORD", PASSWORD)
     monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
     spec = HubConfigSpec.from_config(make_config(**SHARED))
-    authenticator = _authenticator(_load(hub_config_text(spec, tmp_path), tmp_path))
+    return _authenticator(_load(hub_config_text(spec, tmp_path), tmp_path))
+
+
+def test_local_accounts_never_log_in_as_a_system_account(local_shared: Any, tmp_path: Path) -> None:
+    authenticator = local_shared
     hook = authenticator.post_auth_hook
     assert hook(authenticator, None, {"name": "root"}) is None
     assert hook(authenticator, None, {"name": "nobody-here-xyz"}) == {"name": "nobody-here-xyz"}
 
 
 def test_accounts_are_made_off_the_login_in_batches_and_each_spawn_waits_for_its_own(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    local_shared: Any, tmp_path: Path
 ) -> None:
     """A workshop's first logins each need a Unix account. A login only queues it and returns
     (JupyterHub's LocalAuthenticator would make it there, with the hub's event loop blocked);
@@ -267,10 +271,7 @@ def test_accounts_are_made_off_the_login_in_batches_and_each_spawn_waits_for_its
     import time
     from types import SimpleNamespace
 
-    monkeypatch.setenv("WORKSHOP_PASSWORD", PASSWORD)
-    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
-    spec = HubConfigSpec.from_config(make_config(**SHARED))
-    authenticator = _authenticator(_load(hub_config_text(spec, tmp_path), tmp_path))
+    authenticator = local_shared
     assert authenticator.create_system_users
     log, made = tmp_path / "calls.log", tmp_path / "made"
     made.touch()
@@ -332,15 +333,12 @@ def test_accounts_are_made_off_the_login_in_batches_and_each_spawn_waits_for_its
 
 
 def test_a_batch_whose_command_reports_nothing_fails_each_spawn_with_the_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    local_shared: Any, tmp_path: Path
 ) -> None:
     import asyncio
     from types import SimpleNamespace
 
-    monkeypatch.setenv("WORKSHOP_PASSWORD", PASSWORD)
-    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
-    spec = HubConfigSpec.from_config(make_config(**SHARED))
-    authenticator = _authenticator(_load(hub_config_text(spec, tmp_path), tmp_path))
+    authenticator = local_shared
     command = tmp_path / "add-user"
     command.write_text('#!/bin/bash\necho "home root is gone" >&2\nexit 2\n')
     command.chmod(0o755)
