@@ -22,6 +22,7 @@ the local swarm under a lock that another run (of another clone) on the same mac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -375,7 +376,13 @@ class PortListener:
             conn.close()
 
     def close(self) -> None:
+        # shutdown first: close() alone leaves the socket listening while the thread is in
+        # accept(), and the port taken until the process ends (another test run's listener
+        # on the same port then fails with "Address already in use").
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+        self.thread.join(5)
 
 
 def node_address() -> str:
