@@ -239,6 +239,19 @@ class Hub(HubClient):
         self.start()
 
     @staticmethod
+    def account(name: str, timeout: float = 30) -> pwd.struct_passwd:
+        """The user's Unix account once the hub has made it: a login, a new user in the API or
+        the hub's start only queues it (hub/jshub_accounts.py); a spawn waits for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return pwd.getpwnam(name)
+            except KeyError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    @staticmethod
     def pids_of(user: str, pattern: str | None = None) -> set[int]:
         """Processes running as `user` (whose command line matches `pattern`)."""
         return pids_of(user, pattern)

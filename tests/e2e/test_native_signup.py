@@ -7,7 +7,6 @@ Needs root, adduser and configurable-http-proxy (`make system-deps`).
 
 from __future__ import annotations
 
-import pwd
 from typing import TYPE_CHECKING
 
 import pytest
@@ -62,7 +61,7 @@ def test_sign_up_then_admin_approval_then_login(hub: Hub) -> None:
     accepted = login(hub, browser(), name, password)
     assert accepted.status_code == 302, f"{accepted.status_code}: {accepted.text[:400]}\n{hub.log_tail()}"
     assert hub.expect(hub.api("GET", f"/users/{name}"), 200).json()["admin"] is False
-    assert pwd.getpwnam(name).pw_dir == f"{hub.paths.home_root}/{name}"
+    assert hub.account(name).pw_dir == f"{hub.paths.home_root}/{name}"
 
 
 def test_only_an_admin_approves(hub: Hub) -> None:

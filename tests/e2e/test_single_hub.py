@@ -53,7 +53,7 @@ def test_user_gets_account_home_server_and_kernel(hub: Hub, username: str) -> No
     assert created["name"] == username
 
     # The hub ran the rendered add-user script: a real account, its home on the data volume.
-    account = pwd.getpwnam(username)
+    account = hub.account(username)
     home = Path(hub.paths.home_root) / username
     assert account.pw_dir == str(home)
     info = home.stat()
@@ -185,7 +185,7 @@ def test_accounts_come_back_with_their_uids_after_the_root_disk_is_rebuilt(hub: 
     name = random_username()
     ensure_user(hub, name)
     home = Path(hub.paths.home_root) / name
-    uid = pwd.getpwnam(name).pw_uid
+    uid = hub.account(name).pw_uid
     notes = home / "notes.txt"
     notes.write_text("kept\n")
     notes.chmod(0o600)
@@ -197,7 +197,7 @@ def test_accounts_come_back_with_their_uids_after_the_root_disk_is_rebuilt(hub: 
     assert home.stat().st_uid == uid
     hub.start()
 
-    account = pwd.getpwnam(name)
+    account = hub.account(name)
     assert account.pw_uid == uid and account.pw_dir == str(home)
     # The home of a user the hub no longer knows has no account after a rebuild: a new user
     # never gets its UID (and with it those files).
@@ -207,7 +207,7 @@ def test_accounts_come_back_with_their_uids_after_the_root_disk_is_rebuilt(hub: 
     os.chown(orphan, orphan_uid, orphan_uid)
     newcomer = random_username()
     ensure_user(hub, newcomer)
-    assert pwd.getpwnam(newcomer).pw_uid > orphan_uid
+    assert hub.account(newcomer).pw_uid > orphan_uid
 
     hub.start_server(name)
     kernel = hub.expect(hub.user_api(name, "POST", "/kernels", json={}), 201).json()

@@ -8,7 +8,6 @@ Needs root, adduser and configurable-http-proxy (`make system-deps`).
 
 from __future__ import annotations
 
-import pwd
 import subprocess
 import threading
 from pathlib import Path
@@ -64,13 +63,13 @@ def test_create_twice_gives_the_same_hub_and_reports_bad_lines(
     assert f"line 8: '{names[1]}': {names[1]} is already on line 5" in first.stderr
     assert "create: created 3, failed 2" in first.stdout
     assert [model(hub, n)["admin"] for n in names] == [True, False, False]
-    uids = [pwd.getpwnam(n).pw_uid for n in names]
+    uids = [hub.account(n).pw_uid for n in names]
 
     second = users(hub, "create", str(roster))
     assert second.returncode == 1
     assert "create: already there 3, failed 2" in second.stdout
     assert [model(hub, n)["admin"] for n in names] == [True, False, False]
-    assert [pwd.getpwnam(n).pw_uid for n in names] == uids
+    assert [hub.account(n).pw_uid for n in names] == uids
 
     listed = users(hub, "list", str(roster))
     lines = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}

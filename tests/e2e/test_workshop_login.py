@@ -44,13 +44,13 @@ def test_the_right_password_logs_a_participant_in_and_a_wrong_one_does_not(hub: 
     assert accepted.status_code == 302, f"{accepted.status_code}: {accepted.text[:400]}\n{hub.log_tail()}"
     model = hub.expect(hub.api("GET", f"/users/{name}"), 200).json()
     assert model["admin"] is False
-    # The login made the participant's Unix account, home on the data volume.
-    assert pwd.getpwnam(name).pw_dir == f"{hub.paths.home_root}/{name}"
     # The session cookie the form set is the participant's own.
     whoami = session.get(f"{hub.public_url}/hub/api/user", timeout=30)
     assert whoami.status_code == 200 and whoami.json()["name"] == name
-    # And it starts their server, which answers through the proxy as them.
+    # And it starts their server, which answers through the proxy as them: the login queued
+    # the participant's Unix account (home on the data volume), which the spawn waited for.
     hub.start_server(name)
+    assert pwd.getpwnam(name).pw_dir == f"{hub.paths.home_root}/{name}"
     assert hub.pids_of(name, "jupyterhub-singleuser")
     hub.stop_server(name)
 
