@@ -18,7 +18,7 @@ import pulumi_tls as tls
 from catalog import EXTERNAL_NETWORK
 from catalog.jetstream2 import DEFAULT_LOGIN_USER
 from components.firewall import Ingress, RoleSecurityGroup, RoleSecurityGroupArgs, ssh_ingress, web_ingress
-from components.vm import DataVolume, JetstreamVM, JetstreamVMArgs, VolumeIds, a_record
+from components.vm import DataVolume, JetstreamVM, JetstreamVMArgs, VolumeIds, a_record, removal_step
 from renderers import k3s
 from stackconfig import StackConfig, sizing
 from stackconfig.model import K8sConfig
@@ -380,21 +380,6 @@ class K8sCluster(pulumi.ComponentResource):
             )
             return NodeSteps(token_command, version, ready)
 
-        def removal(vm: JetstreamVM, node_name: str) -> command.remote.Command:
-            """Drains the worker and deletes its Node before its server goes (a lower
-            workerCount, or a destroy): it depends on the worker, so Pulumi deletes it, running
-            its delete command, before the server. Nothing else: no triggers and an update
-            command, so it is never replaced, whose old delete would drain a live node."""
-            return command.remote.Command(
-                f"{node_name}-removal",
-                connection=connection(first),
-                create=f"echo {node_name} is drained here before its server is deleted",
-                update=f"echo {node_name} is drained here before its server is deleted",
-                delete=k3s.render_node_drain_script(node_name),
-                logging=command.remote.Logging.STDOUT_AND_STDERR,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[vm]),
-            )
-
         first_steps = steps(first, f"{name}-cp-0", "server", k8s.control_plane_flavor, True)
         server_steps = [first_steps]
         servers = [first]
@@ -434,7 +419,9 @@ class K8sCluster(pulumi.ComponentResource):
                 after=[worker_steps[i - lanes].ready if i >= lanes else previous],
             )
             worker_steps.append(steps(vm, node_name, "worker", k8s.worker_flavor, False))
-            self.worker_removals.append(removal(vm, node_name))
+            self.worker_removals.append(
+                removal_step(vm, node_name, connection(first), k3s.render_node_drain_script(node_name), self)
+            )
 
         fetch = command.remote.Command(
             f"{name}-kubeconfig",

@@ -16,7 +16,7 @@ import pulumi_tls as tls
 
 from catalog.jetstream2 import DEFAULT_LOGIN_USER
 from components.firewall import Ingress, RoleSecurityGroup, RoleSecurityGroupArgs
-from components.vm import DataVolume, DnsRecord, JetstreamVM, JetstreamVMArgs, VolumeIds
+from components.vm import DataVolume, DnsRecord, JetstreamVM, JetstreamVMArgs, VolumeIds, removal_step
 from renderers.swarm import (
     ManagerBootSpec,
     WorkerBootSpec,
@@ -275,18 +275,10 @@ class SwarmCluster(pulumi.ComponentResource):
                 triggers=[*worker.root_disk, init.id],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[join]),
             )
-            # Runs on the manager before the worker's server is deleted (fewer workers, or a
-            # destroy): it depends on the worker, so Pulumi deletes it first, and its delete
-            # drains the node and removes it from the swarm. No triggers and an update command:
-            # it is never replaced, so that delete runs only when the worker really goes.
-            note = f"echo {worker_name} is drained and removed here before its server is deleted"
-            removal = command.remote.Command(
-                f"{worker_name}-removal",
-                connection=to_manager,
-                create=note,
-                update=note,
-                delete=render_node_remove_script(worker_name),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[worker]),
+            # On the manager before the worker's server is deleted: drain the node, remove it
+            # from the swarm.
+            removal = removal_step(
+                worker, worker_name, to_manager, render_node_remove_script(worker_name), self
             )
             self.worker_names.append(worker_name)
             self.workers.append(WorkerHost(to_worker, worker.root_disk, worker.private_ip))

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
+import pulumi_command as command
 import pulumi_openstack as openstack
 
 from catalog import EXTERNAL_NETWORK
@@ -196,3 +197,26 @@ class JetstreamVM(pulumi.ComponentResource):
                 "volume_ids": self.volume_ids,
             }
         )
+
+
+def removal_step(
+    vm: JetstreamVM,
+    node: str,
+    connection: command.remote.ConnectionArgs,
+    delete: pulumi.Input[str],
+    parent: pulumi.Resource,
+) -> command.remote.Command:
+    """`<node>-removal`: a remote step whose delete command (a drain) runs before `vm`'s server
+    is deleted (a smaller cluster, or a destroy): it depends on the VM, and Pulumi deletes
+    dependents first. Nothing else: no triggers and an update command, so it is never replaced,
+    whose old delete would run after the new create and drain a live node."""
+    note = f"echo {node} is drained here before its server is deleted"
+    return command.remote.Command(
+        f"{node}-removal",
+        connection=connection,
+        create=note,
+        update=note,
+        delete=delete,
+        logging=command.remote.Logging.STDOUT_AND_STDERR,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[vm]),
+    )

@@ -18,6 +18,7 @@ from renderers.hub_config import HUB_DIR
 from renderers.z2jh import SHARED_DATA_CLAIM, Z2JHSpec, z2jh_values
 from stackconfig import StackConfig
 from tests.conftest import make_config, require_tool
+from tests.stubs import stub
 from tests.upstream_schemas import (
     deep_merge,
     rook_cluster_defaults,
@@ -370,11 +371,6 @@ def test_token_script_reads_the_token_from_stdin_only() -> None:
     )
 
 
-def _stub(bin_dir: Path, name: str, text: str) -> None:
-    (bin_dir / name).write_text("#!/bin/bash\n" + text)
-    (bin_dir / name).chmod(0o755)
-
-
 @pytest.mark.parametrize(("installed", "runs_installer"), [("v1.33.5+k3s1", False), ("v1.32.9+k3s1", True)])
 def test_upgrade_script_records_the_version_and_upgrades_only_an_older_k3s(
     installed: str, runs_installer: bool, tmp_path: Path
@@ -387,10 +383,10 @@ def test_upgrade_script_records_the_version_and_upgrades_only_an_older_k3s(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "installer.log"
-    _stub(bin_dir, "sudo", 'exec "$@"\n')
-    _stub(bin_dir, "cloud-init", "exit 0\n")
-    _stub(bin_dir, "k3s", f'echo "k3s version {installed} (0123abcd)"\n')
-    _stub(
+    stub(bin_dir, "sudo", 'exec "$@"\n')
+    stub(bin_dir, "cloud-init", "exit 0\n")
+    stub(bin_dir, "k3s", f'echo "k3s version {installed} (0123abcd)"\n')
+    stub(
         bin_dir,
         "curl",
         'out=""; while (($#)); do [[ "$1" == --output ]] && out=$2; shift; done\n'
@@ -414,8 +410,8 @@ def test_first_boot_installer_takes_the_version_the_stack_delivered(tmp_path: Pa
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "installer.log"
-    _stub(bin_dir, "sudo", 'exec "$@"\n')
-    _stub(
+    stub(bin_dir, "sudo", 'exec "$@"\n')
+    stub(
         bin_dir,
         "curl",
         'out=""; url=""; while (($#)); do [[ "$1" == --output ]] && out=$2; url=$1; shift; done\n'
@@ -478,9 +474,9 @@ def _run_readiness(
     bash = require_tool("bash", "runs the rendered readiness script")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    _stub(bin_dir, "sudo", 'exec "$@"\n')
-    _stub(bin_dir, "sleep", "exit 0\n")
-    _stub(
+    stub(bin_dir, "sudo", 'exec "$@"\n')
+    stub(bin_dir, "sleep", "exit 0\n")
+    stub(
         bin_dir,
         "k3s",
         'args="$*"\n'
@@ -582,10 +578,10 @@ def test_a_joining_node_waits_for_the_first_server_then_starts_k3s_without_waiti
     bin_dir.mkdir()
     log = tmp_path / "calls.log"
     pings = tmp_path / "pings"
-    _stub(bin_dir, "sudo", 'exec "$@"\n')
-    _stub(bin_dir, "sleep", "exit 0\n")
-    _stub(bin_dir, "systemctl", f'echo "systemctl $*" >>{log}\n')
-    _stub(
+    stub(bin_dir, "sudo", 'exec "$@"\n')
+    stub(bin_dir, "sleep", "exit 0\n")
+    stub(bin_dir, "systemctl", f'echo "systemctl $*" >>{log}\n')
+    stub(
         bin_dir,
         "curl",
         'out=""; url=""; while (($#)); do [[ "$1" == --output ]] && out=$2; url=$1; shift; done\n'

@@ -18,6 +18,7 @@ from planner.diff import diff_plans, exit_code
 from planner.plan import deployed_plan, plan_on
 from renderers import k3s
 from tests.conftest import require_tool
+from tests.stubs import stub
 
 COMMAND = "command:remote:Command"
 INSTANCE = "openstack:compute/instance:Instance"
@@ -100,11 +101,6 @@ def test_a_roll_never_runs_a_delete_command(stack: str, change: dict[str, Any], 
 # --- the drain script against a stand-in cluster --------------------------------------------------
 
 
-def _stub(bin_dir: Path, name: str, text: str) -> None:
-    (bin_dir / name).write_text("#!/bin/bash\n" + text)
-    (bin_dir / name).chmod(0o755)
-
-
 def _drain(
     tmp_path: Path, *, exists: bool, ready: str, drain_ok: bool
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
@@ -112,8 +108,8 @@ def _drain(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "calls"
-    _stub(bin_dir, "sudo", 'exec "$@"\n')
-    _stub(
+    stub(bin_dir, "sudo", 'exec "$@"\n')
+    stub(
         bin_dir,
         "k3s",
         f'printf "%s\\n" "$*" >>{calls}\n'

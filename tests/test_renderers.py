@@ -22,6 +22,7 @@ from renderers.scripts import (
 )
 from tests.conftest import BASE_CONFIG, make_config, require_root, require_tool
 from tests.hub_config_local import hub_config_text, settings_of
+from tests.stubs import stub
 
 BASE_AUTH: dict[str, Any] = BASE_CONFIG["auth"]
 
@@ -275,11 +276,6 @@ def test_hub_config_uses_the_separate_proxy_and_upgrades_its_database(
     assert config.JupyterHub.upgrade_db is True
 
 
-def _stub(bin_dir: Path, name: str, body: str) -> None:
-    (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
-    (bin_dir / name).chmod(0o755)
-
-
 def test_hub_config_script_writes_changed_files_and_restarts_only_what_reads_them(tmp_path: Path) -> None:
     """The script the hub-config command runs, run for real against a scratch folder (sudo,
     cloud-init, systemctl and the venv's pip are stubs that log their calls)."""
@@ -299,10 +295,10 @@ def test_hub_config_script_writes_changed_files_and_restarts_only_what_reads_the
     bin_dir.mkdir()
     (tmp_path / "venv" / "bin").mkdir(parents=True)
     log = tmp_path / "calls.log"
-    _stub(bin_dir, "sudo", 'exec "$@"')
-    _stub(bin_dir, "cloud-init", 'echo "cloud-init $*" >>"$LOG"')
-    _stub(bin_dir, "systemctl", 'echo "systemctl $*" >>"$LOG"')
-    _stub(tmp_path / "venv" / "bin", "pip", 'echo "pip $*" >>"$LOG"')
+    stub(bin_dir, "sudo", 'exec "$@"')
+    stub(bin_dir, "cloud-init", 'echo "cloud-init $*" >>"$LOG"')
+    stub(bin_dir, "systemctl", 'echo "systemctl $*" >>"$LOG"')
+    stub(tmp_path / "venv" / "bin", "pip", 'echo "pip $*" >>"$LOG"')
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log)}
     cfg = make_config()
 

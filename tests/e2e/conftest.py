@@ -238,18 +238,17 @@ class Hub(HubClient):
         )
         self.start()
 
-    @staticmethod
-    def account(name: str, timeout: float = 30) -> pwd.struct_passwd:
+    def account(self, name: str, timeout: float = 30) -> pwd.struct_passwd:
         """The user's Unix account once the hub has made it: a login, a new user in the API or
         the hub's start only queues it (hub/jshub_accounts.py); a spawn waits for it."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def made() -> pwd.struct_passwd | None:
             try:
                 return pwd.getpwnam(name)
             except KeyError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+                return None
+
+        return self.wait_for(made, f"the Unix account of {name}", timeout=timeout, poll_s=0.1)
 
     @staticmethod
     def pids_of(user: str, pattern: str | None = None) -> set[int]:
