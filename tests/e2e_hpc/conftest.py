@@ -38,6 +38,7 @@ from tests.vmhub_local import ConfigWriter, LocalProxy
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SERVICES = ROOT / "tests" / "services"
+START_SLURM = SERVICES / "start-slurm.sh"
 ADMIN = run_account("e2e-admin")
 PARTITION_LIMITS = {"name": "debug", "maxCores": 4, "maxMemoryGb": 4, "maxWallHours": 1}
 # Limits above what the test node has (64 CPUs): SLURM itself must refuse, not the hub.
@@ -133,7 +134,9 @@ def slurm() -> None:
         ("munged", "SLURM's authentication"),
     ):
         require_tool(tool, why)
-    subprocess.run(["bash", str(SERVICES / "start-slurm.sh")], check=True, timeout=60)
+    # The script bounds each of its waits (the lock, a busy queue, a restart, the node's
+    # registration) and says which one ran out; this timeout only backs those up.
+    subprocess.run(["bash", str(START_SLURM)], check=True, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -41,9 +41,23 @@ running() {
 }
 
 install -d -m 0755 /etc/slurm "$state" "$state/ctld" "$state/d" /var/log/slurm
-# One run at a time: two runs writing and restarting at once would undo each other.
+# One run at a time: two runs writing and restarting at once would undo each other. The lock is
+# this script's file descriptor 9; every daemon it starts gets that descriptor closed (`9>&-`),
+# or the daemon would hold the lock for as long as it runs and the next run would wait forever.
+lock_s=${JSHUB_SLURM_LOCK_WAIT_S:-300}
 exec 9>>"$conf.lock"
-flock 9
+if ! flock -w "$lock_s" 9; then
+    echo "start-slurm: another run has held $conf.lock for ${lock_s} s; its holders:" >&2
+    for fd in /proc/[0-9]*/fd/*; do
+        if [[ $(readlink "$fd" 2>/dev/null) == "$conf.lock" ]]; then
+            pid=${fd#/proc/}
+            pid=${pid%%/*}
+            [[ $pid == "$$" ]] && continue
+            echo "  pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" >&2
+        fi
+    done
+    exit 1
+fi
 # The node is declared larger than the machine (config_overrides) so that a benchmark's 30
 # concurrent single-core notebooks all run at once instead of queueing.
 cat >"$conf.tmp" <<CONF
@@ -119,29 +133,34 @@ if [[ ! -s /etc/munge/munge.key ]]; then
     chmod 0400 /etc/munge/munge.key
 fi
 if ! pgrep -x munged >/dev/null; then
-    runuser -u munge -- /usr/sbin/munged
+    runuser -u munge -- /usr/sbin/munged 9>&-
 fi
 
 # A new node or GRES definition needs both daemons restarted (scontrol reconfigure is not enough).
 # Jobs survive a restart, but a test that is changing a partition's state would not: wait a while
 # for the queue to empty first (the machine's SLURM is shared by every local test run).
 if [[ $changed == yes ]] && pgrep -x slurmctld >/dev/null; then
-    for _ in $(seq 1 $((busy_s * 5))); do
+    deadline=$((SECONDS + busy_s))
+    while ((SECONDS < deadline)); do
         [[ -z $(timeout 5 squeue -h 2>/dev/null) ]] && break
         sleep 0.2
     done
-    scontrol shutdown >/dev/null 2>&1 || true
+    timeout 10 scontrol shutdown >/dev/null 2>&1 || true
     # slurmd can take most of a minute to finish shutting down.
-    for _ in $(seq 1 600); do
+    deadline=$((SECONDS + 120))
+    while ((SECONDS < deadline)); do
         pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break
         sleep 0.2
     done
 fi
 
-pgrep -x slurmctld >/dev/null || slurmctld
-pgrep -x slurmd >/dev/null || slurmd -N localhost
+pgrep -x slurmctld >/dev/null || slurmctld 9>&-
+pgrep -x slurmd >/dev/null || slurmd -N localhost 9>&-
 
-for _ in $(seq 1 $((wait_s * 5))); do
+# The waits are bounded by the clock, not by a count of tries: one try can take seconds when
+# the controller is slow to answer.
+deadline=$((SECONDS + wait_s))
+while ((SECONDS < deadline)); do
     if answers; then
         exit 0
     fi
@@ -151,9 +170,10 @@ for _ in $(seq 1 $((wait_s * 5))); do
         exit 1
     fi
     # A node that was down when slurmctld started comes back with an explicit resume.
-    scontrol update nodename=localhost state=resume >/dev/null 2>&1 || true
+    timeout 5 scontrol update nodename=localhost state=resume >/dev/null 2>&1 || true
     sleep 0.2
 done
-echo "start-slurm: the node did not become idle; see /var/log/slurm/" >&2
-sinfo >&2 || true
+echo "start-slurm: the node did not become idle in ${wait_s} s; see /var/log/slurm/" >&2
+timeout 5 sinfo >&2 || true
+tail -n 5 /var/log/slurm/slurmd.log >&2 || true
 exit 1
