@@ -8,6 +8,8 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 STACK     ?= dev
 JSON      ?=
+EXPORT    ?=
+STATE     ?=
 HOURS     ?=
 DAYS      ?=
 PYTEST_ARGS ?=
@@ -19,8 +21,8 @@ ARGS      ?=
 
 # Every entry point, one line each (the first target: `make` alone prints this).
 help:
-	@echo "make plan STACK=dev [JSON=f] [HOURS=8]   plan a stack offline: resources, cost, time, quotas, rendered files"
-	@echo "make diff STACK=dev SET=\"key=value ...\"  what a config change does to the deployed stack (exit 0/2/3/4/5)"
+	@echo "make plan STACK=dev [JSON=f] [HOURS=8] [EXPORT=f]  plan a stack offline: resources, cost, time, quotas, rendered files"
+	@echo "make diff STACK=dev SET=\"key=value ...\" [STATE=f]  what a change does to the deployed stack (STATE: a pulumi stack export; exit 0/2/3/4/5)"
 	@echo "make test                                the test suite (real tools skip with the reason, or fail with CI=true)"
 	@echo "make drills                              fault and load drills and the QEMU boot tests (minutes)"
 	@echo "make lint                                ruff, ruff format --check, mypy"
@@ -42,11 +44,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt hub/requirements.txt
 	touch $@
 
 plan: venv
-	$(PY) -m planner --stack $(STACK) $(if $(JSON),--json $(JSON)) $(if $(HOURS),--hours $(HOURS)) $(if $(DAYS),--days $(DAYS))
+	$(PY) -m planner --stack $(STACK) $(if $(JSON),--json $(JSON)) $(if $(EXPORT),--export $(EXPORT)) $(if $(HOURS),--hours $(HOURS)) $(if $(DAYS),--days $(DAYS))
 
 # make diff STACK=dev SET="hubFlavor=m3.quad hubDataVolumeGb=200"
 diff: venv
-	$(PY) -m planner.diff --stack $(STACK) $(foreach s,$(SET),--set '$(s)')
+	$(PY) -m planner.diff --stack $(STACK) $(if $(STATE),--state $(STATE)) $(foreach s,$(SET),--set '$(s)')
 
 # Refresh the architecture pictures the README embeds (tests check they are current).
 diagrams: venv

@@ -13,8 +13,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from planner import backup, burn, diagram, monitoring, report
-from planner.plan import PROJECT_DIR, PlanError, plan_stack
+from planner import backup, burn, diagram, monitoring, report, state
+from planner.plan import PROJECT_DIR, PlanError, plan_on, plan_stack
 
 
 def _quota_use(q: dict[str, Any]) -> str:
@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make plan", description=__doc__)
     parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--json", type=Path, help="also write the machine-readable plan here")
+    parser.add_argument(
+        "--export",
+        type=Path,
+        metavar="FILE",
+        help="also write the plan as `pulumi stack export` would once deployed (for make diff STATE=)",
+    )
     parser.add_argument("--out", type=Path, help="folder for rendered files (default plan/<stack>)")
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR)
     parser.add_argument("--stack-file", type=Path, help="read config from this file instead")
@@ -82,6 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(plan, indent=2) + "\n")
+
+    if args.export:
+        args.export.parent.mkdir(parents=True, exist_ok=True)
+        # As the stack is once this plan is deployed: planned again on what it then holds.
+        deployed = plan_on(
+            plan,
+            args.stack,
+            project_dir=args.project_dir,
+            stack_file=args.stack_file,
+            workshop_hours=args.hours,
+            workshop_days=args.days,
+            today=args.today,
+        )
+        args.export.write_text(json.dumps(state.export_plan(deployed, plan["project"]), indent=2) + "\n")
 
     custom = [r for r in plan["resources"] if r["custom"]]
     print(f"Plan for stack {args.stack!r} (scenario {scenario}): {len(custom)} cloud resources\n")

@@ -47,7 +47,9 @@ import yaml
 
 from planner import changemodel
 from planner.datadiff import ABSENT, MAX_LEAVES, data_changes
+from planner.mocks import SECRET as SECRET_MARK
 from planner.plan import PROJECT_DIR, PlanError, deployed_plan, deployed_resources, plan_stack
+from planner.state import StateError, read_export
 
 INSTANCE = "openstack:compute/instance:Instance"
 PORT = "openstack:networking/port:Port"
@@ -87,6 +89,12 @@ STALE_ADVICE = (
     "a server gets this configuration's user data only when it is created anew, never when it is "
     "replaced: keep {keys} unchanged (a k3s worker can be removed with a lower workerCount, "
     "which drains it first, and added back with the new user data)"
+)
+
+SHOW_SECRETS = (
+    "`pulumi stack export --show-secrets --file <f>` writes each secret's plaintext, which make "
+    "diff hashes and never prints; that file holds the stack's secrets: keep it private, delete it "
+    "after"
 )
 
 # Stands in for the ID and outputs a replaced resource gets from the cloud.
@@ -195,6 +203,8 @@ class Diff:
     quorum: list[QuorumProblem]
     rolls: list[QuorumRoll] = field(default_factory=list)
     moves: list[ClusterMove] = field(default_factory=list)
+    # (resource, input) holding a secret a deployed state keeps only encrypted: not compared.
+    uncompared: list[tuple[str, str]] = field(default_factory=list)
 
     def __iter__(self) -> Any:
         return iter(self.changes)
@@ -347,8 +357,13 @@ def _address_moves(server: dict[str, Any], changes: dict[str, Change]) -> list[s
     return causes
 
 
-def cluster_moves(after: dict[str, Any], changes: list[Change]) -> list[ClusterMove]:
-    """Servers the change moves under their cluster (see ClusterMove)."""
+def cluster_moves(
+    after: dict[str, Any],
+    changes: list[Change],
+    stored: dict[tuple[str, str], dict[str, Any]] | None = None,
+) -> list[ClusterMove]:
+    """Servers the change moves under their cluster (see ClusterMove). `stored`: the deployed
+    state's resources, when the diff is made against one: then the stale user data is known."""
     by_name = {c.name: c for c in changes}
     moves = []
     for r in after["resources"]:
@@ -364,9 +379,29 @@ def cluster_moves(after: dict[str, Any], changes: list[Change]) -> list[ClusterM
                 "the new server with the value stored when this one was created, not this "
                 "configuration's"
             )
+            was = (stored or {}).get((INSTANCE, r["name"]))
+            if was is not None:
+                causes.append(
+                    "the replacement boots with the stored user data, not the new one"
+                    + _first_difference(was["inputs"].get("userData"), r["inputs"].get("userData"))
+                )
         if causes:
             moves.append(ClusterMove(r["name"], role, causes, new_address))
     return moves
+
+
+def _first_difference(stored: Any, planned: Any) -> str:
+    """Where a stored text first differs from the planned one, as ` (stored line N: ... ; this
+    configuration's: ...)`; nothing for a secret (neither is shown)."""
+    if not isinstance(stored, str) or not isinstance(planned, str) or SECRET_MARK in (stored, planned):
+        return ""
+    a, b = stored.splitlines(), planned.splitlines()
+    for n, (x, y) in enumerate(itertools.zip_longest(a, b, fillvalue="(none)"), start=1):
+        if x != y:
+            return (
+                f" (stored line {n}: {_short(x.strip(), 70)}; this configuration's: {_short(y.strip(), 70)})"
+            )
+    return ""
 
 
 def diff_plans(before: dict[str, Any], after: dict[str, Any]) -> Diff:
@@ -400,9 +435,14 @@ def diff_plans(before: dict[str, Any], after: dict[str, Any]) -> Diff:
             change.ignored = sorted(ignored)
         changes[key] = change
 
+    from_state = "source" in before
+    secret_changes: dict[tuple[str, str], list[str]] = {}
+    uncompared: list[tuple[str, str]] = []
     for key in old.keys() & new.keys():
-        a, b = old[key]["inputs"], new[key]["inputs"]
-        changed = {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+        changed, secrets, unknown = _input_changes(old[key], new[key], from_state)
+        uncompared += [(key[1], k) for k in unknown]
+        if secrets:
+            secret_changes[key] = secrets
         if changed:
             apply(key, changed, [])
 
@@ -438,10 +478,62 @@ def diff_plans(before: dict[str, Any], after: dict[str, Any]) -> Diff:
             )
         else:
             change.notes.append(f"{', '.join(change.ignored)} changed but in ignore_changes: left as it is")
+    for key, secrets in secret_changes.items():
+        holder = changes.get(key) or kept.get(key)
+        if holder is not None:
+            holder.notes += [
+                f"{k}: a secret, changed (its SHA-256 digest differs; the value is not shown)"
+                for k in secrets
+                if k in holder.changed or k in holder.ignored
+            ]
     ordered = sorted(changes.values(), key=lambda c: (ACTIONS.index(c.action), c.name))
     problems, rolls = quorum_effects(before, after, ordered)
-    moves = cluster_moves(after, ordered)
-    return Diff(ordered, sorted(kept.values(), key=lambda c: c.name), problems, rolls, moves)
+    moves = cluster_moves(after, ordered, old if from_state else None)
+    return Diff(
+        ordered, sorted(kept.values(), key=lambda c: c.name), problems, rolls, moves, sorted(set(uncompared))
+    )
+
+
+def _under(path: str, key: str) -> bool:
+    return path == key or path.startswith((f"{key}.", f"{key}["))
+
+
+def _input_changes(
+    old: dict[str, Any], new: dict[str, Any], from_state: bool
+) -> tuple[dict[str, tuple[Any, Any]], list[str], list[str]]:
+    """The inputs that differ between a resource as it was (`old`) and as planned (`new`), the
+    secret ones among them (compared by their digests, shown as "[secret]"), and the inputs
+    holding a secret that cannot be compared (the state has only its ciphertext).
+
+    Against a deployed state (`from_state`) only the inputs the program sets are compared: the
+    state also holds what the provider filled in (its defaults, values it computed), which the
+    program leaves to it."""
+    a, b = old["inputs"], new["inputs"]
+    keys = (b.keys() if from_state else a.keys() | b.keys()) - {"__defaults"}
+    old_digests: dict[str, str] = old.get("secret_digests") or {}
+    new_digests: dict[str, str] = new.get("secret_digests") or {}
+    old_secret = set(old.get("secret_inputs") or old_digests)
+    new_secret = set(new.get("secret_inputs") or new_digests)
+    changed: dict[str, tuple[Any, Any]] = {}
+    secrets: list[str] = []
+    unknown: list[str] = []
+    for k in sorted(keys):
+        paths_a = {p for p in old_secret if _under(p, k)}
+        paths_b = {p for p in new_secret if _under(p, k)}
+        if a.get(k) != b.get(k):
+            changed[k] = (a.get(k), b.get(k))
+            if paths_a or paths_b:
+                secrets.append(k)
+            continue
+        if not (paths_a or paths_b):
+            continue
+        if from_state and any(p not in old_digests for p in paths_a):
+            unknown.append(k)
+            continue
+        if any(old_digests.get(p) != new_digests.get(p) for p in paths_a | paths_b):
+            changed[k] = (a.get(k), b.get(k))
+            secrets.append(k)
+    return changed, secrets, unknown
 
 
 def _annotate(
@@ -627,6 +719,12 @@ def render(diff: Diff, settings: dict[str, Any]) -> str:
     for roll in diff.rolls:
         if roll.group not in moved:
             lines.append(f"Rolled: {roll.describe()}.")
+    if diff.uncompared:
+        lines.append(
+            "?? NOT COMPARED (the export holds these secrets encrypted): "
+            + ", ".join(f"{name}.{key}" for name, key in diff.uncompared)
+        )
+        lines.append(f"   To compare them: {SHOW_SECRETS}")
     return "\n".join(lines)
 
 
@@ -646,21 +744,49 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--stack", required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="compare with this `pulumi stack export` of the deployed stack instead of its config",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR)
     args = parser.parse_args(argv)
     settings = parse_settings(args.set)
+    skipped: list[str] = []
     try:
-        # The change lands on the deployed stack, whose members all exist: the program chains
-        # them (components/k8s_cluster.py), which a plan of a first `pulumi up` would not.
-        before = deployed_plan(args.stack, project_dir=args.project_dir)
-        after = plan_stack(
-            args.stack, project_dir=args.project_dir, overrides=settings, deployed=deployed_resources(before)
-        )
-    except PlanError as exc:
+        if args.state:
+            # The state is what `pulumi up` starts from: its inputs and outputs, its IDs.
+            deployed = read_export(args.state)
+            before = deployed.plan
+            skipped = deployed.skipped
+            after = plan_stack(
+                args.stack,
+                project_dir=args.project_dir,
+                overrides=settings,
+                deployed=deployed_resources(before),
+                stored=deployed.stored,
+            )
+        else:
+            # The change lands on the deployed stack, whose members all exist: the program
+            # chains them (components/k8s_cluster.py), which a plan of a first `pulumi up`
+            # would not.
+            before = deployed_plan(args.stack, project_dir=args.project_dir)
+            after = plan_stack(
+                args.stack,
+                project_dir=args.project_dir,
+                overrides=settings,
+                deployed=deployed_resources(before),
+            )
+    except (PlanError, StateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     diff = diff_plans(before, after)
+    if args.state:
+        print(f"Against the deployed state in {args.state} (not the stack's config)")
+        for name in skipped:
+            print(f"   left out: {name}")
     print(render(diff, settings))
     if args.json:
         args.json.write_text(
@@ -671,6 +797,7 @@ def main(argv: list[str] | None = None) -> int:
                     "quorum": [p.__dict__ for p in diff.quorum],
                     "rolls": [r.__dict__ for r in diff.rolls],
                     "moves": [m.__dict__ for m in diff.moves],
+                    "uncompared": diff.uncompared,
                 },
                 indent=2,
                 default=str,

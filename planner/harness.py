@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import settings, stack
 
-from planner.mocks import PlanMocks, RecordingMonitor, Registration, scrub
+from planner.mocks import PlanMocks, RecordingMonitor, Registration, Stored, scrub
 from stacks.deployed import DeployedResource
 
 # What `pulumi.get_organization()` gives a stack on a DIY backend, which has no organizations.
@@ -66,14 +66,16 @@ def mocked_runtime(
     image_ids: Mapping[str, str] | None = None,
     deployed: Iterable[DeployedResource] | None = (),
     warnings: list[str] | None = None,
+    stored: Mapping[tuple[str, str], Stored] | None = None,
 ) -> Iterator[RecordingMonitor]:
     """A fresh event loop, mocks and config; everything is reset on the way out, because
     `set_mocks` is process-global. `image_ids`: what the mocked cloud resolves image names to,
     where not the placeholder; `deployed`: what the stack already holds, None for a failed read
-    (planner.mocks.PlanMocks). The program's warnings are appended to `warnings`."""
+    (planner.mocks.PlanMocks); `stored`: the IDs and outputs of a
+    deployed state (PlanMocks). The program's warnings are appended to `warnings`."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    mock = PlanMocks(image_ids, deployed)
+    mock = PlanMocks(image_ids, deployed, stored)
     monitor = RecordingMonitor(mock)
     logger = logging.getLogger(f"{__name__}.program")
     handler = _Warnings()
@@ -129,11 +131,14 @@ def run_program(
     secret_keys: list[str],
     image_ids: Mapping[str, str] | None = None,
     deployed: Iterable[DeployedResource] | None = (),
+    stored: Mapping[tuple[str, str], Stored] | None = None,
 ) -> Recording:
     """`deployed`: what the stack already holds (empty: a first `pulumi up`; None: its state
-    cannot be read)."""
+    cannot be read); `stored`: its IDs and outputs, when read from an export."""
     warnings: list[str] = []
-    with mocked_runtime(project, stack_name, config, secret_keys, image_ids, deployed, warnings) as monitor:
+    with mocked_runtime(
+        project, stack_name, config, secret_keys, image_ids, deployed, warnings, stored
+    ) as monitor:
         run_pulumi(program)
         outputs = _resolve_outputs()
         recording = Recording(monitor.registrations, monitor.invokes, outputs)

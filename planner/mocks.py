@@ -5,10 +5,12 @@ never real values; the planner says so in its output."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pulumi.runtime import mocks, rpc
 
@@ -118,20 +120,53 @@ def stack_resource_outputs(stack_name: str, deployed: Iterable[DeployedResource]
     }
 
 
+class Stored(Protocol):
+    """What a deployed stack's state holds for a resource (planner.state.StoredResource)."""
+
+    id: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    secret_outputs: frozenset[str]
+
+
+# Outputs the provider reads again when these inputs change without a replacement: a rebuilt
+# server reports the image it now runs.
+FOLLOWS: dict[str, dict[str, tuple[str, ...]]] = {
+    "openstack:compute/instance:Instance": {"imageId": ("imageName", "imageId")},
+}
+
+
 class PlanMocks(mocks.Mocks):
     """`deployed`: the (type, name) of every resource the stack already holds, as its last
-    checkpoint would say (empty: a stack never deployed; None: the read fails)."""
+    checkpoint would say (empty: a stack never deployed; None: the read fails). `stored`: that
+    checkpoint's IDs and outputs by (type, name), when it was read from a `pulumi stack export`:
+    a resource the state holds keeps its ID and its computed outputs (secret ones excepted), as
+    in `pulumi preview`, except those FOLLOWS says change with its inputs."""
 
     def __init__(
         self,
         image_ids: Mapping[str, str] | None = None,
         deployed: Iterable[DeployedResource] | None = (),
+        stored: Mapping[tuple[str, str], Stored] | None = None,
     ) -> None:
         self.image_ids: Mapping[str, str] = dict(image_ids or {})
         self.deployed = None if deployed is None else frozenset(deployed)
+        self.stored: Mapping[tuple[str, str], Stored] = stored or {}
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        return placeholder_id(args.typ, args.name), {**args.inputs, **_computed(args, self.image_ids)}
+        computed = _computed(args, self.image_ids)
+        found = self.stored.get((args.typ, args.name))
+        if found is None:
+            return placeholder_id(args.typ, args.name), {**args.inputs, **computed}
+        follows = FOLLOWS.get(args.typ, {})
+        kept = {
+            k: v
+            for k, v in found.outputs.items()
+            if k not in found.secret_outputs
+            and not any(args.inputs.get(i) != found.inputs.get(i) for i in follows.get(k, ()))
+        }
+        fresh = {k: v for k, v in computed.items() if k not in kept}
+        return found.id or placeholder_id(args.typ, args.name), {**kept, **args.inputs, **fresh}
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         if args.token == READ_TOKEN:
@@ -162,26 +197,60 @@ class Registration:
     property_dependency_urns: dict[str, list[str]]
     additional_secret_outputs: list[str]
     secret_inputs: list[str] = field(default_factory=list)
+    # Input path -> SHA-256 of the secret's plaintext there (secret_digest), never the value.
+    secret_digests: dict[str, str] = field(default_factory=dict)
     deleted_with_urn: str = ""
     ignore_changes: list[str] = field(default_factory=list)
     replace_on_changes: list[str] = field(default_factory=list)
     # The explicit provider it is created through (its URN), if any: the resource waits for it,
     # and so for the provider's own inputs (a kubeconfig the cluster hands out, say).
     provider_urn: str = ""
+    # What the (mocked) cloud answered: the ID and the outputs (secrets scrubbed), and the
+    # SHA-256 of each secret output (an additional secret output, or a secret input passed on).
+    id: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    output_secret_digests: dict[str, str] = field(default_factory=dict)
 
 
-def scrub(value: Any, path: str = "", secret_paths: list[str] | None = None) -> Any:
-    """Replace secrets by "[secret]" and unknowns by "[unknown]", recording secret paths."""
+def secret_digest(plaintext: Any) -> str:
+    """SHA-256 of a secret's value in a canonical JSON form: what `make diff --state` compares
+    secrets by. The plan's secrets are placeholders (planner.stackfile, the mocks), so their
+    digests reveal nothing of a real stack's."""
+    canonical = json.dumps(plaintext, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def scrub(
+    value: Any,
+    path: str = "",
+    secret_paths: list[str] | None = None,
+    digests: dict[str, str] | None = None,
+) -> Any:
+    """Replace secrets by "[secret]" and unknowns by "[unknown]", recording secret paths (and,
+    into `digests`, each secret's secret_digest)."""
     if rpc.is_rpc_secret(value):
         if secret_paths is not None:
             secret_paths.append(path)
+        if digests is not None:
+            digests[path] = secret_digest(_plain(rpc.unwrap_rpc_secret(value)))
         return SECRET
     if value == rpc.UNKNOWN:
         return UNKNOWN
     if isinstance(value, dict):
-        return {k: scrub(v, f"{path}.{k}".lstrip("."), secret_paths) for k, v in value.items()}
+        return {k: scrub(v, f"{path}.{k}".lstrip("."), secret_paths, digests) for k, v in value.items()}
     if isinstance(value, list):
-        return [scrub(v, f"{path}[{i}]", secret_paths) for i, v in enumerate(value)]
+        return [scrub(v, f"{path}[{i}]", secret_paths, digests) for i, v in enumerate(value)]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A value with nested secrets unwrapped (the digest covers what the secret holds)."""
+    if rpc.is_rpc_secret(value):
+        return _plain(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
     return value
 
 
@@ -195,7 +264,17 @@ class RecordingMonitor(mocks.MockMonitor):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             secret_paths: list[str] = []
-            inputs = scrub(rpc.deserialize_properties(request.object, keep_unknowns=True), "", secret_paths)
+            digests: dict[str, str] = {}
+            inputs = scrub(
+                rpc.deserialize_properties(request.object, keep_unknowns=True), "", secret_paths, digests
+            )
+            raw_outputs = rpc.deserialize_properties(response.object, keep_unknowns=True)
+            output_digests: dict[str, str] = {}
+            for key in request.additionalSecretOutputs:
+                if key in raw_outputs and not rpc.is_rpc_secret(raw_outputs[key]):
+                    output_digests[key] = secret_digest(_plain(raw_outputs[key]))
+                    raw_outputs[key] = rpc.wrap_rpc_secret(raw_outputs[key])
+            outputs = scrub(raw_outputs, "", None, output_digests)
             self.registrations.append(
                 Registration(
                     type=request.type,
@@ -213,11 +292,15 @@ class RecordingMonitor(mocks.MockMonitor):
                     },
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     secret_inputs=secret_paths,
+                    secret_digests=digests,
                     deleted_with_urn=str(getattr(request, "deletedWith", "") or ""),
                     ignore_changes=list(request.ignoreChanges),
                     replace_on_changes=list(request.replaceOnChanges),
                     # A provider reference is "<urn>::<id>".
                     provider_urn=str(request.provider or "").rsplit("::", 1)[0],
+                    id=str(response.id),
+                    outputs=outputs,
+                    output_secret_digests=output_digests,
                 )
             )
         return response

@@ -11,6 +11,7 @@ import pulumi
 
 from planner import backup, burn, cost, estimate, monitoring, quota, report, stackfile
 from planner.harness import main_program, run_program
+from planner.mocks import Stored
 from policy.rules import check_plan
 from stackconfig import StackConfig, parse
 from stacks.deployed import DeployedResource
@@ -50,12 +51,14 @@ def plan_stack(
     check_quotas: bool = True,
     image_ids: Mapping[str, str] | None = None,
     deployed: Iterable[DeployedResource] | None = (),
+    stored: Mapping[tuple[str, str], Stored] | None = None,
 ) -> dict[str, Any]:
     """`image_ids`: image name -> the ID the (mocked) cloud resolves it to, where not the
     placeholder: a test's way to move the image behind an unchanged name. `today`: the date the
     allocation's balance is counted from (default: the machine's date). `deployed`: the (type,
     name) of what the stack already holds (`deployed_resources` of an earlier plan); empty for a
-    first `pulumi up`, None for a stack whose state cannot be read."""
+    first `pulumi up`, None for a stack whose state cannot be read. `stored`: the IDs and
+    outputs of a deployed state (planner.state), which the program is then run on."""
     try:
         loaded = stackfile.load(project_dir, stack, stack_file, overrides)
     except FileNotFoundError as exc:
@@ -69,11 +72,13 @@ def plan_stack(
             loaded.secret_keys,
             image_ids,
             deployed,
+            stored,
         )
     except pulumi.RunError as exc:
         raise PlanError(f"stack {stack!r}: {exc}") from None
     cfg = parse(loaded.config, secret_keys=loaded.secret_keys, namespace=loaded.project)
     plan = report.build_plan(loaded.stack, cfg.scenario, recording)
+    plan["project"] = loaded.project
     plan["placeholders"] = loaded.placeholders
     plan["deployed_resources"] = None if deployed is None else len(set(deployed))
     plan["warnings"] = recording.warnings

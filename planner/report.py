@@ -10,6 +10,8 @@ from planner import stackfile
 from planner.harness import Recording
 from planner.mocks import SECRET, UNKNOWN
 
+ABSENT = object()
+
 PLACEHOLDER_NOTE = (
     "IDs, IP addresses, keys and tokens in this plan are placeholders from offline mocks; "
     "the cloud assigns the real ones at `pulumi up`."
@@ -41,6 +43,13 @@ def build_plan(stack: str, scenario: str, recording: Recording) -> dict[str, Any
                     if any(u in by_urn for u in urns)
                 },
                 "secret_inputs": r.secret_inputs,
+                # SHA-256 of each secret input's value (the plan's placeholders): `make diff
+                # --state` compares secrets by these, and never shows them.
+                "secret_digests": r.secret_digests,
+                "id": r.id,
+                # What the provider adds to the inputs (an address, the booted image's ID).
+                "computed": {k: v for k, v in r.outputs.items() if r.inputs.get(k, ABSENT) != v},
+                "output_secret_digests": r.output_secret_digests,
                 "deleted_with": by_urn[r.deleted_with_urn].name if r.deleted_with_urn in by_urn else None,
                 "ignore_changes": r.ignore_changes,
                 "replace_on_changes": r.replace_on_changes,
