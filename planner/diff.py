@@ -507,8 +507,12 @@ def _input_changes(
 
     Against a deployed state (`from_state`) only the inputs the program sets are compared: the
     state also holds what the provider filled in (its defaults, values it computed), which the
-    program leaves to it."""
+    program leaves to it. An input the state's inputs lack is compared with its output, as
+    the providers compare with what they read back (an `imageId` pinned to the image a server
+    booted by name is no change)."""
     a, b = old["inputs"], new["inputs"]
+    if from_state:
+        a = {**{k: v for k, v in (old.get("computed") or {}).items() if k in b}, **a}
     keys = (b.keys() if from_state else a.keys() | b.keys()) - {"__defaults"}
     old_digests: dict[str, str] = old.get("secret_digests") or {}
     new_digests: dict[str, str] = new.get("secret_digests") or {}

@@ -111,6 +111,13 @@ def test_a_refresh_that_recorded_another_image_rebuilds_the_server_and_reruns_it
     assert "imageName: Featured-Ubuntu24 (2026-10) => Featured-Ubuntu24" in out
     assert "hub-secrets runs again" in out and "hub-config runs again" in out
 
+    # Pinning the image the hub booted (its imageId output) is no change; another one rebuilds.
+    code, out = run_diff("dev", export, f"imageId={OLD_IMAGE_ID}")
+    assert code == EXIT_OK and "No resource changes." in out, out
+    code, out = run_diff("dev", export, f"imageId={booted}")
+    assert "rebuild  openstack:compute/instance:Instance  hub-vm-server" in out
+    assert f"imageId: (none) => {booted}" not in out and "hub-secrets runs again" in out
+
 
 def test_a_replaced_server_boots_with_its_stored_user_data_not_the_new_one(
     swarm_export: Export, run_diff: Callable[..., tuple[int, str]]
