@@ -1,7 +1,9 @@
-"""`make diff STACK=dev SET="hubFlavor=m3.quad"`: what a config change would do.
+"""`make diff STACK=dev SET="hubFlavor=m3.quad" [STATE=state.json]`: what a change would do.
 
-Plans the stack as deployed (as a stack that already holds what its first `pulumi up` creates)
-and with the changes on top of it, then says for every resource what `pulumi up` would do, with
+Plans the stack as deployed (as a stack that already holds what its first `pulumi up` creates),
+or reads it from STATE, a `pulumi stack export` of the deployed stack (planner/state.py: drift
+after a refresh, stale ignored inputs and secrets by digest then show), and plans it with the
+changes on top of it, then says for every resource what `pulumi up` would do, with
 the provider's own words for why (planner/change_model.json, read from the pinned SDKs):
 
   create   a new resource
