@@ -50,6 +50,7 @@ import yaml
 from planner import changemodel
 from planner.datadiff import ABSENT, MAX_LEAVES, data_changes
 from planner.mocks import SECRET as SECRET_MARK
+from planner.mocks import placeholder_id
 from planner.plan import PROJECT_DIR, PlanError, deployed_plan, deployed_resources, plan_stack
 from planner.state import StateError, read_export
 
@@ -438,10 +439,11 @@ def diff_plans(before: dict[str, Any], after: dict[str, Any]) -> Diff:
         changes[key] = change
 
     from_state = "source" in before
+    lookups = lookup_placeholders(after) if from_state else frozenset()
     secret_changes: dict[tuple[str, str], list[str]] = {}
     uncompared: list[tuple[str, str]] = []
     for key in old.keys() & new.keys():
-        changed, secrets, unknown = _input_changes(old[key], new[key], from_state)
+        changed, secrets, unknown = _input_changes(old[key], new[key], from_state, lookups)
         uncompared += [(key[1], k) for k in unknown]
         if secrets:
             secret_changes[key] = secrets
@@ -500,8 +502,28 @@ def _under(path: str, key: str) -> bool:
     return path == key or path.startswith((f"{key}.", f"{key}["))
 
 
+def lookup_placeholders(plan: dict[str, Any]) -> frozenset[str]:
+    """The IDs the plan's mocked look-ups returned (the allocation's network, its subnet, the DNS
+    zone): placeholders for what the cloud answers at deploy time."""
+    return frozenset(
+        placeholder_id(i["token"], str(i["args"].get("name", ""))) for i in plan.get("invokes", [])
+    )
+
+
+def _looked_up(planned: Any, stored: Any, lookups: frozenset[str]) -> Any:
+    """`planned` with each looked-up placeholder replaced by the stored value in its place: a
+    look-up gives at deploy time what it gave before, which offline is only known from the state."""
+    if isinstance(planned, str):
+        return stored if planned in lookups and isinstance(stored, str) else planned
+    if isinstance(planned, dict) and isinstance(stored, dict):
+        return {k: _looked_up(v, stored.get(k), lookups) for k, v in planned.items()}
+    if isinstance(planned, list) and isinstance(stored, list) and len(planned) == len(stored):
+        return [_looked_up(x, y, lookups) for x, y in zip(planned, stored, strict=True)]
+    return planned
+
+
 def _input_changes(
-    old: dict[str, Any], new: dict[str, Any], from_state: bool
+    old: dict[str, Any], new: dict[str, Any], from_state: bool, lookups: frozenset[str] = frozenset()
 ) -> tuple[dict[str, tuple[Any, Any]], list[str], list[str]]:
     """The inputs that differ between a resource as it was (`old`) and as planned (`new`), the
     secret ones among them (compared by their digests, shown as "[secret]"), and the inputs
@@ -515,6 +537,7 @@ def _input_changes(
     a, b = old["inputs"], new["inputs"]
     if from_state:
         a = {**{k: v for k, v in (old.get("computed") or {}).items() if k in b}, **a}
+        b = {k: _looked_up(v, a.get(k), lookups) for k, v in b.items()}
     keys = (b.keys() if from_state else a.keys() | b.keys()) - {"__defaults"}
     old_digests: dict[str, str] = old.get("secret_digests") or {}
     new_digests: dict[str, str] = new.get("secret_digests") or {}

@@ -16,13 +16,15 @@ from planner import state
 from planner.__main__ import main as plan_main
 from planner.diff import EXIT_DATA, EXIT_INVALID, EXIT_OK, EXIT_QUORUM, diff_plans, reruns
 from planner.diff import main as diff_main
-from planner.mocks import placeholder_image_id, secret_digest
+from planner.mocks import placeholder_id, placeholder_image_id, secret_digest
 from planner.plan import deployed_plan, plan_stack
 from planner.stackfile import SECRET_PLACEHOLDER
 
 INSTANCE = "openstack:compute/instance:Instance"
 FIP = "openstack:networking/floatingIp:FloatingIp"
 OLD_IMAGE_ID = "5e1c0ffe-0000-4000-8000-000000000024"
+REAL_NET = "a11ca7ed-0000-4000-8000-00000000ne71"
+REAL_SUBNET = "a11ca7ed-0000-4000-8000-0000000sub01"
 
 Export = dict[str, Any]
 
@@ -210,3 +212,29 @@ def test_a_file_that_is_not_an_export_is_refused_by_name(
     assert diff_main(["--stack", "dev", "--state", str(path)]) == EXIT_INVALID
     err = capsys.readouterr().err
     assert f"{path}: not a `pulumi stack export` of a version-3 deployment" in err
+
+
+def test_what_the_cloud_looked_up_is_taken_from_the_state(
+    dev_export: Export, run_diff: Callable[..., tuple[int, str]]
+) -> None:
+    """A real export holds the allocation's real network and subnet IDs where the plan has its
+    look-ups' placeholders: those are no change. A port the state has on another network of
+    the program's own making would be."""
+    export = json.loads(
+        json.dumps(dev_export)
+        .replace(
+            placeholder_id("openstack:networking/getNetwork:getNetwork", "auto_allocated_network"), REAL_NET
+        )
+        .replace(
+            placeholder_id("openstack:networking/getSubnet:getSubnet", "auto_allocated_subnet_v4"),
+            REAL_SUBNET,
+        )
+    )
+    assert REAL_NET in json.dumps(_named(export, "hub-vm-port")["inputs"])
+    code, out = run_diff("dev", export)
+    assert code == EXIT_OK and "No resource changes." in out, out
+
+    group = _named(export, "hub-vm-port")["inputs"]["securityGroupIds"]
+    group[0] = "7e57ab1e-0000-4000-8000-000000000024"
+    code, out = run_diff("dev", export)
+    assert "openstack:networking/port:Port  hub-vm-port" in out and "securityGroupIds" in out
