@@ -52,7 +52,7 @@ from planner.datadiff import ABSENT, MAX_LEAVES, data_changes
 from planner.mocks import SECRET as SECRET_MARK
 from planner.mocks import placeholder_id
 from planner.plan import PROJECT_DIR, PlanError, deployed_plan, deployed_resources, plan_stack
-from planner.state import StateError, read_export
+from planner.state import StateError, qualified_type, read_export
 
 INSTANCE = "openstack:compute/instance:Instance"
 PORT = "openstack:networking/port:Port"
@@ -442,7 +442,21 @@ def diff_plans(before: dict[str, Any], after: dict[str, Any]) -> Diff:
     lookups = lookup_placeholders(after) if from_state else frozenset()
     secret_changes: dict[tuple[str, str], list[str]] = {}
     uncompared: list[tuple[str, str]] = []
+    if from_state:
+        for key in old.keys() & new.keys():
+            was, now = old[key].get("qualified_type", ""), qualified_type(after, key[1])
+            if was and was != now and not new[key].get("aliased"):
+                changes[key] = Change(
+                    "replace",
+                    *key,
+                    reasons=[
+                        f"its URN changes (parents {_parents(was)} => {_parents(now)}): Pulumi creates "
+                        "a new one and deletes the stored one (an alias in the program would keep it)"
+                    ],
+                )
     for key in old.keys() & new.keys():
+        if key in changes:
+            continue
         changed, secrets, unknown = _input_changes(old[key], new[key], from_state, lookups)
         uncompared += [(key[1], k) for k in unknown]
         if secrets:
@@ -500,6 +514,10 @@ def diff_plans(before: dict[str, Any], after: dict[str, Any]) -> Diff:
 
 def _under(path: str, key: str) -> bool:
     return path == key or path.startswith((f"{key}.", f"{key}["))
+
+
+def _parents(qualified: str) -> str:
+    return " > ".join(t.rsplit(":", 1)[-1] for t in qualified.split("$")[:-1]) or "(the stack)"
 
 
 def lookup_placeholders(plan: dict[str, Any]) -> frozenset[str]:

@@ -208,6 +208,8 @@ class Registration:
     # What the (mocked) cloud answered: the ID and the outputs (secrets scrubbed), and the
     # SHA-256 of each secret output (an additional secret output, or a secret input passed on).
     id: str = ""
+    # Whether the program gave it aliases (earlier URNs the engine then takes as this one).
+    aliased: bool = False
     outputs: dict[str, Any] = field(default_factory=dict)
     output_secret_digests: dict[str, str] = field(default_factory=dict)
 
@@ -299,6 +301,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     # A provider reference is "<urn>::<id>".
                     provider_urn=str(request.provider or "").rsplit("::", 1)[0],
                     id=str(response.id),
+                    aliased=bool(len(request.aliases) or len(request.aliasURNs)),
                     outputs=outputs,
                     output_secret_digests=output_digests,
                 )

@@ -47,6 +47,7 @@ def build_plan(stack: str, scenario: str, recording: Recording) -> dict[str, Any
                 # --state` compares secrets by these, and never shows them.
                 "secret_digests": r.secret_digests,
                 "id": r.id,
+                "aliased": r.aliased,
                 # What the provider adds to the inputs (an address, the booted image's ID).
                 "computed": {k: v for k, v in r.outputs.items() if r.inputs.get(k, ABSENT) != v},
                 "output_secret_digests": r.output_secret_digests,

@@ -101,6 +101,23 @@ def _name(urn: str) -> str:
     return urn.rsplit("::", 1)[-1]
 
 
+def _qualified_type(urn: str) -> str:
+    # The types of the resource's parents and its own, joined by `$`.
+    parts = urn.split("::")
+    return parts[2] if len(parts) == 4 else ""
+
+
+def qualified_type(plan: Mapping[str, Any], name: str) -> str:
+    """The type part of the URN the engine gives resource `name` of `plan`: its parents' types
+    and its own, joined by `$` (the stack itself is left out)."""
+    by_name = {r["name"]: r for r in plan["resources"]}
+    chain, parent = [by_name[name]["type"]], by_name[name]["parent"]
+    while parent in by_name:
+        chain.insert(0, by_name[parent]["type"])
+        parent = by_name[parent]["parent"]
+    return "$".join(chain)
+
+
 def _is_default_provider(resource: Mapping[str, Any]) -> bool:
     # The engine's own providers (`default_5_5_3`): the program never registers them.
     return str(resource.get("type", "")).startswith("pulumi:providers:") and _name(
@@ -154,6 +171,7 @@ def read_export(source: Path | Mapping[str, Any]) -> State:
             {
                 "type": kind,
                 "name": name,
+                "qualified_type": _qualified_type(urn),
                 "parent": names.get(str(r.get("parent") or "")),
                 "custom": bool(r.get("custom")),
                 "inputs": inputs,
@@ -203,11 +221,7 @@ def export_plan(plan: Mapping[str, Any], project: str) -> dict[str, Any]:
 
     def urn(name: str) -> str:
         if name not in urns:
-            chain, parent = [by_name[name]["type"]], by_name[name]["parent"]
-            while parent in by_name:
-                chain.insert(0, by_name[parent]["type"])
-                parent = by_name[parent]["parent"]
-            urns[name] = f"urn:pulumi:{stack}::{project}::{'$'.join(chain)}::{name}"
+            urns[name] = f"urn:pulumi:{stack}::{project}::{qualified_type(plan, name)}::{name}"
         return urns[name]
 
     resources: list[dict[str, Any]] = [{"urn": stack_urn, "custom": False, "type": STACK_TYPE}]

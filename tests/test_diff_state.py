@@ -238,3 +238,17 @@ def test_what_the_cloud_looked_up_is_taken_from_the_state(
     group[0] = "7e57ab1e-0000-4000-8000-000000000024"
     code, out = run_diff("dev", export)
     assert "openstack:networking/port:Port  hub-vm-port" in out and "securityGroupIds" in out
+
+
+def test_a_resource_whose_parents_changed_is_created_anew_and_the_stored_one_deleted(
+    dev_export: Export, run_diff: Callable[..., tuple[int, str]]
+) -> None:
+    """The state's URN says where the resource was made; an older program made the data volume
+    outside the hub's component. Without an alias the engine sees another resource."""
+    export = copy.deepcopy(dev_export)
+    volume = _named(export, "hub-vm-data")
+    volume["urn"] = volume["urn"].replace("jshub:index:JetstreamVM$", "")
+    code, out = run_diff("dev", export)
+    assert code == EXIT_DATA, out
+    assert "+- replace  openstack:blockstorage/volume:Volume  hub-vm-data" in out
+    assert "because its URN changes (parents HubVM => HubVM > JetstreamVM)" in out
