@@ -79,6 +79,14 @@ def test_a_plans_own_export_is_the_deployed_stack_it_plans(
     assert set(secrets) == {state.SECRET_SIG_KEY, state.DIGEST_KEY}
 
 
+@pytest.mark.parametrize("stack", ["gateway-hpc", "workshop-k8s"])
+def test_every_stacks_own_export_diffs_to_nothing(
+    stack: str, tmp_path_factory: pytest.TempPathFactory, run_diff: Callable[..., tuple[int, str]]
+) -> None:
+    code, out = run_diff(stack, _exported(stack, tmp_path_factory))
+    assert code == EXIT_OK and "No resource changes." in out, out
+
+
 def test_a_refresh_that_recorded_another_image_rebuilds_the_server_and_reruns_its_root_disk_steps(
     dev_export: Export, run_diff: Callable[..., tuple[int, str]]
 ) -> None:
