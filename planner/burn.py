@@ -11,6 +11,8 @@ import math
 from datetime import date, timedelta
 from typing import Any
 
+from catalog import Flavor
+
 SHELVING_SOURCE = "https://docs.jetstream-cloud.org/general/access/"
 
 SHELVE_CAVEATS = (
@@ -29,6 +31,18 @@ K8S_CAVEAT = (
 
 def _days(hours: float) -> float:
     return round(hours / 24, 1)
+
+
+def days_left(balance: float, su_per_hour: float) -> float:
+    """Days `balance` SUs last at `su_per_hour`, running around the clock."""
+    return balance / su_per_hour / 24
+
+
+def server_su_per_hour(cpu: float, flavor: Flavor) -> float:
+    """A user's server's share of its VM's SUs per hour: its CPU (limit, reservation or
+    guarantee: whatever the scenario sets aside for it) over the VM's vCPUs, times the flavor's
+    rate; never more than the whole VM."""
+    return min(cpu, flavor.vcpus) / flavor.vcpus * flavor.su_per_hour
 
 
 def allocation(
@@ -58,7 +72,7 @@ def allocation(
         return result
     warnings: list[str] = result["warnings"]
     if su_per_hour > 0:
-        hours_left = balance / su_per_hour
+        hours_left = days_left(balance, su_per_hour) * 24
         result["days_left"] = _days(hours_left)
         # The day the balance reaches zero: the last whole day it covers ends before it.
         result["runs_out_on"] = (today + timedelta(days=math.floor(hours_left / 24))).isoformat()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from stackconfig import StackConfig
+import pulumi
+
+from stackconfig import StackConfig, sizing
 
 IMPLEMENTED = ("single", "hpc", "swarm", "k8s")
 
@@ -21,4 +23,17 @@ def builder(scenario: str) -> Callable[[StackConfig], None]:
         )
     module = importlib.import_module(f"stacks.{scenario}")
     build: Callable[[StackConfig], None] = module.build
-    return build
+
+    def build_and_export(cfg: StackConfig) -> None:
+        build(cfg)
+        export_usage_basis(cfg)
+
+    return build_and_export
+
+
+def export_usage_basis(cfg: StackConfig) -> None:
+    """What one user's server takes of its VM, for `python -m jshub.usage` (none on hpc: its
+    servers are batch jobs, accounted by SLURM)."""
+    share = sizing.server_share(cfg)
+    if share is not None:
+        pulumi.export("usage_basis", {"flavor": share.flavor, "cpu": share.cpu, "basis": share.basis})
