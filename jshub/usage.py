@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from catalog import FLAVORS
+from catalog.su import server_su_per_hour
 from jshub import target
 from jshub.hubapi import HubAPI
 from jshub.users import all_users
-from planner.burn import server_su_per_hour
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import math
 from datetime import date, timedelta
 from typing import Any
 
-from catalog import Flavor
+from catalog.su import days_left
 
 SHELVING_SOURCE = "https://docs.jetstream-cloud.org/general/access/"
 
@@ -31,18 +31,6 @@ K8S_CAVEAT = (
 
 def _days(hours: float) -> float:
     return round(hours / 24, 1)
-
-
-def days_left(balance: float, su_per_hour: float) -> float:
-    """Days `balance` SUs last at `su_per_hour`, running around the clock."""
-    return balance / su_per_hour / 24
-
-
-def server_su_per_hour(cpu: float, flavor: Flavor) -> float:
-    """A user's server's share of its VM's SUs per hour: its CPU (limit, reservation or
-    guarantee: whatever the scenario sets aside for it) over the VM's vCPUs, times the flavor's
-    rate; never more than the whole VM."""
-    return min(cpu, flavor.vcpus) / flavor.vcpus * flavor.su_per_hour
 
 
 def allocation(
@@ -165,8 +153,10 @@ def lines(c: dict[str, Any]) -> list[str]:
             if a["days_left_at_max"] is not None
             else ""
         )
+        read = a.get("read")
+        counted = f" ({read['balance_su']:g} SU on {read['on']}, less the stack's burn since)" if read else ""
         out.append(
-            f"  allocation: {a['balance_su']:g} SU lasts {a['days_left']:g} days running 24/7 "
+            f"  allocation: {a['balance_su']:g} SU{counted} lasts {a['days_left']:g} days running 24/7 "
             f"(from {a['as_of']}: runs out on {a['runs_out_on']}){at_max}"
         )
     shelvable = [v["name"] for v in s["vms"] if v["shelvable"]]

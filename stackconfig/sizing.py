@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from catalog import FLAVORS, Flavor
+from catalog.su import Burn
 from stackconfig.model import K8sConfig, StackConfig
 
 # What a node keeps for itself before any pod is scheduled: the OS, kubelet and container
@@ -217,3 +218,26 @@ def server_share(cfg: StackConfig) -> ServerShare | None:
     return ServerShare(
         cfg.hub_flavor, cfg.user_cpu, f"userCpu {cfg.user_cpu:g} of the {cfg.hub_flavor} hub VM"
     )
+
+
+def vm_flavors(cfg: StackConfig) -> list[str]:
+    """The flavor of every server the stack runs on Jetstream2 (a test holds this to the servers
+    the program registers)."""
+    if cfg.scenario == "k8s":
+        k8s = _k8s(cfg)
+        return [k8s.control_plane_flavor] * k8s.control_plane_count + [k8s.worker_flavor] * worker_count(cfg)
+    if cfg.scenario == "swarm" and cfg.swarm is not None:
+        return [cfg.swarm.manager_flavor] + [cfg.swarm.worker_flavor] * cfg.swarm.worker_count
+    return [cfg.hub_flavor]
+
+
+def stack_su_per_hour(cfg: StackConfig) -> float:
+    """What the stack burns per hour with every server running."""
+    return sum(FLAVORS[f].su_per_hour for f in vm_flavors(cfg))
+
+
+def burn(cfg: StackConfig) -> Burn | None:
+    """The stack's burn against its allocation, when allocationSus and the day it was read are set."""
+    if cfg.allocation_sus is None or cfg.allocation_sus_date is None:
+        return None
+    return Burn(stack_su_per_hour(cfg), cfg.allocation_sus, cfg.allocation_sus_date, cfg.allocation_warn_days)

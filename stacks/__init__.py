@@ -27,6 +27,10 @@ def builder(scenario: str) -> Callable[[StackConfig], None]:
     def build_and_export(cfg: StackConfig) -> None:
         build(cfg)
         export_usage_basis(cfg)
+        burn = sizing.burn(cfg)
+        if burn is not None:
+            # For `make smoke`'s warning when the allocation is running out.
+            pulumi.export("allocation_burn", burn.output())
 
     return build_and_export
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from catalog import FLAVORS
+from catalog.su import server_su_per_hour
 from jshub import usage
 from jshub.hubapi import HubAPI
-from planner.burn import server_su_per_hour
 from planner.harness import run_program
 from planner.plan import PROJECT_DIR, main_program
 from planner.stackfile import load
