@@ -1,16 +1,18 @@
 """Who used how many server-hours and SUs, per day:
 
-    python -m jshub.usage [--record FILE ...] [--since DATE] [--csv FILE]
+    python -m jshub.usage [--ssh USER@HOST] [--record FILE ...] [--since DATE] [--csv FILE]
     python -m jshub.usage sample --record FILE         append what runs now to FILE
     python -m jshub.usage --sacct USER@HOST            hpc: the notebook jobs SLURM accounted
 
 The hub's REST API says when each running server `started`, but keeps no history: a server that
 stopped is gone from it. So usage comes from three places, merged:
 - the servers running now, from the API (started → now);
-- a usage record: lines of JSON appended by `sample` every few minutes (from cron or a systemd
-  timer on a machine that reaches the hub), each naming the servers running then and when each
-  started; a server counts from its start to the last sample that saw it (so at most one sample
-  period is missed at its end);
+- the hub's usage record: lines of JSON its `usage-record` service (hub/jshub_usage.py, on the
+  VM and swarm hubs) appends every few minutes to the data volume, read over SSH (--ssh), or
+  files given with --record (`sample` writes one from anywhere that reaches the hub, e.g. from
+  cron for the k8s hub, which keeps none); each sample names the servers running then and when
+  each started, and a server counts from its start to the last sample that saw it (so at most
+  one sample period is missed at its end);
 - on hpc, SLURM's accounting (`sacct` over SSH on the login node): each notebook job's start,
   end and allocated cores.
 
@@ -200,7 +202,7 @@ def vm_basis(flavor: str, cpu: float) -> tuple[float, str]:
 
 def _basis_from_stack(args: argparse.Namespace) -> dict[str, Any]:
     if args.flavor and args.cpu is not None:
-        return {"flavor": args.flavor, "cpu": args.cpu}
+        return {"flavor": args.flavor, "cpu": args.cpu, "record": None}
     try:
         outputs = target.stack_values(args.stack)
     except target.TargetError:
@@ -211,6 +213,11 @@ def _basis_from_stack(args: argparse.Namespace) -> dict[str, Any]:
         "flavor": args.flavor or found.get("flavor"),
         "cpu": args.cpu if args.cpu is not None else found.get("cpu"),
     }
+
+
+def ssh_cat(destination: str, path: str) -> list[str]:
+    """Read the hub's usage record (root's file on the data volume): never a password prompt."""
+    return ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", destination, "sudo", "-n", "cat", path]
 
 
 def _read_records(paths: list[Path]) -> Iterator[str]:
@@ -232,6 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--flavor", choices=sorted(FLAVORS), help="the flavor of the VMs servers run on")
     parser.add_argument("--cpu", type=float, help="CPU cores one server takes of its VM")
+    parser.add_argument(
+        "--ssh",
+        metavar="USER@HOST",
+        help="read the hub's usage record over SSH (the hub VM, or the swarm manager: ubuntu@<public_ip>)",
+    )
+    parser.add_argument(
+        "--record-path", help="where the record is on that host (default: the stack's usage_basis)"
+    )
     parser.add_argument("--sacct", metavar="USER@HOST", help="hpc: read SLURM's accounting over SSH")
     parser.add_argument(
         "--hpc-su-per-core-hour", type=float, default=1.0, help="the HPC system's charge (default 1)"
@@ -275,8 +290,22 @@ def main(argv: list[str] | None = None) -> int:
         except target.TargetError as exc:
             print(f"jshub.usage: {exc}", file=sys.stderr)
             return 2
+        lines = list(_read_records(args.record))
+        if args.ssh:
+            path = args.record_path or found.get("record")
+            if not path:
+                print("jshub.usage: give --record-path (the stack has no usage record)", file=sys.stderr)
+                return 2
+            done = subprocess.run(ssh_cat(args.ssh, path), capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                print(
+                    f"jshub.usage: reading {path} on {args.ssh} failed: {done.stderr.strip()[:400]}",
+                    file=sys.stderr,
+                )
+                return 1
+            lines += done.stdout.splitlines()
         live = spans_from_api(all_users(HubAPI(hub_target.url, hub_target.token)), now, rate)
-        spans = merge(spans_from_samples(_read_records(args.record), rate), live)
+        spans = merge(spans_from_samples(lines, rate), live)
     rows = by_day(spans, args.since)
     print(table(rows, basis))
     if args.csv is not None:

@@ -40,4 +40,19 @@ def export_usage_basis(cfg: StackConfig) -> None:
     servers are batch jobs, accounted by SLURM)."""
     share = sizing.server_share(cfg)
     if share is not None:
-        pulumi.export("usage_basis", {"flavor": share.flavor, "cpu": share.cpu, "basis": share.basis})
+        basis: dict[str, object] = {"flavor": share.flavor, "cpu": share.cpu, "basis": share.basis}
+        record = usage_record(cfg)
+        if record is not None:
+            basis["record"] = record
+        pulumi.export("usage_basis", basis)
+
+
+def usage_record(cfg: StackConfig) -> str | None:
+    """Where the hub keeps its usage record (hub/jshub_usage.py) on the VM an operator reaches
+    over SSH; None on k8s, whose hub keeps none."""
+    if cfg.scenario == "k8s":
+        return None
+    from renderers.hub_spec import HubPaths
+    from renderers.swarm import IMAGE_PATHS
+
+    return (IMAGE_PATHS if cfg.scenario == "swarm" else HubPaths()).usage_record

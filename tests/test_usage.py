@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
+import stat
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +21,14 @@ from jshub.hubapi import HubAPI
 from planner.harness import run_program
 from planner.plan import PROJECT_DIR, main_program
 from planner.stackfile import load
+from renderers.hub_config import HubConfigSpec, hub_config_files
+from renderers.hub_settings import SETTINGS_FILE
+from tests.conftest import make_config
 from tests.fakehub import FakeHub
+from tests.stubs import stub
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hub"))
+import jshub_usage
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
@@ -170,3 +181,50 @@ def test_each_stack_exports_what_a_server_takes_of_its_vm(
     basis = outputs["usage_basis"]
     assert {k: basis[k] for k in ("flavor", "cpu")} == expected
     assert basis["flavor"] in basis["basis"]
+    records = {"dev": "/data/hub/usage.jsonl", "persistent-swarm": "/export/hub/usage.jsonl"}
+    assert basis.get("record") == records.get(stack)  # the k8s hub keeps none
+
+
+def test_the_hubs_record_is_what_the_report_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """hub/jshub_usage.py samples the hub's API; jshub.usage, over SSH (a stand-in `ssh` that
+    runs the command here), reads the record it wrote."""
+    record = tmp_path / "data" / "hub" / "usage.jsonl"
+    with FakeHub(tmp_path / "homes") as hub:
+        hub.clock = lambda: datetime.now(UTC) - timedelta(hours=1)
+        client = HubAPI(hub.url, hub.token)
+        for name in ("alice", "bob"):
+            assert client.api("POST", f"/users/{name}").status_code == 201
+        assert client.api("POST", "/users/alice/server").status_code == 201
+        assert jshub_usage.sample(f"{hub.url}/hub/api", hub.token, record) == 1
+        assert client.api("DELETE", "/users/alice/server").status_code == 204
+        assert stat.S_IMODE(record.stat().st_mode) == 0o600
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        # ssh DEST sudo -n cat PATH: the stand-in drops the options, the host and sudo.
+        stub(bin_dir, "ssh", 'shift 5; echo "$@" > "$(dirname "$0")/asked"; shift 2; exec "$@"')
+        monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+        out_csv = tmp_path / "usage.csv"
+        argv = ["--url", hub.url, "--token", hub.token, "--flavor", "m3.small", "--cpu", "1"]
+        argv += ["--ssh", "ubuntu@203.0.113.5", "--record-path", str(record), "--csv", str(out_csv)]
+        assert usage.main(argv) == 0
+    assert (bin_dir / "asked").read_text().split() == ["sudo", "-n", "cat", str(record)]
+    hours = sum(float(r["server_hours"]) for r in csv.DictReader(out_csv.open()) if r["user"] == "alice")
+    assert abs(hours - 1.0) < 0.02
+
+
+def test_the_vm_and_swarm_hubs_run_the_usage_record_with_the_scopes_it_needs() -> None:
+    for cfg in (make_config(), make_config(scenario="swarm", swarm={"workerCount": 2})):
+        spec = HubConfigSpec.from_config(cfg)
+        files = hub_config_files(spec)
+        assert "jshub_usage.py" in files
+        settings = json.loads(files[SETTINGS_FILE])["JupyterHub"]
+        (service,) = [s for s in settings["services"] if s.get("name") == "usage-record"]
+        assert service["command"][1:3] == ["-m", "jshub_usage"]
+        assert f"--record={spec.paths.usage_record}" in service["command"]
+        assert service["cwd"] == spec.paths.config_dir
+        (role,) = [r for r in settings["load_roles"] if r.get("name") == "usage-record"]
+        assert role == {
+            "name": "usage-record",
+            "scopes": ["list:users", "read:servers"],
+            "services": ["usage-record"],
+        }
