@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 SET       ?=
 ARGS      ?=
 
-.PHONY: help plan diff diagrams drills test lint bench venv clean system-deps smoke users boot
+.PHONY: help plan diff diagrams drills test lint bench venv clean system-deps smoke users usage boot
 
 # Every entry point, one line each (the first target: `make` alone prints this).
 help:
@@ -29,6 +29,7 @@ help:
 	@echo "make boot STACK=dev [ROLE=] [FRESH=1]    boot a stack's VM for real under QEMU, smoke-test it"
 	@echo "make smoke [ARGS=]                       the deployed hub end to end (python -m jshub.smoke)"
 	@echo "make users ARGS=\"create roster.csv\"      a workshop's roster against the deployed hub (python -m jshub.users)"
+	@echo "make usage [ARGS=]                       server-hours and SUs per user and day (python -m jshub.usage)"
 	@echo "make bench                               make plan against its import floor (bench/ has the scenario benchmarks)"
 	@echo "make diagrams                            refresh the architecture pictures the README embeds"
 	@echo "make system-deps                         the Debian and npm packages the tests drive (root)"
@@ -57,11 +58,16 @@ diagrams: venv
 # Against the deployed hub of the selected stack (its url and admin_token outputs):
 #   make smoke                                   the hub end to end, every step timed
 #   make users ARGS="create roster.csv"          also list, remove --yes, warm-up --concurrency N
+#   make usage ARGS="--record usage.jsonl"       who used how many server-hours and SUs, per day
 smoke: venv
 	$(PY) -m jshub.smoke $(ARGS)
 
 users: venv
 	$(PY) -m jshub.users $(ARGS)
+
+# make usage ARGS="--record usage.jsonl --csv usage.csv"   (hpc: ARGS="--sacct user@login-node")
+usage: venv
+	$(PY) -m jshub.usage $(ARGS)
 
 test: venv
 	$(PY) -m pytest -m "not drill and not boot" $(PYTEST_ARGS)

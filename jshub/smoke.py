@@ -6,8 +6,10 @@ creates a throw-away user, starts their server, runs a cell through the kernel's
 (prints the Python version, writes a file in the home), restarts the server and checks the file
 is still there, stops the server and deletes the user. With --ssh USER@HOST it also runs
 jshub-backup-check on the hub's VM over SSH, so a failed or stale backup fails the smoke test
-without any monitoring. Prints each step's time; exits 1 naming the step that failed (after
-cleaning up what it can), 2 when there is no hub to talk to."""
+without any monitoring. Prints each step's time, then the days the allocation has left at the
+stack's burn (its allocation_burn output), with a WARNING when fewer than allocationWarnDays;
+exits 1 naming the step that failed (after cleaning up what it can), 2 when there is no hub to
+talk to. A warning alone does not change the exit status."""
 
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from catalog.su import Burn
 from jshub import target
 from jshub.hubapi import HubAPI, wait_until
 
@@ -162,6 +167,37 @@ class Smoke:
             self.log(f"could not clean up {self.user}: {exc}; delete it in the admin page")
 
 
+def allocation_lines(burn: dict[str, Any] | None, now: datetime) -> list[str]:
+    """What the stack's `allocation_burn` output says at `now`: the days left, and a WARNING
+    line (which does not fail the smoke test) when fewer than allocationWarnDays remain."""
+    if not burn:
+        return []
+    b = Burn.from_output(burn)
+    days = b.days_left_at(now)
+    if days is None:
+        return [f"allocation: the stack burns no SUs ({b.balance_su:g} SU read on {b.as_of})"]
+    runs_out = (now + timedelta(days=max(days, 0))).date().isoformat()
+    said = (
+        f"{max(days, 0):.1f} days left at {b.su_per_hour:g} SU/hour running 24/7 (allocationSus "
+        f"{b.balance_su:g} SU read on {b.as_of}; runs out about {runs_out})"
+    )
+    if days < b.warn_days:
+        return [
+            f"WARNING: allocation: {said}, fewer than allocationWarnDays {b.warn_days}: ask for more SUs, "
+            "or shelve the stack between workshop days (README: Shelving between workshop days)"
+        ]
+    return [f"allocation: {said}"]
+
+
+def stack_burn(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The stack's allocation_burn output, or None (no such output, or no stack to read)."""
+    try:
+        value = target.stack_values(args.stack).get("allocation_burn")
+    except (target.TargetError, OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def table(steps: list[Step]) -> str:
     width = max([len("step"), *(len(s.name) for s in steps)])
     lines = [f"{'step':<{width}}  {'seconds':>8}  result"]
@@ -209,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ok = smoke.run()
     print(table(smoke.steps))
+    for line in allocation_lines(stack_burn(args), datetime.now(UTC)):
+        print(line)
     if not ok:
         failed = smoke.steps[-1]
         print(f"smoke test FAILED at step {failed.name!r}: {failed.detail}", file=sys.stderr)

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 
 class TargetError(RuntimeError):
@@ -35,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def stack_outputs(stack: str | None = None) -> dict[str, str]:
+    return {key: value for key, value in stack_values(stack).items() if isinstance(value, str)}
+
+
+def stack_values(stack: str | None = None) -> dict[str, Any]:
+    """Every output of the stack, structured ones (JSON objects) included."""
     pulumi = shutil.which("pulumi")
     if pulumi is None:
         raise TargetError(
@@ -44,8 +50,8 @@ def stack_outputs(stack: str | None = None) -> dict[str, str]:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise TargetError(f"`pulumi stack output` failed: {done.stderr.strip()[:400]}")
-    outputs = json.loads(done.stdout or "{}")
-    return {key: value for key, value in outputs.items() if isinstance(value, str)}
+    outputs: dict[str, Any] = json.loads(done.stdout or "{}")
+    return outputs
 
 
 def resolve(args: argparse.Namespace) -> Target:

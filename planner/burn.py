@@ -11,6 +11,8 @@ import math
 from datetime import date, timedelta
 from typing import Any
 
+from catalog.su import days_left
+
 SHELVING_SOURCE = "https://docs.jetstream-cloud.org/general/access/"
 
 SHELVE_CAVEATS = (
@@ -58,7 +60,7 @@ def allocation(
         return result
     warnings: list[str] = result["warnings"]
     if su_per_hour > 0:
-        hours_left = balance / su_per_hour
+        hours_left = days_left(balance, su_per_hour) * 24
         result["days_left"] = _days(hours_left)
         # The day the balance reaches zero: the last whole day it covers ends before it.
         result["runs_out_on"] = (today + timedelta(days=math.floor(hours_left / 24))).isoformat()
@@ -151,8 +153,10 @@ def lines(c: dict[str, Any]) -> list[str]:
             if a["days_left_at_max"] is not None
             else ""
         )
+        read = a.get("read")
+        counted = f" ({read['balance_su']:g} SU on {read['on']}, less the stack's burn since)" if read else ""
         out.append(
-            f"  allocation: {a['balance_su']:g} SU lasts {a['days_left']:g} days running 24/7 "
+            f"  allocation: {a['balance_su']:g} SU{counted} lasts {a['days_left']:g} days running 24/7 "
             f"(from {a['as_of']}: runs out on {a['runs_out_on']}){at_max}"
         )
     shelvable = [v["name"] for v in s["vms"] if v["shelvable"]]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pulumi
 
+from catalog import su
 from planner import backup, burn, cost, estimate, monitoring, quota, report, stackfile
 from planner.harness import main_program, run_program
 from planner.mocks import Stored
@@ -86,14 +87,25 @@ def plan_stack(
         plan["resources"], cfg.concurrent_users, user_guarantees(cfg), workshop_hours, workshop_days
     )
     c["shelved"] = cfg.shelved
+    today = today or date.today()
+    balance = cfg.allocation_sus
+    if balance is not None and cfg.allocation_sus_date is not None:
+        # Read on an earlier day: what the stack has burnt since, running, is gone.
+        start_of_today = datetime.combine(today, datetime.min.time(), UTC)
+        balance = su.balance_at(balance, cfg.allocation_sus_date, c["su_per_hour"], start_of_today)
     c["allocation"] = burn.allocation(
         c["su_per_hour"],
-        cfg.allocation_sus,
+        balance,
         cfg.allocation_warn_days,
         workshop_hours,
         workshop_days,
-        today or date.today(),
+        today,
         max_su_per_hour=c["su_per_hour_at_max"],
+    )
+    c["allocation"]["read"] = (
+        None
+        if cfg.allocation_sus_date is None
+        else {"balance_su": cfg.allocation_sus, "on": cfg.allocation_sus_date.isoformat()}
     )
     c["shelving"] = burn.shelving(
         c["instances"], c["su_per_hour"], workshop_hours, workshop_days, cfg.scenario

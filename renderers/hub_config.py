@@ -55,8 +55,9 @@ def _named_modules(value: Any) -> set[str]:
     if isinstance(value, list):
         return set().union(*(_named_modules(v) for v in value)) if value else set()
     if isinstance(value, str) and value.startswith(HUB_MODULE_PREFIX):
-        module, dot, _ = value.partition(".")
-        if dot and (HUB_DIR / f"{module}.py").is_file():
+        # `module.name` (a hook), or a bare module a service runs with `python -m`.
+        module = value.partition(".")[0]
+        if (HUB_DIR / f"{module}.py").is_file():
             return {module}
     return set()
 

@@ -158,6 +158,19 @@ def _services(spec: HubConfigSpec) -> Settings:
                 # lets only admin callers grant that (no scope does); the tokens scope below is
                 # as strong already.
                 {"name": "jshub-admin", "api_token": env("JSHUB_ADMIN_TOKEN"), "admin": True},
+                # Who ran a server when: samples of the running servers on the data volume,
+                # which `python -m jshub.usage` sums into server-hours and SUs.
+                {
+                    "name": "usage-record",
+                    "command": [
+                        {"$sys": "executable"},
+                        "-m",
+                        "jshub_usage",
+                        f"--record={spec.paths.usage_record}",
+                        f"--every={spec.usage_sample_s}",
+                    ],
+                    "cwd": spec.paths.config_dir,
+                },
                 # With monitoring: Prometheus scrapes /hub/metrics with this service's token,
                 # which can read nothing else.
                 if_env("JSHUB_METRICS_TOKEN", {"name": metrics, "api_token": env("JSHUB_METRICS_TOKEN")}),
@@ -167,6 +180,11 @@ def _services(spec: HubConfigSpec) -> Settings:
                     "name": "idle-culler",
                     "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
                     "services": ["idle-culler"],
+                },
+                {
+                    "name": "usage-record",
+                    "scopes": ["list:users", "read:servers"],
+                    "services": ["usage-record"],
                 },
                 {
                     "name": "jshub-admin",

@@ -43,6 +43,11 @@ class HubPaths:
         return f"{self.data_root}/hub"
 
     @property
+    def usage_record(self) -> str:
+        """The hub's usage record (hub/jshub_usage.py), on the data volume beside its database."""
+        return f"{self.state_dir}/usage.jsonl"
+
+    @property
     def home_root(self) -> str:
         return f"{self.data_root}/home"
 
@@ -257,6 +262,8 @@ class HubConfigSpec:
     proxy_api_url: str | None = None
     # The shared course folder (README, Course material).
     shared_folder: bool = False
+    # How often the usage record samples the running servers (seconds).
+    usage_sample_s: int = 300
 
     @classmethod
     def from_config(cls, cfg: StackConfig, paths: HubPaths | None = None) -> HubConfigSpec:

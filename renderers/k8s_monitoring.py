@@ -30,9 +30,18 @@ from typing import Any
 
 import yaml
 
+from catalog.su import Burn
 from renderers.k8s_backup import CRONJOB
 from renderers.k8s_objects import LABELS
-from renderers.monitoring import HUB_PANELS, NODE_PANELS, AlertTargets, _alert, alertmanager_config, dashboard
+from renderers.monitoring import (
+    HUB_PANELS,
+    NODE_PANELS,
+    AlertTargets,
+    _alert,
+    alertmanager_config,
+    allocation_rule,
+    dashboard,
+)
 
 CHART = "kube-prometheus-stack"
 CHART_VERSION = "88.5.3"
@@ -101,6 +110,8 @@ class K8sMonitoringSpec:
     storage_class: str = "ceph-block"
     # None: the stack names no alert target, and the chart's Alertmanager notifies no one.
     alerts: AlertTargets | None = None
+    # None: no allocationSus/allocationSusDate, so no AllocationRunningOut rule.
+    allocation: Burn | None = None
 
     @property
     def grafana_url(self) -> str:
@@ -289,6 +300,8 @@ def alert_rules(spec: K8sMonitoringSpec) -> list[dict[str, Any]]:
             )
         )
         rules.append(_backup_failed(spec.hub_namespace))
+    if spec.allocation is not None:
+        rules.append(allocation_rule(spec.allocation))
     return rules
 
 

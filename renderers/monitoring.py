@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from catalog.su import Burn
 from renderers import render
 from renderers.backup import METRICS_FILE, TEXTFILE_DIR
 
@@ -105,6 +106,8 @@ class MonitoringSpec:
     external_url: str | None = None
     # None: no Alertmanager (alerts only on Prometheus's Alerts page).
     alerts: AlertTargets | None = None
+    # None: no allocationSus/allocationSusDate, so no AllocationRunningOut rule.
+    allocation: Burn | None = None
 
     @property
     def route_prefix(self) -> str:
@@ -201,6 +204,20 @@ def volume_used_percent(mount: str) -> str:
     return f"100 * (1 - node_filesystem_avail_bytes{{{selector}}} / node_filesystem_size_bytes{{{selector}}})"
 
 
+def allocation_rule(burn: Burn) -> dict[str, Any]:
+    """Fires while the allocation's balance, counted down at the stack's SU/hour from the day
+    it was read, lasts fewer than allocationWarnDays (for the VM hubs and the cluster alike)."""
+    return _alert(
+        "AllocationRunningOut",
+        burn.alert_expr(),
+        "0m",
+        "warning",
+        f"allocationSus {burn.balance_su:g} SU (read {burn.as_of.isoformat()}) lasts fewer than "
+        f"allocationWarnDays {burn.warn_days} days at the stack's {burn.su_per_hour:g} SU/hour: ask for more "
+        "SUs, or shelve the stack between workshop days",
+    )
+
+
 def alert_rules(spec: MonitoringSpec) -> list[dict[str, Any]]:
     rules = [
         _alert(
@@ -262,6 +279,8 @@ def alert_rules(spec: MonitoringSpec) -> list[dict[str, Any]]:
                 f"jshub-backup-check has not written {METRICS_FILE} for 2 hours",
             ),
         ]
+    if spec.allocation is not None:
+        rules.append(allocation_rule(spec.allocation))
     return rules
 
 

@@ -11,6 +11,7 @@ import ipaddress
 import re
 import ssl
 import uuid
+from datetime import date
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -590,6 +591,13 @@ class StackConfig(ConfigModel):
         description="The allocation's SU balance today (its remaining SUs, as the ACCESS allocations page "
         "shows them): `make plan` says how many days it lasts at the stack's SU/hour running 24/7, the date "
         "it runs out and whether a workshop fits it. Empty: not checked.",
+    )
+    allocation_sus_date: date | None = Field(
+        default=None,
+        description="The day (YYYY-MM-DD, UTC) allocationSus was read. With it the deployed stack counts the "
+        "balance down at its SU/hour from that day: an alert (AllocationRunningOut, where monitoring is on) and "
+        "`make smoke` warn when fewer than allocationWarnDays remain, and `make plan` counts from it. Empty: "
+        "`make plan` takes allocationSus as today's balance and the deployed stack does not count down.",
     )
     allocation_warn_days: int = Field(
         default=14,

@@ -743,6 +743,19 @@ def shelving_supported(cfg: StackConfig) -> list[Problem]:
     return []
 
 
+def allocation_date_has_balance(cfg: StackConfig) -> list[Problem]:
+    if cfg.allocation_sus_date is not None and cfg.allocation_sus is None:
+        return [
+            Problem(
+                "allocationSusDate",
+                "is the day allocationSus was read, and allocationSus is not set; allowed: set both, "
+                "or neither",
+                cfg.allocation_sus_date.isoformat(),
+            )
+        ]
+    return []
+
+
 RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     auth_secrets_match_type,
     hub_name_fits_certificate,
@@ -767,6 +780,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     monitoring_supported,
     alert_targets_fit,
     shelving_supported,
+    allocation_date_has_balance,
 )
 
 

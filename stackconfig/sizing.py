@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from catalog import FLAVORS, Flavor
+from catalog.su import Burn
 from stackconfig.model import K8sConfig, StackConfig
 
 # What a node keeps for itself before any pod is scheduled: the OS, kubelet and container
@@ -177,3 +178,66 @@ def _k8s(cfg: StackConfig) -> K8sConfig:
     if cfg.k8s is None:
         raise ValueError("scenario k8s needs the k8s section")
     return cfg.k8s
+
+
+@dataclass(frozen=True)
+class ServerShare:
+    """What one user's server takes of the VM it runs on: `cpu` cores of a `flavor` VM, and in
+    the user's words why that figure (`basis`). jshub.usage charges a server-hour this share of
+    the VM's SUs (planner.burn.server_su_per_hour)."""
+
+    flavor: str
+    cpu: float
+    basis: str
+
+
+def server_share(cfg: StackConfig) -> ServerShare | None:
+    """None for hpc: users' servers are batch jobs on the HPC system, charged there."""
+    if cfg.scenario == "hpc":
+        return None
+    if cfg.scenario == "k8s":
+        k8s = _k8s(cfg)
+        return ServerShare(
+            k8s.worker_flavor,
+            k8s.user_cpu_guarantee,
+            f"k8s.userCpuGuarantee {k8s.user_cpu_guarantee:g} of a {k8s.worker_flavor} worker",
+        )
+    if cfg.scenario == "swarm" and cfg.swarm is not None:
+        swarm = cfg.swarm
+        if swarm.user_cpu_reservation > 0:
+            return ServerShare(
+                swarm.worker_flavor,
+                swarm.user_cpu_reservation,
+                f"swarm.userCpuReservation {swarm.user_cpu_reservation:g} of a {swarm.worker_flavor} worker",
+            )
+        return ServerShare(
+            swarm.worker_flavor,
+            cfg.user_cpu,
+            f"userCpu {cfg.user_cpu:g} (no reservation set) of a {swarm.worker_flavor} worker",
+        )
+    return ServerShare(
+        cfg.hub_flavor, cfg.user_cpu, f"userCpu {cfg.user_cpu:g} of the {cfg.hub_flavor} hub VM"
+    )
+
+
+def vm_flavors(cfg: StackConfig) -> list[str]:
+    """The flavor of every server the stack runs on Jetstream2 (a test holds this to the servers
+    the program registers)."""
+    if cfg.scenario == "k8s":
+        k8s = _k8s(cfg)
+        return [k8s.control_plane_flavor] * k8s.control_plane_count + [k8s.worker_flavor] * worker_count(cfg)
+    if cfg.scenario == "swarm" and cfg.swarm is not None:
+        return [cfg.swarm.manager_flavor] + [cfg.swarm.worker_flavor] * cfg.swarm.worker_count
+    return [cfg.hub_flavor]
+
+
+def stack_su_per_hour(cfg: StackConfig) -> float:
+    """What the stack burns per hour with every server running."""
+    return sum(FLAVORS[f].su_per_hour for f in vm_flavors(cfg))
+
+
+def burn(cfg: StackConfig) -> Burn | None:
+    """The stack's burn against its allocation, when allocationSus and the day it was read are set."""
+    if cfg.allocation_sus is None or cfg.allocation_sus_date is None:
+        return None
+    return Burn(stack_su_per_hour(cfg), cfg.allocation_sus, cfg.allocation_sus_date, cfg.allocation_warn_days)

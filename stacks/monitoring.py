@@ -14,7 +14,7 @@ from renderers import z2jh
 from renderers.k8s_monitoring import K8sMonitoringSpec
 from renderers.monitoring import AlertTargets, MonitoringSpec
 from renderers.rook import BLOCK_CLASS
-from stackconfig import StackConfig
+from stackconfig import StackConfig, sizing
 
 # The hub's public port on the VM: the proxy on a hub VM, the published service on a manager.
 HUB_TARGET = "127.0.0.1:8000"
@@ -34,6 +34,7 @@ def monitoring_spec(cfg: StackConfig, data_mount: str) -> MonitoringSpec:
         backup_max_age_hours=cfg.backup.max_age_hours if backups else None,
         external_url=f"https://{cfg.hub_fqdn}{WEB_PATH}",
         alerts=alert_targets(cfg),
+        allocation=sizing.burn(cfg),
     )
 
 
@@ -99,6 +100,7 @@ def k8s_monitoring_spec(cfg: StackConfig) -> K8sMonitoringSpec:
         backup_max_age_hours=cfg.backup.max_age_hours if cfg.backup.on_for(cfg.scenario) else None,
         storage_class=BLOCK_CLASS,
         alerts=alert_targets(cfg),
+        allocation=sizing.burn(cfg),
     )
 
 

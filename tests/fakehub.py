@@ -14,6 +14,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -47,6 +48,8 @@ class FakeHub:
         self.users: dict[str, dict[str, Any]] = {}
         self.kernels: dict[str, str] = {}
         self.port = 0
+        # When a server starts, as the hub's `started` says it (a test may set the time).
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -103,7 +106,16 @@ class FakeHub:
     def model(self, name: str) -> dict[str, Any]:
         user = self.users[name]
         servers = (
-            {"": {"name": "", "ready": True, "pending": None, "url": f"/user/{name}/"}}
+            {
+                "": {
+                    "name": "",
+                    "ready": True,
+                    "pending": None,
+                    "url": f"/user/{name}/",
+                    "started": user["started"],
+                    "last_activity": user["started"],
+                }
+            }
             if user["running"]
             else {}
         )
@@ -178,7 +190,11 @@ class _User(_Handler):
         elif name in self.hub.users:
             self.answer(409, {"message": f"User {name} already exists"})
         else:
-            self.hub.users[name] = {"admin": bool(self.body().get("admin")), "running": False}
+            self.hub.users[name] = {
+                "admin": bool(self.body().get("admin")),
+                "running": False,
+                "started": None,
+            }
             self.hub.home(name).mkdir(parents=True, exist_ok=True)
             self.answer(201, self.hub.model(name))
 
@@ -202,6 +218,7 @@ class _Server(_Handler):
             self.answer(400, {"message": f"{name} is already running"})
             return
         self.hub.users[name]["running"] = True
+        self.hub.users[name]["started"] = self.hub.clock().isoformat().replace("+00:00", "Z")
         self.answer(201)
 
     def delete(self, name: str) -> None:

@@ -161,7 +161,9 @@ def test_make_plan_prints_the_burn_and_writes_the_json_fields(
         "workshop_fits_24x7",
         "workshop_fits_shelved",
         "warnings",
+        "read",
     }
+    assert c["allocation"]["read"] is None  # no allocationSusDate: allocationSus is today's
     assert c["allocation"]["days_left"] == 12.5 and c["shelving"]["su_saved"] == 72
 
 

@@ -230,6 +230,7 @@ def test_user_data_holds_nothing_a_config_change_touches() -> None:
         "/etc/systemd/system/jupyterhub.service.d/jshub-servers.conf",
         "/etc/jupyterhub/jshub_accounts.py",
         "/etc/jupyterhub/jshub_settings.py",
+        "/etc/jupyterhub/jshub_usage.py",
         "/etc/jupyterhub/jupyterhub_settings.json",
         "/etc/jupyterhub/jupyterhub_config.py",
         "/etc/caddy/Caddyfile",

@@ -115,6 +115,7 @@ def test_homes_volume_is_protected_and_the_hub_is_a_swarm_service_on_the_manager
     assert [c["fileName"] for c in spec["containerSpec"]["configs"]] == [
         "/etc/jupyterhub/jshub_settings.py",
         "/etc/jupyterhub/jshub_swarm.py",
+        "/etc/jupyterhub/jshub_usage.py",
         "/etc/jupyterhub/jupyterhub_settings.json",
         "/etc/jupyterhub/jupyterhub_config.py",
     ]
@@ -236,9 +237,9 @@ def test_workers_rejoin_a_new_swarm_and_the_hub_is_made_again_there() -> None:
         assert node.inputs["triggers"][-1] == placeholder_id(COMMAND, "swarm-swarm-init")
     docker_objects = [r for r in rec.registrations if r.type.startswith("docker:index/") and r.custom]
     labelled = [r for r in docker_objects if r.type != "docker:index/image:Image"]
-    # network, four configs (static config, two modules, settings), three secrets (one the
+    # network, five configs (static config, three modules, settings), three secrets (one the
     # metrics token), service
-    assert len(labelled) == 9
+    assert len(labelled) == 10
     for r in labelled:
         assert r.inputs["labels"][0]["label"] == "org.jupyterhub-jetstream.swarm", r.name
         assert swarm_id.urn in r.property_dependency_urns["labels"], r.name

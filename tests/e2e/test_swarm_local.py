@@ -273,6 +273,7 @@ def test_hub_service_is_the_production_spec_with_proxy_and_idle_culler(swarm_hub
         "/etc/jupyterhub/jupyterhub_settings.json",
         "/etc/jupyterhub/jshub_settings.py",
         "/etc/jupyterhub/jshub_swarm.py",
+        "/etc/jupyterhub/jshub_usage.py",
     }
     secrets = {
         (s["SecretName"], s["File"]["Name"], s["File"]["Mode"]) for s in task["ContainerSpec"]["Secrets"]
