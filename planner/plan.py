@@ -9,10 +9,11 @@ from typing import Any
 
 import pulumi
 
+from catalog import FLAVORS
 from planner import backup, burn, cost, estimate, monitoring, quota, report, stackfile
 from planner.harness import main_program, run_program
 from policy.rules import check_plan
-from stackconfig import StackConfig, parse
+from stackconfig import StackConfig, parse, sizing
 from stacks.deployed import DeployedResource
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -36,6 +37,35 @@ def user_guarantees(cfg: StackConfig) -> tuple[float, float] | None:
         # each container's limits, which notebooks may reach only while others idle.
         return cfg.swarm.user_cpu_reservation, cfg.swarm.user_memory_reservation_gb
     return cfg.user_cpu, cfg.user_memory_gb
+
+
+def gpu_demand(cfg: StackConfig) -> cost.GpuDemand | None:
+    """Users whose servers need a GPU at once. A single hub on a GPU flavor: every user, all
+    sharing the VM's one GPU, each with at least MIN_GPU_MEMORY_PER_USER_GB of it. k8s: one
+    server per GPU seat, each with whole devices (the device plugin shares none)."""
+    if cfg.scenario == "single" and FLAVORS[cfg.hub_flavor].gpu:
+        return cost.GpuDemand(
+            users=cfg.concurrent_users,
+            cpu=0.0,
+            mem_gb=cfg.user_memory_gb,
+            gpu_memory_gb=sizing.MIN_GPU_MEMORY_PER_USER_GB,
+            users_per_gpu=cfg.concurrent_users,
+            basis=f"{cfg.concurrent_users} users × ({cfg.user_memory_gb:g} GB, "
+            f"{sizing.MIN_GPU_MEMORY_PER_USER_GB:g} GB of GPU memory) sharing one GPU flavor",
+        )
+    if cfg.scenario == "k8s" and cfg.k8s is not None and sizing.gpu_seats(cfg.k8s):
+        seats = sizing.gpu_seats(cfg.k8s)
+        cpu, mem = sizing.gpu_user_guarantee(cfg.k8s)
+        return cost.GpuDemand(
+            users=seats,
+            cpu=cpu + sizing.NODE_RESERVED_CPU,
+            mem_gb=mem + sizing.NODE_RESERVED_MEMORY_GB,
+            gpu_memory_gb=0.0,
+            users_per_gpu=1,
+            basis=f"{seats} GPU servers × ({cpu:g} vCPU, {mem:g} GB guaranteed, one GPU each, on a node "
+            "of their own with its reserve) packed onto GPU flavors",
+        )
+    return None
 
 
 def plan_stack(
@@ -78,7 +108,12 @@ def plan_stack(
     plan["deployed_resources"] = None if deployed is None else len(set(deployed))
     plan["warnings"] = recording.warnings
     c = cost.cost(
-        plan["resources"], cfg.concurrent_users, user_guarantees(cfg), workshop_hours, workshop_days
+        plan["resources"],
+        cfg.concurrent_users,
+        user_guarantees(cfg),
+        workshop_hours,
+        workshop_days,
+        gpu=gpu_demand(cfg),
     )
     c["shelved"] = cfg.shelved
     c["allocation"] = burn.allocation(

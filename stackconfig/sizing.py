@@ -10,7 +10,8 @@ import math
 from dataclasses import dataclass
 
 from catalog import FLAVORS, Flavor
-from stackconfig.model import K8sConfig, StackConfig
+from catalog.jetstream2 import GPUS_PER_GPU_INSTANCE
+from stackconfig.model import K8sConfig, ProfileConfig, StackConfig
 
 # What a node keeps for itself before any pod is scheduled: the OS, kubelet and container
 # runtime, the CNI and kube-proxy, and per-node daemons (Ceph CSI plugins, the image puller).
@@ -177,3 +178,43 @@ def _k8s(cfg: StackConfig) -> K8sConfig:
     if cfg.k8s is None:
         raise ValueError("scenario k8s needs the k8s section")
     return cfg.k8s
+
+
+# --- GPUs ------------------------------------------------------------------------------------
+
+# The least GPU memory a user's kernel gets when users share one GPU: a CUDA context alone
+# takes some hundreds of MB, and a user below 1 GB cannot load even a small model.
+MIN_GPU_MEMORY_PER_USER_GB = 1.0
+
+
+def single_gpu_memory_per_user(cfg: StackConfig) -> float | None:
+    """The single hub's GPU memory per concurrent user (GB), or None on a CPU flavor: all users
+    share the one GPU of the hub's VM."""
+    flavor = FLAVORS[cfg.hub_flavor]
+    if cfg.scenario != "single" or not flavor.gpu:
+        return None
+    return flavor.gpu_memory_gb / cfg.concurrent_users
+
+
+def gpu_profiles(k8s: K8sConfig) -> list[tuple[int, ProfileConfig]]:
+    return [(i, p) for i, p in enumerate(k8s.profiles) if p.gpus > 0]
+
+
+def gpu_seats(k8s: K8sConfig) -> int:
+    """GPU servers that run at once: each GPU worker has GPUS_PER_GPU_INSTANCE devices and a
+    server takes whole devices (the device plugin shares none), so the largest GPU profile
+    decides."""
+    profiles = gpu_profiles(k8s)
+    if not profiles or k8s.gpu_worker_count == 0:
+        return 0
+    most = max(p.gpus for _, p in profiles)
+    return k8s.gpu_worker_count * (GPUS_PER_GPU_INSTANCE // most)
+
+
+def gpu_user_guarantee(k8s: K8sConfig) -> tuple[float, float]:
+    """The largest (vCPU, GB) a GPU profile's server is guaranteed: what one GPU worker must hold
+    beside the node's reserve."""
+    profiles = [p for _, p in gpu_profiles(k8s)]
+    cpu = max((p.cpu_guarantee or k8s.user_cpu_guarantee for p in profiles), default=0.0)
+    mem = max((p.memory_guarantee_gb or k8s.user_memory_guarantee_gb for p in profiles), default=0.0)
+    return cpu, mem
