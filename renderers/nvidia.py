@@ -17,6 +17,7 @@ TOOLKIT_KEY_URL = f"{TOOLKIT_REPOSITORY}/gpgkey"
 # "NVIDIA CORPORATION (Open Source Projects) <cudatools@nvidia.com>", the repository's signer.
 TOOLKIT_KEY_FINGERPRINT = "C95B321B61E88C1809C4F759DDCAE044F796ECB0"
 TOOLKIT_KEYRING = "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg"
+TOOLKIT_SOURCES = "/etc/apt/sources.list.d/nvidia-container-toolkit.list"
 TOOLKIT_SCRIPT = "/usr/local/sbin/jshub-nvidia-container-toolkit"
 
 # k3s finds nvidia-container-runtime at start and adds the `nvidia` runtime to containerd; since
@@ -64,10 +65,12 @@ def gpu_toleration() -> dict[str, str]:
     }
 
 
-def render_toolkit_script() -> str:
+def render_toolkit_script(keyring: str = TOOLKIT_KEYRING, sources: str = TOOLKIT_SOURCES) -> str:
+    """`keyring`, `sources`: where the key and the apt source go (a test runs it elsewhere)."""
     return render(
         "nvidia-container-toolkit.sh.j2",
-        keyring=TOOLKIT_KEYRING,
+        keyring=keyring,
+        sources=sources,
         key_url=TOOLKIT_KEY_URL,
         fingerprint=TOOLKIT_KEY_FINGERPRINT,
         repository=TOOLKIT_REPOSITORY,
