@@ -276,6 +276,11 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
         # Magnum's GPU nodes carry no taint (components/k8s_cluster.py): every server but a GPU
         # profile's (which replaces this) is kept off them by their flavor label.
         singleuser["extraNodeAffinity"] = {"required": [_flavor_term("NotIn", k8s.gpu_worker_flavor)]}
+    pre_puller: dict[str, Any] = {"hook": {"enabled": True}, "continuous": {"enabled": True}}
+    if k8s.gpu_worker_count and k8s.engine == "k3s":
+        # The pullers tolerate the GPU taint, so a GPU profile's image (a CUDA image of several
+        # GB) is on the GPU nodes before the first GPU server starts there.
+        pre_puller["extraTolerations"] = [nvidia.gpu_toleration()]
     tokens = {ADMIN_SERVICE: "JSHUB_ADMIN_TOKEN"}
     # admin: a roster may name admins, which JupyterHub lets only admin callers grant.
     services: dict[str, Any] = {ADMIN_SERVICE: {"name": ADMIN_SERVICE, "admin": True}}
@@ -337,5 +342,5 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
             "timeout": spec.hub.idle_timeout_s,
             "every": spec.hub.cull_every_s,
         },
-        "prePuller": {"hook": {"enabled": True}, "continuous": {"enabled": True}},
+        "prePuller": pre_puller,
     }

@@ -291,6 +291,8 @@ def test_z2jh_values_with_a_gpu_profile_pass_the_chart_schema(engine: str) -> No
     else:
         assert "extraNodeAffinity" not in values["singleuser"]
         assert gpu["node_selector"] == {"nvidia.com/gpu.present": "true"}
+        # The image pullers reach the tainted GPU nodes too: a CUDA image is there before a spawn.
+        assert values["prePuller"]["extraTolerations"] == [nvidia.gpu_toleration()]
 
 
 def _gpu_node() -> k3s.K3sNodeSpec:
@@ -440,3 +442,22 @@ def test_magnum_gpu_node_group_follows_the_workers_and_the_plugin_follows_both()
         if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == "jupyterhub"
     ]
     assert gpu.urn in release.dependency_urns
+
+
+def test_the_real_systemdspawner_leaves_the_gpu_to_every_users_server(tmp_path: Path) -> None:
+    """The single hub on g3.medium, its rendered config loaded by JupyterHub's own loader: the
+    real SystemdSpawner's unit for a user hides no device (the driver's /dev/nvidia* stay
+    reachable), and the spawner's environment carries the sharing settings."""
+    from renderers.hub_config import HubConfigSpec
+    from tests.hub_config_local import hub_config_text
+    from tests.spawner_units import load_config, properties, systemd_run_argv
+
+    spec = HubConfigSpec.from_config(make_config(hubFlavor="g3.medium"))
+    env = {"OAUTH_CLIENT_SECRET": "test-secret", "JSHUB_ADMIN_TOKEN": "test-token"}
+    config = load_config(hub_config_text(spec, tmp_path), tmp_path, env)
+    assert dict(config.Spawner.environment) == GPU_SHARING_ENV
+    argv = systemd_run_argv(config, "nobody", tmp_path)
+    props = properties(argv)
+    assert not {"PrivateDevices", "DevicePolicy", "DeviceAllow"} & set(props), props
+    cpu = load_config(hub_config_text(HubConfigSpec.from_config(make_config()), tmp_path), tmp_path, env)
+    assert "environment" not in cpu.Spawner
