@@ -169,6 +169,9 @@ def cost(
         hourly = sum(i["su_per_hour"] for i in instances if i["resource"] == resource)
         return {"su_per_hour": hourly, "su_per_day": hourly * 24, "su_for_workshop": hourly * hours * days}
 
+    def at_max(i: dict[str, Any]) -> float:
+        return float(i["su_per_hour"] / i["count"] * i["max_count"]) if i["count"] else 0.0
+
     resources_used = sorted({i["resource"] for i in instances})
     return {
         "su_per_hour": per_hour,
@@ -181,9 +184,9 @@ def cost(
         "gpu_su_per_day": gpu_per_hour * 24,
         "gpu_su_for_workshop": gpu_per_hour * hours * days,
         "by_resource": {r: spend(r) for r in resources_used},
-        "su_per_hour_at_max": sum(
-            i["su_per_hour"] / i["count"] * i["max_count"] for i in instances if i["count"]
-        ),
+        "su_per_hour_at_max": sum(at_max(i) for i in instances),
+        "cpu_su_per_hour_at_max": sum(at_max(i) for i in instances if not i["gpu"]),
+        "gpu_su_per_hour_at_max": sum(at_max(i) for i in instances if i["gpu"]),
         "workshop_hours": hours,
         "workshop_days": days,
         "su_for_workshop": per_hour * hours * days,

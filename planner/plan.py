@@ -116,14 +116,25 @@ def plan_stack(
         gpu=gpu_demand(cfg),
     )
     c["shelved"] = cfg.shelved
+    # Jetstream2 GPU is a balance of its own: allocationSus pays the other flavors' SUs only.
     c["allocation"] = burn.allocation(
-        c["su_per_hour"],
+        c["cpu_su_per_hour"],
         cfg.allocation_sus,
         cfg.allocation_warn_days,
         workshop_hours,
         workshop_days,
         today or date.today(),
-        max_su_per_hour=c["su_per_hour_at_max"],
+        max_su_per_hour=c["cpu_su_per_hour_at_max"],
+    )
+    c["allocation_gpu"] = burn.allocation(
+        c["gpu_su_per_hour"],
+        cfg.allocation_gpu_sus,
+        cfg.allocation_warn_days,
+        workshop_hours,
+        workshop_days,
+        today or date.today(),
+        max_su_per_hour=c["gpu_su_per_hour_at_max"],
+        key="allocationGpuSus",
     )
     c["shelving"] = burn.shelving(
         c["instances"], c["su_per_hour"], workshop_hours, workshop_days, cfg.scenario

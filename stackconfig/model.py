@@ -613,7 +613,16 @@ class StackConfig(ConfigModel):
         allow_inf_nan=False,
         description="The allocation's SU balance today (its remaining SUs, as the ACCESS allocations page "
         "shows them): `make plan` says how many days it lasts at the stack's SU/hour running 24/7, the date "
-        "it runs out and whether a workshop fits it. Empty: not checked.",
+        "it runs out and whether a workshop fits it. GPU flavors' SUs are not paid from it (allocationGpuSus). "
+        "Empty: not checked.",
+    )
+    allocation_gpu_sus: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="The allocation's Jetstream2 GPU balance today (a separate ACCESS resource): `make plan` "
+        "says how long it lasts at the stack's GPU SUs/hour (g3 flavors), which allocationSus does not pay. "
+        "Empty: not checked.",
     )
     allocation_warn_days: int = Field(
         default=14,

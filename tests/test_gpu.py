@@ -461,3 +461,19 @@ def test_the_real_systemdspawner_leaves_the_gpu_to_every_users_server(tmp_path: 
     assert not {"PrivateDevices", "DevicePolicy", "DeviceAllow"} & set(props), props
     cpu = load_config(hub_config_text(HubConfigSpec.from_config(make_config()), tmp_path), tmp_path, env)
     assert "environment" not in cpu.Spawner
+
+
+def test_gpu_sus_are_paid_from_the_gpu_balance_only() -> None:
+    from datetime import date
+
+    plan = plan_stack(
+        "workshop-k8s",
+        overrides={**GPU_WORKSHOP, "allocationSus": "12000", "allocationGpuSus": "1000"},
+        today=date(2026, 1, 5),
+    )
+    cpu, gpu = plan["cost"]["allocation"], plan["cost"]["allocation_gpu"]
+    # 120 CPU SU/hour from 12000: 100 hours; 32 GPU SU/hour from 1000: 31.25 hours.
+    assert cpu["days_left"] == round(100 / 24, 1) and gpu["days_left"] == round(1000 / 32 / 24, 1)
+    assert gpu["runs_out_on"] == "2026-01-06"
+    assert any(w.startswith("allocationGpuSus 1000 SU lasts 1.3 days at 32 SU/hour") for w in gpu["warnings"])
+    assert not any("allocationGpuSus" in w for w in cpu["warnings"])
