@@ -4,6 +4,14 @@ Sources:
 - Flavors and SU rates: https://docs.jetstream-cloud.org/general/instance-flavors/
   ("1 SU is equivalent to 1 vCPU for 1 hour"; Large Memory r3.* cost 2 SU per vCPU-hour;
   GPU g3.* cost 2 SU per vCPU-hour on the current page, after an earlier rate of 4).
+- GPU flavors (same page, "Jetstream2 GPU"): g3.small/medium/large are vGPU slices of one
+  NVIDIA A100 40GB (5, 10 and 20 GB of GPU memory: 1/8, 1/4 and 1/2 of the card); g3.xl has a
+  whole A100 by PCI passthrough, and 120 GB of RAM since Jetstream2 lowered it from 125 for
+  whole-card flavors (gitlab.com/jetstream-cloud/jetstream2/docs issue 97). Each g3 instance
+  sees exactly one GPU device.
+- Resources: Jetstream2 (CPU), Jetstream2 GPU and Jetstream2 Large Memory are separate ACCESS
+  resources, each with its own SU balance; access to one does not give access to the others
+  (same page: "Having access to one does NOT yield access to all").
 - Featured images: https://docs.jetstream-cloud.org/general/featured/
 - Networking (`public` external network, `auto_allocated_network`, one router per
   allocation): https://docs.jetstream-cloud.org/ui/cli/network/ and
@@ -35,10 +43,30 @@ class Flavor:
     root_disk_gb: int
     su_per_vcpu_hour: float
     gpu_fraction: float = 0.0
+    # The GPU memory an instance sees (GB): its slice of an A100 40GB.
+    gpu_memory_gb: float = 0.0
 
     @property
     def su_per_hour(self) -> float:
         return self.vcpus * self.su_per_vcpu_hour
+
+    @property
+    def gpu(self) -> bool:
+        return self.gpu_fraction > 0
+
+    @property
+    def resource(self) -> str:
+        """The ACCESS resource whose SUs this flavor spends."""
+        if self.gpu:
+            return GPU_RESOURCE
+        return LARGE_MEMORY_RESOURCE if self.name.startswith("r3.") else CPU_RESOURCE
+
+
+CPU_RESOURCE = "Jetstream2"
+GPU_RESOURCE = "Jetstream2 GPU"
+LARGE_MEMORY_RESOURCE = "Jetstream2 Large Memory"
+# Every g3 flavor gives its instance one GPU device (a vGPU slice or a whole card).
+GPUS_PER_GPU_INSTANCE = 1
 
 
 def _flavors(*flavors: Flavor) -> Mapping[str, Flavor]:
@@ -55,13 +83,20 @@ FLAVORS: Mapping[str, Flavor] = _flavors(
     Flavor("m3.2xl", 64, 250, 60, 1),
     Flavor("r3.large", 64, 500, 60, 2),
     Flavor("r3.xl", 128, 1000, 60, 2),
-    Flavor("g3.small", 4, 15, 60, 2, gpu_fraction=0.2),
-    Flavor("g3.medium", 8, 30, 60, 2, gpu_fraction=0.25),
-    Flavor("g3.large", 16, 60, 60, 2, gpu_fraction=0.5),
-    Flavor("g3.xl", 32, 125, 60, 2, gpu_fraction=1.0),
+    Flavor("g3.small", 4, 15, 60, 2, gpu_fraction=0.125, gpu_memory_gb=5),
+    Flavor("g3.medium", 8, 30, 60, 2, gpu_fraction=0.25, gpu_memory_gb=10),
+    Flavor("g3.large", 16, 60, 60, 2, gpu_fraction=0.5, gpu_memory_gb=20),
+    Flavor("g3.xl", 32, 120, 60, 2, gpu_fraction=1.0, gpu_memory_gb=40),
 )
 
 FEATURED_IMAGES: tuple[str, ...] = ("Featured-Ubuntu24", "Featured-Ubuntu22")
+# Jetstream2's featured Ubuntu images come with NVIDIA's driver for its vGPU slices and cards
+# installed (docs.jetstream-cloud.org/general/featured/ and /faq/gpu/: the driver is on the
+# featured images, and a CUDA toolkit is in the software collection), so a g3 instance needs no
+# driver from the stack. What the images do not carry is NVIDIA's container toolkit, which a
+# Kubernetes node needs to hand the GPU to a container. The stack checks the driver at boot
+# (`nvidia-smi`) instead of trusting this.
+FEATURED_IMAGES_CARRY_NVIDIA_DRIVER = True
 
 EXTERNAL_NETWORK = "public"
 AUTO_ALLOCATED_NETWORK = "auto_allocated_network"

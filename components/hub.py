@@ -11,6 +11,7 @@ import pulumi_command as command
 import pulumi_random as random
 import pulumi_tls as tls
 
+from catalog import FLAVORS
 from catalog.jetstream2 import DEFAULT_LOGIN_USER
 from components.vm import DataVolume, DnsRecord, JetstreamVM, JetstreamVMArgs, VolumeIds
 from renderers.cloud_init import (
@@ -181,7 +182,7 @@ class HubVM(pulumi.ComponentResource):
         command.remote.Command(
             f"{name}-config",
             connection=self.connection,
-            create=render_hub_config_script(files, hub_spec.paths),
+            create=render_hub_config_script(files, hub_spec.paths, gpu=FLAVORS[cfg.hub_flavor].gpu),
             triggers=[*self.root_disk, files_digest(files)],
             opts=child,
         )

@@ -19,7 +19,7 @@ from catalog import EXTERNAL_NETWORK
 from catalog.jetstream2 import DEFAULT_LOGIN_USER
 from components.firewall import Ingress, RoleSecurityGroup, RoleSecurityGroupArgs, ssh_ingress, web_ingress
 from components.vm import DataVolume, JetstreamVM, JetstreamVMArgs, VolumeIds, a_record, removal_step
-from renderers import k3s
+from renderers import k3s, nvidia
 from stackconfig import StackConfig, sizing
 from stackconfig.model import K8sConfig
 
@@ -215,6 +215,7 @@ class K8sCluster(pulumi.ComponentResource):
             entry: bool = False,
             osd: bool = False,
             after: Sequence[pulumi.Resource] = (),
+            gpu: bool = False,
         ) -> JetstreamVM:
             kind = "server" if role == "control-plane" else "worker"
 
@@ -231,6 +232,7 @@ class K8sCluster(pulumi.ComponentResource):
                             server_url=f"https://{v[0]}:{k3s.API_PORT}" if v[0] else None,
                             labels=labels,
                             state_volume_id=v[2] or None,
+                            gpu=gpu,
                         )
                     )
                 )
@@ -422,6 +424,27 @@ class K8sCluster(pulumi.ComponentResource):
             self.worker_removals.append(
                 removal_step(vm, node_name, connection(first), k3s.render_node_drain_script(node_name), self)
             )
+        # GPU workers: user nodes too (Z2JH's user pods require that label), tainted so that only
+        # servers of GPU profiles, which tolerate the taint, run there; they roll in the same
+        # lanes after the CPU workers.
+        gpu_labels = {k3s.NODE_PURPOSE: "user", nvidia.GPU_NODE_LABEL[0]: nvidia.GPU_NODE_LABEL[1]}
+        cpu_workers = len(worker_steps)
+        for i in range(k8s.gpu_worker_count):
+            node_name = f"{name}-gpu-{i}"
+            j = cpu_workers + i
+            vm = node(
+                node_name,
+                "gpu-worker",
+                k8s.gpu_worker_flavor,
+                gpu_labels,
+                first.private_ip,
+                after=[worker_steps[j - lanes].ready if j >= lanes else previous],
+                gpu=True,
+            )
+            worker_steps.append(steps(vm, node_name, "worker", k8s.gpu_worker_flavor, False))
+            self.worker_removals.append(
+                removal_step(vm, node_name, connection(first), k3s.render_node_drain_script(node_name), self)
+            )
 
         fetch = command.remote.Command(
             f"{name}-kubeconfig",
@@ -609,6 +632,25 @@ class K8sCluster(pulumi.ComponentResource):
             max_node_count=maximum,
             opts=child,
         )
+        groups: list[pulumi.Resource] = [workers_group]
+        if k8s.gpu_worker_count:
+            # GPU workers are a node group of their own, created after the CPU workers' (never
+            # in parallel). A Magnum node group takes no Kubernetes taints through the provider:
+            # the hub keeps CPU users off these nodes by a required node affinity on the flavor
+            # (renderers.z2jh), and GPU servers are sent there by the same label.
+            groups.append(
+                openstack.containerinfra.NodeGroup(
+                    f"{name}-gpu-workers",
+                    cluster_id=cluster.id,
+                    name=f"gpu-{k8s.gpu_worker_flavor.replace('.', '-')}",
+                    role="worker",
+                    flavor_id=k8s.gpu_worker_flavor,
+                    node_count=k8s.gpu_worker_count,
+                    min_node_count=k8s.gpu_worker_count,
+                    max_node_count=k8s.gpu_worker_count,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[workers_group]),
+                )
+            )
         # The proxy's load balancer takes this address (loadBalancerIP), so the DNS name exists
         # before the cluster does.
         address = openstack.networking.FloatingIp(
@@ -623,5 +665,5 @@ class K8sCluster(pulumi.ComponentResource):
         self.admin_ip = None
         self.lifeline = cluster
         # Magnum reports a node group created once its nodes are up.
-        self.workers_ready = [workers_group]
+        self.workers_ready = groups
         return cluster.kubeconfig.apply(lambda kc: kc["raw_config"])

@@ -115,12 +115,23 @@ def main(argv: list[str] | None = None) -> int:
         f"{c['su_for_workshop']:g} SU for a workshop of {_workshop(c)}, "
         f"{c['su_per_user_hour']:g} SU per concurrent user-hour"
     )
+    if c["gpu_su_per_hour"]:
+        # Two balances: Jetstream2 (CPU) and Jetstream2 GPU are separate ACCESS resources.
+        for kind in ("cpu", "gpu"):
+            print(
+                f"  {kind.upper()} SUs: {c[f'{kind}_su_per_hour']:g}/hour, {c[f'{kind}_su_per_day']:g}/day, "
+                f"{c[f'{kind}_su_for_workshop']:g} for the workshop"
+            )
+        for resource, spend in c["by_resource"].items():
+            print(f"  from the allocation's {resource} resource: {spend['su_per_hour']:g} SU/hour")
     for i in c["instances"]:
         count = f"{i['count']} × " if i["count"] != 1 else ""
         bound = f" (the autoscaler may grow it to {i['max_count']})" if i["max_count"] > i["count"] else ""
         print(f"  {i['name']}: {count}{i['flavor']} {i['su_per_hour']:g} SU/hour{bound}")
     floor = ", ".join(f"{n} × {f}" for f, n in sorted(c["floor_flavors"].items())) or "no VM"
     print(f"  floor for the same users: {c['floor_su_per_hour']:g} SU/hour ({floor}); {c['floor_basis']}")
+    if c["floor_gpu_su_per_hour"]:
+        print(f"    of which GPU: {c['floor_gpu_su_per_hour']:g} SU/hour; {c['floor_gpu_basis']}")
     if c["shelved"]:
         print("  shelved now (shelved: true): the servers burn 0 SU/hour until unshelved")
     print("\n".join(burn.lines(c)))

@@ -41,10 +41,12 @@ def allocation(
     workshop_days: int,
     today: date,
     max_su_per_hour: float | None = None,
+    key: str = "allocationSus",
 ) -> dict[str, Any]:
     """Days `balance` lasts with the stack running 24/7, the date it runs out, and warnings
     when that is fewer than `warn_days` or a workshop of `workshop_days` days of
-    `workshop_hours` each does not fit. `max_su_per_hour`: the same at an autoscaler's bound."""
+    `workshop_hours` each does not fit. `max_su_per_hour`: the same at an autoscaler's bound.
+    `key`: the config key that holds `balance` (warnings name it)."""
     result: dict[str, Any] = {
         "balance_su": balance,
         "warn_days": warn_days,
@@ -66,7 +68,7 @@ def allocation(
         result["runs_out_on"] = (today + timedelta(days=math.floor(hours_left / 24))).isoformat()
         if hours_left < warn_days * 24:
             warnings.append(
-                f"allocationSus {balance:g} SU lasts {hours_left / 24:.1f} days at {su_per_hour:g} SU/hour "
+                f"{key} {balance:g} SU lasts {hours_left / 24:.1f} days at {su_per_hour:g} SU/hour "
                 f"running 24/7 (runs out on {result['runs_out_on']}), fewer than allocationWarnDays "
                 f"{warn_days}: ask for more SUs, or shelve the stack when it is not in use"
             )
@@ -84,12 +86,12 @@ def allocation(
     if shelved_su > balance:
         warnings.append(
             f"a workshop of {days} needs {shelved_su:g} SU at {su_per_hour:g} SU/hour, more than "
-            f"allocationSus {balance:g} SU"
+            f"{key} {balance:g} SU"
         )
     elif running_su > balance:
         warnings.append(
             f"a workshop of {days} needs {running_su:g} SU with the stack running from its first hour to "
-            f"its last, more than allocationSus {balance:g} SU; it fits ({shelved_su:g} SU) only if the "
+            f"its last, more than {key} {balance:g} SU; it fits ({shelved_su:g} SU) only if the "
             "stack is shelved between the days"
         )
     return result
@@ -146,7 +148,12 @@ def lines(c: dict[str, Any]) -> list[str]:
     if a["balance_su"] is None:
         out.append("  allocation: set allocationSus (the SU balance) to see how many days it lasts")
     elif a["days_left"] is None:
-        out.append(f"  allocation: {a['balance_su']:g} SU; the stack burns no SUs on Jetstream2")
+        spends = (
+            "its SUs are all GPU SUs (allocationGpuSus)"
+            if c.get("gpu_su_per_hour")
+            else "the stack burns no SUs on Jetstream2"
+        )
+        out.append(f"  allocation: {a['balance_su']:g} SU; {spends}")
     else:
         at_max = (
             f"; {a['days_left_at_max']:g} days if the autoscaler reaches its bound"
@@ -174,5 +181,16 @@ def lines(c: dict[str, Any]) -> list[str]:
         if not v["shelvable"]:
             out.append(f"    not by this stack: {v['name']}: {v['why']}")
     out += [f"    - {caveat}" for caveat in s["caveats"]]
-    out += [f"WARNING: {w}" for w in a["warnings"]]
+    gpu = c.get("allocation_gpu")
+    if c.get("gpu_su_per_hour") and gpu is not None:
+        if gpu["balance_su"] is None:
+            out.append(
+                "  GPU allocation: set allocationGpuSus (the Jetstream2 GPU balance) to see how many days it lasts"
+            )
+        elif gpu["days_left"] is not None:
+            out.append(
+                f"  GPU allocation: {gpu['balance_su']:g} SU lasts {gpu['days_left']:g} days running 24/7 "
+                f"(runs out on {gpu['runs_out_on']})"
+            )
+    out += [f"WARNING: {w}" for w in a["warnings"] + (gpu["warnings"] if gpu else [])]
     return out

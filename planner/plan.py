@@ -9,12 +9,12 @@ from typing import Any
 
 import pulumi
 
-from catalog import su
+from catalog import FLAVORS, su
 from planner import backup, burn, cost, estimate, monitoring, quota, report, stackfile
 from planner.harness import main_program, run_program
 from planner.mocks import Stored
 from policy.rules import check_plan
-from stackconfig import StackConfig, parse
+from stackconfig import StackConfig, parse, sizing
 from stacks.deployed import DeployedResource
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -38,6 +38,35 @@ def user_guarantees(cfg: StackConfig) -> tuple[float, float] | None:
         # each container's limits, which notebooks may reach only while others idle.
         return cfg.swarm.user_cpu_reservation, cfg.swarm.user_memory_reservation_gb
     return cfg.user_cpu, cfg.user_memory_gb
+
+
+def gpu_demand(cfg: StackConfig) -> cost.GpuDemand | None:
+    """Users whose servers need a GPU at once. A single hub on a GPU flavor: every user, all
+    sharing the VM's one GPU, each with at least MIN_GPU_MEMORY_PER_USER_GB of it. k8s: one
+    server per GPU seat, each with whole devices (the device plugin shares none)."""
+    if cfg.scenario == "single" and FLAVORS[cfg.hub_flavor].gpu:
+        return cost.GpuDemand(
+            users=cfg.concurrent_users,
+            cpu=0.0,
+            mem_gb=cfg.user_memory_gb,
+            gpu_memory_gb=sizing.MIN_GPU_MEMORY_PER_USER_GB,
+            users_per_gpu=cfg.concurrent_users,
+            basis=f"{cfg.concurrent_users} users × ({cfg.user_memory_gb:g} GB, "
+            f"{sizing.MIN_GPU_MEMORY_PER_USER_GB:g} GB of GPU memory) sharing one GPU flavor",
+        )
+    if cfg.scenario == "k8s" and cfg.k8s is not None and sizing.gpu_seats(cfg.k8s):
+        seats = sizing.gpu_seats(cfg.k8s)
+        cpu, mem = sizing.gpu_user_guarantee(cfg.k8s)
+        return cost.GpuDemand(
+            users=seats,
+            cpu=cpu + sizing.NODE_RESERVED_CPU,
+            mem_gb=mem + sizing.NODE_RESERVED_MEMORY_GB,
+            gpu_memory_gb=0.0,
+            users_per_gpu=1,
+            basis=f"{seats} GPU servers × ({cpu:g} vCPU, {mem:g} GB guaranteed, one GPU each, on a node "
+            "of their own with its reserve) packed onto GPU flavors",
+        )
+    return None
 
 
 def plan_stack(
@@ -84,7 +113,12 @@ def plan_stack(
     plan["deployed_resources"] = None if deployed is None else len(set(deployed))
     plan["warnings"] = recording.warnings
     c = cost.cost(
-        plan["resources"], cfg.concurrent_users, user_guarantees(cfg), workshop_hours, workshop_days
+        plan["resources"],
+        cfg.concurrent_users,
+        user_guarantees(cfg),
+        workshop_hours,
+        workshop_days,
+        gpu=gpu_demand(cfg),
     )
     c["shelved"] = cfg.shelved
     today = today or date.today()
@@ -92,15 +126,26 @@ def plan_stack(
     if balance is not None and cfg.allocation_sus_date is not None:
         # Read on an earlier day: what the stack has burnt since, running, is gone.
         start_of_today = datetime.combine(today, datetime.min.time(), UTC)
-        balance = su.balance_at(balance, cfg.allocation_sus_date, c["su_per_hour"], start_of_today)
+        balance = su.balance_at(balance, cfg.allocation_sus_date, c["cpu_su_per_hour"], start_of_today)
+    # Jetstream2 GPU is a balance of its own: allocationSus pays the other flavors' SUs only.
     c["allocation"] = burn.allocation(
-        c["su_per_hour"],
+        c["cpu_su_per_hour"],
         balance,
         cfg.allocation_warn_days,
         workshop_hours,
         workshop_days,
         today,
-        max_su_per_hour=c["su_per_hour_at_max"],
+        max_su_per_hour=c["cpu_su_per_hour_at_max"],
+    )
+    c["allocation_gpu"] = burn.allocation(
+        c["gpu_su_per_hour"],
+        cfg.allocation_gpu_sus,
+        cfg.allocation_warn_days,
+        workshop_hours,
+        workshop_days,
+        today,
+        max_su_per_hour=c["gpu_su_per_hour_at_max"],
+        key="allocationGpuSus",
     )
     c["allocation"]["read"] = (
         None

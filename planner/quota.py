@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from catalog import FLAVORS
+from catalog.jetstream2 import GPU_RESOURCE
 from planner.magnum import claim_volumes, node_pools
 from stackconfig.model import QuotaConfig
 
@@ -49,6 +50,9 @@ def needs(resources: list[dict[str, Any]]) -> dict[str, float]:
     groups = _of(resources, "openstack:networking/secGroup:SecGroup")
     return {
         "instances": len(instances) + sum(p.max_count for p in pools),
+        # GPU flavors exist for an allocation only with the Jetstream2 GPU resource.
+        "gpuInstances": sum(f.gpu for f in flavors)
+        + sum(p.max_count for p in pools if FLAVORS[p.flavor].gpu),
         "cores": sum(f.vcpus for f in flavors) + sum(FLAVORS[p.flavor].vcpus * p.max_count for p in pools),
         "ramGb": sum(f.ram_gb for f in flavors) + sum(FLAVORS[p.flavor].ram_gb * p.max_count for p in pools),
         "floatingIps": len(_of(resources, "openstack:networking/floatingIp:FloatingIp")),
@@ -64,6 +68,7 @@ def needs(resources: list[dict[str, Any]]) -> dict[str, float]:
 
 WHAT = {
     "instances": "instances",
+    "gpuInstances": f"instances of GPU flavors (g3), which need the allocation's {GPU_RESOURCE} resource",
     "cores": "vCPUs",
     "ramGb": "GB of RAM",
     "floatingIps": "floating IPs",
@@ -81,6 +86,12 @@ def check(resources: list[dict[str, Any]], quotas: QuotaConfig) -> list[QuotaLin
 
 
 def describe(line: QuotaLine) -> str:
+    if line.key == "gpuInstances" and line.quota == 0:
+        return (
+            f"quotas.gpuInstances: the stack needs {line.needed:g} {line.what}, and the allocation has "
+            f"none: add the {GPU_RESOURCE} resource to the allocation (ACCESS: exchange credits for it), "
+            "then set quotas.gpuInstances to its GPU instance quota, or use CPU flavors"
+        )
     return (
         f"quotas.{line.key}: the stack needs {line.needed:g} {line.what}, the allocation's quota is "
         f"{line.quota:g}; raise it with Jetstream2 support (then set quotas.{line.key}) or shrink the stack"

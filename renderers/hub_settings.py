@@ -200,6 +200,15 @@ def _services(spec: HubConfigSpec) -> Settings:
     }
 
 
+# A single hub on a GPU flavor: every user's server sees the VM's one GPU (a vGPU slice or a
+# whole A100; the driver's /dev/nvidia* devices are open to all, and SystemdSpawner hides no
+# device). The GPU runs their kernels in turn, and its memory goes to whoever allocates it
+# first, with no per-user share. PyTorch and CuPy allocate as they go; TensorFlow maps nearly
+# all of the GPU's memory at its first use and JAX 75 % of it, which would lock every other
+# user out: these make them allocate as they go too.
+GPU_SHARING_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+
+
 def _local_spawner(spec: HubConfigSpec, s: LocalSpawnerSpec) -> Settings:
     settings: Settings = {}
     if s.systemd_units:
@@ -225,6 +234,8 @@ def _local_spawner(spec: HubConfigSpec, s: LocalSpawnerSpec) -> Settings:
         "start_timeout": s.start_timeout_s,
         "http_timeout": s.http_timeout_s,
     }
+    if s.gpu:
+        spawner["environment"] = dict(GPU_SHARING_ENV)
     steps: dict[str, Any] = {}
     if s.home_quota_gb:
         steps |= {"home_quota_command": spec.paths.home_quota_command, "home_quota_gb": s.home_quota_gb}

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from catalog import FLAVORS
 from stackconfig import AuthConfig, StackConfig
 from stackconfig.hpc import HpcConfig
 
@@ -88,6 +89,8 @@ class LocalSpawnerSpec:
     start_timeout_s: int = 120
     http_timeout_s: int = 60
     local_accounts: bool = True
+    # The hub VM has a GPU (a g3 flavor), which every user's kernel shares (see GPU_SHARING_ENV).
+    gpu: bool = False
 
     @property
     def unit_properties(self) -> dict[str, str]:
@@ -274,6 +277,7 @@ class HubConfigSpec:
         paths = paths or HubPaths()
         timeout = cfg.server_start_timeout_seconds
         spawner: SpawnerSpec = LocalSpawnerSpec(
+            gpu=cfg.scenario == "single" and FLAVORS[cfg.hub_flavor].gpu,
             home_quota_gb=cfg.single_home_quota_gb,
             start_timeout_s=timeout or LocalSpawnerSpec.start_timeout_s,
             http_timeout_s=timeout or LocalSpawnerSpec.http_timeout_s,

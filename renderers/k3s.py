@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import yaml
 
-from renderers import render
+from renderers import nvidia, render
 from renderers.cloud_init import to_user_data
 from renderers.rook import DATA_DIR_HOST_PATH
 from renderers.rook import NAMESPACE as ROOK_NAMESPACE
@@ -64,6 +64,8 @@ class K3sNodeSpec:
     wait_for_token_s: int = 1800
     # Control-plane nodes: the Cinder volume that holds the node's state (see STATE_BINDS).
     state_volume_id: str | None = None
+    # A GPU worker: NVIDIA's container toolkit before k3s, and the GPU taint (renderers.nvidia).
+    gpu: bool = False
 
     @property
     def cluster_init(self) -> bool:
@@ -76,6 +78,8 @@ def k3s_config(spec: K3sNodeSpec) -> dict[str, Any]:
         "token-file": TOKEN_FILE,
         "node-label": [f"{k}={v}" for k, v in sorted(spec.labels.items())],
     }
+    if spec.gpu:
+        config["node-taint"] = [nvidia.taint_arg()]
     if spec.server_url:
         config["server"] = spec.server_url
     if spec.role == "server":
@@ -170,8 +174,23 @@ def _state_files(volume_id: str) -> list[dict[str, str]]:
     ]
 
 
+def _gpu_files() -> list[dict[str, str]]:
+    return [
+        {
+            "path": nvidia.TOOLKIT_SCRIPT,
+            "content": nvidia.render_toolkit_script(),
+            "owner": "root:root",
+            "permissions": "0755",
+        }
+    ]
+
+
 def render_k3s_cloud_init(spec: K3sNodeSpec) -> str:
+    if spec.gpu and spec.role != "worker":
+        raise ValueError(f"{spec.node_name}: only workers are GPU nodes")
     state = _state_files(spec.state_volume_id) if spec.state_volume_id else []
+    # The toolkit goes in before k3s starts, which is when k3s looks for the nvidia runtime.
+    gpu = _gpu_files() if spec.gpu else []
     config = {
         "package_update": True,
         # lvm2: Rook's OSD preparation; the others are on the featured images already.
@@ -191,12 +210,13 @@ def render_k3s_cloud_init(spec: K3sNodeSpec) -> str:
                 "permissions": "0755",
             },
             *state,
+            *gpu,
         ],
         # Ceph's kernel clients; loaded now and at every boot.
         "bootcmd": [["modprobe", "rbd"], ["modprobe", "ceph"]],
         # The state volume is mounted before k3s is installed, so k3s never writes its
         # datastore to the root disk.
-        "runcmd": [[f["path"]] for f in state] + [[INSTALL_SCRIPT]],
+        "runcmd": [[f["path"]] for f in state + gpu] + [[INSTALL_SCRIPT]],
     }
     return to_user_data(config)
 

@@ -62,7 +62,8 @@ def render_install_secrets_script(
 HEREDOC_END = "JSHUB_END_OF_FILE"
 
 
-def render_hub_config_script(files: Sequence[HubFile], paths: HubPaths) -> str:
+def render_hub_config_script(files: Sequence[HubFile], paths: HubPaths, gpu: bool = False) -> str:
+    """`gpu`: the hub VM has a GPU flavor; the script first proves the driver answers."""
     for f in files:
         if not f.content.endswith("\n"):
             raise ValueError(f"{f.path}: content must end with a newline")
@@ -74,6 +75,7 @@ def render_hub_config_script(files: Sequence[HubFile], paths: HubPaths) -> str:
         eof=HEREDOC_END,
         requirements=f"{paths.config_dir}/requirements.txt",
         venv=paths.venv,
+        gpu=gpu,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from renderers import nvidia
 from renderers.hub_config import HUB_DIR, HubConfigSpec
 from renderers.hub_settings import auth_settings, call
 from renderers.rook import BLOCK_CLASS
@@ -192,8 +193,41 @@ def hub_secret_data(cfg: StackConfig, admin_token: str) -> dict[str, str]:
     return data
 
 
-def _profile(profile: ProfileConfig) -> dict[str, Any]:
-    override: dict[str, Any] = {}
+# Z2JH's own user-pod tolerations (scheduling.userPods.tolerations): a profile's `tolerations`
+# replaces the list, so a GPU profile keeps them beside the GPU taint's.
+_USER_TOLERATIONS = [
+    {"key": "hub.jupyter.org/dedicated", "operator": "Equal", "value": "user", "effect": "NoSchedule"},
+    {"key": "hub.jupyter.org_dedicated", "operator": "Equal", "value": "user", "effect": "NoSchedule"},
+]
+
+
+def _gpu_override(profile: ProfileConfig, k8s: K8sConfig) -> dict[str, Any]:
+    """What a GPU profile's servers add: the GPUs requested (an extended resource's request is
+    its limit), the GPU nodes' taint tolerated and those nodes chosen, and on k3s the nvidia
+    runtime, which hands the device and the driver's libraries to the container."""
+    gpus = {nvidia.GPU_RESOURCE: str(profile.gpus)}
+    override: dict[str, Any] = {
+        "extra_resource_guarantees": gpus,
+        "extra_resource_limits": dict(gpus),
+        "tolerations": [*_USER_TOLERATIONS, nvidia.gpu_toleration()],
+        "node_selector": nvidia.gpu_node_selector(k8s.engine, k8s.gpu_worker_flavor),
+    }
+    if k8s.engine == "k3s":
+        override["extra_pod_config"] = {"runtimeClassName": nvidia.RUNTIME_CLASS}
+    else:
+        # Replaces the hub-wide affinity that keeps everyone else off the GPU nodes.
+        override["node_affinity_required"] = [_flavor_term("In", k8s.gpu_worker_flavor)]
+    return override
+
+
+def _flavor_term(operator: str, flavor: str) -> dict[str, Any]:
+    return {
+        "matchExpressions": [{"key": nvidia.INSTANCE_TYPE_LABEL, "operator": operator, "values": [flavor]}]
+    }
+
+
+def _profile(profile: ProfileConfig, k8s: K8sConfig) -> dict[str, Any]:
+    override: dict[str, Any] = _gpu_override(profile, k8s) if profile.gpus else {}
     if profile.image:
         override["image"] = profile.image
     if profile.cpu_guarantee is not None:
@@ -237,7 +271,16 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
         "startTimeout": START_TIMEOUT_S,
     }
     if k8s.profiles:
-        singleuser["profileList"] = [_profile(p) for p in k8s.profiles]
+        singleuser["profileList"] = [_profile(p, k8s) for p in k8s.profiles]
+    if k8s.gpu_worker_count and k8s.engine == "magnum":
+        # Magnum's GPU nodes carry no taint (components/k8s_cluster.py): every server but a GPU
+        # profile's (which replaces this) is kept off them by their flavor label.
+        singleuser["extraNodeAffinity"] = {"required": [_flavor_term("NotIn", k8s.gpu_worker_flavor)]}
+    pre_puller: dict[str, Any] = {"hook": {"enabled": True}, "continuous": {"enabled": True}}
+    if k8s.gpu_worker_count and k8s.engine == "k3s":
+        # The pullers tolerate the GPU taint, so a GPU profile's image (a CUDA image of several
+        # GB) is on the GPU nodes before the first GPU server starts there.
+        pre_puller["extraTolerations"] = [nvidia.gpu_toleration()]
     tokens = {ADMIN_SERVICE: "JSHUB_ADMIN_TOKEN"}
     # admin: a roster may name admins, which JupyterHub lets only admin callers grant.
     services: dict[str, Any] = {ADMIN_SERVICE: {"name": ADMIN_SERVICE, "admin": True}}
@@ -299,5 +342,5 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
             "timeout": spec.hub.idle_timeout_s,
             "every": spec.hub.cull_every_s,
         },
-        "prePuller": {"hook": {"enabled": True}, "continuous": {"enabled": True}},
+        "prePuller": pre_puller,
     }

@@ -221,6 +221,12 @@ class QuotaConfig(ConfigModel):
     200 cores, 780 GB and 25 floating IPs."""
 
     instances: int | None = Field(default=None, ge=0, description="Instances (unchecked when unset).")
+    gpu_instances: int | None = Field(
+        default=None,
+        ge=0,
+        description="Instances of GPU flavors (g3): 0 for an allocation without the Jetstream2 GPU resource "
+        "(unchecked when unset).",
+    )
     cores: int = Field(default=150, ge=0, description="vCPUs.")
     ram_gb: int = Field(default=585, ge=0, description="RAM in GB.")
     floating_ips: int = Field(default=10, ge=0, description="Floating IPs.")
@@ -266,6 +272,13 @@ class ProfileConfig(ConfigModel):
     cpu_limit: float | None = Field(default=None, gt=0, le=64, description="CPU cores allowed.")
     memory_guarantee_gb: float | None = Field(default=None, gt=0, le=250, description="Memory reserved (GB).")
     memory_limit_gb: float | None = Field(default=None, gt=0, le=250, description="Memory allowed (GB).")
+    gpus: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description="GPUs each server of this profile gets (nvidia.com/gpu); it runs on the GPU workers "
+        "(k8s.gpuWorkerCount), which only such servers reach. 0: no GPU.",
+    )
 
 
 class K8sConfig(ConfigModel):
@@ -296,6 +309,17 @@ class K8sConfig(ConfigModel):
         ge=1,
         le=500,
         description="Worker nodes; unset: derived from concurrentUsers and the guarantees.",
+    )
+    gpu_worker_count: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="GPU worker nodes, for profiles with gpus; tainted so that only GPU servers run there. "
+        "Each holds one GPU (a g3 slice or card), so this many GPU servers run at once. 0: none.",
+    )
+    gpu_worker_flavor: Flavor = Field(
+        default="g3.medium",
+        description="Flavor of the GPU workers: a g3 flavor, spending the allocation's Jetstream2 GPU SUs.",
     )
     max_worker_count: int | None = Field(
         default=None, ge=1, le=500, description="magnum: autoscaler upper bound (default: workerCount)."
@@ -590,7 +614,16 @@ class StackConfig(ConfigModel):
         allow_inf_nan=False,
         description="The allocation's SU balance today (its remaining SUs, as the ACCESS allocations page "
         "shows them): `make plan` says how many days it lasts at the stack's SU/hour running 24/7, the date "
-        "it runs out and whether a workshop fits it. Empty: not checked.",
+        "it runs out and whether a workshop fits it. GPU flavors' SUs are not paid from it (allocationGpuSus). "
+        "Empty: not checked.",
+    )
+    allocation_gpu_sus: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="The allocation's Jetstream2 GPU balance today (a separate ACCESS resource): `make plan` "
+        "says how long it lasts at the stack's GPU SUs/hour (g3 flavors), which allocationSus does not pay. "
+        "Empty: not checked.",
     )
     allocation_sus_date: date | None = Field(
         default=None,
@@ -638,7 +671,7 @@ class StackConfig(ConfigModel):
     )
     quotas: QuotaConfig = Field(
         default_factory=QuotaConfig,
-        description="The allocation's quotas, checked by the planner before anything is created: {cores, ramGb, floatingIps, volumes, volumeGb, routers, securityGroups, securityGroupRules, instances}.",
+        description="The allocation's quotas, checked by the planner before anything is created: {cores, ramGb, floatingIps, volumes, volumeGb, routers, securityGroups, securityGroupRules, instances, gpuInstances}.",
     )
     k8s: K8sConfig | None = Field(
         default=None,
@@ -649,7 +682,8 @@ class StackConfig(ConfigModel):
             "e.g. k8s: {engine: k3s, workerFlavor: m3.xl}; see Pulumi.workshop-k8s.yaml",
         ),
         description="The Kubernetes cluster, its Ceph storage and the Zero to JupyterHub release: {engine, controlPlaneCount, workerFlavor, workerCount, cephVolumeGb, "
-        "userStorageGb, sharedDataGb, userCpuGuarantee, userMemoryGuaranteeGb, userImage, profiles, ...}.",
+        "userStorageGb, sharedDataGb, userCpuGuarantee, userMemoryGuaranteeGb, userImage, profiles (each with gpus), "
+        "gpuWorkerCount, gpuWorkerFlavor, ...}.",
     )
     auth: AuthConfig = Field(
         description="Authentication: {type: github|cilogon|shared-password|native, clientId, admins, allowedUsers, allowAll, ...}."

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 
 from catalog import FLAVORS
-from catalog.jetstream2 import LETSENCRYPT_MAX_CN
+from catalog.jetstream2 import GPUS_PER_GPU_INSTANCE, LETSENCRYPT_MAX_CN
 from stackconfig import sizing
 from stackconfig.backup import BACKUP_SCENARIOS, cron_schedule
 from stackconfig.errors import Problem
@@ -444,6 +444,8 @@ def k8s_workers_fit_users(cfg: StackConfig) -> list[Problem]:
         ("userCpu", cfg.user_cpu, fit.cpu, "vCPUs"),
     ]
     for p in k8s.profiles:
+        if p.gpus:
+            continue  # a GPU server runs on a GPU worker: k8s_gpu_workers_fit checks it there
         where = f"k8s.profiles[{p.display_name!r}]"
         limits.append((f"{where}.memoryLimitGb", p.memory_limit_gb or 0, fit.memory_gb, "GB"))
         limits.append((f"{where}.cpuLimit", p.cpu_limit or 0, fit.cpu, "vCPUs"))
@@ -547,6 +549,102 @@ def k8s_ceph_holds_homes(cfg: StackConfig) -> list[Problem]:
             k8s.ceph_volume_gb,
         )
     ]
+
+
+def single_gpu_memory_fits_users(cfg: StackConfig) -> list[Problem]:
+    """A single hub on a GPU flavor: every user's kernel shares the VM's one GPU and its memory,
+    with nothing that divides it, so concurrentUsers must each find some room there."""
+    per_user = sizing.single_gpu_memory_per_user(cfg)
+    if per_user is None or per_user >= sizing.MIN_GPU_MEMORY_PER_USER_GB:
+        return []
+    flavor = FLAVORS[cfg.hub_flavor]
+    most = math.floor(flavor.gpu_memory_gb / sizing.MIN_GPU_MEMORY_PER_USER_GB + 1e-9)
+    larger = [
+        f.name
+        for f in FLAVORS.values()
+        if f.gpu and f.gpu_memory_gb >= cfg.concurrent_users * sizing.MIN_GPU_MEMORY_PER_USER_GB
+    ]
+    hint = f"choose {larger[0]}" if larger else "use scenario k8s with GPU workers"
+    return [
+        Problem(
+            "hubFlavor",
+            f"{flavor.name}'s GPU has {flavor.gpu_memory_gb:g} GB, shared by concurrentUsers "
+            f"{cfg.concurrent_users}: {per_user:.2f} GB each, below the "
+            f"{sizing.MIN_GPU_MEMORY_PER_USER_GB:g} GB a kernel needs; {hint}, or lower concurrentUsers "
+            f"to at most {most}",
+            cfg.hub_flavor,
+        )
+    ]
+
+
+def k8s_gpu_workers_fit(cfg: StackConfig) -> list[Problem]:
+    """GPU profiles need GPU workers, GPU workers need a GPU flavor and a GPU profile, and a GPU
+    server's guarantees and limits fit one GPU worker."""
+    if cfg.scenario != "k8s" or cfg.k8s is None:
+        return []
+    k8s, problems = cfg.k8s, []
+    flavor = FLAVORS[k8s.gpu_worker_flavor]
+    gpu_flavors = ", ".join(f.name for f in FLAVORS.values() if f.gpu)
+    if not flavor.gpu and (k8s.gpu_worker_count or "gpu_worker_flavor" in k8s.model_fields_set):
+        problems.append(
+            Problem(
+                "k8s.gpuWorkerFlavor",
+                f"is not a GPU flavor; allowed: {gpu_flavors}",
+                k8s.gpu_worker_flavor,
+            )
+        )
+    profiles = sizing.gpu_profiles(k8s)
+    for i, p in profiles:
+        if k8s.gpu_worker_count == 0:
+            problems.append(
+                Problem(
+                    f"k8s.profiles[{i}].gpus",
+                    f"profile {p.display_name!r} asks for GPUs, but the cluster has no GPU workers: set "
+                    "k8s.gpuWorkerCount (and k8s.gpuWorkerFlavor, a g3 flavor), or remove gpus "
+                    "(allowed without GPU workers: 0)",
+                    p.gpus,
+                )
+            )
+        elif p.gpus > GPUS_PER_GPU_INSTANCE:
+            problems.append(
+                Problem(
+                    f"k8s.profiles[{i}].gpus",
+                    f"more than the {GPUS_PER_GPU_INSTANCE} GPU a {flavor.name} worker has (every g3 "
+                    f"instance has one GPU device); allowed: 1 to {GPUS_PER_GPU_INSTANCE}",
+                    p.gpus,
+                )
+            )
+    if k8s.gpu_worker_count and not profiles:
+        problems.append(
+            Problem(
+                "k8s.gpuWorkerCount",
+                "no profile in k8s.profiles has gpus, and only GPU servers may run on the GPU workers "
+                "(they are tainted): they would spend GPU SUs idle; add a profile with gpus: 1, or set 0",
+                k8s.gpu_worker_count,
+            )
+        )
+    if not profiles or not flavor.gpu or k8s.gpu_worker_count == 0:
+        return problems
+    memory = flavor.ram_gb - sizing.NODE_RESERVED_MEMORY_GB
+    cpu = flavor.vcpus - sizing.NODE_RESERVED_CPU
+    for i, p in profiles:
+        wants = (
+            ("cpuGuarantee", p.cpu_guarantee or k8s.user_cpu_guarantee, cpu, "vCPUs"),
+            ("cpuLimit", p.cpu_limit or cfg.user_cpu, cpu, "vCPUs"),
+            ("memoryGuaranteeGb", p.memory_guarantee_gb or k8s.user_memory_guarantee_gb, memory, "GB"),
+            ("memoryLimitGb", p.memory_limit_gb or cfg.user_memory_gb, memory, "GB"),
+        )
+        for key, value, room, unit in wants:
+            if value > room:
+                problems.append(
+                    Problem(
+                        f"k8s.profiles[{i}].{key}",
+                        f"more than one {flavor.name} GPU worker offers after the node's reserve "
+                        f"({room:g} {unit}); choose a larger k8s.gpuWorkerFlavor or lower it",
+                        value,
+                    )
+                )
+    return problems
 
 
 def swarm_notebooks_fit_workers(cfg: StackConfig) -> list[Problem]:
@@ -772,6 +870,8 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     k8s_workers_fit_users,
     k8s_control_plane_fits_ceph,
     k8s_ceph_holds_homes,
+    k8s_gpu_workers_fit,
+    single_gpu_memory_fits_users,
     swarm_notebooks_fit_workers,
     swarm_has_no_gpu_flavors,
     image_provides_packages,

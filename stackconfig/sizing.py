@@ -10,8 +10,9 @@ import math
 from dataclasses import dataclass
 
 from catalog import FLAVORS, Flavor
+from catalog.jetstream2 import GPUS_PER_GPU_INSTANCE
 from catalog.su import Burn
-from stackconfig.model import K8sConfig, StackConfig
+from stackconfig.model import K8sConfig, ProfileConfig, StackConfig
 
 # What a node keeps for itself before any pod is scheduled: the OS, kubelet and container
 # runtime, the CNI and kube-proxy, and per-node daemons (Ceph CSI plugins, the image puller).
@@ -225,15 +226,20 @@ def vm_flavors(cfg: StackConfig) -> list[str]:
     the program registers)."""
     if cfg.scenario == "k8s":
         k8s = _k8s(cfg)
-        return [k8s.control_plane_flavor] * k8s.control_plane_count + [k8s.worker_flavor] * worker_count(cfg)
+        return (
+            [k8s.control_plane_flavor] * k8s.control_plane_count
+            + [k8s.worker_flavor] * worker_count(cfg)
+            + [k8s.gpu_worker_flavor] * k8s.gpu_worker_count
+        )
     if cfg.scenario == "swarm" and cfg.swarm is not None:
         return [cfg.swarm.manager_flavor] + [cfg.swarm.worker_flavor] * cfg.swarm.worker_count
     return [cfg.hub_flavor]
 
 
-def stack_su_per_hour(cfg: StackConfig) -> float:
-    """What the stack burns per hour with every server running."""
-    return sum(FLAVORS[f].su_per_hour for f in vm_flavors(cfg))
+def stack_su_per_hour(cfg: StackConfig, gpu: bool = False) -> float:
+    """What the stack burns per hour with every server running, of the allocation's CPU balance
+    (allocationSus: every flavor but the GPU ones) or, with `gpu`, of its Jetstream2 GPU balance."""
+    return sum(FLAVORS[f].su_per_hour for f in vm_flavors(cfg) if FLAVORS[f].gpu == gpu)
 
 
 def burn(cfg: StackConfig) -> Burn | None:
@@ -241,3 +247,43 @@ def burn(cfg: StackConfig) -> Burn | None:
     if cfg.allocation_sus is None or cfg.allocation_sus_date is None:
         return None
     return Burn(stack_su_per_hour(cfg), cfg.allocation_sus, cfg.allocation_sus_date, cfg.allocation_warn_days)
+
+
+# --- GPUs ------------------------------------------------------------------------------------
+
+# The least GPU memory a user's kernel gets when users share one GPU: a CUDA context alone
+# takes some hundreds of MB, and a user below 1 GB cannot load even a small model.
+MIN_GPU_MEMORY_PER_USER_GB = 1.0
+
+
+def single_gpu_memory_per_user(cfg: StackConfig) -> float | None:
+    """The single hub's GPU memory per concurrent user (GB), or None on a CPU flavor: all users
+    share the one GPU of the hub's VM."""
+    flavor = FLAVORS[cfg.hub_flavor]
+    if cfg.scenario != "single" or not flavor.gpu:
+        return None
+    return flavor.gpu_memory_gb / cfg.concurrent_users
+
+
+def gpu_profiles(k8s: K8sConfig) -> list[tuple[int, ProfileConfig]]:
+    return [(i, p) for i, p in enumerate(k8s.profiles) if p.gpus > 0]
+
+
+def gpu_seats(k8s: K8sConfig) -> int:
+    """GPU servers that run at once: each GPU worker has GPUS_PER_GPU_INSTANCE devices and a
+    server takes whole devices (the device plugin shares none), so the largest GPU profile
+    decides."""
+    profiles = gpu_profiles(k8s)
+    if not profiles or k8s.gpu_worker_count == 0:
+        return 0
+    most = max(p.gpus for _, p in profiles)
+    return k8s.gpu_worker_count * (GPUS_PER_GPU_INSTANCE // most)
+
+
+def gpu_user_guarantee(k8s: K8sConfig) -> tuple[float, float]:
+    """The largest (vCPU, GB) a GPU profile's server is guaranteed: what one GPU worker must hold
+    beside the node's reserve."""
+    profiles = [p for _, p in gpu_profiles(k8s)]
+    cpu = max((p.cpu_guarantee or k8s.user_cpu_guarantee for p in profiles), default=0.0)
+    mem = max((p.memory_guarantee_gb or k8s.user_memory_guarantee_gb for p in profiles), default=0.0)
+    return cpu, mem

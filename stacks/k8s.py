@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pulumi
 
+from components.gpu import NvidiaDevicePlugin, NvidiaDevicePluginArgs
 from components.k8s_cluster import K8sCluster, K8sClusterArgs
 from components.rook_ceph import RookCeph, RookCephArgs
 from components.z2jh import Z2JH, Z2JHArgs
@@ -59,6 +60,17 @@ def build(cfg: StackConfig) -> None:
         ),
         opts=in_cluster,
     )
+    if k8s.gpu_worker_count:
+        NvidiaDevicePlugin(
+            "gpu",
+            NvidiaDevicePluginArgs(
+                engine=k8s.engine,
+                gpu_flavor=k8s.gpu_worker_flavor,
+                depends_on=cluster.workers_ready,
+                deleted_with=cluster.lifeline,
+            ),
+            opts=in_cluster,
+        )
     k8s_backup(cfg, opts, in_cluster, hub=[hub.release], deleted_with=cluster.lifeline)
     # Prometheus's volume needs Ceph; the tokens come from the hub's component.
     k8s_monitoring(
@@ -76,5 +88,6 @@ def build(cfg: StackConfig) -> None:
         pulumi.export("admin_ip", cluster.admin_ip)
     pulumi.export("engine", k8s.engine)
     pulumi.export("workers", sizing.worker_count(cfg))
+    pulumi.export("gpu_workers", k8s.gpu_worker_count)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("osd_volume_ids", cluster.osd_volume_ids)

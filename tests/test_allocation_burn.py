@@ -65,18 +65,35 @@ def test_days_left_count_down_from_the_day_the_balance_was_read() -> None:
     assert dataclasses.replace(EPOCH_BURN, su_per_hour=0).days_left_at(datetime.now(UTC)) is None
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_the_stacks_su_per_hour_is_what_its_servers_burn(stack: str) -> None:
+# A GPU worker group beside the CPU workers: its SUs are the Jetstream2 GPU balance's, not
+# allocationSus's.
+GPU_WORKERS = {
+    "k8s.gpuWorkerCount": 2,
+    "k8s.gpuWorkerFlavor": "g3.medium",
+    "k8s.profiles": [
+        {"displayName": "Python", "default": True},
+        {"displayName": "GPU", "gpus": 1, "cpuGuarantee": 2, "memoryGuaranteeGb": 4},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("stack", "extra"),
+    [*((s, {}) for s in STACKS), ("workshop-k8s", GPU_WORKERS)],
+    ids=[*STACKS, "workshop-k8s-gpu"],
+)
+def test_the_stacks_su_per_hour_is_what_its_servers_burn(stack: str, extra: dict[str, object]) -> None:
     """sizing.stack_su_per_hour (what the deployed stack's alert and smoke test count with) is
-    the planner's sum over the servers the program registers."""
+    the planner's sum over the servers the program registers, CPU and GPU balances apart."""
     today = date(2026, 12, 8)
-    plan = plan_stack(
-        stack, overrides={"allocationSus": 5000, "allocationSusDate": "2026-12-01"}, today=today
-    )
-    sf = load(PROJECT_DIR, stack, overrides={"allocationSus": 5000, "allocationSusDate": "2026-12-01"})
+    overrides = {"allocationSus": 5000, "allocationSusDate": "2026-12-01", **extra}
+    plan = plan_stack(stack, overrides=overrides, today=today)
+    sf = load(PROJECT_DIR, stack, overrides=overrides)
     cfg = parse(sf.config, secret_keys=sf.secret_keys, namespace=sf.project)
-    rate = plan["cost"]["su_per_hour"]
+    rate = plan["cost"]["cpu_su_per_hour"]
     assert sizing.stack_su_per_hour(cfg) == rate > 0
+    assert sizing.stack_su_per_hour(cfg, gpu=True) == plan["cost"]["gpu_su_per_hour"]
+    assert (plan["cost"]["gpu_su_per_hour"] > 0) == bool(extra)
     assert plan["outputs"]["allocation_burn"] == {
         "su_per_hour": rate,
         "balance_su": 5000.0,

@@ -360,7 +360,16 @@ def test_magnum_cost_follows_node_groups_and_reports_their_bound() -> None:
     c = cost([group], users=10, guarantee=None, hours=1)
     assert c["su_per_hour"] == 2 * FLAVORS["m3.large"].su_per_hour
     assert c["instances"] == [
-        {"name": "gpu", "flavor": "m3.large", "count": 2, "max_count": 5, "su_per_hour": 32.0, "magnum": True}
+        {
+            "name": "gpu",
+            "flavor": "m3.large",
+            "count": 2,
+            "max_count": 5,
+            "su_per_hour": 32.0,
+            "magnum": True,
+            "resource": "Jetstream2",
+            "gpu": False,
+        }
     ]
     assert c["su_per_hour_at_max"] == 5 * FLAVORS["m3.large"].su_per_hour
     lines = {q.key: q.needed for q in check([group], QuotaConfig())}
