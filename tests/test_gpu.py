@@ -6,8 +6,8 @@ stand-in commands; the bars run the real program under the planner's mocks."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
