@@ -13,6 +13,7 @@ from renderers.hub_spec import (
     HubConfigSpec,
     HubPaths,
     LocalSpawnerSpec,
+    ServerOptions,
     SlurmSpawnerSpec,
     SwarmSpawnerSpec,
 )
@@ -151,6 +152,7 @@ def _services(spec: HubConfigSpec) -> Settings:
                         "jupyterhub_idle_culler",
                         f"--timeout={spec.idle_timeout_s}",
                         f"--cull-every={spec.cull_every_s}",
+                        *spec.options.culler_flags,
                     ],
                 },
                 # For operators' scripts (python -m jshub.users, jshub.smoke); its token is a
@@ -163,11 +165,7 @@ def _services(spec: HubConfigSpec) -> Settings:
                 if_env("JSHUB_METRICS_TOKEN", {"name": metrics, "api_token": env("JSHUB_METRICS_TOKEN")}),
             ],
             "load_roles": [
-                {
-                    "name": "idle-culler",
-                    "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-                    "services": ["idle-culler"],
-                },
+                {"name": "idle-culler", "scopes": spec.options.culler_scopes, "services": ["idle-culler"]},
                 {
                     "name": "jshub-admin",
                     "scopes": ["admin:users", "admin:servers", "tokens", "access:servers"],
@@ -177,9 +175,34 @@ def _services(spec: HubConfigSpec) -> Settings:
                     "JSHUB_METRICS_TOKEN",
                     {"name": metrics, "scopes": ["read:metrics"], "services": [metrics]},
                 ),
+                *_user_role(spec.options),
             ],
         }
     }
+
+
+def _user_role(options: ServerOptions) -> list[dict[str, Any]]:
+    """JupyterHub's default user role, with sharing what JupyterHub 5's sharing needs."""
+    if not options.sharing:
+        return []
+    return [{"name": "user", "scopes": options.sharing_scopes}]
+
+
+def server_settings(options: ServerOptions) -> Settings:
+    """Named servers: what JupyterHub itself needs (the culler's part is in its flags)."""
+    if not options.named_servers_per_user:
+        return {}
+    return {
+        "JupyterHub": {
+            "allow_named_servers": True,
+            "named_server_limit_per_user": options.named_servers_per_user,
+        }
+    }
+
+
+def extra_settings(options: ServerOptions) -> Settings:
+    """The stack file's hubExtraConfig: each trait replaces the stack's value of it."""
+    return {cls: dict(traits) for cls, traits in options.extra_settings.items()}
 
 
 def _local_spawner(spec: HubConfigSpec, s: LocalSpawnerSpec) -> Settings:
@@ -359,7 +382,9 @@ def hub_settings(spec: HubConfigSpec) -> Settings:
         _merge(settings, _slurm_spawner(spec.spawner))
     else:
         _merge(settings, _swarm_spawner(spec, spec.spawner))
-    return settings
+    _merge(settings, server_settings(spec.options))
+    # Last: the stack file's own settings (stackconfig refuses the traits the stack owns).
+    return _merge(settings, extra_settings(spec.options))
 
 
 def settings_json(settings: Settings) -> str:

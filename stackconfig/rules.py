@@ -12,6 +12,7 @@ from catalog.jetstream2 import LETSENCRYPT_MAX_CN
 from stackconfig import sizing
 from stackconfig.backup import BACKUP_SCENARIOS, cron_schedule
 from stackconfig.errors import Problem
+from stackconfig.extras import helm_values_problems, hub_extra_config_problems
 from stackconfig.hpc import SAMPLE_USER, unix_name
 from stackconfig.images import image_provides_packages
 from stackconfig.model import (
@@ -767,6 +768,8 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     monitoring_supported,
     alert_targets_fit,
     shelving_supported,
+    hub_extra_config_problems,
+    helm_values_problems,
 )
 
 
