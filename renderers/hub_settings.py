@@ -7,6 +7,7 @@ resolves these markers, and the others: `$import`, `$call`, `$sys`, `$if_env`)."
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from renderers.hub_spec import (
@@ -17,7 +18,8 @@ from renderers.hub_spec import (
     SlurmSpawnerSpec,
     SwarmSpawnerSpec,
 )
-from stackconfig import AuthConfig
+from stackconfig import AuthConfig, hub_traits
+from stackconfig.extras import deep_merge
 from stackconfig.model import OAUTH_TYPES, WORKSHOP_USERNAME
 
 Settings = dict[str, dict[str, Any]]
@@ -200,9 +202,18 @@ def server_settings(options: ServerOptions) -> Settings:
     }
 
 
-def extra_settings(options: ServerOptions) -> Settings:
-    """The stack file's hubExtraConfig: each trait replaces the stack's value of it."""
-    return {cls: dict(traits) for cls, traits in options.extra_settings.items()}
+def apply_extra_settings(settings: Settings, extra: Mapping[str, Mapping[str, Any]]) -> Settings:
+    """The stack file's hubExtraConfig over the stack's settings: a map merges into the stack's
+    map (its keys win), anything else replaces the stack's value. A value for a class also goes
+    to each more specific class where the stack set that trait, which JupyterHub would otherwise
+    prefer (`Spawner.environment` reaches `SwarmSpawner.environment`)."""
+    for cls, traits in extra.items():
+        for trait, value in traits.items():
+            for target in (cls, *hub_traits.SUBCLASSES.get(cls, ())):
+                if target == cls or trait in settings.get(target, {}):
+                    section = settings.setdefault(target, {})
+                    section[trait] = deep_merge(section.get(trait), value)
+    return settings
 
 
 def _local_spawner(spec: HubConfigSpec, s: LocalSpawnerSpec) -> Settings:
@@ -384,7 +395,7 @@ def hub_settings(spec: HubConfigSpec) -> Settings:
         _merge(settings, _swarm_spawner(spec, spec.spawner))
     _merge(settings, server_settings(spec.options))
     # Last: the stack file's own settings (stackconfig refuses the traits the stack owns).
-    return _merge(settings, extra_settings(spec.options))
+    return apply_extra_settings(settings, spec.options.extra_settings)
 
 
 def settings_json(settings: Settings) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from renderers.hub_config import HUB_DIR, HubConfigSpec
-from renderers.hub_settings import auth_settings, call, extra_settings
+from renderers.hub_settings import apply_extra_settings, auth_settings, call
 from renderers.hub_spec import ServerOptions
 from renderers.rook import BLOCK_CLASS
 from stackconfig import StackConfig, sizing
@@ -117,10 +117,12 @@ def _hub_config(spec: Z2JHSpec) -> dict[str, Any]:
         # Admins may write the shared folder; everyone else mounts it read-only.
         "pre_spawn_hook": call("jshub_kube.shared_data_writable_for_admins", claim=SHARED_DATA_CLAIM)
     }
-    # The stack file's hubExtraConfig, as on the VM hubs: each trait replaces the stack's.
-    for cls, traits in extra_settings(spec.hub.options).items():
-        settings.setdefault(cls, {}).update(traits)
-    return settings
+    # The stack file's hubExtraConfig, as on the VM hubs. The chart sets KubeSpawner's traits
+    # itself, which JupyterHub prefers to Spawner's: a stack file's Spawner traits go there.
+    extra = spec.hub.options.extra_settings
+    return apply_extra_settings(
+        settings, {"KubeSpawner" if cls == "Spawner" else cls: traits for cls, traits in extra.items()}
+    )
 
 
 def _hub_files() -> dict[str, Any]:

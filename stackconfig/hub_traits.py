@@ -39,6 +39,31 @@ CLASSES: dict[str, str] = {
     "ConfigurableHTTPProxy": "jupyterhub.proxy.ConfigurableHTTPProxy",
 }
 
+# The classes the stack's settings name that inherit from a class a stack file may configure.
+# JupyterHub's config gives the more specific class precedence, so a stack file's value for
+# `Spawner.x` must also reach `SwarmSpawner.x` where the stack set that (renderers/hub_settings.py).
+SUBCLASSES: dict[str, tuple[str, ...]] = {
+    "Spawner": (
+        "LocalProcessSpawner",
+        "SystemdSpawner",
+        "SlurmSpawner",
+        "JetstreamSlurmSpawner",
+        "SwarmSpawner",
+        "KubeSpawner",
+    ),
+    "SlurmSpawner": ("JetstreamSlurmSpawner",),
+    "Authenticator": (
+        "LocalAuthenticator",
+        "SharedPasswordAuthenticator",
+        "NativeAuthenticator",
+        "OAuthenticator",
+        "GitHubOAuthenticator",
+        "CILogonOAuthenticator",
+    ),
+    "OAuthenticator": ("GitHubOAuthenticator", "CILogonOAuthenticator"),
+    "Proxy": ("ConfigurableHTTPProxy",),
+}
+
 # Traits the stack owns, by the class that defines them: its secrets, its services and roles,
 # where its state lives, and what its own keys set. The value says why, or which key to set.
 OWNED: dict[str, str] = {

@@ -645,8 +645,9 @@ class StackConfig(ConfigModel):
     hub_extra_config: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="JupyterHub settings the stack does not model, as data: {Class: {trait: value}}, e.g. "
-        "{Spawner: {environment: {COURSE: bio101}}}. Each replaces the stack's value of that trait (VM and "
-        "swarm hubs: applied with the rest of the settings; k8s: merged into the chart's hub.config). Classes "
+        "{Spawner: {environment: {COURSE: bio101}}}. A map merges into the stack's map (its keys win), anything "
+        "else replaces the stack's value (VM and swarm hubs: applied with the rest of the settings; k8s: merged "
+        "into the chart's hub.config, Spawner traits as KubeSpawner's). Classes "
         "and traits are checked against the hub's pinned JupyterHub and its login and spawner packages; "
         "traits the stack owns (secrets, the proxy token, its services and roles, what its own keys set) are "
         "refused by key.",

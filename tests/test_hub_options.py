@@ -140,6 +140,25 @@ def test_options_reach_the_vm_hubs_settings_and_load_into_jupyterhubs_classes() 
     assert spawner.environment["COURSE"] == "bio101" and spawner.default_url == "/tree"
 
 
+def test_a_trait_reaches_the_more_specific_class_the_stack_set_it_on() -> None:
+    """JupyterHub prefers `SwarmSpawner.x` to `Spawner.x`: a stack file's Spawner value must
+    reach the class the stack configured, and a map merges into the stack's map."""
+    from tests.test_hpc import HPC
+
+    swarm = make_config(
+        scenario="swarm",
+        swarm={"workerCount": 2},
+        hubExtraConfig={"Spawner": {"environment": {"COURSE": "bio101"}}},
+    )
+    settings = hub_settings(HubConfigSpec.from_config(swarm))
+    assert settings["SwarmSpawner"]["environment"] == {"HOME": "/home/jovyan", "COURSE": "bio101"}
+    assert settings["Spawner"]["environment"] == {"COURSE": "bio101"}
+
+    hpc = make_config(scenario="hpc", hpc=HPC, hubExtraConfig={"Spawner": {"poll_interval": 60}})
+    settings = hub_settings(HubConfigSpec.from_config(hpc))
+    assert settings["JetstreamSlurmSpawner"]["poll_interval"] == 60
+
+
 def test_culler_runs_with_the_options_as_the_real_culler_reads_them() -> None:
     settings = hub_settings(HubConfigSpec.from_config(make_config(**OPTIONS)))
     (culler,) = [s for s in settings["JupyterHub"]["services"] if s.get("name") == "idle-culler"]
@@ -175,7 +194,9 @@ def test_k8s_release_carries_the_options_through_the_chart() -> None:
     assert {key: values["cull"][key] for key in cull} == cull
     assert (values["hub"]["allowNamedServers"], values["hub"]["namedServerLimitPerUser"]) == (True, 2)
     assert values["hub"]["loadRoles"]["user"]["scopes"][1] == "shares!user"
-    assert values["hub"]["config"]["Spawner"]["environment"] == {"COURSE": "bio101"}
+    # The chart sets KubeSpawner's traits, which JupyterHub prefers: a Spawner trait goes there.
+    assert values["hub"]["config"]["KubeSpawner"]["environment"] == {"COURSE": "bio101"}
+    assert "pre_spawn_hook" in values["hub"]["config"]["KubeSpawner"]
     # helmValues merged last; the stack's other singleuser values stay.
     assert values["singleuser"]["startTimeout"] == 600
     assert values["singleuser"]["networkPolicy"] == {"enabled": True}
@@ -254,3 +275,26 @@ def test_helm_values_bars_under_the_planner() -> None:
     ]
     assert release["inputs"]["values"]["singleuser"]["startTimeout"] == 600
     assert z2jh_errors(release["inputs"]["values"]) == []
+
+
+def test_subclasses_are_what_the_installed_classes_say() -> None:
+    """Each listed subclass that is installed here inherits from its class (the swarm's and
+    k8s' spawners are installed in their images only)."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, sys_path_hub)
+    where = {**hub_traits.CLASSES, "JetstreamSlurmSpawner": "jshub_slurm.JetstreamSlurmSpawner"}
+
+    def load(name: str) -> type:
+        module, _, attr = where[name].rpartition(".")
+        cls: type = getattr(importlib.import_module(module), attr)
+        return cls
+
+    checked = 0
+    for base, subclasses in hub_traits.SUBCLASSES.items():
+        for sub in subclasses:
+            if sub in where:
+                assert issubclass(load(sub), load(base)), f"{sub} is not a {base}"
+                checked += 1
+    assert checked >= 10
