@@ -7,16 +7,19 @@ resolves these markers, and the others: `$import`, `$call`, `$sys`, `$if_env`)."
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from renderers.hub_spec import (
     HubConfigSpec,
     HubPaths,
     LocalSpawnerSpec,
+    ServerOptions,
     SlurmSpawnerSpec,
     SwarmSpawnerSpec,
 )
-from stackconfig import AuthConfig
+from stackconfig import AuthConfig, hub_traits
+from stackconfig.extras import deep_merge
 from stackconfig.model import OAUTH_TYPES, WORKSHOP_USERNAME
 
 Settings = dict[str, dict[str, Any]]
@@ -151,6 +154,7 @@ def _services(spec: HubConfigSpec) -> Settings:
                         "jupyterhub_idle_culler",
                         f"--timeout={spec.idle_timeout_s}",
                         f"--cull-every={spec.cull_every_s}",
+                        *spec.options.culler_flags,
                     ],
                 },
                 # For operators' scripts (python -m jshub.users, jshub.smoke); its token is a
@@ -176,11 +180,7 @@ def _services(spec: HubConfigSpec) -> Settings:
                 if_env("JSHUB_METRICS_TOKEN", {"name": metrics, "api_token": env("JSHUB_METRICS_TOKEN")}),
             ],
             "load_roles": [
-                {
-                    "name": "idle-culler",
-                    "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-                    "services": ["idle-culler"],
-                },
+                {"name": "idle-culler", "scopes": spec.options.culler_scopes, "services": ["idle-culler"]},
                 {
                     "name": "usage-record",
                     "scopes": ["list:users", "read:servers"],
@@ -195,6 +195,7 @@ def _services(spec: HubConfigSpec) -> Settings:
                     "JSHUB_METRICS_TOKEN",
                     {"name": metrics, "scopes": ["read:metrics"], "services": [metrics]},
                 ),
+                *_user_role(spec.options),
             ],
         }
     }
@@ -207,6 +208,39 @@ def _services(spec: HubConfigSpec) -> Settings:
 # all of the GPU's memory at its first use and JAX 75 % of it, which would lock every other
 # user out: these make them allocate as they go too.
 GPU_SHARING_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+
+
+def _user_role(options: ServerOptions) -> list[dict[str, Any]]:
+    """JupyterHub's default user role, with sharing what JupyterHub 5's sharing needs."""
+    if not options.sharing:
+        return []
+    return [{"name": "user", "scopes": options.sharing_scopes}]
+
+
+def server_settings(options: ServerOptions) -> Settings:
+    """Named servers: what JupyterHub itself needs (the culler's part is in its flags)."""
+    if not options.named_servers_per_user:
+        return {}
+    return {
+        "JupyterHub": {
+            "allow_named_servers": True,
+            "named_server_limit_per_user": options.named_servers_per_user,
+        }
+    }
+
+
+def apply_extra_settings(settings: Settings, extra: Mapping[str, Mapping[str, Any]]) -> Settings:
+    """The stack file's hubExtraConfig over the stack's settings: a map merges into the stack's
+    map (its keys win), anything else replaces the stack's value. A value for a class also goes
+    to each more specific class where the stack set that trait, which JupyterHub would otherwise
+    prefer (`Spawner.environment` reaches `SwarmSpawner.environment`)."""
+    for cls, traits in extra.items():
+        for trait, value in traits.items():
+            for target in (cls, *hub_traits.SUBCLASSES.get(cls, ())):
+                if target == cls or trait in settings.get(target, {}):
+                    section = settings.setdefault(target, {})
+                    section[trait] = deep_merge(section.get(trait), value)
+    return settings
 
 
 def _local_spawner(spec: HubConfigSpec, s: LocalSpawnerSpec) -> Settings:
@@ -388,7 +422,9 @@ def hub_settings(spec: HubConfigSpec) -> Settings:
         _merge(settings, _slurm_spawner(spec.spawner))
     else:
         _merge(settings, _swarm_spawner(spec, spec.spawner))
-    return settings
+    _merge(settings, server_settings(spec.options))
+    # Last: the stack file's own settings (stackconfig refuses the traits the stack owns).
+    return apply_extra_settings(settings, spec.options.extra_settings)
 
 
 def settings_json(settings: Settings) -> str:

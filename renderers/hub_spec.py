@@ -248,6 +248,57 @@ class ProxySpec:
 
 
 @dataclass(frozen=True)
+class ServerOptions:
+    """How long servers live, how many a user may run, and who else may use them; and the
+    JupyterHub settings a stack file adds (hubExtraConfig, checked in stackconfig/extras.py)."""
+
+    # Seconds after its start the culler stops a server, idle or not (0: never).
+    max_age_s: int = 0
+    # The culler also deletes users that are idle and have no running server (never admins).
+    cull_users: bool = False
+    # Named servers a user may run besides the default one (0: none).
+    named_servers_per_user: int = 0
+    # JupyterHub 5 sharing: users may grant access to their servers.
+    sharing: bool = False
+    extra_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_config(cls, cfg: StackConfig) -> ServerOptions:
+        return cls(
+            max_age_s=(cfg.max_server_age_hours or 0) * 3600,
+            cull_users=cfg.cull_idle_users,
+            named_servers_per_user=cfg.named_servers_per_user or 0,
+            sharing=cfg.sharing,
+            extra_settings=MappingProxyType({k: dict(v) for k, v in cfg.hub_extra_config.items()}),
+        )
+
+    @property
+    def culler_flags(self) -> list[str]:
+        """The idle culler's options beyond its timeout (jupyterhub-idle-culler's own names)."""
+        flags = []
+        if self.max_age_s:
+            flags.append(f"--max-age={self.max_age_s}")
+        if self.cull_users:
+            flags += ["--cull-users=true", "--cull-admin-users=false"]
+        if self.named_servers_per_user:
+            # A culled named server is deleted, not kept stopped: it would count against the limit.
+            flags.append("--remove-named-servers=true")
+        return flags
+
+    @property
+    def culler_scopes(self) -> list[str]:
+        scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+        # Deleting a user takes admin:users (jupyterhub-idle-culler's README).
+        return [*scopes, "admin:users"] if self.cull_users else scopes
+
+    @property
+    def sharing_scopes(self) -> list[str]:
+        """The user role with sharing, as JupyterHub's sharing docs give it: users manage the
+        shares of their own servers and may look up the names they share with."""
+        return ["self", "shares!user", "read:users:name", "read:groups:name"]
+
+
+@dataclass(frozen=True)
 class HubConfigSpec:
     public_url: str
     auth: AuthConfig
@@ -267,6 +318,7 @@ class HubConfigSpec:
     shared_folder: bool = False
     # How often the usage record samples the running servers (seconds).
     usage_sample_s: int = 300
+    options: ServerOptions = field(default_factory=ServerOptions)
 
     @classmethod
     def from_config(cls, cfg: StackConfig, paths: HubPaths | None = None) -> HubConfigSpec:
@@ -303,6 +355,7 @@ class HubConfigSpec:
             paths=paths,
             proxy_api_url=PROXY_API_URL,
             shared_folder=cfg.shared_folder_on,
+            options=ServerOptions.from_config(cfg),
         )
 
     @property

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from renderers import render
 from renderers.cloud_init import CADDY_MOUNT_DROPIN, render_caddy_mount_dropin, to_user_data
 from renderers.hub_config import HubConfigSpec, HubPaths, SwarmSpawnerSpec
+from renderers.hub_spec import ServerOptions
 from renderers.scripts import render_data_volume_script
 from stackconfig import StackConfig
 from stackconfig.model import OAUTH_TYPES
@@ -80,6 +81,7 @@ def swarm_hub_config_spec(cfg: StackConfig, paths: HubPaths | None = None) -> Hu
         user_memory_gb=cfg.user_memory_gb,
         user_cpu=cfg.user_cpu,
         idle_timeout_s=cfg.idle_timeout_minutes * 60,
+        options=ServerOptions.from_config(cfg),
         paths=paths or IMAGE_PATHS,
         bind_url=f"http://0.0.0.0:{HUB_PORT}",
         # The proxy runs in the hub's container: the hub's own API port stays on loopback, and

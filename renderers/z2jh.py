@@ -9,9 +9,11 @@ from typing import Any, Literal
 
 from renderers import nvidia
 from renderers.hub_config import HUB_DIR, HubConfigSpec
-from renderers.hub_settings import auth_settings, call
+from renderers.hub_settings import apply_extra_settings, auth_settings, call
+from renderers.hub_spec import ServerOptions
 from renderers.rook import BLOCK_CLASS
 from stackconfig import StackConfig, sizing
+from stackconfig.extras import deep_merge
 from stackconfig.model import OAUTH_TYPES, K8sConfig, ProfileConfig
 
 CHART = "jupyterhub"
@@ -116,7 +118,12 @@ def _hub_config(spec: Z2JHSpec) -> dict[str, Any]:
         # Admins may write the shared folder; everyone else mounts it read-only.
         "pre_spawn_hook": call("jshub_kube.shared_data_writable_for_admins", claim=SHARED_DATA_CLAIM)
     }
-    return settings
+    # The stack file's hubExtraConfig, as on the VM hubs. The chart sets KubeSpawner's traits
+    # itself, which JupyterHub prefers to Spawner's: a stack file's Spawner traits go there.
+    extra = spec.hub.options.extra_settings
+    return apply_extra_settings(
+        settings, {"KubeSpawner" if cls == "Spawner" else cls: traits for cls, traits in extra.items()}
+    )
 
 
 def _hub_files() -> dict[str, Any]:
@@ -246,6 +253,19 @@ def _profile(profile: ProfileConfig, k8s: K8sConfig) -> dict[str, Any]:
     return entry
 
 
+def _cull_options(options: ServerOptions) -> dict[str, Any]:
+    """The chart's names for the culler's options beyond its timeout (ServerOptions.culler_flags);
+    only those a stack sets, so that a stack without them renders the values it rendered before."""
+    cull: dict[str, Any] = {}
+    if options.max_age_s:
+        cull["maxAge"] = options.max_age_s
+    if options.cull_users:
+        cull["adminUsers"] = False
+    if options.named_servers_per_user:
+        cull["removeNamedServers"] = True
+    return cull
+
+
 def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
     k8s = spec.k8s
     service: dict[str, Any] = {"type": "LoadBalancer"}
@@ -285,6 +305,12 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
     # admin: a roster may name admins, which JupyterHub lets only admin callers grant.
     services: dict[str, Any] = {ADMIN_SERVICE: {"name": ADMIN_SERVICE, "admin": True}}
     roles: dict[str, Any] = {ADMIN_SERVICE: {"scopes": list(ADMIN_SCOPES), "services": [ADMIN_SERVICE]}}
+    options = spec.hub.options
+    if options.sharing:
+        roles["user"] = {"scopes": options.sharing_scopes}
+    named: dict[str, Any] = {}
+    if options.named_servers_per_user:
+        named = {"allowNamedServers": True, "namedServerLimitPerUser": options.named_servers_per_user}
     env = _auth_env(spec)
     hub_policy: dict[str, Any] = {"enabled": True}
     proxy: dict[str, Any] = {}
@@ -296,7 +322,7 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
         tokens |= {METRICS_SERVICE: "JSHUB_METRICS_TOKEN", GRAFANA_SERVICE: "JSHUB_GRAFANA_TOKEN"}
         hub_policy["ingress"] = m["hub_ingress"]
         proxy["chp"] = {"networkPolicy": {"egress": m["proxy_egress"]}}
-    return {
+    values: dict[str, Any] = {
         "hub": {
             "config": _hub_config(spec),
             "extraEnv": env,
@@ -314,6 +340,7 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
             },
             "networkPolicy": hub_policy,
             "concurrentSpawnLimit": max(64, spec.concurrent_users // 4),
+            **named,
         },
         "proxy": {
             **proxy,
@@ -338,9 +365,13 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
         },
         "cull": {
             "enabled": True,
-            "users": False,
+            "users": options.cull_users,
             "timeout": spec.hub.idle_timeout_s,
             "every": spec.hub.cull_every_s,
+            **_cull_options(options),
         },
         "prePuller": pre_puller,
     }
+    # Last: the stack file's k8s.helmValues, merged as Helm merges values (stackconfig/extras.py
+    # has checked them against the chart's schema and refused what the stack owns).
+    return deep_merge(values, k8s.helm_values)

@@ -12,7 +12,7 @@ import re
 import ssl
 import uuid
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -369,6 +369,14 @@ class K8sConfig(ConfigModel):
         le=1,
         description="Placeholder pods kept as spare room, as a fraction of concurrentUsers.",
     )
+    helm_values: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Zero to JupyterHub chart values merged over the ones the stack renders (maps merge, "
+        "anything else replaces, as Helm merges), then checked against the chart's values schema: an unknown "
+        "key or a wrong type is refused by its path, e.g. {singleuser: {startTimeout: 600}}. What the stack "
+        "owns (hub.config: use hubExtraConfig; hub.extraConfig; its services, roles, secrets and culling) is "
+        "refused by key.",
+    )
 
 
 class SwarmConfig(ConfigModel):
@@ -648,6 +656,43 @@ class StackConfig(ConfigModel):
     idle_timeout_minutes: int = Field(
         default=60, ge=5, le=10080, description="Stop servers idle this long (minutes)."
     )
+    max_server_age_hours: int | None = Field(
+        default=None,
+        ge=1,
+        le=8760,
+        description="Stop every server this many hours after it started, idle or not (the idle culler's "
+        "--max-age; k8s: cull.maxAge). Unset: servers run as long as they are used.",
+    )
+    cull_idle_users: bool = Field(
+        default=False,
+        description="Also delete users from the hub once their servers are stopped and they have been idle "
+        "idleTimeoutMinutes (the idle culler's --cull-users; admins are kept), for a workshop whose "
+        "participants come once. Their homes stay; a returning participant logs in again as a new user.",
+    )
+    named_servers_per_user: int | None = Field(
+        default=None,
+        ge=1,
+        le=20,
+        description="Let each user run up to this many named servers besides the default one "
+        "(JupyterHub.allow_named_servers and named_server_limit_per_user); the culler deletes a culled "
+        "named server (--remove-named-servers). Unset: one server per user.",
+    )
+    sharing: bool = Field(
+        default=False,
+        description="JupyterHub 5 sharing: users may grant other users or groups access to their servers "
+        "(the user role gets the shares!user scope and may look up names, as JupyterHub's sharing docs "
+        "describe). Off: only a server's owner and admins reach it.",
+    )
+    hub_extra_config: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="JupyterHub settings the stack does not model, as data: {Class: {trait: value}}, e.g. "
+        "{Spawner: {environment: {COURSE: bio101}}}. A map merges into the stack's map (its keys win), anything "
+        "else replaces the stack's value (VM and swarm hubs: applied with the rest of the settings; k8s: merged "
+        "into the chart's hub.config, Spawner traits as KubeSpawner's). Classes "
+        "and traits are checked against the hub's pinned JupyterHub and its login and spawner packages; "
+        "traits the stack owns (secrets, the proxy token, its services and roles, what its own keys set) are "
+        "refused by key.",
+    )
     server_start_timeout_seconds: int | None = Field(
         default=None,
         ge=30,
@@ -683,7 +728,7 @@ class StackConfig(ConfigModel):
         ),
         description="The Kubernetes cluster, its Ceph storage and the Zero to JupyterHub release: {engine, controlPlaneCount, workerFlavor, workerCount, cephVolumeGb, "
         "userStorageGb, sharedDataGb, userCpuGuarantee, userMemoryGuaranteeGb, userImage, profiles (each with gpus), "
-        "gpuWorkerCount, gpuWorkerFlavor, ...}.",
+        "gpuWorkerCount, gpuWorkerFlavor, helmValues, ...}.",
     )
     auth: AuthConfig = Field(
         description="Authentication: {type: github|cilogon|shared-password|native, clientId, admins, allowedUsers, allowAll, ...}."

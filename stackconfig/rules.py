@@ -12,6 +12,7 @@ from catalog.jetstream2 import GPUS_PER_GPU_INSTANCE, LETSENCRYPT_MAX_CN
 from stackconfig import sizing
 from stackconfig.backup import BACKUP_SCENARIOS, cron_schedule
 from stackconfig.errors import Problem
+from stackconfig.extras import helm_values_problems, hub_extra_config_problems
 from stackconfig.hpc import SAMPLE_USER, unix_name
 from stackconfig.images import image_provides_packages
 from stackconfig.model import (
@@ -881,6 +882,8 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     alert_targets_fit,
     shelving_supported,
     allocation_date_has_balance,
+    hub_extra_config_problems,
+    helm_values_problems,
 )
 
 
