@@ -16,10 +16,14 @@ from renderers.hub_spec import (
     SlurmSpawnerSpec,
     SwarmSpawnerSpec,
 )
+from renderers.user_env import KERNEL_NAME
 from stackconfig import AuthConfig
 from stackconfig.model import OAUTH_TYPES, WORKSHOP_USERNAME
 
 Settings = dict[str, dict[str, Any]]
+
+# The rest of a user's server's PATH, as the hub's unit has it after its venv.
+SERVER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 ACCESS_IDP = "https://access-ci.org/idp"
 
@@ -207,6 +211,17 @@ def _local_spawner(spec: HubConfigSpec, s: LocalSpawnerSpec) -> Settings:
         "start_timeout": s.start_timeout_s,
         "http_timeout": s.http_timeout_s,
     }
+    users_env = spec.users_env
+    if users_env is not None:
+        # The course's packages: servers find the course kernel's spec under JUPYTER_PATH and
+        # start it unless a notebook names another; terminals' python and pip are the users'
+        # environment's. Only paths here, never the packages: a change of packages is the
+        # users-env step's alone and leaves the hub's settings (and the hub) as they are.
+        spawner["environment"] = {
+            "JUPYTER_PATH": users_env.jupyter_path,
+            "PATH": f"{users_env.current}/bin:{spec.paths.venv}/bin:{SERVER_PATH}",
+        }
+        spawner["args"] = [f"--MultiKernelManager.default_kernel_name={KERNEL_NAME}"]
     steps: dict[str, Any] = {}
     if s.home_quota_gb:
         steps |= {"home_quota_command": spec.paths.home_quota_command, "home_quota_gb": s.home_quota_gb}

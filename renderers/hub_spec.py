@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from renderers.user_env import UsersEnvSpec
 from stackconfig import AuthConfig, StackConfig
 from stackconfig.hpc import HpcConfig
 
@@ -37,6 +38,8 @@ class HubPaths:
     systemd_dir: str = "/etc/systemd/system"
     run_dir: str = "/run/jupyterhub"
     caddyfile: str = "/etc/caddy/Caddyfile"
+    # The users' environment (userEnvironment): on the root disk beside the hub's own venv.
+    users_env_root: str = "/opt/jshub-users"
 
     @property
     def state_dir(self) -> str:
@@ -239,6 +242,19 @@ class ProxySpec:
         ]
 
 
+def users_env_spec(cfg: StackConfig, paths: HubPaths) -> UsersEnvSpec | None:
+    """The users' environment of a single hub with userEnvironment set."""
+    env = cfg.user_environment
+    if cfg.scenario != "single" or env is None:
+        return None
+    return UsersEnvSpec(
+        root=paths.users_env_root,
+        packages=env.requirements,
+        requirements_url=env.requirements_url,
+        admin_group=paths.shared_group,
+    )
+
+
 @dataclass(frozen=True)
 class HubConfigSpec:
     public_url: str
@@ -257,6 +273,8 @@ class HubConfigSpec:
     proxy_api_url: str | None = None
     # The shared course folder (README, Course material).
     shared_folder: bool = False
+    # The course's packages (README, Course environments); None: kernels run in the hub's venv.
+    users_env: UsersEnvSpec | None = None
 
     @classmethod
     def from_config(cls, cfg: StackConfig, paths: HubPaths | None = None) -> HubConfigSpec:
@@ -292,6 +310,7 @@ class HubConfigSpec:
             paths=paths,
             proxy_api_url=PROXY_API_URL,
             shared_folder=cfg.shared_folder_on,
+            users_env=users_env_spec(cfg, paths),
         )
 
     @property
