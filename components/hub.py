@@ -190,7 +190,7 @@ class HubVM(pulumi.ComponentResource):
         # The course's packages (userEnvironment): their own step, so that a change of packages
         # builds the users' environment in place and touches neither the server nor the hub. On
         # the root disk, built from the image's Python: a rebuilt or replaced server builds it again.
-        if hub_spec.users_env is not None:
+        if hub_spec.users_env is not None and hub_spec.users_env.on_hub_vm:
             command.remote.Command(
                 f"{name}-user-env",
                 connection=self.connection,

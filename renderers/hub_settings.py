@@ -16,7 +16,7 @@ from renderers.hub_spec import (
     SlurmSpawnerSpec,
     SwarmSpawnerSpec,
 )
-from renderers.user_env import KERNEL_NAME
+from renderers.user_env import KERNEL_NAME, UsersEnvSpec
 from stackconfig import AuthConfig
 from stackconfig.model import OAUTH_TYPES, WORKSHOP_USERNAME
 
@@ -233,7 +233,7 @@ def _local_spawner(spec: HubConfigSpec, s: LocalSpawnerSpec) -> Settings:
     return settings
 
 
-def _slurm_spawner(s: SlurmSpawnerSpec) -> Settings:
+def _slurm_spawner(s: SlurmSpawnerSpec, users_env: UsersEnvSpec | None = None) -> Settings:
     hpc = s.hpc
     return {
         # Notebooks run as single-node SLURM jobs on the login node's cluster: the hub runs
@@ -270,7 +270,18 @@ def _slurm_spawner(s: SlurmSpawnerSpec) -> Settings:
             # one squeue per running server this often, over the shared SSH connection.
             "poll_interval": 15,
         },
-        "Spawner": {"cmd": [hpc.singleuser_command], "default_url": "/lab"},
+        "Spawner": {"cmd": [hpc.singleuser_command], "default_url": "/lab", **_course_kernel(users_env)},
+    }
+
+
+def _course_kernel(users_env: UsersEnvSpec | None) -> dict[str, Any]:
+    """A notebook job finds the course kernel's spec in the folder on the HPC system and starts
+    it by default. Only JUPYTER_PATH travels into the job: its PATH is the site's setup's."""
+    if users_env is None:
+        return {}
+    return {
+        "environment": {"JUPYTER_PATH": users_env.jupyter_path},
+        "args": [f"--MultiKernelManager.default_kernel_name={KERNEL_NAME}"],
     }
 
 
@@ -371,7 +382,7 @@ def hub_settings(spec: HubConfigSpec) -> Settings:
     if isinstance(spec.spawner, LocalSpawnerSpec):
         _merge(settings, _local_spawner(spec, spec.spawner))
     elif isinstance(spec.spawner, SlurmSpawnerSpec):
-        _merge(settings, _slurm_spawner(spec.spawner))
+        _merge(settings, _slurm_spawner(spec.spawner, spec.users_env))
     else:
         _merge(settings, _swarm_spawner(spec, spec.spawner))
     return settings

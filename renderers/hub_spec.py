@@ -243,9 +243,21 @@ class ProxySpec:
 
 
 def users_env_spec(cfg: StackConfig, paths: HubPaths) -> UsersEnvSpec | None:
-    """The users' environment of a single hub with userEnvironment set."""
+    """The users' environment of a single or hpc hub with userEnvironment set."""
     env = cfg.user_environment
-    if cfg.scenario != "single" or env is None:
+    if env is None:
+        return None
+    if cfg.scenario == "hpc" and cfg.hpc is not None and env.hpc_folder is not None:
+        # Built on the HPC system as the gateway's account, from the Python its setup gives.
+        return UsersEnvSpec(
+            root=env.hpc_folder,
+            packages=env.requirements,
+            requirements_url=env.requirements_url,
+            python="python3",
+            on_hub_vm=False,
+            setup=tuple(cfg.hpc.environment_setup),
+        )
+    if cfg.scenario != "single":
         return None
     return UsersEnvSpec(
         root=paths.users_env_root,

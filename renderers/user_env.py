@@ -36,6 +36,10 @@ class UsersEnvSpec:
     python: str = "/usr/bin/python3"
     # Members of this group (the hub's admins) may install into it; participants may not.
     admin_group: str | None = None
+    # False: built on an HPC system as the gateway's account (no sudo, no boot to wait for),
+    # after its environment setup lines.
+    on_hub_vm: bool = True
+    setup: tuple[str, ...] = ()
 
     @property
     def base_requirements(self) -> tuple[str, ...]:
@@ -50,7 +54,8 @@ class UsersEnvSpec:
     @property
     def env_id(self) -> str:
         digest = hashlib.sha256(self.requirements.encode())
-        digest.update(f"\0{self.requirements_url or ''}\0{self.python}".encode())
+        # What it is built from, too: another Python (a new setup line on an HPC system) builds anew.
+        digest.update(f"\0{self.requirements_url or ''}\0{self.python}\0{chr(10).join(self.setup)}".encode())
         return digest.hexdigest()[:16]
 
     @property
@@ -96,4 +101,29 @@ def render_users_env_script(spec: UsersEnvSpec, heredoc_end: str = "JSHUB_END_OF
         eof=heredoc_end,
         pinned_line=PINNED_LINE,
         kernel_name=KERNEL_NAME,
+        sudo="sudo " if spec.on_hub_vm else "",
     )
+
+
+# Ends the build script's here-document inside the hub's SSH command; the script never holds it.
+SCRIPT_END = "JSHUB_END_OF_SCRIPT"
+
+
+@dataclass(frozen=True)
+class HpcLogin:
+    """How the hub VM reaches the HPC login node as the gateway's account (BatchBridge's key)."""
+
+    host: str
+    port: int
+    account: str
+    key_file: str
+    known_hosts_file: str
+
+
+def render_hpc_users_env_script(spec: UsersEnvSpec, login: HpcLogin) -> str:
+    """Run on the hub VM: send the build script to the HPC login node over the hub's SSH key,
+    to run there as the gateway's account."""
+    inner = render_users_env_script(spec)
+    if SCRIPT_END in inner.splitlines():
+        raise ValueError(f"the build script holds the line {SCRIPT_END}")
+    return render("hpc-users-env.sh.j2", login=login, script=inner, eof=SCRIPT_END)

@@ -633,16 +633,15 @@ class StackConfig(ConfigModel):
         default=None,
         json_schema_extra=only(
             "single",
-            hpc="notebook jobs run on the HPC system, whose Python the stack does not build yet: load the "
-            "course's environment with hpc.environmentSetup (e.g. a module or a conda activate line)",
+            "hpc",
             swarm="notebooks run in the images of swarm.allowedImages: build the packages into a course "
             "image and pin it there",
             k8s="notebooks run in k8s.userImage (or a profile's image): build the packages into a course "
             "image and pin it there",
         ),
         description="The course's packages in users' notebooks: {packages: [name==version, ...], requirementsUrl: "
-        "https://...#sha256=<hex>}; installed into a users' environment apart from the hub's, offered as the "
-        "default kernel (README, Course environments).",
+        "https://...#sha256=<hex>, hpcFolder}; installed into a users' environment apart from the hub's (hpc: "
+        "on the HPC system, in hpcFolder), offered as the default kernel (README, Course environments).",
     )
     quotas: QuotaConfig = Field(
         default_factory=QuotaConfig,

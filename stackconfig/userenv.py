@@ -19,6 +19,7 @@ from stackconfig.base import ConfigModel
 
 # A file of requirements on the web, pinned by its content: https://...#sha256=<64 hex digits>.
 _PINNED_URL = re.compile(r"^https://[^\s#]+#sha256=[0-9a-f]{64}$")
+_HPC_FOLDER = re.compile(r"^/[A-Za-z0-9_./-]+$")
 
 
 def _pinned(value: str) -> str:
@@ -52,8 +53,18 @@ def _pinned_url(value: str) -> str:
     return value
 
 
+def _hpc_folder(value: str) -> str:
+    if not _HPC_FOLDER.match(value) or "/../" in f"{value}/" or "/./" in f"{value}/":
+        raise ValueError(
+            "not an absolute folder on the HPC system (letters, digits, '_', '.', '-', '/'), e.g. "
+            "/expanse/projects/gateway/jshub-users"
+        )
+    return value.rstrip("/")
+
+
 PinnedRequirement = Annotated[str, AfterValidator(_pinned)]
 PinnedUrl = Annotated[str, AfterValidator(_pinned_url)]
+HpcFolder = Annotated[str, AfterValidator(_hpc_folder)]
 
 
 class UserEnvironmentConfig(ConfigModel):
@@ -70,6 +81,12 @@ class UserEnvironmentConfig(ConfigModel):
         description="A requirements file on the web installed after packages, pinned by its content: "
         "https://...#sha256=<hex>; the build refuses a file whose checksum differs or whose lines are "
         "not name==version.",
+    )
+    hpc_folder: HpcFolder | None = Field(
+        default=None,
+        description="hpc: the folder on the HPC system the environment is built in, over SSH as "
+        "hpc.communityAccount (writable by it, readable by the notebook jobs), e.g. "
+        "/expanse/projects/gateway/jshub-users.",
     )
     conda_packages: list[str] = Field(
         default_factory=list,

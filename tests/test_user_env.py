@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from components.hub import HubVM, HubVMArgs
 from planner.mocks import SECRET, UNKNOWN, placeholder_id, placeholder_image_id
@@ -21,6 +22,7 @@ from renderers.user_env import KERNEL_NAME, UsersEnvSpec, render_users_env_scrip
 from stackconfig import ConfigError
 from tests.conftest import BASE_CONFIG, make_config, run_mocked
 from tests.test_components import COMMAND, command_named
+from tests.test_hpc import HPC
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 
@@ -69,23 +71,17 @@ def test_a_package_twice_and_an_unpinned_url_and_conda_are_refused_by_key() -> N
     assert any(p.startswith("userEnvironment.condaPackages = ") and "PyPI wheels" in p for p in found)
 
 
-@pytest.mark.parametrize(
-    ("scenario", "reason"),
-    [("hpc", "hpc.environmentSetup"), ("swarm", "swarm.allowedImages"), ("k8s", "k8s.userImage")],
-)
-def test_other_scenarios_are_told_where_their_packages_go(scenario: str, reason: str) -> None:
+@pytest.mark.parametrize(("scenario", "reason"), [("swarm", "swarm.allowedImages"), ("k8s", "k8s.userImage")])
+def test_container_scenarios_are_told_where_their_packages_go(scenario: str, reason: str) -> None:
     from stackconfig.loader import parse
 
     stack = (
         Path(__file__).resolve().parent.parent
         / {
-            "hpc": "Pulumi.gateway-hpc.yaml",
             "swarm": "Pulumi.persistent-swarm.yaml",
             "k8s": "Pulumi.workshop-k8s.yaml",
         }[scenario]
     )
-    import yaml
-
     raw = yaml.safe_load(stack.read_text())["config"]
     raw["jupyterhub-jetstream:userEnvironment"] = {"packages": ["numpy==2.1.3"]}
     secret = [k for k, v in raw.items() if isinstance(v, dict) and "secure" in v]
@@ -94,6 +90,30 @@ def test_other_scenarios_are_told_where_their_packages_go(scenario: str, reason:
         parse(raw, secret_keys=secret)
     found = [str(p) for p in exc.value.problems if p.key == "userEnvironment"]
     assert len(found) == 1 and reason in found[0], exc.value
+
+
+def hpc_stack(**hpc: object) -> dict[str, object]:
+    return {"scenario": "hpc", "hpc": {**HPC, "accountMode": "community", "communityAccount": "gw", **hpc}}
+
+
+def test_hpc_builds_in_the_named_folder_as_the_gateway_account_or_is_refused_by_key() -> None:
+    env = {"packages": ["numpy==2.1.3"], "hpcFolder": "/projects/gw/jshub-users/"}
+    cfg = make_config(**hpc_stack(), userEnvironment=env)
+    spec = HubConfigSpec.from_config(cfg).users_env
+    assert spec is not None and not spec.on_hub_vm
+    assert (spec.root, spec.python, spec.setup) == (
+        "/projects/gw/jshub-users",
+        "python3",
+        tuple(HPC["environmentSetup"]),
+    )
+    missing = problems(**hpc_stack(), userEnvironment={"packages": ["numpy==2.1.3"]})
+    assert [p for p in missing if p.startswith("userEnvironment.hpcFolder: is required on hpc")], missing
+    per_user = problems(**hpc_stack(accountMode="per-user"), userEnvironment=env)
+    assert [p for p in per_user if p.startswith("userEnvironment: needs hpc.accountMode community")], per_user
+    relative = problems(**hpc_stack(), userEnvironment={**env, "hpcFolder": "projects/../x"})
+    assert [p for p in relative if p.startswith("userEnvironment.hpcFolder = 'projects/../x'")], relative
+    on_single = problems(userEnvironment=env)
+    assert [p for p in on_single if "is read by scenario hpc only" in p], on_single
 
 
 # --- the build script ---------------------------------------------------------------------
@@ -275,3 +295,55 @@ def test_without_the_key_there_is_no_users_env_step() -> None:
     with_env = {**BASE_CONFIG, "userEnvironment": {"packages": ["numpy==2.1.3"]}}
     rec = run_mocked(lambda: HubVM("hub", HubVMArgs(make_config(**with_env), "n", "s", ["sg"])), with_env)
     assert "numpy==2.1.3" in command_named(rec, "hub-user-env").inputs["create"]
+
+
+def test_on_hpc_a_package_change_re_runs_only_the_hpc_step_which_uses_the_hub_key() -> None:
+    from renderers.user_env import SCRIPT_END
+    from stacks.hpc import build
+
+    def registrations(*packages: str) -> dict[str, object]:
+        config = {
+            **BASE_CONFIG,
+            **hpc_stack(),
+            "userEnvironment": {"packages": list(packages), "hpcFolder": "/projects/gw/jshub-users"},
+        }
+        rec = run_mocked(lambda: build(make_config(**config)), config)
+        return {r.name: r for r in rec.registrations}
+
+    before, after = registrations("numpy==2.1.3"), registrations("numpy==2.1.3", "tabulate==0.9.0")
+    changed = sorted(n for n in before if before[n].inputs != after[n].inputs)  # type: ignore[attr-defined]
+    assert changed == ["hpc-user-env"], changed
+    step = after["hpc-user-env"]
+    create = step.inputs["create"]  # type: ignore[attr-defined]
+    assert "hub-user-env" not in after, "nothing is built on the hub VM"
+    assert "sudo ssh -i /etc/jupyterhub/hpc/id_hpc -p 22" in create
+    assert (
+        "UserKnownHostsFile=/etc/jupyterhub/hpc/known_hosts" in create
+        and "gw@login.hpc.example.edu" in create
+    )
+    inner = create.split(f"<<'{SCRIPT_END}'\n", 1)[1]
+    assert "module load anaconda3\n" in inner and "sudo " not in inner and "tabulate==0.9.0\n" in inner
+    # It waits for the key, and lives on the HPC system: no root-disk trigger.
+    assert before["hpc-install-key"].urn in step.dependency_urns  # type: ignore[attr-defined]
+    assert len(step.inputs["triggers"]) == 1  # type: ignore[attr-defined]
+    settings = after["hub-config"].inputs["create"]  # type: ignore[attr-defined]
+    assert '"JUPYTER_PATH": "/projects/gw/jshub-users/share/jupyter"' in settings
+
+
+def test_the_hpc_scripts_are_shellcheck_clean(tmp_path: Path) -> None:
+    from renderers.user_env import HpcLogin, render_hpc_users_env_script
+
+    s = UsersEnvSpec(
+        "/projects/gw/u", ("numpy==2.1.3",), python="python3", on_hub_vm=False, setup=("module load x",)
+    )
+    login = HpcLogin(
+        "login.example.org", 22, "gw", "/etc/jupyterhub/hpc/id_hpc", "/etc/jupyterhub/hpc/known_hosts"
+    )
+    for name, text in {
+        "outer": render_hpc_users_env_script(s, login),
+        "inner": render_users_env_script(s),
+    }.items():
+        script = tmp_path / f"{name}.sh"
+        script.write_text(text)
+        result = subprocess.run([str(SHELLCHECK), str(script)], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout
