@@ -100,6 +100,12 @@ MEASURED_STEPS: Mapping[str, Latency] = MappingProxyType(
             f"the users' environment (ipykernel and the course's packages, pip from PyPI): {USERS_ENV_BUILD_S:g} s "
             "for the dev stack's numpy (bench/users_env.py)",
         ),
+        # The same build on the HPC system (hpc), over the hub's SSH key.
+        "hpc-user-env": Latency(
+            USERS_ENV_BUILD_S,
+            f"the users' environment built on the HPC login node: {USERS_ENV_BUILD_S:g} s as on the hub VM "
+            "(bench/users_env.py; the login node's own speed and network are the site's)",
+        ),
     }
 )
 DEFAULT = Latency(1, "local computation (keys, passwords) or an API call")
