@@ -22,9 +22,6 @@ from stackconfig.model import OAUTH_TYPES, WORKSHOP_USERNAME
 
 Settings = dict[str, dict[str, Any]]
 
-# The rest of a user's server's PATH, as the hub's unit has it after its venv.
-SERVER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 ACCESS_IDP = "https://access-ci.org/idp"
 
 # The file beside jupyterhub_config.py that holds the settings.
@@ -219,7 +216,7 @@ def _local_spawner(spec: HubConfigSpec, s: LocalSpawnerSpec) -> Settings:
         # users-env step's alone and leaves the hub's settings (and the hub) as they are.
         spawner["environment"] = {
             "JUPYTER_PATH": users_env.jupyter_path,
-            "PATH": f"{users_env.current}/bin:{spec.paths.venv}/bin:{SERVER_PATH}",
+            "PATH": f"{users_env.current}/bin:{spec.paths.service_path}",
         }
         spawner["args"] = [f"--MultiKernelManager.default_kernel_name={KERNEL_NAME}"]
     steps: dict[str, Any] = {}

@@ -42,6 +42,11 @@ class HubPaths:
     users_env_root: str = "/opt/jshub-users"
 
     @property
+    def service_path(self) -> str:
+        """The PATH of the hub's unit, and of users' servers after their own environment."""
+        return f"{self.venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    @property
     def state_dir(self) -> str:
         return f"{self.data_root}/hub"
 
