@@ -14,6 +14,7 @@ import pulumi_tls as tls
 from components.firewall import Ingress
 from renderers.hub_config import HUB_API_PORT, HubPaths, SlurmSpawnerSpec
 from renderers.scripts import render_install_hpc_key_script
+from renderers.user_env import HpcLogin, UsersEnvSpec, render_hpc_users_env_script
 from stackconfig import StackConfig
 
 
@@ -40,6 +41,8 @@ class BatchBridgeArgs:
     # root_disk: a new or rebuilt server needs the key again).
     hub_connection: command.remote.ConnectionArgs
     hub_root_disk: Sequence[pulumi.Input[str]]
+    # The course's packages, built on the HPC system (userEnvironment); None: none.
+    users_env: UsersEnvSpec | None = None
 
 
 class BatchBridge(pulumi.ComponentResource):
@@ -79,6 +82,28 @@ class BatchBridge(pulumi.ComponentResource):
                 additional_secret_outputs=["stdin", "stderr"],
             ),
         )
+        # The course's packages (userEnvironment): built on the HPC system over this key, as the
+        # gateway's account, in the folder the stack names; a step of its own, so that a change
+        # of packages runs it alone. It lives there, not on the hub's disk: a rebuilt hub keeps it.
+        if args.users_env is not None:
+            hpc = cfg.hpc
+            assert hpc is not None and hpc.community_account is not None
+            command.remote.Command(
+                f"{name}-user-env",
+                connection=args.hub_connection,
+                create=render_hpc_users_env_script(
+                    args.users_env,
+                    HpcLogin(
+                        host=self.spawner.login_host,
+                        port=self.spawner.login_port,
+                        account=hpc.community_account,
+                        key_file=self.spawner.key_file,
+                        known_hosts_file=self.spawner.known_hosts_file,
+                    ),
+                ),
+                triggers=[args.users_env.env_id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[install]),
+            )
         if key is not None:
             self.public_key = key.public_key_openssh.apply(str.strip)
         else:

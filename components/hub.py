@@ -24,6 +24,7 @@ from renderers.cloud_init import (
 )
 from renderers.hub_config import HubConfigSpec, files_digest, hub_vm_files
 from renderers.scripts import render_hub_config_script, render_install_secrets_script
+from renderers.user_env import render_users_env_script
 from stackconfig import StackConfig
 
 
@@ -186,6 +187,18 @@ class HubVM(pulumi.ComponentResource):
             triggers=[*self.root_disk, files_digest(files)],
             opts=child,
         )
+
+        # The course's packages (userEnvironment): their own step, so that a change of packages
+        # builds the users' environment in place and touches neither the server nor the hub. On
+        # the root disk, built from the image's Python: a rebuilt or replaced server builds it again.
+        if hub_spec.users_env is not None and hub_spec.users_env.on_hub_vm:
+            command.remote.Command(
+                f"{name}-user-env",
+                connection=self.connection,
+                create=render_users_env_script(hub_spec.users_env),
+                triggers=[*self.root_disk, hub_spec.users_env.env_id],
+                opts=child,
+            )
 
         self.url = cfg.hub_url
         self.public_ip = vm.public_ip

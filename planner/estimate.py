@@ -43,6 +43,8 @@ FIRST_BOOT_RATIO = 10.3
 # The same run: the hub's `hub-config` step over SSH (virtualenv, pip, npm's proxy, the config,
 # Caddy's restart) took 337 s, 3.5 bare boots.
 HUB_CONFIG_RATIO = 3.5
+# The users' environment of the dev stack's list (numpy 2.1.3): the median of two builds.
+USERS_ENV_BUILD_S = 40.0
 
 LATENCY: Mapping[str, Latency] = MappingProxyType(
     {
@@ -88,6 +90,21 @@ MEASURED_STEPS: Mapping[str, Latency] = MappingProxyType(
             round(BARE_BOOT_S * HUB_CONFIG_RATIO),
             f"the hub's virtualenv, pip and npm: {HUB_CONFIG_RATIO}x a bare boot of {BARE_BOOT_S:g} s "
             "(the ratio measured under QEMU, boot/)",
+        ),
+        # Measured with bench/users_env.py (the rendered script, pip from PyPI) on the 2-core build
+        # machine under load 5, 2026-12-08: the dev stack's list (ipykernel, numpy 2.1.3) built in
+        # 28 and 49 s. It runs beside hub-config, so a working hub waits for the longer of the two;
+        # a course's longer list takes longer (README, Course environments).
+        "hub-user-env": Latency(
+            USERS_ENV_BUILD_S,
+            f"the users' environment (ipykernel and the course's packages, pip from PyPI): {USERS_ENV_BUILD_S:g} s "
+            "for the dev stack's numpy (bench/users_env.py)",
+        ),
+        # The same build on the HPC system (hpc), over the hub's SSH key.
+        "hpc-user-env": Latency(
+            USERS_ENV_BUILD_S,
+            f"the users' environment built on the HPC login node: {USERS_ENV_BUILD_S:g} s as on the hub VM "
+            "(bench/users_env.py; the login node's own speed and network are the site's)",
         ),
     }
 )

@@ -18,6 +18,7 @@ from renderers.hub_spec import (
     SlurmSpawnerSpec,
     SwarmSpawnerSpec,
 )
+from renderers.user_env import KERNEL_NAME, UsersEnvSpec
 from stackconfig import AuthConfig, hub_traits
 from stackconfig.extras import deep_merge
 from stackconfig.model import OAUTH_TYPES, WORKSHOP_USERNAME
@@ -270,6 +271,18 @@ def _local_spawner(spec: HubConfigSpec, s: LocalSpawnerSpec) -> Settings:
     }
     if s.gpu:
         spawner["environment"] = dict(GPU_SHARING_ENV)
+    users_env = spec.users_env
+    if users_env is not None:
+        # The course's packages: servers find the course kernel's spec under JUPYTER_PATH and
+        # start it unless a notebook names another; terminals' python and pip are the users'
+        # environment's. Only paths here, never the packages: a change of packages is the
+        # users-env step's alone and leaves the hub's settings (and the hub) as they are.
+        spawner["environment"] = {
+            **spawner.get("environment", {}),
+            "JUPYTER_PATH": users_env.jupyter_path,
+            "PATH": f"{users_env.current}/bin:{spec.paths.service_path}",
+        }
+        spawner["args"] = [f"--MultiKernelManager.default_kernel_name={KERNEL_NAME}"]
     steps: dict[str, Any] = {}
     if s.home_quota_gb:
         steps |= {"home_quota_command": spec.paths.home_quota_command, "home_quota_gb": s.home_quota_gb}
@@ -281,7 +294,7 @@ def _local_spawner(spec: HubConfigSpec, s: LocalSpawnerSpec) -> Settings:
     return settings
 
 
-def _slurm_spawner(s: SlurmSpawnerSpec) -> Settings:
+def _slurm_spawner(s: SlurmSpawnerSpec, users_env: UsersEnvSpec | None = None) -> Settings:
     hpc = s.hpc
     return {
         # Notebooks run as single-node SLURM jobs on the login node's cluster: the hub runs
@@ -318,7 +331,18 @@ def _slurm_spawner(s: SlurmSpawnerSpec) -> Settings:
             # one squeue per running server this often, over the shared SSH connection.
             "poll_interval": 15,
         },
-        "Spawner": {"cmd": [hpc.singleuser_command], "default_url": "/lab"},
+        "Spawner": {"cmd": [hpc.singleuser_command], "default_url": "/lab", **_course_kernel(users_env)},
+    }
+
+
+def _course_kernel(users_env: UsersEnvSpec | None) -> dict[str, Any]:
+    """A notebook job finds the course kernel's spec in the folder on the HPC system and starts
+    it by default. Only JUPYTER_PATH travels into the job: its PATH is the site's setup's."""
+    if users_env is None:
+        return {}
+    return {
+        "environment": {"JUPYTER_PATH": users_env.jupyter_path},
+        "args": [f"--MultiKernelManager.default_kernel_name={KERNEL_NAME}"],
     }
 
 
@@ -419,7 +443,7 @@ def hub_settings(spec: HubConfigSpec) -> Settings:
     if isinstance(spec.spawner, LocalSpawnerSpec):
         _merge(settings, _local_spawner(spec, spec.spawner))
     elif isinstance(spec.spawner, SlurmSpawnerSpec):
-        _merge(settings, _slurm_spawner(spec.spawner))
+        _merge(settings, _slurm_spawner(spec.spawner, spec.users_env))
     else:
         _merge(settings, _swarm_spawner(spec, spec.spawner))
     _merge(settings, server_settings(spec.options))

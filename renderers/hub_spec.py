@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from catalog import FLAVORS
+from renderers.user_env import UsersEnvSpec
 from stackconfig import AuthConfig, StackConfig
 from stackconfig.hpc import HpcConfig
 
@@ -38,6 +39,13 @@ class HubPaths:
     systemd_dir: str = "/etc/systemd/system"
     run_dir: str = "/run/jupyterhub"
     caddyfile: str = "/etc/caddy/Caddyfile"
+    # The users' environment (userEnvironment): on the root disk beside the hub's own venv.
+    users_env_root: str = "/opt/jshub-users"
+
+    @property
+    def service_path(self) -> str:
+        """The PATH of the hub's unit, and of users' servers after their own environment."""
+        return f"{self.venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
     @property
     def state_dir(self) -> str:
@@ -247,6 +255,31 @@ class ProxySpec:
         ]
 
 
+def users_env_spec(cfg: StackConfig, paths: HubPaths) -> UsersEnvSpec | None:
+    """The users' environment of a single or hpc hub with userEnvironment set."""
+    env = cfg.user_environment
+    if env is None:
+        return None
+    if cfg.scenario == "hpc" and cfg.hpc is not None and env.hpc_folder is not None:
+        # Built on the HPC system as the gateway's account, from the Python its setup gives.
+        return UsersEnvSpec(
+            root=env.hpc_folder,
+            packages=env.requirements,
+            requirements_url=env.requirements_url,
+            python="python3",
+            on_hub_vm=False,
+            setup=tuple(cfg.hpc.environment_setup),
+        )
+    if cfg.scenario != "single":
+        return None
+    return UsersEnvSpec(
+        root=paths.users_env_root,
+        packages=env.requirements,
+        requirements_url=env.requirements_url,
+        admin_group=paths.shared_group,
+    )
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     """How long servers live, how many a user may run, and who else may use them; and the
@@ -319,6 +352,8 @@ class HubConfigSpec:
     # How often the usage record samples the running servers (seconds).
     usage_sample_s: int = 300
     options: ServerOptions = field(default_factory=ServerOptions)
+    # The course's packages (README, Course environments); None: kernels run in the hub's venv.
+    users_env: UsersEnvSpec | None = None
 
     @classmethod
     def from_config(cls, cfg: StackConfig, paths: HubPaths | None = None) -> HubConfigSpec:
@@ -356,6 +391,7 @@ class HubConfigSpec:
             proxy_api_url=PROXY_API_URL,
             shared_folder=cfg.shared_folder_on,
             options=ServerOptions.from_config(cfg),
+            users_env=users_env_spec(cfg, paths),
         )
 
     @property

@@ -35,6 +35,7 @@ from stackconfig.hpc import HpcConfig
 from stackconfig.monitoring import MonitoringConfig
 from stackconfig.scenarios import SCENARIOS as SCENARIOS
 from stackconfig.scenarios import is_scoped, only
+from stackconfig.userenv import UserEnvironmentConfig
 
 # The same names as SCENARIOS (tests/test_config.py holds them together).
 Scenario = Literal["single", "hpc", "swarm", "k8s"]
@@ -713,6 +714,20 @@ class StackConfig(ConfigModel):
         default=None,
         description="A shared folder every user reads and only admins write (~/shared); unset: on where "
         "notebooks run beside the data (single, swarm, k8s), off for hpc, where they run on the HPC system.",
+    )
+    user_environment: UserEnvironmentConfig | None = Field(
+        default=None,
+        json_schema_extra=only(
+            "single",
+            "hpc",
+            swarm="notebooks run in the images of swarm.allowedImages: build the packages into a course "
+            "image and pin it there",
+            k8s="notebooks run in k8s.userImage (or a profile's image): build the packages into a course "
+            "image and pin it there",
+        ),
+        description="The course's packages in users' notebooks: {packages: [name==version, ...], requirementsUrl: "
+        "https://...#sha256=<hex>, hpcFolder}; installed into a users' environment apart from the hub's (hpc: "
+        "on the HPC system, in hpcFolder), offered as the default kernel (README, Course environments).",
     )
     quotas: QuotaConfig = Field(
         default_factory=QuotaConfig,

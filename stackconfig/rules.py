@@ -855,7 +855,45 @@ def allocation_date_has_balance(cfg: StackConfig) -> list[Problem]:
     return []
 
 
+def user_environment_fits_scenario(cfg: StackConfig) -> list[Problem]:
+    env = cfg.user_environment
+    if env is None:
+        return []
+    if cfg.scenario != "hpc":
+        if env.hpc_folder is not None:
+            return [
+                Problem(
+                    "userEnvironment.hpcFolder",
+                    f"is read by scenario hpc only; on {cfg.scenario} the environment is on the hub VM: remove it",
+                    env.hpc_folder,
+                )
+            ]
+        return []
+    assert cfg.hpc is not None  # hpc_consistent names a missing section
+    problems = []
+    if env.hpc_folder is None:
+        problems.append(
+            Problem(
+                "userEnvironment.hpcFolder",
+                "is required on hpc: the folder on the HPC system the environment is built in, writable by "
+                "hpc.communityAccount and readable by the notebook jobs, e.g. /expanse/projects/gateway/jshub-users",
+            )
+        )
+    if cfg.hpc.account_mode != "community":
+        problems.append(
+            Problem(
+                "userEnvironment",
+                "needs hpc.accountMode community on hpc: the environment is built over SSH as the gateway's "
+                "account (hpc.communityAccount); with per-user accounts there is none to build as, so load "
+                "the course's environment with hpc.environmentSetup instead (a module, or a conda "
+                "environment on the HPC system)",
+            )
+        )
+    return problems
+
+
 RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
+    user_environment_fits_scenario,
     auth_secrets_match_type,
     hub_name_fits_certificate,
     acme_root_fits,

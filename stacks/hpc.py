@@ -7,6 +7,7 @@ import pulumi
 
 from components import BatchBridge, BatchBridgeArgs
 from components.batch_bridge import hub_api_ingress
+from renderers.hub_spec import HubPaths, users_env_spec
 from stackconfig import StackConfig
 from stacks.common import hub_vm, openstack_provider
 
@@ -23,6 +24,7 @@ def build(cfg: StackConfig) -> None:
             config=cfg,
             hub_connection=hub.connection,
             hub_root_disk=hub.root_disk,
+            users_env=users_env_spec(cfg, HubPaths()),
         ),
         opts=opts,
     )

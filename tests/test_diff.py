@@ -210,7 +210,7 @@ def test_dev_image_rebuilds_the_hub_and_its_root_disk_steps_follow(
     assert actions["hub-vm-server"] == "rebuild"
     server = next(c for c in diff if c.name == "hub-vm-server")
     # They trigger on the image the server booted, which the rebuild changes.
-    assert {"hub-secrets", "hub-config", "backup-install"} <= set(reruns(diff))
+    assert {"hub-secrets", "hub-config", "backup-install", "hub-user-env"} <= set(reruns(diff))
     assert not [w for w in server.warnings if "does NOT run again" in w], server.warnings
     assert diff_main(["--stack", "dev", "--set", f"image={next_image}"]) == EXIT_OK
     assert "rebuild  openstack:compute/instance:Instance  hub-vm-server" in capsys.readouterr().out

@@ -158,7 +158,10 @@ def test_dev_on_a_gpu_flavor_counts_its_sus_against_the_gpu_resource(gpu_dev: di
     settings = json.loads(
         hub_config.split(f"cat >\"$staging/{staged[1]}\" <<'JSHUB_END_OF_FILE'\n")[1].split("JSHUB_END")[0]
     )
-    assert settings["Spawner"]["environment"] == GPU_SHARING_ENV
+    # Beside the course environment's paths (the dev stack has userEnvironment).
+    environment = settings["Spawner"]["environment"]
+    assert {k: environment.get(k) for k in GPU_SHARING_ENV} == GPU_SHARING_ENV
+    assert "JUPYTER_PATH" in environment
 
 
 def test_a_cpu_hub_has_no_gpu_check_and_no_gpu_sus() -> None:

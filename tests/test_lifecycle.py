@@ -177,7 +177,7 @@ MATRIX: list[Row] = [
         "dev",
         {"imageId": PINNED_BUILD},
         {"hub-vm-server": "rebuild"},
-        frozenset({"^hub-secrets$", "^hub-config$", "^backup-install$"}),
+        frozenset({"^hub-secrets$", "^hub-config$", "^backup-install$", "^hub-user-env$"}),
     ),
     Row(
         "dev",
@@ -199,6 +199,13 @@ MATRIX: list[Row] = [
     Row("dev", {"concurrentUsers": 8, "hubFlavor": "m3.quad"}, {"hub-vm-server": "resize"}, HUB_CONFIG),
     Row("dev", {"hubHostname": "jupyter"}, {}, HUB_CONFIG),
     Row("dev", {"letsEncryptEmail": "ops@example.org"}, {}, HUB_CONFIG),
+    # the course's packages: their own step builds the users' environment in place
+    Row(
+        "dev",
+        {"userEnvironment.packages": ["numpy==2.1.3", "tabulate==0.9.0"]},
+        {},
+        frozenset({"^hub-user-env$"}),
+    ),
     # hpc
     Row(
         "gateway-hpc",
@@ -364,7 +371,7 @@ def root_disk_steps(plan: dict[str, Any]) -> dict[str, list[str]]:
 
 
 EXPECTED_STEPS = {
-    "dev": {"hub-secrets", "hub-config", "backup-install"},
+    "dev": {"hub-secrets", "hub-config", "backup-install", "hub-user-env"},
     "gateway-hpc": {"hub-secrets", "hub-config", "hpc-install-key"},
     "persistent-swarm": {
         "swarm-swarm-init",

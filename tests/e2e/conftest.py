@@ -321,6 +321,7 @@ def local_hub(stack: dict[str, Any], proxy_command: str, extra_config: str | Non
             home_quota_command=str(sbin / "jshub-home-quota"),
             systemd_dir=str(root / "systemd"),
             caddyfile=str(root / "caddy" / "Caddyfile"),
+            users_env_root=str(root / "users-env"),
         )
         add_user = Path(paths.add_user_command)
         add_user.write_text(render_add_user_script(paths.home_root))
