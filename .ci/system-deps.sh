@@ -17,6 +17,7 @@ packages=(
     restic          # the hub's backups: tests back up and restore a home against a local S3 (moto)
     jq              # the k8s backup script reads kubectl's JSON with jq (tests/test_k8s_backup_restore.py)
     git             # nbgitpuller pulls a course repository into a home (tests/e2e/test_course_material_hub.py)
+    chromium chromium-driver  # a participant's first minute in a real browser (tests/e2e/test_participant_browser.py)
     systemd         # systemd-analyze: the backup schedule grammar and timer units checked by systemd
     qemu-system-x86 qemu-utils  # boot/: real VMs boot the rendered user data (TCG emulation)
     cloud-image-utils           # boot/: cloud-localds writes the NoCloud seed

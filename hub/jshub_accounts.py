@@ -41,6 +41,11 @@ class _AccountQueue:
             self.worker = asyncio.create_task(self._work())
         await asyncio.shield(future)
 
+    def pending(self, name: str) -> bool:
+        """Whether `name` is queued or in the call under way (whose account may already be in
+        /etc/passwd while its home is still being made)."""
+        return name in self.waiting or name in self.running
+
     async def _work(self) -> None:
         while self.waiting:
             names = list(self.waiting)[:BATCH_SIZE]
@@ -116,10 +121,14 @@ class AccountsOffTheEventLoop(LocalAuthenticator):
         started = super().pre_spawn_start(user, spawner)
         if inspect.isawaitable(started):
             await started
-        if self.create_system_users and not self.system_user_exists(user):
-            # Queued at login (then this waits for that call), or failed there (then this is
-            # the retry the log promised).
-            await self._queue().add(user.name)
+        if not self.create_system_users:
+            return
+        queue = self._queue()
+        # Queued at login (then this waits for that call, also once the account is in
+        # /etc/passwd: the add-user command makes the home after it, and the pre-spawn hook
+        # needs the home), or failed there (then this is the retry the log promised).
+        if queue.pending(user.name) or not self.system_user_exists(user):
+            await queue.add(user.name)
 
 
 class LocalSharedPasswordAuthenticator(AccountsOffTheEventLoop, SharedPasswordAuthenticator):

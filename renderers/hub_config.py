@@ -4,6 +4,7 @@ its modules and its settings (hub/), the scripts its hooks run, the Caddyfile.""
 from __future__ import annotations
 
 import hashlib
+import json
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,6 +72,21 @@ def hub_config_files(spec: HubConfigSpec) -> dict[str, str]:
     files[SETTINGS_FILE] = settings_json(settings)
     files[HUB_CONFIG.name] = HUB_CONFIG.read_text()
     return files
+
+
+# JupyterLab 4's defaults for participants (hub/requirements.txt pins the version): no
+# "Would you like to get notified about official Jupyter news?" prompt on a participant's
+# first minute, and no update check (it needs fetchNews "true" anyway). A user may still
+# opt in under Settings. The plugin and keys are those of JupyterLab's schema
+# share/jupyter/lab/schemas/@jupyterlab/apputils-extension/notification.json.
+JUPYTERLAB_NOTIFICATION_PLUGIN = "@jupyterlab/apputils-extension:notification"
+JUPYTERLAB_OVERRIDES: dict[str, dict[str, Any]] = {
+    JUPYTERLAB_NOTIFICATION_PLUGIN: {"fetchNews": "false", "checkForUpdates": False},
+}
+
+
+def jupyterlab_overrides_json() -> str:
+    return json.dumps(JUPYTERLAB_OVERRIDES, indent=2) + "\n"
 
 
 def render_shared_access_script(paths: HubPaths) -> str:
@@ -165,6 +181,12 @@ def hub_vm_files(
                 hub,
                 unit=True,
             )
+        )
+    if isinstance(spec.spawner, LocalSpawnerSpec):
+        # Read by each server as it starts (its LabApp.app_settings_dir): before the settings
+        # that point there.
+        files.append(
+            HubFile(f"{spec.paths.lab_settings_dir}/overrides.json", jupyterlab_overrides_json(), hub)
         )
     # The hub's modules and settings, then the static config that loads them.
     for name, content in hub_config_files(spec).items():

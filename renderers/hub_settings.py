@@ -6,6 +6,7 @@ resolves these markers, and the others: `$import`, `$call`, `$sys`, `$if_env`)."
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -75,6 +76,12 @@ def cilogon_idps(auth: AuthConfig) -> dict[str, Any]:
     return idps
 
 
+def login_announcement_html(text: str) -> str:
+    """The announcement as the login page shows it: JupyterHub's templates insert
+    `announcement_login` unescaped, so the plain text is escaped here, its line breaks kept."""
+    return "<br>".join(html.escape(line) for line in text.splitlines())
+
+
 def auth_settings(auth: AuthConfig, public_url: str, accounts: HubPaths | None = None) -> Settings:
     """Who may log in, and how. `accounts`: each user is a Unix account on the hub VM, made by
     its add-user command, with a home under its home root."""
@@ -91,6 +98,11 @@ def auth_settings(auth: AuthConfig, public_url: str, accounts: HubPaths | None =
             "allow_existing_users": True,
         },
     }
+    if auth.login_announcement:
+        # What participants read above the login form (login.html's announcement_login block).
+        settings["JupyterHub"]["template_vars"] = {
+            "announcement_login": login_announcement_html(auth.login_announcement)
+        }
     callback = f"{public_url}/hub/oauth_callback"
     if auth.type == "github":
         github: dict[str, Any] = {"client_id": auth.client_id, "oauth_callback_url": callback}
@@ -268,6 +280,11 @@ def _local_spawner(spec: HubConfigSpec, s: LocalSpawnerSpec) -> Settings:
         "cpu_limit": spec.cpu_limit,
         "start_timeout": s.start_timeout_s,
         "http_timeout": s.http_timeout_s,
+        # JupyterLab's defaults for every user from the hub's config folder (overrides.json,
+        # renderers/hub_config.py): the news prompt is off. This replaces the settings folder
+        # inside the servers' environment (share/jupyter/lab/settings), which nothing the hub
+        # installs fills.
+        "args": [f"--LabApp.app_settings_dir={spec.paths.lab_settings_dir}"],
     }
     if s.gpu:
         spawner["environment"] = dict(GPU_SHARING_ENV)
@@ -282,7 +299,7 @@ def _local_spawner(spec: HubConfigSpec, s: LocalSpawnerSpec) -> Settings:
             "JUPYTER_PATH": users_env.jupyter_path,
             "PATH": f"{users_env.current}/bin:{spec.paths.service_path}",
         }
-        spawner["args"] = [f"--MultiKernelManager.default_kernel_name={KERNEL_NAME}"]
+        spawner["args"] = [*spawner["args"], f"--MultiKernelManager.default_kernel_name={KERNEL_NAME}"]
     steps: dict[str, Any] = {}
     if s.home_quota_gb:
         steps |= {"home_quota_command": spec.paths.home_quota_command, "home_quota_gb": s.home_quota_gb}

@@ -77,6 +77,12 @@ class HubPaths:
         return f"{self.config_dir}/jupyterhub_config.py"
 
     @property
+    def lab_settings_dir(self) -> str:
+        """JupyterLab's application settings of the users' servers (overrides.json): part of
+        the hub's config, so a change is written in place by hub-config."""
+        return f"{self.config_dir}/jupyterlab"
+
+    @property
     def hpc_dir(self) -> str:
         """The hub's SSH key for the HPC login node and the pinned known_hosts (root only)."""
         return f"{self.config_dir}/hpc"

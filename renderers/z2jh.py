@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from renderers import nvidia
-from renderers.hub_config import HUB_DIR, HubConfigSpec
+from renderers.hub_config import HUB_DIR, HubConfigSpec, jupyterlab_overrides_json
 from renderers.hub_settings import apply_extra_settings, auth_settings, call
 from renderers.hub_spec import ServerOptions
 from renderers.rook import BLOCK_CLASS
@@ -46,6 +46,9 @@ SHARED_DATA_CLAIM = "shared-data"
 SHARED_DATA_MOUNT = "/home/jovyan/shared"
 # Attaching a new Ceph volume and pulling a large image can take minutes on a fresh node.
 START_TIMEOUT_S = 900
+# JupyterLab's application settings in the jupyter/docker-stacks images (their environment is
+# /opt/conda): the users' defaults, the news prompt off (renderers/hub_config.py).
+LAB_OVERRIDES_PATH = "/opt/conda/share/jupyter/lab/settings/overrides.json"
 
 
 def _gb(value: float) -> str:
@@ -289,6 +292,12 @@ def z2jh_values(spec: Z2JHSpec) -> dict[str, Any]:
         "networkPolicy": {"enabled": True},
         "cloudMetadata": {"blockWithIptables": True},
         "startTimeout": START_TIMEOUT_S,
+        "extraFiles": {
+            "jupyterlab-overrides": {
+                "mountPath": LAB_OVERRIDES_PATH,
+                "stringData": jupyterlab_overrides_json(),
+            }
+        },
     }
     if k8s.profiles:
         singleuser["profileList"] = [_profile(p, k8s) for p in k8s.profiles]

@@ -125,6 +125,21 @@ def _dns_zone(value: str) -> str:
     return zone
 
 
+# The login page's announcement: a few lines of plain text (the hub escapes it as HTML).
+LOGIN_ANNOUNCEMENT_MAX = 500
+
+
+def _login_announcement(value: str) -> str:
+    text = value.strip()
+    if not text:
+        raise ValueError("is empty: write what participants should do, or leave the key unset")
+    if len(text) > LOGIN_ANNOUNCEMENT_MAX:
+        raise ValueError(f"is {len(text)} characters long; at most {LOGIN_ANNOUNCEMENT_MAX} are allowed")
+    if any(ord(ch) < 32 and ch != "\n" for ch in text):
+        raise ValueError("has control characters; plain text and line breaks only")
+    return text
+
+
 def _email(value: str) -> str:
     if not _EMAIL.match(value):
         raise ValueError("not an email address (Let's Encrypt sends expiry notices to it)")
@@ -140,6 +155,7 @@ DnsZone = Annotated[str, AfterValidator(_dns_zone)]
 Email = Annotated[str, AfterValidator(_email)]
 AcmeDirectory = Annotated[str, AfterValidator(_acme_directory)]
 PemCertificate = Annotated[str, AfterValidator(_pem_certificate)]
+LoginAnnouncement = Annotated[str, AfterValidator(_login_announcement)]
 
 
 AuthType = Literal["github", "cilogon", "shared-password", "native"]
@@ -180,6 +196,11 @@ class AuthConfig(ConfigModel):
         default=False,
         description="Let anyone the identity provider authenticates log in (shared-password: anyone with "
         "the password, under any free name; native: sign-up without approval).",
+    )
+    login_announcement: LoginAnnouncement | None = Field(
+        default=None,
+        description="Plain text shown above the login form (at most 500 characters; line breaks kept), "
+        "e.g. 'Pick any name; the password is on the board.' Every scenario's hub shows it.",
     )
 
     @model_validator(mode="after")
@@ -746,7 +767,7 @@ class StackConfig(ConfigModel):
         "gpuWorkerCount, gpuWorkerFlavor, helmValues, ...}.",
     )
     auth: AuthConfig = Field(
-        description="Authentication: {type: github|cilogon|shared-password|native, clientId, admins, allowedUsers, allowAll, ...}."
+        description="Authentication: {type: github|cilogon|shared-password|native, clientId, admins, allowedUsers, allowAll, loginAnnouncement (text above the login form), ...}."
     )
     swarm: SwarmConfig | None = Field(
         default=None,

@@ -3,6 +3,7 @@ Rook's CRDs, kubernetes-validate, cloud-init and shellcheck."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import yaml
 
 from renderers import k3s, k8s_objects, rook
 from renderers.boot import boot_commands
-from renderers.hub_config import HUB_DIR
+from renderers.hub_config import HUB_DIR, JUPYTERLAB_OVERRIDES
 from renderers.z2jh import SHARED_DATA_CLAIM, Z2JHSpec, z2jh_values
 from stackconfig import StackConfig
 from tests.conftest import make_config, require_tool
@@ -124,6 +125,23 @@ def test_z2jh_values_carry_the_workshop_policy() -> None:
     # The client secret stays in the hub's environment: the settings name it only.
     assert values["hub"]["config"]["OAuthenticator"] == {"client_secret": {"$env": "OAUTH_CLIENT_SECRET"}}
     assert "not-a-real-secret" not in yaml.safe_dump(values)
+
+
+def test_z2jh_values_carry_the_login_announcement_and_jupyterlab_defaults() -> None:
+    cfg = workshop()
+    cfg = cfg.model_copy(
+        update={"auth": cfg.auth.model_copy(update={"login_announcement": "Ask us for the <password>."})}
+    )
+    values = z2jh_values(Z2JHSpec.from_config(cfg))
+    # The chart applies hub.config to JupyterHub as it is: the login page's template variable.
+    assert values["hub"]["config"]["JupyterHub"]["template_vars"] == {
+        "announcement_login": "Ask us for the &lt;password&gt;."
+    }
+    # JupyterLab's settings overrides, where the docker-stacks images' JupyterLab reads them.
+    overrides = values["singleuser"]["extraFiles"]["jupyterlab-overrides"]
+    assert overrides["mountPath"] == "/opt/conda/share/jupyter/lab/settings/overrides.json"
+    assert json.loads(overrides["stringData"]) == JUPYTERLAB_OVERRIDES
+    assert z2jh_errors(values) == []
 
 
 def test_admin_hook_compiles_and_makes_only_the_shared_mount_writable_for_admins() -> None:

@@ -228,6 +228,7 @@ def test_user_data_holds_nothing_a_config_change_touches() -> None:
         "/usr/local/sbin/jshub-shared-access",
         "/usr/local/sbin/jshub-home-quota",
         "/etc/systemd/system/jupyterhub.service.d/jshub-servers.conf",
+        "/etc/jupyterhub/jupyterlab/overrides.json",
         "/etc/jupyterhub/jshub_accounts.py",
         "/etc/jupyterhub/jshub_settings.py",
         "/etc/jupyterhub/jshub_usage.py",
@@ -415,3 +416,52 @@ def test_the_start_timeout_is_refused_where_the_scenario_sets_its_own() -> None:
     assert "a swarm server has 600 s to start" in swarm
     [short] = problems(serverStartTimeoutSeconds=5)
     assert short.startswith("serverStartTimeoutSeconds") and "30" in short
+
+
+# --- what participants see first: the login page's announcement, JupyterLab's defaults --------
+
+
+def test_the_login_announcement_reaches_jupyterhubs_login_page_as_escaped_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OAUTH_CLIENT_SECRET", "test-secret")
+    monkeypatch.setenv("JSHUB_ADMIN_TOKEN", "test-token")
+    auth = {
+        **AUTH_VARIANTS["github-org"],
+        "loginAnnouncement": "Log in with GitHub; ask at the front.\n<b>Not</b> bold & kept",
+    }
+    spec = hub_spec(auth)
+    config = _load_hub_config(hub_config_text(spec, tmp_path), tmp_path)
+    # login.html sets its announcement from announcement_login and prints it unescaped.
+    assert config.JupyterHub.template_vars == {
+        "announcement_login": "Log in with GitHub; ask at the front.<br>"
+        "&lt;b&gt;Not&lt;/b&gt; bold &amp; kept"
+    }
+    # Without the key, the login page has no announcement of the stack's.
+    assert "template_vars" not in settings_of(hub_spec({**auth, "loginAnnouncement": None}))["JupyterHub"]
+
+
+def test_jupyterlab_overrides_are_valid_settings_of_the_pinned_jupyterlab() -> None:
+    """The overrides file the single hub writes must set keys JupyterLab's own schema of the
+    plugin has, with allowed values: a JupyterLab bump that renames them fails here."""
+    import sys
+
+    import jsonschema
+
+    from renderers.hub_config import JUPYTERLAB_OVERRIDES, jupyterlab_overrides_json
+
+    schemas = Path(sys.prefix) / "share" / "jupyter" / "lab" / "schemas"
+    for plugin, values in JUPYTERLAB_OVERRIDES.items():
+        package, _, name = plugin.partition(":")
+        schema = json.loads((schemas / package / f"{name}.json").read_text())
+        assert set(values) <= set(schema["properties"]), plugin
+        jsonschema.validate(values, schema)
+        # "none" (the default) is what makes JupyterLab ask about the news.
+        assert values["fetchNews"] != schema["properties"]["fetchNews"]["default"]
+    files = vm_files()
+    overrides = files["/etc/jupyterhub/jupyterlab/overrides.json"]
+    assert json.loads(overrides.content) == JUPYTERLAB_OVERRIDES == json.loads(jupyterlab_overrides_json())
+    assert overrides.service == "jupyterhub.service" and overrides.mode == "0644"
+    # Each user's server reads it as JupyterLab's application settings.
+    args = settings_of(hub_spec(BASE_AUTH))["Spawner"]["args"]
+    assert args == ["--LabApp.app_settings_dir=/etc/jupyterhub/jupyterlab"]

@@ -332,6 +332,35 @@ def test_accounts_are_made_off_the_login_in_batches_and_each_spawn_waits_for_its
     assert ticks >= 0.5 * elapsed / 0.05, f"{ticks} ticks in {elapsed:.2f}s: the loop was blocked"
 
 
+def test_a_first_spawn_waits_for_the_whole_add_user_call_not_only_the_passwd_entry(
+    local_shared: Any, tmp_path: Path
+) -> None:
+    """The add-user command writes /etc/passwd first and makes the home after: a participant's
+    browser asks for the spawn right after the login, and the home's pre-spawn hook failed
+    ("no home") when the spawn went on as soon as the account existed."""
+    import asyncio
+    from types import SimpleNamespace
+
+    authenticator = local_shared
+    passwd, home = tmp_path / "passwd", tmp_path / "home"
+    passwd.touch()
+    command = tmp_path / "add-user"
+    command.write_text(f'#!/bin/bash\necho "$1" >>{passwd}\nsleep 0.4\nmkdir {home}\necho "ok $1"\n')
+    command.chmod(0o755)
+    authenticator.add_user_cmd = [str(command)]
+    authenticator.system_user_exists = lambda user: user.name in passwd.read_text().split()
+    user = SimpleNamespace(name="ann")
+
+    async def login_then_spawn() -> bool:
+        await authenticator.add_system_user(user)
+        while not authenticator.system_user_exists(user):
+            await asyncio.sleep(0.02)
+        await authenticator.pre_spawn_start(user, None)
+        return home.is_dir()
+
+    assert asyncio.run(login_then_spawn()), "the spawn went on before the account's home was made"
+
+
 def test_a_batch_whose_command_reports_nothing_fails_each_spawn_with_the_error(
     local_shared: Any, tmp_path: Path
 ) -> None:
