@@ -3,7 +3,7 @@
 run by a real JupyterHub on loopback. The login page tells them what to do (the stack's
 `auth.loginAnnouncement`); they log in with the workshop's shared password; JupyterLab opens with
 no news prompt (the hub's overrides.json); the launcher offers the default kernel; a notebook on
-that kernel imports a package of the users' environment and prints its version, which the test
+that kernel (the course's, userEnvironment) imports the course's package and prints its version, which the test
 reads from the page. A screenshot of the logged-in JupyterLab is kept in the test's tmp_path.
 
 Needs root, adduser, configurable-http-proxy, chromium and chromedriver (`make system-deps`)
@@ -13,7 +13,6 @@ and selenium (requirements-dev.txt).
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from renderers.hub_config import JUPYTERLAB_NOTIFICATION_PLUGIN
 from tests.conftest import require, require_tool
 from tests.e2e.conftest import STACK, random_username
+from tests.e2e.course_env import build_course_env, course_env_spec
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -33,9 +33,10 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-# The package a participant's first cell imports: one the users' environment has. When the
-# stack installs a course environment, this becomes a package of that environment.
-COURSE_PACKAGE = "requests"
+# The course's package (userEnvironment): a participant's first cell imports it from the course
+# kernel the launcher offers first. The hub's own environment does not have it.
+COURSE_PACKAGE, COURSE_VERSION = "tabulate", "0.9.0"
+COURSE_KERNEL = "Python 3 (course)"
 
 ANNOUNCEMENT = "Pick any name; the password is on the board."
 PASSWORD = "e2e-board-password"
@@ -47,6 +48,7 @@ HUB_STACK = {
         "loginAnnouncement": ANNOUNCEMENT,
     },
     "workshopPassword": PASSWORD,
+    "userEnvironment": {"packages": [f"{COURSE_PACKAGE}=={COURSE_VERSION}"]},
 }
 
 # What a headless Chromium needs on a build machine running as root, with no network beyond
@@ -116,15 +118,14 @@ def element(driver: WebDriver, css: str, timeout: float = 30) -> WebElement:
     )
 
 
-def package_version(env: str, package: str) -> str:
-    """The version the users' environment holds, asked of that environment's own Python."""
-    code = f"import {package}; print({package}.__version__)"
-    result = subprocess.run([f"{env}/bin/python", "-c", code], capture_output=True, text=True, check=True)
-    return result.stdout.strip()
+@pytest.fixture(scope="module")
+def course_env(hub: Hub) -> None:
+    """The course's environment, built by the hub-user-env step before the participants come."""
+    build_course_env(hub, course_env_spec(hub, HUB_STACK))
 
 
 def test_a_participant_logs_in_and_runs_a_first_cell_in_jupyterlab(
-    hub: Hub, chromium: WebDriver, tmp_path: Path
+    hub: Hub, course_env: None, chromium: WebDriver, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -161,6 +162,7 @@ def test_a_participant_logs_in_and_runs_a_first_cell_in_jupyterlab(
         # The kernel the launcher offers first is the server's default kernel.
         specs = hub.expect(hub.user_api(name, "GET", "/kernelspecs"), 200).json()
         default = specs["kernelspecs"][specs["default"]]["spec"]["display_name"]
+        assert default == COURSE_KERNEL, specs["default"]
         assert first_card.get_attribute("title") == default, [
             c.get_attribute("title") for c in driver.find_elements(*cards)
         ]
@@ -196,7 +198,7 @@ def test_a_participant_logs_in_and_runs_a_first_cell_in_jupyterlab(
             ),
             timeout=60,
         )
-        expected = f"{COURSE_PACKAGE} {package_version(hub.paths.venv, COURSE_PACKAGE)}"
+        expected = f"{COURSE_PACKAGE} {COURSE_VERSION}"
         assert output.text.strip() == expected
         lap("first cell ran")
 

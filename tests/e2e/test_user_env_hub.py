@@ -12,9 +12,7 @@ Needs root, adduser, configurable-http-proxy (`make system-deps`) and PyPI.
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,9 +20,10 @@ import pytest
 
 import stackconfig
 from renderers.hub_config import hub_vm_files
-from renderers.user_env import KERNEL_NAME, UsersEnvSpec, render_users_env_script
+from renderers.user_env import KERNEL_NAME
 from tests.e2e.conftest import ADMIN, STACK, random_username
-from tests.notebook_env import base_interpreter, notebook_env
+from tests.e2e.course_env import build_course_env, course_env_spec
+from tests.notebook_env import notebook_env
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Hub
@@ -42,33 +41,9 @@ CHANGED_STACK = {**STACK, "userEnvironment": {"packages": [FIRST, ADDED]}}
 VERSION = "import importlib.metadata as m, sys; print(m.version({name!r}), sys.prefix)"
 
 
-def users_env(hub: Hub, stack: dict[str, object]) -> UsersEnvSpec:
-    spec = hub.spec(stack).users_env
-    assert spec is not None
-    # The image's python3: here the interpreter the tests' environments are built from.
-    return dataclasses.replace(spec, python=str(base_interpreter()))
-
-
-def build(hub: Hub, spec: UsersEnvSpec) -> float:
-    """Run the users-env step as the stack runs it over SSH: sudo and cloud-init stood in
-    (root already; nothing boots), everything else real. Its time in seconds."""
-    started = time.monotonic()
-    result = subprocess.run(
-        ["bash", "-c", render_users_env_script(spec)],
-        env={"PATH": f"{hub.writer.bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(hub.root)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, f"users-env failed:\n{result.stdout}{result.stderr}"
-    took = time.monotonic() - started
-    print(f"[users-env] {spec.packages}: {took:.1f} s\n{result.stdout}")
-    return took
-
-
 @pytest.fixture(scope="module")
 def participant(hub: Hub) -> str:
-    build(hub, users_env(hub, HUB_STACK))
+    build_course_env(hub, course_env_spec(hub, HUB_STACK))
     name = random_username()
     hub.expect(hub.api("POST", f"/users/{name}"), 201)
     return name
@@ -77,7 +52,7 @@ def participant(hub: Hub) -> str:
 def test_a_participants_default_kernel_is_the_course_env_and_imports_its_package(
     hub: Hub, participant: str
 ) -> None:
-    spec = users_env(hub, HUB_STACK)
+    spec = course_env_spec(hub, HUB_STACK)
     hub.start_server(participant)
     specs = hub.expect(hub.user_api(participant, "GET", "/kernelspecs"), 200).json()
     assert specs["default"] == KERNEL_NAME, specs["default"]
@@ -94,7 +69,7 @@ def test_a_participants_default_kernel_is_the_course_env_and_imports_its_package
 def test_a_package_change_is_only_the_users_env_step_and_running_kernels_keep_working(
     hub: Hub, participant: str
 ) -> None:
-    before, after = users_env(hub, HUB_STACK), users_env(hub, CHANGED_STACK)
+    before, after = course_env_spec(hub, HUB_STACK), course_env_spec(hub, CHANGED_STACK)
     cfg = stackconfig.parse(HUB_STACK, secret_keys=list(HUB_STACK))
     # The hub's files (hub-config's whole input) do not change with the packages.
     assert hub_vm_files(hub.spec(HUB_STACK), cfg.hub_fqdn, cfg.lets_encrypt_email) == hub_vm_files(
@@ -106,7 +81,7 @@ def test_a_package_change_is_only_the_users_env_step_and_running_kernels_keep_wo
     assert hub.process is not None
     hub_pid = hub.process.pid
 
-    build(hub, after)
+    build_course_env(hub, after)
 
     assert hub.process.pid == hub_pid and hub.process.poll() is None
     # The kernel started before the change still runs in the environment it started from.
@@ -127,7 +102,7 @@ print("exit", r.returncode, "denied" if "Permission denied" in r.stderr else "")
 
 
 def test_an_admin_adds_a_package_for_everyone_and_a_participant_cannot(hub: Hub, participant: str) -> None:
-    spec = users_env(hub, CHANGED_STACK)
+    spec = course_env_spec(hub, CHANGED_STACK)
     hub.start_server(ADMIN)
     if hub.server(participant):
         hub.stop_server(participant)
