@@ -304,3 +304,79 @@ def test_a_ceph_resource_its_crd_refuses_fails_validation(
     values["cephClusterSpec"]["mon"]["count"] = "three"
     found = errors(render(helm, inputs, values), all_crds(rendered))
     assert any(e.startswith("CephCluster/") and "spec.mon.count" in e for e in found), found
+
+
+# --- the refresh fills in what the upstream releases do ------------------------------------
+
+
+def _git(repo: Path, *args: str, date: str = "2026-01-01T00:00:00Z") -> None:
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+        "GIT_AUTHOR_DATE": date,
+        "GIT_COMMITTER_DATE": date,
+        "HOME": str(repo),
+    }
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=env)
+
+
+def _commit_and_tag(repo: Path, tag: str, date: str) -> None:
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "--allow-empty", "-m", tag, date=date)
+    _git(repo, "tag", tag)
+
+
+def test_refresh_fills_in_what_chartpress_does_and_resolves_a_dependency_range(tmp_path: Path) -> None:
+    from charts import refresh
+
+    upstream = tmp_path / "upstream"
+    chart = upstream / "jupyterhub"
+    (chart / "templates").mkdir(parents=True)
+    _git(upstream, "init", "-q")
+    (upstream / "LICENSE").write_text("licence text\n")
+    dep = upstream / "charts" / "exporter"
+    dep.mkdir(parents=True)
+    for version, date in [("0.12.1", "2026-01-01"), ("0.12.5", "2026-02-01")]:
+        (dep / "Chart.yaml").write_text(f"apiVersion: v2\nname: exporter\nversion: {version}\n")
+        _commit_and_tag(upstream, f"exporter-{version}", f"{date}T00:00:00Z")
+    (chart / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: jupyterhub\nversion: 0.0.1-set.by.chartpress\ndependencies:\n"
+        "  - name: exporter\n    version: 0.12.*\n    repository: https://charts.example.org\n"
+    )
+    (chart / "values.yaml").write_text('hub:\n  image:\n    tag: "set-by-chartpress"\n')
+    (chart / "values.schema.yaml").write_text(
+        "type: object\ndescription: drop\nproperties:\n  hub:\n    type: object\n    description: drop\n"
+    )
+    _commit_and_tag(upstream, "9.9.9", "2026-03-01T00:00:00Z")
+    # Released after the chart: `helm dependency update` could not have chosen it that day.
+    (dep / "Chart.yaml").write_text("apiVersion: v2\nname: exporter\nversion: 0.12.9\n")
+    _commit_and_tag(upstream, "exporter-0.12.9", "2026-04-01T00:00:00Z")
+
+    refresh.CHART_REPOSITORIES["https://charts.example.org"] = lambda n, v: (
+        "up/stream",
+        f"{n}-{v}",
+        f"charts/{n}",
+    )
+    refresh.LICENCES["up/stream"] = "BSD-3-Clause"
+    try:
+        repos = refresh.Repos({"up/stream": upstream / ".git"}, tmp_path / "scratch")
+        dest = tmp_path / "out" / "jupyterhub"
+        spec = refresh.Chart("jupyterhub", "up/stream", "9.9.9", "jupyterhub", refresh._chartpress_release)
+        refresh.vendor(repos, spec, dest, spec.release)
+    finally:
+        del refresh.CHART_REPOSITORIES["https://charts.example.org"], refresh.LICENCES["up/stream"]
+
+    assert yaml.safe_load((dest / "Chart.yaml").read_text())["version"] == "9.9.9"
+    assert yaml.safe_load((dest / "values.yaml").read_text())["hub"]["image"]["tag"] == "9.9.9"
+    assert json.loads((dest / "values.schema.json").read_text()) == {
+        "type": "object",
+        "properties": {"hub": {"type": "object"}},
+    }
+    assert yaml.safe_load((dest / "charts/exporter/Chart.yaml").read_text())["version"] == "0.12.5"
+    source = _source(dest)
+    assert source["tag"] == "9.9.9" and source["digest"] == _digest(dest)
+    assert (
+        (dest / "LICENSE").read_text() == (dest / "charts/exporter/LICENSE").read_text() == "licence text\n"
+    )
