@@ -154,6 +154,12 @@ def all_crds(rendered: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str],
     return crd_schemas([obj for objects in rendered.values() for obj in objects])
 
 
+@pytest.fixture(scope="module")
+def crds(rendered: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str], Any]:
+    """The CRDs the stack's releases install, closed: one copy for the module."""
+    return all_crds(rendered)
+
+
 # --- the vendored charts are the pinned releases ------------------------------------------
 
 
@@ -228,11 +234,11 @@ def test_refresh_and_the_tests_digest_the_same_way(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("chart", ["jupyterhub", "rook-ceph", "rook-ceph-cluster", "kube-prometheus-stack"])
 def test_chart_renders_with_the_stack_values_and_every_object_validates(
-    chart: str, rendered: dict[str, list[dict[str, Any]]]
+    chart: str, rendered: dict[str, list[dict[str, Any]]], crds: dict[tuple[str, str], Any]
 ) -> None:
     objects = rendered[chart]
     assert objects, f"{chart} rendered nothing"
-    assert errors(objects, all_crds(rendered)) == []
+    assert errors(objects, crds) == []
 
 
 def test_hub_release_renders_what_the_workshop_needs(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -255,9 +261,11 @@ def test_hub_release_renders_what_the_workshop_needs(rendered: dict[str, list[di
     assert image == f"quay.io/jupyterhub/k8s-hub:{z2jh.CHART_VERSION}"
 
 
-def test_ceph_resources_match_the_fixture_crds(rendered: dict[str, list[dict[str, Any]]]) -> None:
+def test_ceph_resources_match_the_fixture_crds(
+    rendered: dict[str, list[dict[str, Any]]], crds: dict[tuple[str, str], Any]
+) -> None:
     """Rook's operator chart installs the CRDs the renderer tests check against."""
-    ours = all_crds(rendered)
+    ours = crds
     kinds = {o["kind"] for o in rendered["rook-ceph-cluster"] if o["apiVersion"] == "ceph.rook.io/v1"}
     assert {"CephCluster", "CephBlockPool", "CephFilesystem"} <= kinds
     for kind in kinds:
@@ -287,22 +295,22 @@ def test_a_value_the_chart_schema_refuses_fails_in_helm_too(helm: str) -> None:
 
 
 def test_a_field_kubernetes_does_not_know_fails_validation(
-    helm: str, rendered: dict[str, list[dict[str, Any]]]
+    helm: str, crds: dict[tuple[str, str], Any]
 ) -> None:
     inputs = releases()["jupyterhub"]
     values = copy.deepcopy(inputs["values"])
     values["hub"]["extraPodSpec"] = {"priorityClasName": "misspelt"}
-    found = errors(render(helm, inputs, values), all_crds(rendered))
+    found = errors(render(helm, inputs, values), crds)
     assert any(e.startswith("Deployment/hub:") and "priorityClasName" in e for e in found), found
 
 
 def test_a_ceph_resource_its_crd_refuses_fails_validation(
-    helm: str, rendered: dict[str, list[dict[str, Any]]]
+    helm: str, crds: dict[tuple[str, str], Any]
 ) -> None:
     inputs = releases()["rook-ceph-cluster"]
     values = copy.deepcopy(inputs["values"])
     values["cephClusterSpec"]["mon"]["count"] = "three"
-    found = errors(render(helm, inputs, values), all_crds(rendered))
+    found = errors(render(helm, inputs, values), crds)
     assert any(e.startswith("CephCluster/") and "spec.mon.count" in e for e in found), found
 
 
