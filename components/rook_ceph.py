@@ -47,13 +47,11 @@ class RookCeph(pulumi.ComponentResource):
                 "cluster that loses its data with one disk; use controlPlaneCount 3 for real users",
                 resource=self,
             )
-        repo = kubernetes.helm.v3.RepositoryOptsArgs(repo=rook.ROOK_REPO)
         self.operator = kubernetes.helm.v3.Release(
             f"{name}-operator",
             name="rook-ceph",
-            chart="rook-ceph",
+            chart=rook.OPERATOR_CHART_PATH,
             version=rook.ROOK_VERSION,
-            repository_opts=repo,
             namespace=rook.NAMESPACE,
             create_namespace=True,
             values=rook.operator_values(),
@@ -77,9 +75,8 @@ class RookCeph(pulumi.ComponentResource):
         self.cluster = kubernetes.helm.v3.Release(
             f"{name}-cluster",
             name="rook-ceph-cluster",
-            chart="rook-ceph-cluster",
+            chart=rook.CLUSTER_CHART_PATH,
             version=rook.ROOK_VERSION,
-            repository_opts=repo,
             namespace=rook.NAMESPACE,
             values=pulumi.Output.all(**dict(args.osd_volume_ids)).apply(values),
             timeout=CLUSTER_TIMEOUT_S,

@@ -142,9 +142,8 @@ class Z2JH(pulumi.ComponentResource):
         self.release = kubernetes.helm.v3.Release(
             f"{name}-release",
             name="jupyterhub",
-            chart=z2jh.CHART,
+            chart=z2jh.CHART_PATH,
             version=z2jh.CHART_VERSION,
-            repository_opts=kubernetes.helm.v3.RepositoryOptsArgs(repo=z2jh.CHART_REPO),
             namespace=ns_name,
             values=pulumi.Output.from_input(args.load_balancer_ip).apply(values),
             timeout=RELEASE_TIMEOUT_S,

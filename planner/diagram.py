@@ -15,6 +15,11 @@ def _of(plan: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [r for r in plan["resources"] if r["type"] == kind and r["custom"]]
 
 
+def _chart_name(chart: Any) -> str:
+    """A release's chart by name: the folder name of a vendored chart's path."""
+    return str(chart).rstrip("/").rsplit("/", 1)[-1] if chart else ""
+
+
 def _box(x: float, y: float, w: float, h: float, fill: str, lines: list[str], bold_first: bool = True) -> str:
     parts = [
         f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="8" fill="{fill}" stroke="#334" stroke-width="1.2"/>'
@@ -55,7 +60,7 @@ def render_svg(plan: dict[str, Any]) -> str:
         for port in f.get("data_dependencies", {}).get("portId", [])
     }
     services = [
-        f"{r['inputs'].get('chart') or r['inputs'].get('name') or r['name']}"
+        f"{_chart_name(r['inputs'].get('chart')) or r['inputs'].get('name') or r['name']}"
         for r in plan["resources"]
         if r["custom"] and r["type"] in ("kubernetes:helm.sh/v3:Release", "docker:index/service:Service")
     ]

@@ -50,7 +50,8 @@ def _k8s_report(cfg: StackConfig, release: dict[str, Any]) -> dict[str, Any]:
     storage = values["prometheus"]["prometheusSpec"]["storageSpec"]["volumeClaimTemplate"]["spec"]
     return {
         "enabled": True,
-        "host": f"the cluster (chart {release['inputs'].get('chart')} {release['inputs'].get('version')})",
+        "host": f"the cluster (chart {str(release['inputs'].get('chart')).rsplit('/', 1)[-1]} "
+        f"{release['inputs'].get('version')})",
         "retention_days": cfg.monitoring.retention_days,
         "volume_full_percent": cfg.monitoring.volume_full_percent,
         "alerts": [rule["alert"] for group in groups for rule in group["rules"]],

@@ -45,7 +45,8 @@ from renderers.monitoring import (
 
 CHART = "kube-prometheus-stack"
 CHART_VERSION = "88.5.3"
-CHART_REPO = "https://prometheus-community.github.io/helm-charts"
+# Vendored in charts/ with its subcharts (charts/README.md), installed from the project folder.
+CHART_PATH = f"./charts/{CHART}"
 # The Grafana chart that release depends on (its Chart.yaml): the `grafana` values go to it.
 GRAFANA_CHART_VERSION = "12.11.1"
 NAMESPACE = "monitoring"

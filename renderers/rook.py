@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 ROOK_VERSION = "v1.20.6"
-ROOK_REPO = "https://charts.rook.io/release"
+# The operator and cluster charts, vendored in charts/ at ROOK_VERSION (charts/README.md).
+OPERATOR_CHART_PATH = "./charts/rook-ceph"
+CLUSTER_CHART_PATH = "./charts/rook-ceph-cluster"
 NAMESPACE = "rook-ceph"
 BLOCK_CLASS = "ceph-block"
 FILESYSTEM_CLASS = "ceph-filesystem"

@@ -18,7 +18,9 @@ from stackconfig.model import OAUTH_TYPES, K8sConfig, ProfileConfig
 
 CHART = "jupyterhub"
 CHART_VERSION = "4.4.0"
-CHART_REPO = "https://hub.jupyter.org/helm-chart/"
+# The chart vendored in charts/ (charts/README.md): installed from the project folder, no chart
+# repository at deploy time; its Chart.yaml version is CHART_VERSION (tests/test_charts.py).
+CHART_PATH = f"./charts/{CHART}"
 NAMESPACE = "jupyterhub"
 OAUTH_SECRET = "hub-oauth"
 OAUTH_SECRET_KEY = "client-secret"

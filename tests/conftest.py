@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import string
+import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -150,6 +152,30 @@ def require_tool(name: str, why: str) -> str:
     require(path is not None, f"{name} is not installed ({why}); `make system-deps` installs it")
     assert path is not None
     return path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+HELM_INSTALL = ROOT / ".ci" / "install-helm.sh"
+
+
+def require_helm() -> str:
+    """The Helm binary `make helm` installs (.tools/bin/helm), at the version it pins, or skip
+    (fail in CI). A Helm of another version on PATH is not used: chart rendering differs
+    between Helm releases."""
+    wanted = re.search(r"^version=(\S+)$", HELM_INSTALL.read_text(), re.M)
+    assert wanted is not None, f"{HELM_INSTALL} pins no version"
+    helm = ROOT / ".tools" / "bin" / "helm"
+    found = ""
+    if helm.is_file() and os.access(helm, os.X_OK):
+        found = subprocess.run(
+            [str(helm), "version", "--template", "{{.Version}}"], capture_output=True, text=True
+        ).stdout.strip()
+    require(
+        found == wanted.group(1),
+        f"Helm {wanted.group(1)} is not installed at {helm.relative_to(ROOT)} (found: {found or 'none'}); "
+        "`make helm` installs it",
+    )
+    return str(helm)
 
 
 # Jetstream2 replaces its featured images under new names as Ubuntu moves on; the scenarios

@@ -20,7 +20,7 @@ import yaml
 from catalog import FLAVORS
 from planner.cost import GpuDemand, gpu_floor_su_per_hour
 from planner.plan import PlanError, plan_stack
-from renderers import k3s, nvidia
+from renderers import k3s, nvidia, z2jh
 from renderers.boot import boot_commands
 from renderers.hub_settings import GPU_SHARING_ENV
 from renderers.z2jh import Z2JHSpec, z2jh_values
@@ -448,7 +448,7 @@ def test_magnum_gpu_node_group_follows_the_workers_and_the_plugin_follows_both()
     (release,) = [
         r
         for r in rec.registrations
-        if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == "jupyterhub"
+        if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == z2jh.CHART_PATH
     ]
     assert gpu.urn in release.dependency_urns
 

@@ -12,6 +12,7 @@ import pytest
 from jupyterhub_idle_culler import IdleCuller
 from traitlets.config import Config
 
+from renderers import z2jh
 from renderers.hub_config import HubConfigSpec
 from renderers.hub_settings import hub_settings
 from renderers.z2jh import Z2JHSpec, z2jh_values
@@ -271,7 +272,7 @@ def test_helm_values_bars_under_the_planner() -> None:
     (release,) = [
         r
         for r in plan["resources"]
-        if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == "jupyterhub"
+        if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"]["chart"] == z2jh.CHART_PATH
     ]
     assert release["inputs"]["values"]["singleuser"]["startTimeout"] == 600
     assert z2jh_errors(release["inputs"]["values"]) == []

@@ -335,7 +335,7 @@ def test_workshop_plan_monitors_in_the_cluster_and_keeps_its_tokens_secret() -> 
     plan = plan_stack("workshop-k8s")
     by_name = {r["name"]: r for r in plan["resources"]}
     release = by_name["monitoring-release"]
-    assert (release["inputs"]["chart"], release["inputs"]["version"]) == (km.CHART, km.CHART_VERSION)
+    assert (release["inputs"]["chart"], release["inputs"]["version"]) == (km.CHART_PATH, km.CHART_VERSION)
     assert release["inputs"]["namespace"] == km.NAMESPACE
     # Prometheus's volume is on Ceph, and the hub's metrics Secret exists: both come first.
     assert {"ceph-cluster", "monitoring-hub-metrics-token"} <= set(release["depends_on"])
