@@ -5,13 +5,15 @@ comes from and how to refresh it for a new pin."""
 
 from __future__ import annotations
 
-import copy
 import functools
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+
+# Helm's merge of release values over chart defaults, as the program applies k8s.helmValues.
+from stackconfig.extras import deep_merge
 
 UPSTREAM = Path(__file__).resolve().parent / "fixtures" / "upstream"
 Z2JH = UPSTREAM / "z2jh"
@@ -22,16 +24,6 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def _load(path: Path) -> Any:
     return yaml.load(path.read_text(), Loader=_Loader)
-
-
-def deep_merge(base: Any, override: Any) -> Any:
-    """Helm's merge of release values over chart defaults: maps merge, everything else replaces."""
-    if isinstance(base, dict) and isinstance(override, dict):
-        out = copy.deepcopy(base)
-        for key, value in override.items():
-            out[key] = deep_merge(out[key], value) if key in out else copy.deepcopy(value)
-        return out
-    return copy.deepcopy(override)
 
 
 @functools.cache
