@@ -8,7 +8,7 @@ from typing import Any
 
 from catalog import FLAVORS
 from catalog.jetstream2 import GPU_RESOURCE
-from planner.magnum import claim_volumes, node_pools
+from planner.magnum import CLUSTER, claim_volumes, node_pools
 from stackconfig.model import QuotaConfig
 
 # Every allocation already holds these: the `default` security group (2 ingress + 2 egress
@@ -48,6 +48,13 @@ def needs(resources: list[dict[str, Any]]) -> dict[str, float]:
     node_volumes = [p.volume_gb for p in pools for _ in range(p.max_count) if p.volume_gb]
     claims = claim_volumes(resources)
     groups = _of(resources, "openstack:networking/secGroup:SecGroup")
+    # Octavia load balancers: the stack's own (k3s: the hub's), and on Magnum the ones the cluster
+    # makes: the API's when its control plane has several nodes (master_lb_enabled), and the
+    # proxy's LoadBalancer service, which the cloud controller turns into an Octavia one.
+    clusters = _of(resources, CLUSTER)
+    load_balancers = len(_of(resources, "openstack:loadbalancer/loadBalancer:LoadBalancer")) + sum(
+        1 + bool(c["inputs"].get("masterLbEnabled")) for c in clusters
+    )
     return {
         "instances": len(instances) + sum(p.max_count for p in pools),
         # GPU flavors exist for an allocation only with the Jetstream2 GPU resource.
@@ -63,6 +70,7 @@ def needs(resources: list[dict[str, Any]]) -> dict[str, float]:
         "securityGroupRules": len(_of(resources, "openstack:networking/secGroupRule:SecGroupRule"))
         + EGRESS_RULES_PER_GROUP * len(groups)
         + DEFAULT_GROUP_RULES,
+        "loadBalancers": load_balancers,
     }
 
 
@@ -77,6 +85,7 @@ WHAT = {
     "routers": "routers (including auto_allocated_network's)",
     "securityGroups": "security groups (including default)",
     "securityGroupRules": "security group rules (including default's and egress rules)",
+    "loadBalancers": "Octavia load balancers",
 }
 
 

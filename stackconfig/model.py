@@ -257,6 +257,12 @@ class QuotaConfig(ConfigModel):
     routers: int = Field(default=1, ge=0, description="Routers (auto_allocated_network already holds one).")
     security_groups: int = Field(default=10, ge=0, description="Security groups (the default group counts).")
     security_group_rules: int = Field(default=100, ge=0, description="Security group rules, all groups.")
+    load_balancers: int | None = Field(
+        default=None,
+        ge=0,
+        description="Octavia load balancers (scenario k8s: the hub's, and on Magnum the API's and the "
+        "proxy's); unchecked when unset.",
+    )
 
 
 def _container_image(value: str) -> str:
@@ -752,7 +758,7 @@ class StackConfig(ConfigModel):
     )
     quotas: QuotaConfig = Field(
         default_factory=QuotaConfig,
-        description="The allocation's quotas, checked by the planner before anything is created: {cores, ramGb, floatingIps, volumes, volumeGb, routers, securityGroups, securityGroupRules, instances, gpuInstances}.",
+        description="The allocation's quotas, checked by the planner before anything is created: {cores, ramGb, floatingIps, volumes, volumeGb, routers, securityGroups, securityGroupRules, instances, gpuInstances, loadBalancers}.",
     )
     k8s: K8sConfig | None = Field(
         default=None,

@@ -764,6 +764,34 @@ def test_ceph_volumes_above_the_volume_quota_stop_the_plan() -> None:
     assert (needed["volumeGb"], needed["volumes"]) == (1560, 6)
 
 
+def test_the_load_balancer_quota_counts_the_hubs_and_magnums_own() -> None:
+    """Octavia has a quota of its own: the k3s stack takes one load balancer (the hub's); a
+    Magnum cluster takes the API's (several control-plane nodes) and the proxy's, which the cloud
+    controller makes, though the stack registers neither."""
+    from planner.plan import PlanError, plan_stack
+    from planner.quota import needs
+
+    quotas = {"volumeGb": 1560}
+    with pytest.raises(
+        PlanError,
+        match=r"quotas.loadBalancers: the stack needs 1 Octavia load balancers, the allocation's quota is 0",
+    ):
+        plan_stack("workshop-k8s", overrides={"quotas": {**quotas, "loadBalancers": 0}})
+    fits = plan_stack("workshop-k8s", overrides={"quotas": {**quotas, "loadBalancers": 1}})
+    assert {q["key"]: q["needed"] for q in fits["quotas"]}["loadBalancers"] == 1
+
+    def cluster(master_lb: bool) -> dict[str, Any]:
+        return {
+            "type": "openstack:containerinfra/cluster:Cluster",
+            "custom": True,
+            "name": "k8s",
+            "inputs": {"masterLbEnabled": master_lb, "nodeCount": 0},
+        }
+
+    assert needs([cluster(True)])["loadBalancers"] == 2
+    assert needs([cluster(False)])["loadBalancers"] == 1
+
+
 def test_workshop_plan_meets_the_bars(workshop_plan: dict[str, Any]) -> None:
     releases = {
         Path(r["inputs"]["chart"]).name: r for r in workshop_plan["resources"] if r["type"] == RELEASE
