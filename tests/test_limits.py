@@ -72,7 +72,9 @@ def test_each_server_runs_in_a_unit_of_its_own_with_the_users_limits(
     # a kernel killed that way (OOMPolicy=continue), the user just restarts the kernel.
     assert props["MemorySwapMax"] == "0" and props["OOMPolicy"] == "continue"
     assert props["NoNewPrivileges"] == "yes" and props["PrivateTmp"] == "yes"
-    assert argv[-1] == "/opt/jupyterhub/bin/jupyterhub-singleuser"
+    # The server, then its arguments: JupyterLab's settings folder from the hub (news off).
+    server = argv.index("/opt/jupyterhub/bin/jupyterhub-singleuser")
+    assert argv[server + 1 :] == ["--LabApp.app_settings_dir=/etc/jupyterhub/jupyterlab"]
 
 
 def test_the_unit_properties_pass_systemd_run_own_parser() -> None:

@@ -250,12 +250,14 @@ def test_servers_get_the_course_kernel_as_default_and_the_env_on_their_path() ->
     cfg = make_config(userEnvironment={"packages": ["numpy==2.1.3"]})
     settings = json.loads(hub_config_files(HubConfigSpec.from_config(cfg))["jupyterhub_settings.json"])
     spawner = settings["Spawner"]
-    assert spawner["args"] == [f"--MultiKernelManager.default_kernel_name={KERNEL_NAME}"]
+    # After the hub's JupyterLab settings folder, which every server gets.
+    lab_settings = f"--LabApp.app_settings_dir={HubPaths().lab_settings_dir}"
+    assert spawner["args"] == [lab_settings, f"--MultiKernelManager.default_kernel_name={KERNEL_NAME}"]
     assert spawner["environment"]["JUPYTER_PATH"] == f"{HubPaths().users_env_root}/share/jupyter"
     assert spawner["environment"]["PATH"].startswith(f"{HubPaths().users_env_root}/current/bin:")
     # Without the key, kernels stay in the hub's venv as before.
     plain = json.loads(hub_config_files(HubConfigSpec.from_config(make_config()))["jupyterhub_settings.json"])
-    assert "args" not in plain["Spawner"] and "environment" not in plain["Spawner"]
+    assert plain["Spawner"]["args"] == [lab_settings] and "environment" not in plain["Spawner"]
 
 
 def _registrations(**overrides: object) -> dict[str, object]:
