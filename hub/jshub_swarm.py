@@ -1,14 +1,76 @@
 """The swarm hub's pre-spawn hook: each user's home, UID and quota made on the manager by a
-one-shot container of the hub's image, and the shared course folder's mounts. The settings
-(renderers/hub_settings.py) call `prepare_home` with the swarm's paths and limits."""
+one-shot container of the hub's image, the shared course folder's mounts, and the profile the
+user picked on the spawn page (swarm.profiles: an image with its own limits). The settings
+(renderers/hub_settings.py) call `prepare_home`, `profile_form` and `profile_options` with the
+swarm's paths, limits and profiles."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import html
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import docker
+from tornado import web
+
+# What each profile carries (renderers/hub_settings.py resolves the swarm's defaults into it):
+# slug, display_name, description, default, image, cpu_limit, mem_limit, cpu_guarantee,
+# mem_guarantee (memory as JupyterHub's byte strings, e.g. "2048M").
+Profile = Mapping[str, Any]
+PROFILE_TRAITS = ("mem_limit", "cpu_limit", "mem_guarantee", "cpu_guarantee")
+
+
+def default_profile(profiles: Sequence[Profile]) -> Profile:
+    return next((p for p in profiles if p["default"]), profiles[0])
+
+
+def profile_form(profiles: Sequence[Profile]) -> str:
+    """The spawn page: one radio button a profile, with its limits spelled out."""
+    preselected = default_profile(profiles)["slug"]
+    rows = []
+    for p in profiles:
+        checked = " checked" if p["slug"] == preselected else ""
+        limits = f"{p['cpu_limit']:g} CPU, {p['mem_limit']} memory, {p['image']}"
+        description = f"<br><span>{html.escape(p['description'])}</span>" if p["description"] else ""
+        rows.append(
+            f'<div class="radio"><label><input type="radio" name="profile" '
+            f'value="{html.escape(p["slug"])}"{checked}> <strong>{html.escape(p["display_name"])}</strong>'
+            f"{description}<br><small>{html.escape(limits)}</small></label></div>"
+        )
+    return "<fieldset><legend>Choose an environment</legend>\n" + "\n".join(rows) + "\n</fieldset>"
+
+
+def profile_options(profiles: Sequence[Profile]) -> Callable[[Mapping[str, list[str]]], dict[str, str]]:
+    """`Spawner.options_from_form`: the form's choice as `{"profile": slug}`."""
+    slugs = {p["slug"] for p in profiles}
+
+    def options_from_form(formdata: Mapping[str, list[str]]) -> dict[str, str]:
+        slug = (formdata.get("profile") or [default_profile(profiles)["slug"]])[0]
+        if slug not in slugs:
+            raise web.HTTPError(400, f"no profile {slug!r}; choose one of {', '.join(sorted(slugs))}")
+        return {"profile": slug}
+
+    return options_from_form
+
+
+def apply_profile(spawner: Any, profiles: Sequence[Profile]) -> Profile:
+    """Before a start: the chosen profile's image (through user_options, which the spawner
+    checks against its allowed images) and its limits. An image asked for directly (the API's
+    `{"image": ...}`) gives way to the profile's: with profiles, the profile decides."""
+    slug = spawner.user_options.get("profile")
+    if slug is None:
+        profile = default_profile(profiles)
+    else:
+        found = [p for p in profiles if p["slug"] == slug]
+        if not found:
+            raise web.HTTPError(400, f"no profile {slug!r}")
+        profile = found[0]
+    spawner.user_options = {**spawner.user_options, "profile": profile["slug"], "image": profile["image"]}
+    for trait in PROFILE_TRAITS:
+        setattr(spawner, trait, profile[trait])
+    return profile
+
 
 # Run in a one-shot container on the manager (the volume bound at the same path) before each
 # spawn: `sh -c SCRIPT sh ADMIN_GID SHARED HOME_LINK TARGET UID GID`. The folder is root's, the
@@ -46,9 +108,11 @@ def prepare_home(
     notebook_min_uid: int,
     home_stand_ins: Mapping[str, str] | None = None,
     shared: Mapping[str, Any] | None = None,
+    profiles: Sequence[Profile] = (),
 ) -> Callable[[Any], Awaitable[None]]:
     """The pre-spawn hook. `shared` (the course folder on): `admin_gid`, `export_path` (on the
-    manager), `node_path` (on every node) and `mount` (in notebooks)."""
+    manager), `node_path` (on every node) and `mount` (in notebooks). `profiles`: the spawn
+    page's choices, applied first (an unknown one makes no home)."""
 
     def run(argv: list[str], volumes: dict[str, dict[str, str]], **options: Any) -> bytes:
         docker_client = docker.from_env()
@@ -104,6 +168,8 @@ def prepare_home(
         )
 
     async def prepare(spawner: Any) -> None:
+        if profiles:
+            apply_profile(spawner, profiles)
         fields = await asyncio.to_thread(make_home, spawner.user.name)
         # Never root, never a user of the image: the user's own UID only.
         if int(fields["uid"]) < notebook_min_uid:

@@ -391,6 +391,12 @@ def _swarm_spawner(spec: HubConfigSpec, s: SwarmSpawnerSpec) -> Settings:
         # A UID without a passwd entry in the image would get / as its home.
         "environment": {"HOME": s.notebook_home},
     }
+    profiles = [p.settings() for p in s.profiles]
+    if profiles:
+        # The spawn page lists the profiles; the pre-spawn hook gives the chosen one's image
+        # (checked against allowed_images by the spawner) and its limits to the service.
+        swarm["options_form"] = call("jshub_swarm.profile_form", profiles=profiles)
+        swarm["options_from_form"] = call("jshub_swarm.profile_options", profiles=profiles)
     if s.endpoint_mode:
         swarm["extra_endpoint_spec"] = {"mode": s.endpoint_mode}
     if s.notebook_hub_url:
@@ -421,6 +427,7 @@ def _swarm_spawner(spec: HubConfigSpec, s: SwarmSpawnerSpec) -> Settings:
                 notebook_min_uid=s.notebook_min_uid,
                 home_stand_ins=dict(s.home_stand_ins),
                 shared=shared,
+                **({"profiles": profiles} if profiles else {}),
             ),
         },
     }

@@ -155,6 +155,35 @@ class SlurmSpawnerSpec:
 
 
 @dataclass(frozen=True)
+class SwarmProfileSpec:
+    """One choice of the swarm hub's spawn page, the swarm's defaults filled in."""
+
+    slug: str
+    display_name: str
+    description: str
+    default: bool
+    image: str
+    cpu_limit: float
+    memory_limit_gb: float
+    cpu_reservation: float
+    memory_reservation_gb: float
+
+    def settings(self) -> dict[str, Any]:
+        """What hub/jshub_swarm.py reads: JupyterHub's trait names, memory in its byte strings."""
+        return {
+            "slug": self.slug,
+            "display_name": self.display_name,
+            "description": self.description,
+            "default": self.default,
+            "image": self.image,
+            "cpu_limit": self.cpu_limit,
+            "mem_limit": f"{int(self.memory_limit_gb * 1024)}M",
+            "cpu_guarantee": self.cpu_reservation,
+            "mem_guarantee": f"{int(self.memory_reservation_gb * 1024)}M",
+        }
+
+
+@dataclass(frozen=True)
 class SwarmSpawnerSpec:
     """How the hub of the swarm scenario starts notebooks: one swarm service per user, on the
     workers, with the user's home from the NFS export bind-mounted. Paths are host paths on
@@ -167,6 +196,8 @@ class SwarmSpawnerSpec:
     cpu_reservation: float
     mem_reservation_gb: float
     home_quota_overrides: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # The spawn page's profiles (swarm.profiles); empty: a choice of `images`, if more than one.
+    profiles: tuple[SwarmProfileSpec, ...] = ()
     # Where every node sees the homes: the NFS mount on workers, a bind mount on the manager.
     node_home_root: str = "/srv/jshub/home"
     # The XFS volume on the manager and the script that makes a home with its quota there.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from types import MappingProxyType
 from renderers import render
 from renderers.cloud_init import CADDY_MOUNT_DROPIN, render_caddy_mount_dropin, to_user_data
 from renderers.hub_config import HubConfigSpec, HubPaths, SwarmSpawnerSpec
-from renderers.hub_spec import ServerOptions
+from renderers.hub_spec import ServerOptions, SwarmProfileSpec
 from renderers.scripts import render_data_volume_script
 from stackconfig import StackConfig
 from stackconfig.model import OAUTH_TYPES
@@ -74,6 +75,7 @@ def hub_image_tag(context: Path = HUB_IMAGE_CONTEXT) -> str:
 def swarm_hub_config_spec(cfg: StackConfig, paths: HubPaths | None = None) -> HubConfigSpec:
     swarm = cfg.swarm
     assert swarm is not None, "the config rules require a swarm section for scenario swarm"
+    profiles = swarm_profiles(cfg)
     return HubConfigSpec(
         public_url=cfg.hub_url,
         auth=cfg.auth,
@@ -90,7 +92,8 @@ def swarm_hub_config_spec(cfg: StackConfig, paths: HubPaths | None = None) -> Hu
         hub_connect_url=f"http://127.0.0.1:{HUB_API_PORT}",
         spawner=SwarmSpawnerSpec(
             network=HUB_NETWORK,
-            images=tuple(swarm.allowed_images),
+            images=profile_images(profiles) if profiles else tuple(swarm.allowed_images),
+            profiles=profiles,
             hub_image=hub_image_tag(),
             home_quota_gb=swarm.home_quota_gb,
             home_quota_overrides=MappingProxyType(dict(swarm.home_quota_overrides)),
@@ -108,6 +111,50 @@ def swarm_hub_config_spec(cfg: StackConfig, paths: HubPaths | None = None) -> Hu
         ),
         shared_folder=cfg.shared_folder_on,
     )
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "profile"
+
+
+def profile_images(profiles: Sequence[SwarmProfileSpec]) -> tuple[str, ...]:
+    """The images the spawner allows, the preselected profile's first (the spawner's default)."""
+    first = [p.image for p in profiles if p.default]
+    return tuple(dict.fromkeys([*first, *(p.image for p in profiles)]))
+
+
+def swarm_profiles(cfg: StackConfig) -> tuple[SwarmProfileSpec, ...]:
+    """swarm.profiles with the swarm's defaults filled in, in their order, the first preselected
+    unless one says default: a profile's unset image is the first allowed image, its unset
+    limits userCpu and userMemoryGb, its unset reservations the swarm's."""
+    swarm = cfg.swarm
+    assert swarm is not None
+    specs: list[SwarmProfileSpec] = []
+    default_index = next((i for i, p in enumerate(swarm.profiles) if p.default), 0)
+    for i, p in enumerate(swarm.profiles):
+        slug = _slug(p.display_name)
+        if any(s.slug == slug for s in specs):
+            slug = f"{slug}-{i}"
+        specs.append(
+            SwarmProfileSpec(
+                slug=slug,
+                display_name=p.display_name,
+                description=p.description,
+                default=i == default_index,
+                image=p.image or swarm.allowed_images[0],
+                cpu_limit=float(p.cpu_limit or cfg.user_cpu),
+                memory_limit_gb=float(p.memory_limit_gb or cfg.user_memory_gb),
+                cpu_reservation=float(
+                    swarm.user_cpu_reservation if p.cpu_reservation is None else p.cpu_reservation
+                ),
+                memory_reservation_gb=float(
+                    swarm.user_memory_reservation_gb
+                    if p.memory_reservation_gb is None
+                    else p.memory_reservation_gb
+                ),
+            )
+        )
+    return tuple(specs)
 
 
 # --- scripts ---------------------------------------------------------------------------------

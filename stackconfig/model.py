@@ -48,7 +48,8 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.IGNORECASE)
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$")
 # Jupyter's docker-stacks image, pinned by tag; its jovyan user (UID 1000, GID 100) owns homes.
-DEFAULT_NOTEBOOK_IMAGE = "quay.io/jupyter/minimal-notebook:2025-06-02"
+# scipy-notebook, not minimal-notebook: a course's notebooks find numpy, pandas and matplotlib.
+DEFAULT_NOTEBOOK_IMAGE = "quay.io/jupyter/scipy-notebook:2025-06-02"
 _GITHUB_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 
 
@@ -407,6 +408,26 @@ class K8sConfig(ConfigModel):
     )
 
 
+class SwarmProfileConfig(ConfigModel):
+    """One choice of the swarm hub's spawn page: an image with its own limits; unset values fall
+    back to the swarm's defaults (the first allowed image, userCpu, userMemoryGb, the reservations)."""
+
+    display_name: str = Field(min_length=1, max_length=80, description="Name shown on the spawn page.")
+    description: str = Field(default="", max_length=300, description="One line under the name.")
+    default: bool = Field(default=False, description="Preselect this profile (else the first is).")
+    image: ContainerImage | None = Field(
+        default=None, description="Image of this profile's notebooks, pinned."
+    )
+    cpu_limit: float | None = Field(default=None, gt=0, le=64, description="CPU cores allowed.")
+    memory_limit_gb: float | None = Field(default=None, gt=0, le=250, description="Memory allowed (GB).")
+    cpu_reservation: float | None = Field(
+        default=None, ge=0, le=64, description="CPU cores reserved; the scheduler packs workers by it."
+    )
+    memory_reservation_gb: float | None = Field(
+        default=None, ge=0, le=250, description="Memory reserved (GB)."
+    )
+
+
 class SwarmConfig(ConfigModel):
     """Docker Swarm across Jetstream2 VMs: one manager (hub, NFS server) and N workers."""
 
@@ -433,7 +454,13 @@ class SwarmConfig(ConfigModel):
     allowed_images: list[ContainerImage] = Field(
         default_factory=lambda: [DEFAULT_NOTEBOOK_IMAGE],
         min_length=1,
-        description="Notebook images users may choose from; the first is the default.",
+        description="Notebook images users may choose from; the first is the default. With profiles, "
+        "leave it unset: the profiles' images are the ones allowed.",
+    )
+    profiles: list[SwarmProfileConfig] = Field(
+        default_factory=list,
+        description="Optional spawn-page choices, each an image with its own limits: [{displayName, "
+        "description, image, cpuLimit, memoryLimitGb, cpuReservation, memoryReservationGb, default}].",
     )
     user_cpu_reservation: float = Field(
         default=0.5,
@@ -747,7 +774,7 @@ class StackConfig(ConfigModel):
         json_schema_extra=only(
             "single",
             "hpc",
-            swarm="notebooks run in the images of swarm.allowedImages: build the packages into a course "
+            swarm="notebooks run in the images of swarm.allowedImages (or swarm.profiles): build the packages into a course "
             "image and pin it there",
             k8s="notebooks run in k8s.userImage (or a profile's image): build the packages into a course "
             "image and pin it there",
@@ -782,7 +809,7 @@ class StackConfig(ConfigModel):
             needed="scenario swarm needs a swarm section with at least workerCount, e.g. swarm: {workerCount: 2, "
             "workerFlavor: m3.medium, homeQuotaGb: 10} (the other keys have defaults)",
         ),
-        description="The Docker Swarm: {workerCount, workerFlavor, managerFlavor, nfsVolumeGb, homeQuotaGb, homeQuotaOverrides, allowedImages, userCpuReservation, userMemoryReservationGb, overlayMtu}; userCpu and userMemoryGb are each notebook container's limits.",
+        description="The Docker Swarm: {workerCount, workerFlavor, managerFlavor, nfsVolumeGb, homeQuotaGb, homeQuotaOverrides, allowedImages, profiles, userCpuReservation, userMemoryReservationGb, overlayMtu}; userCpu and userMemoryGb are each notebook container's limits (a profile sets its own).",
     )
     oauth_client_secret: SecretStr | None = Field(
         default=None,

@@ -652,7 +652,8 @@ def swarm_notebooks_fit_workers(cfg: StackConfig) -> list[Problem]:
     swarm = cfg.swarm
     if cfg.scenario != "swarm" or swarm is None:
         return []
-    flavor = FLAVORS[swarm.worker_flavor]
+    room = sizing.swarm_worker_room(swarm)
+    flavor = room.flavor
     problems = []
     if swarm.user_memory_reservation_gb > cfg.user_memory_gb:
         problems.append(
@@ -670,7 +671,7 @@ def swarm_notebooks_fit_workers(cfg: StackConfig) -> list[Problem]:
                 swarm.user_cpu_reservation,
             )
         )
-    if cfg.user_memory_gb > flavor.ram_gb - HUB_OVERHEAD_GB or cfg.user_cpu > flavor.vcpus:
+    if cfg.user_memory_gb > room.memory_gb or cfg.user_cpu > room.cpu:
         problems.append(
             Problem(
                 "swarm.workerFlavor",
@@ -680,14 +681,12 @@ def swarm_notebooks_fit_workers(cfg: StackConfig) -> list[Problem]:
                 swarm.worker_flavor,
             )
         )
-    # Swarm places a task only where its reservation fits: concurrentUsers must fit them all.
+    # Swarm places a task only where its reservation fits: concurrentUsers must fit them all,
+    # at the largest reservation a profile asks for.
+    cpu_reservation, memory_reservation = sizing.swarm_largest_reservations(swarm)
     per_worker = min(
-        int((flavor.ram_gb - HUB_OVERHEAD_GB) // swarm.user_memory_reservation_gb)
-        if swarm.user_memory_reservation_gb
-        else cfg.concurrent_users,
-        int(flavor.vcpus // swarm.user_cpu_reservation)
-        if swarm.user_cpu_reservation
-        else cfg.concurrent_users,
+        int(room.memory_gb // memory_reservation) if memory_reservation else cfg.concurrent_users,
+        int(room.cpu // cpu_reservation) if cpu_reservation else cfg.concurrent_users,
     )
     capacity = per_worker * swarm.worker_count
     if per_worker == 0:
@@ -696,9 +695,9 @@ def swarm_notebooks_fit_workers(cfg: StackConfig) -> list[Problem]:
             problems.append(
                 Problem(
                     "swarm.workerFlavor",
-                    f"{flavor.name} ({flavor.vcpus} vCPUs, {flavor.ram_gb - HUB_OVERHEAD_GB:g} GB after "
+                    f"{flavor.name} ({flavor.vcpus} vCPUs, {room.memory_gb:g} GB after "
                     f"{HUB_OVERHEAD_GB:g} GB for Docker and the OS) cannot reserve "
-                    f"{swarm.user_cpu_reservation:g} CPU and {swarm.user_memory_reservation_gb:g} GB for one "
+                    f"{cpu_reservation:g} CPU and {memory_reservation:g} GB for one "
                     "notebook: choose a larger flavor or smaller reservations",
                     swarm.worker_flavor,
                 )
@@ -709,12 +708,76 @@ def swarm_notebooks_fit_workers(cfg: StackConfig) -> list[Problem]:
             Problem(
                 "swarm.workerCount",
                 f"{swarm.worker_count} × {flavor.name} hold {capacity} notebooks at the reservations "
-                f"({swarm.user_cpu_reservation:g} CPU, {swarm.user_memory_reservation_gb:g} GB each), "
+                f"({cpu_reservation:g} CPU, {memory_reservation:g} GB each), "
                 f"fewer than concurrentUsers {cfg.concurrent_users}: use at least {need} workers, a "
                 "larger workerFlavor, or smaller reservations",
                 swarm.worker_count,
             )
         )
+    return problems
+
+
+def swarm_profiles_are_sane(cfg: StackConfig) -> list[Problem]:
+    """A profile's image is the allowed list, its limits fit one worker, its reservations fit
+    its limits, and one profile at most is preselected."""
+    swarm = cfg.swarm
+    if cfg.scenario != "swarm" or swarm is None or not swarm.profiles:
+        return []
+    problems = []
+    if "allowed_images" in swarm.model_fields_set:
+        problems.append(
+            Problem(
+                "swarm.allowedImages",
+                "set together with swarm.profiles: with profiles, the profiles' images are the ones "
+                "users may start; remove allowedImages and give each profile its image",
+                swarm.allowed_images,
+            )
+        )
+    if sum(p.default for p in swarm.profiles) > 1:
+        problems.append(Problem("swarm.profiles", "more than one profile has default: true"))
+    names = [p.display_name for p in swarm.profiles]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(
+            Problem("swarm.profiles", "two profiles have this displayName; each needs its own", name)
+        )
+    room = sizing.swarm_worker_room(swarm)
+    for i, p in enumerate(swarm.profiles):
+        cpu_limit = p.cpu_limit or cfg.user_cpu
+        memory_limit = p.memory_limit_gb or cfg.user_memory_gb
+        pairs = (
+            ("cpuReservation", p.cpu_reservation, swarm.user_cpu_reservation, "cpuLimit", cpu_limit),
+            (
+                "memoryReservationGb",
+                p.memory_reservation_gb,
+                swarm.user_memory_reservation_gb,
+                "memoryLimitGb",
+                memory_limit,
+            ),
+        )
+        for key, own, fallback, limit_key, limit in pairs:
+            reservation = fallback if own is None else own
+            if reservation > limit:
+                problems.append(
+                    Problem(
+                        f"swarm.profiles[{i}].{key if own is not None else limit_key}",
+                        f"the reservation {reservation:g} exceeds the limit {limit:g}; a reservation is at "
+                        "most the limit",
+                        own if own is not None else limit,
+                    )
+                )
+        for key, value, offered, unit in (
+            ("cpuLimit", p.cpu_limit, room.cpu, "vCPUs"),
+            ("memoryLimitGb", p.memory_limit_gb, room.memory_gb, "GB"),
+        ):
+            if value is not None and value > offered:
+                problems.append(
+                    Problem(
+                        f"swarm.profiles[{i}].{key}",
+                        f"more than one {room.flavor.name} worker offers after {HUB_OVERHEAD_GB:g} GB for "
+                        f"Docker and the OS ({offered:g} {unit}): choose a larger swarm.workerFlavor or lower it",
+                        value,
+                    )
+                )
     return problems
 
 
@@ -912,6 +975,7 @@ RULES: tuple[Callable[[StackConfig], list[Problem]], ...] = (
     k8s_gpu_workers_fit,
     single_gpu_memory_fits_users,
     swarm_notebooks_fit_workers,
+    swarm_profiles_are_sane,
     swarm_has_no_gpu_flavors,
     image_provides_packages,
     backup_supported,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from catalog import FLAVORS, Flavor
 from catalog.jetstream2 import GPUS_PER_GPU_INSTANCE
 from catalog.su import Burn
-from stackconfig.model import K8sConfig, ProfileConfig, StackConfig
+from stackconfig.model import HUB_OVERHEAD_GB, K8sConfig, ProfileConfig, StackConfig, SwarmConfig
 
 # What a node keeps for itself before any pod is scheduled: the OS, kubelet and container
 # runtime, the CNI and kube-proxy, and per-node daemons (Ceph CSI plugins, the image puller).
@@ -219,6 +219,32 @@ def server_share(cfg: StackConfig) -> ServerShare | None:
     return ServerShare(
         cfg.hub_flavor, cfg.user_cpu, f"userCpu {cfg.user_cpu:g} of the {cfg.hub_flavor} hub VM"
     )
+
+
+@dataclass(frozen=True)
+class SwarmWorkerRoom:
+    """What one swarm worker offers notebooks: its flavor less Docker's and the OS's share."""
+
+    flavor: Flavor
+    cpu: float
+    memory_gb: float
+
+
+def swarm_worker_room(swarm: SwarmConfig) -> SwarmWorkerRoom:
+    flavor = FLAVORS[swarm.worker_flavor]
+    return SwarmWorkerRoom(flavor, float(flavor.vcpus), flavor.ram_gb - HUB_OVERHEAD_GB)
+
+
+def swarm_largest_reservations(swarm: SwarmConfig) -> tuple[float, float]:
+    """The largest CPU and memory reservation a notebook may ask for (the swarm's, or a
+    profile's): the worker count holds concurrentUsers even if all pick that profile."""
+    cpu = [swarm.user_cpu_reservation] + [
+        p.cpu_reservation for p in swarm.profiles if p.cpu_reservation is not None
+    ]
+    mem = [swarm.user_memory_reservation_gb] + [
+        p.memory_reservation_gb for p in swarm.profiles if p.memory_reservation_gb is not None
+    ]
+    return max(cpu), max(mem)
 
 
 def vm_flavors(cfg: StackConfig) -> list[str]:
