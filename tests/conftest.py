@@ -1,4 +1,5 @@
-"""Shared fixtures: a valid base config, the mocks harness, and tool requirements.
+"""Shared fixtures: a valid base config, the mocks harness, tool requirements, and the local S3
+endpoint and Unix account the backup tests restore with.
 
 The mocks harness is `planner.harness.run_program`: a fresh event loop, `set_mocks`,
 `set_all_config` and `reset_options()` on the way out, for every call. Tests build their
@@ -11,10 +12,13 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import string
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ import pytest
 from planner.harness import Recording, run_program
 from planner.mocks import Registration
 from stackconfig import PROJECT, StackConfig, parse
+from tests.hubclient import free_port
 
 BASE_CONFIG: dict[str, Any] = {
     "scenario": "single",
@@ -84,6 +89,13 @@ def one(recording: Recording, type_token: str) -> Registration:
     found = by_type(recording, type_token)
     assert len(found) == 1, f"expected one {type_token}, got {[r.name for r in found]}"
     return found[0]
+
+
+COMMAND = "command:remote:Command"
+
+
+def command_named(rec: object, name: str) -> Registration:
+    return next(r for r in by_type(rec, COMMAND) if r.name == name)  # type: ignore[arg-type]
 
 
 # One tag per test run (process): what a run creates on the machine (Unix accounts) carries it,
@@ -198,3 +210,42 @@ def next_image(monkeypatch: pytest.MonkeyPatch) -> str:
         stackconfig.model, "FEATURED_IMAGES", (*stackconfig.model.FEATURED_IMAGES, NEXT_IMAGE)
     )
     return NEXT_IMAGE
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A local S3 endpoint (moto) for restic, one per test module (the VM and k8s backup tests)."""
+    server = require_tool("moto_server", "a local S3 endpoint for restic (PyPI moto[server])")
+    port = free_port()
+    proc = subprocess.Popen(
+        [server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the moto S3 server did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def unix_user() -> Iterator[str]:
+    """A real account, as the hub makes for each of its users."""
+    require_root("creates a Unix account and restores files owned by it")
+    name = f"jshub-bk-{uuid.uuid4().hex[:6]}"
+    subprocess.run(
+        ["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
+        check=True,
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=False)

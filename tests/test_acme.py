@@ -16,8 +16,8 @@ from planner.plan import plan_stack
 from renderers.hub_config import HubConfigSpec, acme_root_path, hub_vm_files
 from renderers.swarm_manager import render_caddyfile as render_manager_caddyfile
 from renderers.z2jh import Z2JHSpec, z2jh_values
+from tests.builders import problems
 from tests.conftest import make_config, require_tool
-from tests.test_config import problems
 from tests.upstream_schemas import z2jh_errors
 
 STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"

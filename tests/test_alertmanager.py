@@ -40,24 +40,13 @@ from tests.conftest import (
     require_root,
     require_tool,
 )
-from tests.test_monitoring import problems, spec
+from tests.monitoring_builders import SMTP_PASSWORD, TARGETS, WEBHOOK, problems, spec
 
 EMAIL = {
     "alertEmail": "ops@example.org",
     "smtpSmarthost": "smtp.example.org:587",
     "smtpFrom": "hub@example.org",
 }
-TARGETS = AlertTargets(
-    email_to="ops@example.org",
-    smarthost="smtp.example.org:587",
-    email_from="hub@example.org",
-    smtp_username="hub",
-    smtp_password=True,
-    webhook=True,
-)
-# A quote, an ampersand (bash 5.2's pattern replacement would read it), a backslash, a dollar.
-SMTP_PASSWORD = "p'a&ss\\w$rd"
-WEBHOOK = "https://hooks.example.org/services/T0/B0/x&y=1"
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 
 from renderers.backup import (
-    BackupSpec,
-    hub_backup_paths,
     render_env_file,
     render_install_script,
     render_units,
@@ -21,6 +19,7 @@ from renderers.backup import (
 )
 from stackconfig import ConfigError
 from stackconfig.backup import cron_schedule, on_calendar
+from tests.backup_builders import spec
 from tests.conftest import make_config, require_tool
 
 
@@ -147,18 +146,6 @@ def test_schedule_grammar_agrees_with_systemd() -> None:
     for expression in SCHEDULES_ACCEPTED + SCHEDULES_REFUSED:
         result = subprocess.run([tool, "calendar", expression], capture_output=True, text=True, check=False)
         assert (result.returncode == 0) == _ours(expression), (expression, result.stdout, result.stderr)
-
-
-def spec() -> BackupSpec:
-    return BackupSpec(
-        host="jupyterhub-jetstream-dev",
-        paths=hub_backup_paths(),
-        schedule="*-*-* 03:15:00",
-        keep_daily=7,
-        keep_weekly=4,
-        keep_monthly=6,
-        max_age_hours=30,
-    )
 
 
 @pytest.mark.parametrize(

@@ -5,17 +5,12 @@ user. Checksums, owners and modes are compared after each restore."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import pwd
 import re
-import socket
-import sqlite3
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,55 +23,13 @@ from renderers.backup import (
     repository,
     scripts,
 )
+from tests.backup_builders import make_bucket, make_database, make_home, rows, tree_state
 from tests.conftest import require_root, require_tool
+from tests.hubclient import free_port
 
 # restic_host("jupyterhub-jetstream", "dev"); releases before it used the hub's name.
 HOST = "jupyterhub-jetstream-dev"
 OLD_HOST = "hub.cis230000.projects.jetstream-cloud.org"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = require_tool("moto_server", "a local S3 endpoint for restic (PyPI moto[server])")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the moto S3 server did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@pytest.fixture
-def unix_user() -> Iterator[str]:
-    """A real account, as the hub makes for each of its users."""
-    require_root("creates a Unix account and restores files owned by it")
-    name = f"jshub-bk-{uuid.uuid4().hex[:6]}"
-    subprocess.run(
-        ["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
-        check=True,
-    )
-    try:
-        yield name
-    finally:
-        subprocess.run(["userdel", name], check=False)
 
 
 class Hub:
@@ -158,51 +111,6 @@ class Hub:
             m.group(1): float(m.group(2))
             for m in re.finditer(r"^(jshub_backup_\w+)\{[^}]*\} (\S+)$", text, re.MULTILINE)
         }
-
-
-def tree_state(root: Path) -> dict[str, tuple[str, int, int, int]]:
-    """sha256 (or link target), owner, group and mode of everything under root."""
-    state = {}
-    for path in sorted([root, *root.rglob("*")]):
-        st = path.lstat()
-        if path.is_symlink():
-            digest = "-> " + os.readlink(path)
-        elif path.is_file():
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            digest = "dir"
-        state[str(path.relative_to(root.parent))] = (digest, st.st_uid, st.st_gid, st.st_mode)
-    return state
-
-
-def make_home(home_root: Path, user: str) -> Path:
-    entry = pwd.getpwnam(user)
-    home = home_root / user
-    (home / "work" / "data").mkdir(parents=True)
-    (home / "analysis.ipynb").write_text('{"cells": [], "nbformat": 4, "nbformat_minor": 5}\n')
-    (home / "work" / "data" / "results.csv").write_bytes(os.urandom(512 * 1024))
-    (home / "work" / "notes.md").write_text("# thesis notes\n")
-    (home / ".bashrc").write_text("export EDITOR=nano\n")
-    (home / "work" / "latest.csv").symlink_to("data/results.csv")
-    (home / ".cache" / "pip").mkdir(parents=True)
-    (home / ".cache" / "pip" / "wheel").write_bytes(os.urandom(1024))
-    for path in [home, *home.rglob("*")]:
-        os.lchown(path, entry.pw_uid, entry.pw_gid)
-    home.chmod(0o700)
-    (home / "work" / "notes.md").chmod(0o600)
-    return home
-
-
-def make_database(path: Path) -> None:
-    path.parent.mkdir(parents=True, mode=0o700)
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, admin INTEGER)")
-        db.executemany("INSERT INTO users (name, admin) VALUES (?, ?)", [("alice", 1), ("bob", 0)])
-
-
-def rows(path: Path) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        return list(db.execute("SELECT id, name, admin FROM users ORDER BY id"))
 
 
 def snapshot_ids(hub: Hub) -> list[str]:
@@ -372,19 +280,6 @@ def test_check_fails_when_the_newest_snapshot_is_older_than_max_age(s3_endpoint:
     assert hub.metrics()["jshub_backup_repository_up"] == 0
 
 
-def make_bucket(endpoint: str, name: str) -> None:
-    """The stack makes the container before the first backup runs: an empty bucket."""
-    import boto3
-
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=name)
-
-
 def inits(hub: Hub) -> list[str]:
     return [call for call in hub.restic_calls() if call.split()[:1] == ["init"]]
 
@@ -438,7 +333,7 @@ def test_an_unreachable_repository_fails_with_restics_words_and_makes_nothing(
     s3_endpoint: str, tmp_path: Path
 ) -> None:
     require_root("runs the hub's backup commands as they run on the VM")
-    closed = f"http://127.0.0.1:{_free_port()}"
+    closed = f"http://127.0.0.1:{free_port()}"
     hub = Hub(tmp_path, closed, f"jshub-backup-{uuid.uuid4().hex[:8]}")
     hub.shim_restic()
     Path(hub.paths.home_root).mkdir(parents=True)

@@ -17,8 +17,8 @@ import planner.mocks
 from components.backup import BackupStore, BackupStoreArgs, container_name
 from planner.mocks import SECRET
 from planner.plan import plan_stack
+from tests.backup_builders import K8S_SPEC, spec
 from tests.conftest import one, run_mocked
-from tests.test_backup import spec
 
 CONTAINER = "openstack:objectstorage/container:Container"
 EC2 = "openstack:identity/ec2CredentialV3:Ec2CredentialV3"
@@ -265,13 +265,12 @@ def test_k8s_plan_backs_up_in_the_cluster_and_shows_no_backup_secret(
 
 def test_k8s_home_backup_component_keeps_its_secret_secret() -> None:
     from components.k8s_backup import K8sHomeBackup, K8sHomeBackupArgs
-    from tests.test_k8s_backup_restore import SPEC
 
     def program() -> None:
         K8sHomeBackup(
             "home-backup",
             K8sHomeBackupArgs(
-                spec=SPEC,
+                spec=K8S_SPEC,
                 repository="s3:https://js2.jetstream-cloud.org:8001/b",
                 s3_access_key="access",
                 s3_secret_key=pulumi.Output.secret("secret-key"),

@@ -42,7 +42,7 @@ from boot.guest import DataDisk, Guest, GuestError
 from boot.plan import Role, load_role
 from renderers import BOOT_LOG_DIR
 from renderers import k3s as k3s_renderer
-from tests.test_boot_vm import report, require_qemu
+from tests.boot_guests import report, require_qemu
 
 pytestmark = pytest.mark.boot
 

@@ -13,50 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from renderers import BOOT_LOG_DIR, render
 from renderers.boot import BOOT_STEP_COMMAND, render_boot_step_script, step_name
-from renderers.cloud_init import HubBootSpec, render_hub_cloud_init
-from renderers.hub_config import HubConfigSpec
-from renderers.k3s import K3sNodeSpec, render_fetch_kubeconfig_script, render_k3s_cloud_init
+from renderers.k3s import render_fetch_kubeconfig_script
 from renderers.scripts import render_install_hpc_key_script, render_install_secrets_script
 from renderers.swarm import (
-    ManagerBootSpec,
-    WorkerBootSpec,
-    render_manager_cloud_init,
     render_swarm_init_script,
     render_swarm_join_script,
-    render_worker_cloud_init,
 )
-from tests.conftest import make_config, require_root, require_tool
-
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyOnly jshub-deploy"
-VOLUME = "4f0c9a2e-8c1d-4b7e-9f3a-2d6c5e1b0a98"
-
-
-def _hub() -> str:
-    spec = HubConfigSpec.from_config(make_config())
-    return render_hub_cloud_init(HubBootSpec(spec.paths, spec.proxy, VOLUME, KEY))
-
-
-ROLES: dict[str, Callable[[], str]] = {
-    "hub": _hub,
-    "swarm-manager": lambda: render_manager_cloud_init(
-        ManagerBootSpec("hub.example.org", "ops@example.org", VOLUME, KEY)
-    ),
-    "swarm-worker": lambda: render_worker_cloud_init(WorkerBootSpec("10.0.0.5", KEY)),
-    "k3s-first-server": lambda: render_k3s_cloud_init(K3sNodeSpec("cp-0", "server", "v1.33.5+k3s1", KEY)),
-    "k3s-worker": lambda: render_k3s_cloud_init(
-        K3sNodeSpec("w-0", "worker", "v1.33.5+k3s1", KEY, server_url="https://10.0.0.5:6443")
-    ),
-}
-
-
-def user_data(role: str) -> dict[str, Any]:
-    doc = yaml.safe_load(ROLES[role]())
-    assert isinstance(doc, dict)
-    return doc
+from tests.boot_roles import ROLES, user_data
+from tests.conftest import require_root, require_tool
 
 
 def cloud_init_python() -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from boot.guest import DataDisk, Guest, Phases, PrivateLink, free_port
+from boot.guest import DataDisk, Guest, PrivateLink, free_port
 from boot.image import build as build_image
 from boot.plan import Role, load_role
 from renderers import BOOT_LOG_DIR, render
@@ -33,7 +33,7 @@ from renderers.boot import step_name
 from renderers.cloud_init import to_user_data
 from renderers.hub_config import SwarmSpawnerSpec
 from renderers.swarm import HUB_NETWORK, NODE_HOME_ROOT, NOTEBOOK_CONTAINER_LABEL, automount_unit
-from tests.conftest import require_root, require_tool
+from tests.boot_guests import REFERENCE, report, require_qemu
 
 pytestmark = pytest.mark.boot
 
@@ -47,18 +47,6 @@ NODE_HOMES = NODE_HOME_ROOT
 NOTEBOOK_HOME = SwarmSpawnerSpec.notebook_home
 NOTEBOOK_LABEL = "=".join(NOTEBOOK_CONTAINER_LABEL)
 PROBE_IMAGE = "jshub-boot/probe:1"
-
-
-def require_qemu() -> None:
-    for tool, why in (
-        ("qemu-system-x86_64", "boots the guests"),
-        ("qemu-img", "makes their disks"),
-        ("cloud-localds", "writes the NoCloud seed"),
-        ("debootstrap", "builds the guest image"),
-        ("ssh", "runs commands in the guests"),
-    ):
-        require_tool(tool, why)
-    require_root("debootstrap and chroot build the guest image")
 
 
 @dataclass
@@ -78,18 +66,6 @@ class Swarm:
     manager: Manager
     workers: list[Node]
     plan: dict[str, Any]
-
-
-REFERENCE: dict[str, Phases] = {}
-
-
-def report(phases: Phases) -> None:
-    ref = REFERENCE.get("bare")
-    line = ", ".join(f"{k} {v:.0f} s" for k, v in phases.values.items())
-    if ref and "cloud-init" in ref.values and "cloud-init" in phases.values:
-        ratio = phases.values["cloud-init"] / ref.values["cloud-init"]
-        line += f" (bare image: cloud-init {ref.values['cloud-init']:.0f} s; {ratio:.1f}x)"
-    print(f"\n[boot] {phases.name}: {line}", file=sys.stderr)
 
 
 def deploy_swarm(manager: Node, workers: list[Node]) -> None:

@@ -16,7 +16,7 @@ from planner.diff import diff_plans
 from planner.diff import main as diff_main
 from planner.plan import PlanError, plan_stack
 from stackconfig.model import StackConfig
-from tests.test_config import problems
+from tests.builders import magnum_copy, problems
 
 TODAY = date(2025, 3, 1)
 INSTANCE = "openstack:compute/instance:Instance"
@@ -47,10 +47,8 @@ def test_allocation_warn_days_is_a_whole_number_of_days(value: str) -> None:
 
 
 def test_shelved_is_refused_for_magnum_by_key_value_and_what_is_allowed(tmp_path: Path) -> None:
-    from tests.test_decisions import _magnum_copy
-
     with pytest.raises(PlanError) as exc:
-        plan_stack("workshop-magnum", stack_file=_magnum_copy(tmp_path), overrides={"shelved": True})
+        plan_stack("workshop-magnum", stack_file=magnum_copy(tmp_path), overrides={"shelved": True})
     assert "shelved = True: k8s.engine magnum runs its nodes itself" in str(exc.value)
     assert "allowed with engine k3s and the other scenarios" in str(exc.value)
 
@@ -119,10 +117,8 @@ def test_shelving_between_days_saves_the_hours_outside_the_workshop() -> None:
 
 
 def test_magnum_node_groups_are_not_shelved_by_the_stack(tmp_path: Path) -> None:
-    from tests.test_decisions import _magnum_copy
-
     plan = plan_stack(
-        "workshop-magnum", stack_file=_magnum_copy(tmp_path), overrides={"allocationSus": "9000"}
+        "workshop-magnum", stack_file=magnum_copy(tmp_path), overrides={"allocationSus": "9000"}
     )
     vms = plan["cost"]["shelving"]["vms"]
     assert vms and not any(v["shelvable"] for v in vms)

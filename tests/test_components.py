@@ -23,7 +23,7 @@ from components import (
 from components.firewall import ssh_ingress, web_ingress
 from planner.mocks import SECRET, UNKNOWN, Registration, placeholder_id, placeholder_image_id
 from renderers.boot import boot_commands
-from tests.conftest import BASE_CONFIG, by_type, make_config, one, run_mocked
+from tests.conftest import BASE_CONFIG, by_type, command_named, make_config, one, run_mocked
 
 INSTANCE = "openstack:compute/instance:Instance"
 VOLUME = "openstack:blockstorage/volume:Volume"
@@ -174,13 +174,6 @@ def test_hub_user_data_is_rendered_and_carries_no_secret() -> None:
     assert cloud["ssh_authorized_keys"][0].startswith("ssh-ed25519 ")
     assert "jshub-setup-data-volume" in str(boot_commands(cloud["runcmd"])[0])
     assert setup["permissions"] == "0755"
-
-
-COMMAND = "command:remote:Command"
-
-
-def command_named(rec: object, name: str) -> Registration:
-    return next(r for r in by_type(rec, COMMAND) if r.name == name)  # type: ignore[arg-type]
 
 
 def test_hub_secrets_travel_over_ssh_on_stdin_never_logged() -> None:

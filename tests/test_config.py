@@ -16,15 +16,8 @@ from planner.stackfile import load
 from stackconfig import PROJECT, ConfigError, StackConfig, parse
 from stackconfig.model import Scenario
 from stackconfig.scenarios import SCENARIOS, foreign_keys, keys_of, only, words
+from tests.builders import problems
 from tests.conftest import BASE_CONFIG, SECRET_KEYS, as_pulumi_config, make_config
-
-
-def problems(**overrides: Any) -> list[str]:
-    values = {**BASE_CONFIG, **overrides}
-    values = {k: v for k, v in values.items() if v is not None}
-    with pytest.raises(ConfigError) as exc:
-        parse(as_pulumi_config(values), secret_keys=SECRET_KEYS)
-    return [str(p) for p in exc.value.problems]
 
 
 def test_valid_config_gives_typed_values_and_derived_names() -> None:

@@ -15,9 +15,9 @@ import pytest
 
 from renderers.hub_config import HUB_REQUIREMENTS, HubConfigSpec, hub_vm_files
 from stackconfig import ConfigError
+from tests.builders import HPC, hpc_config
 from tests.conftest import make_config, require_root, require_tool
 from tests.hub_config_local import settings_of
-from tests.test_hpc import HPC, hpc_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hub"))
 from jshub_swarm import SHARED_SETUP as SWARM_SHARED_SETUP

@@ -11,7 +11,7 @@ import pytest
 
 from planner.diff import dangerous, diff_plans
 from planner.plan import plan_stack
-from tests.test_lifecycle import sdk_verb
+from tests.sdk_docs import sdk_verb
 
 VOLUME = "openstack:blockstorage/volume:Volume"
 ATTACH = "openstack:compute/volumeAttach:VolumeAttach"

@@ -20,6 +20,7 @@ from planner.diff import main as diff_main
 from planner.plan import PROJECT_DIR, PlanError, plan_stack
 from planner.quota import check
 from stackconfig.model import QuotaConfig
+from tests.builders import magnum_copy
 
 
 @pytest.fixture(scope="module")
@@ -300,26 +301,12 @@ def test_no_needless_wait_lengthens_the_critical_path(stack: str) -> None:
     assert needless == [], needless
 
 
-def _magnum_copy(tmp_path: Path) -> Path:
-    """workshop-k8s with engine magnum (k3sVersion applies to k3s only)."""
-    text = (PROJECT_DIR / "Pulumi.workshop-k8s.yaml").read_text()
-    assert "engine: k3s" in text and "k3sVersion:" in text
-    lines = [
-        line
-        for line in text.replace("engine: k3s", "engine: magnum").splitlines()
-        if "k3sVersion:" not in line
-    ]
-    path = tmp_path / "Pulumi.workshop-magnum.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def test_a_magnum_copy_of_the_workshop_plans_and_costs_its_nodes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from planner.__main__ import main as plan_main
 
-    stack_file = _magnum_copy(tmp_path)
+    stack_file = magnum_copy(tmp_path)
     out = tmp_path / "plan"
     assert plan_main(["--stack", "workshop-magnum", "--stack-file", str(stack_file), "--out", str(out)]) == 0
     assert (out / "architecture.svg").exists()

@@ -8,9 +8,7 @@ import asyncio
 import ipaddress
 import shlex
 import subprocess
-import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,37 +18,15 @@ from renderers.cloud_init import HubBootSpec, render_hub_cloud_init
 from renderers.hub_config import HubConfigSpec, SlurmSpawnerSpec, hub_vm_files
 from renderers.scripts import render_install_hpc_key_script
 from stackconfig import ConfigError
+from tests.builders import HOST_KEY, HPC, hpc_config
 from tests.conftest import BASE_CONFIG, SECRET_KEYS, as_pulumi_config, by_type, make_config, one, require_tool
 from tests.hub_config_local import settings_of
+from tests.slurm_spawner import jshub_slurm, spawner
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "hub"))
-import jshub_slurm  # noqa: E402
 
-HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK8zuTV6/Nqlmto7O1I85mEYCGYIRn5Tqo45s4zqVuzQ"
-HPC: dict[str, Any] = {
-    "loginHost": "login.hpc.example.edu",
-    "hostKey": HOST_KEY,
-    "partitions": [
-        {"name": "shared", "maxCores": 16, "maxMemoryGb": 32, "maxWallHours": 8},
-        {
-            "name": "gpu",
-            "maxCores": 10,
-            "maxMemoryGb": 92,
-            "maxGpus": 2,
-            "maxWallHours": 4,
-            "gpuGres": "gpu:v100",
-        },
-    ],
-    "environmentSetup": ["module load anaconda3", "conda activate jupyterhub"],
-    "slurmAccount": "abc123",
-}
 RULE = "openstack:networking/secGroupRule:SecGroupRule"
 COMMAND = "command:remote:Command"
-
-
-def hpc_config(**hpc: Any) -> Any:
-    return make_config(scenario="hpc", hpc={**HPC, **hpc})
 
 
 def problems(**overrides: Any) -> str:
@@ -250,16 +226,6 @@ def test_scripts_of_the_hpc_path_are_shellcheck_clean(tmp_path: Path) -> None:
 
 
 # --- the spawner's own logic --------------------------------------------------------------------
-
-
-def spawner(**traits: Any) -> Any:
-    defaults: dict[str, Any] = {
-        "login_host": "login.hpc.example.edu",
-        "ssh_key_file": "/etc/jupyterhub/hpc/id_hpc",
-        "known_hosts_file": "/etc/jupyterhub/hpc/known_hosts",
-        "partitions": HubConfigSpec.from_config(hpc_config()).spawner.partitions,  # type: ignore[union-attr]
-    }
-    return jshub_slurm.JetstreamSlurmSpawner(user=SimpleNamespace(name="jdoe"), **{**defaults, **traits})
 
 
 def test_requests_are_checked_against_the_partition_limits() -> None:

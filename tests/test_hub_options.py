@@ -18,6 +18,7 @@ from renderers.hub_settings import hub_settings
 from renderers.z2jh import Z2JHSpec, z2jh_values
 from stackconfig import ConfigError, hub_traits
 from stackconfig.extras import HELM_OWNED, Z2JH_DIR
+from tests.builders import HPC
 from tests.conftest import make_config
 from tests.upstream_schemas import Z2JH, z2jh_errors
 
@@ -144,7 +145,6 @@ def test_options_reach_the_vm_hubs_settings_and_load_into_jupyterhubs_classes() 
 def test_a_trait_reaches_the_more_specific_class_the_stack_set_it_on() -> None:
     """JupyterHub prefers `SwarmSpawner.x` to `Spawner.x`: a stack file's Spawner value must
     reach the class the stack configured, and a map merges into the stack's map."""
-    from tests.test_hpc import HPC
 
     swarm = make_config(
         scenario="swarm",

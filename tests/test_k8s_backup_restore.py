@@ -22,33 +22,17 @@ import pytest
 import yaml
 
 from renderers import k8s_backup as kb
-from renderers.backup import repository, restic_host
+from renderers.backup import repository
 from renderers.z2jh import SHARED_DATA_CLAIM
+from tests.backup_builders import K8S_HOST as HOST
+from tests.backup_builders import K8S_NAMESPACE as NS
+from tests.backup_builders import K8S_SPEC as SPEC
+from tests.backup_builders import make_bucket, make_database, make_home, rows, tree_state
 from tests.conftest import require_root, require_tool
-from tests.test_backup_restore import (  # noqa: F401 (fixtures)
-    make_bucket,
-    make_database,
-    make_home,
-    rows,
-    s3_endpoint,
-    tree_state,
-    unix_user,
-)
 
-HOST = restic_host("jupyterhub-jetstream", "workshop-k8s")
 # The host releases before restic_host gave the k8s snapshots: the hub's name.
 OLD_HOST = "workshop.cis230000.projects.jetstream-cloud.org"
-NS = "jupyterhub"
 FAKE = Path(__file__).with_name("k8s_backup_cluster.py")
-SPEC = kb.K8sBackupSpec(
-    namespace=NS,
-    host=HOST,
-    schedule="15 3 * * *",
-    keep_daily=7,
-    keep_weekly=4,
-    keep_monthly=6,
-    max_age_hours=30,
-)
 
 
 def _claim(name: str, user: str) -> dict[str, Any]:
@@ -204,8 +188,8 @@ def _validate(job: dict[str, Any]) -> None:
 
 
 def test_k8s_backup_round_trip_of_a_home_in_use_and_the_hub_database(
-    s3_endpoint: str,  # noqa: F811
-    unix_user: str,  # noqa: F811
+    s3_endpoint: str,
+    unix_user: str,
     tmp_path: Path,
 ) -> None:
     require_root("restores files owned by a user, as the restic container does")
@@ -295,7 +279,7 @@ def test_k8s_backup_round_trip_of_a_home_in_use_and_the_hub_database(
 
 
 def test_a_failed_volume_fails_the_run_so_freshness_stays_behind(
-    s3_endpoint: str,  # noqa: F811
+    s3_endpoint: str,
     tmp_path: Path,
 ) -> None:
     require_tool("restic", "backs up homes (Debian package restic)")
@@ -327,7 +311,7 @@ def _two_homes(cluster: Cluster) -> None:
         (cluster.volume(claim) / "notes.txt").write_text(f"{claim}'s\n")
 
 
-def test_the_first_run_makes_the_repository_and_later_runs_do_not(s3_endpoint: str, tmp_path: Path) -> None:  # noqa: F811
+def test_the_first_run_makes_the_repository_and_later_runs_do_not(s3_endpoint: str, tmp_path: Path) -> None:
     require_tool("restic", "backs up homes (Debian package restic)")
     require_tool("jq", "the backup script reads kubectl's JSON with jq (Debian package jq)")
     cluster = Cluster(tmp_path, s3_endpoint, "dana")
@@ -343,7 +327,7 @@ def test_the_first_run_makes_the_repository_and_later_runs_do_not(s3_endpoint: s
     assert len(cluster.restic_calls("backup")) == 4  # two volumes, two runs
 
 
-def test_a_wrong_password_fails_the_run_naming_it_and_makes_nothing(s3_endpoint: str, tmp_path: Path) -> None:  # noqa: F811
+def test_a_wrong_password_fails_the_run_naming_it_and_makes_nothing(s3_endpoint: str, tmp_path: Path) -> None:
     require_tool("restic", "backs up homes (Debian package restic)")
     require_tool("jq", "the backup script reads kubectl's JSON with jq (Debian package jq)")
     cluster = Cluster(tmp_path, s3_endpoint, "erin")
@@ -366,7 +350,7 @@ def test_a_wrong_password_fails_the_run_naming_it_and_makes_nothing(s3_endpoint:
 
 
 def test_snapshots_under_the_hubs_old_name_are_restored_and_aged_out(
-    s3_endpoint: str,  # noqa: F811
+    s3_endpoint: str,
     tmp_path: Path,
 ) -> None:
     """A cluster whose snapshots carry the hub's name (releases before restic_host) upgrades:
@@ -412,7 +396,7 @@ def test_snapshots_under_the_hubs_old_name_are_restored_and_aged_out(
     assert by_path == {cluster.claim: [OLD_HOST, HOST], "claim-bob": [HOST]}, by_path
 
 
-def test_a_failed_run_is_reported_by_the_check_until_a_run_succeeds(s3_endpoint: str, tmp_path: Path) -> None:  # noqa: F811
+def test_a_failed_run_is_reported_by_the_check_until_a_run_succeeds(s3_endpoint: str, tmp_path: Path) -> None:
     """The CronJob's newest Job is the last run: failed, the check exits 3 with its last lines
     (restic's words, which the driver copies from the volume Jobs), whatever the freshness."""
     require_tool("restic", "backs up homes (Debian package restic)")

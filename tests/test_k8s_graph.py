@@ -17,6 +17,7 @@ from components.k8s_cluster import K8sCluster, K8sClusterArgs
 from planner.harness import Recording
 from planner.mocks import SECRET, UNKNOWN, Registration, placeholder_id, placeholder_image_id
 from renderers.boot import boot_commands
+from tests.builders import build, k8s_config, kubeconfig_server
 from tests.conftest import BASE_CONFIG, by_type, deployed_by, make_config, one, require_tool, run_mocked
 from tests.upstream_schemas import (
     deep_merge,
@@ -42,25 +43,6 @@ IN_CLUSTER_TYPES = (
 )
 CLUSTER_ONLY_PORTS = {6443, 10250, 2379, 2380, 3300, 6789, 6800, 7300, 8472}
 WORLD = ("0.0.0.0/0", "::/0")
-
-
-def k8s_config(**section: Any) -> dict[str, Any]:
-    return {
-        **BASE_CONFIG,
-        "scenario": "k8s",
-        "concurrentUsers": 20,
-        "userMemoryGb": 4,
-        "userCpu": 2,
-        "k8s": {"userMemoryGuaranteeGb": 2, "cephVolumeGb": 300, "workerFlavor": "m3.medium", **section},
-    }
-
-
-def build(config: dict[str, Any], deployed: Any = ()) -> Recording:
-    """`deployed`: what the stack already holds (default: nothing; None: the read fails)."""
-    from stacks.k8s import build as build_k8s
-
-    cfg = make_config(**config)
-    return run_mocked(lambda: build_k8s(cfg), config, deployed=deployed)
 
 
 @pytest.fixture(scope="module")
@@ -240,31 +222,6 @@ def test_hub_waits_for_the_workers(k3s_rec: Recording, magnum_rec: Recording) ->
     assert "want=2" in ready.inputs["create"]
     assert ready.urn in release(k3s_rec, "jupyterhub").dependency_urns
     assert one(magnum_rec, NODE_GROUP).urn in release(magnum_rec, "jupyterhub").dependency_urns
-
-
-def kubeconfig_server(subnet_cidr: str | None, **config: Any) -> tuple[dict[str, Any], dict[str, str]]:
-    """The rewritten kubeconfig's cluster entry, and the addresses it could point at."""
-    seen: list[str] = []
-    addresses: dict[str, str] = {}
-
-    def program() -> None:
-        cluster = K8sCluster(
-            "k8s",
-            K8sClusterArgs(
-                config=make_config(**{**k8s_config(), **config}),
-                network_id="n",
-                subnet_id="s",
-                subnet_cidr=subnet_cidr,
-            ),
-        )
-        cluster.kubeconfig.apply(seen.append)
-        cluster.ingress_ip.apply(lambda ip: addresses.update(balancer=ip))
-        assert cluster.admin_ip is not None
-        cluster.admin_ip.apply(lambda ip: addresses.update(first_node=ip))
-
-    run_mocked(program, {**k8s_config(), **config})
-    assert len(seen) == 1 and len(addresses) == 2, "the applies must have run under mocks"
-    return yaml.safe_load(seen[0])["clusters"][0]["cluster"], addresses
 
 
 def test_k3s_kubeconfig_reaches_the_api_through_the_load_balancer() -> None:

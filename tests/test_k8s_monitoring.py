@@ -21,9 +21,9 @@ from renderers import k8s_monitoring as km
 from renderers import z2jh
 from renderers.monitoring import HUB_PANELS, AlertTargets, render_alertmanager_template
 from stacks.monitoring import k8s_monitoring_spec
+from tests.builders import workshop
 from tests.conftest import make_config, require_tool
-from tests.test_alertmanager import SMTP_PASSWORD, TARGETS, WEBHOOK
-from tests.test_k8s_renderers import workshop
+from tests.monitoring_builders import SMTP_PASSWORD, TARGETS, WEBHOOK
 from tests.upstream_schemas import (
     UPSTREAM,
     _load,

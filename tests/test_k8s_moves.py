@@ -20,6 +20,7 @@ from planner.diff import EXIT_OK, EXIT_QUORUM, diff_plans, exit_code, render
 from planner.diff import main as diff_main
 from planner.plan import deployed_plan, plan_on
 from renderers import k3s
+from tests.builders import kubeconfig_server
 
 INSTANCE = "openstack:compute/instance:Instance"
 PORT = "openstack:networking/port:Port"
@@ -208,8 +209,6 @@ K3S_FIXED_SANS = (
 
 
 def test_a_new_hub_name_leaves_the_api_certificate_check_and_the_nodes_alone() -> None:
-    from tests.test_k8s_graph import kubeconfig_server
-
     assert k3s.API_SERVER_NAME in K3S_FIXED_SANS
     # The kubeconfig the stack's provider uses checks the certificate against that fixed name,
     # before and after a new hubHostname: the certificate, made at the first boot, still matches.

@@ -17,8 +17,8 @@ from renderers import k3s, k8s_objects, rook
 from renderers.boot import boot_commands
 from renderers.hub_config import HUB_DIR, JUPYTERLAB_OVERRIDES
 from renderers.z2jh import SHARED_DATA_CLAIM, Z2JHSpec, z2jh_values
-from stackconfig import StackConfig
-from tests.conftest import make_config, require_tool
+from tests.builders import workshop
+from tests.conftest import require_tool
 from tests.stubs import stub
 from tests.upstream_schemas import (
     deep_merge,
@@ -34,17 +34,6 @@ sys.path.insert(0, str(HUB_DIR))
 import jshub_kube
 
 KUBERNETES_VERSION = "1.33.0"
-
-
-def workshop(**section: Any) -> StackConfig:
-    return make_config(
-        scenario="k8s",
-        concurrentUsers=100,
-        userMemoryGb=4,
-        userCpu=2,
-        idleTimeoutMinutes=30,
-        k8s={"cephVolumeGb": 1000, "userMemoryGuaranteeGb": 2, **section},
-    )
 
 
 PROFILES = [

@@ -10,8 +10,8 @@ from pulumi_kubernetes.yaml import yaml as k8s_yaml
 
 from renderers import k8s_objects
 from renderers.z2jh import SHARED_DATA_CLAIM
+from tests.builders import build, k8s_config
 from tests.conftest import one
-from tests.test_k8s_graph import build, k8s_config
 
 CLAIM = "kubernetes:core/v1:PersistentVolumeClaim"
 JOB = "kubernetes:batch/v1:Job"

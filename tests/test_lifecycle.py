@@ -1,10 +1,10 @@
 """Day 2: every change an operator can make, judged against what the providers document.
 
 For each example stack and class of change the test plans the stack before and after, then
-works out from the pinned SDKs' own docstrings (read here, independently of planner/changemodel)
-what `pulumi up` would do to every server: replace ("Changing this creates a new server"),
-rebuild ("rebuilds the existing server"), resize ("resizes the existing server") or nothing
-(an input in ignore_changes). It asserts:
+works out from the pinned SDKs' own docstrings (read by tests/sdk_docs.py, independently of
+planner/changemodel) what `pulumi up` would do to every server: replace ("Changing this creates
+a new server"), rebuild ("rebuilds the existing server"), resize ("resizes the existing server")
+or nothing (an input in ignore_changes). It asserts:
 - the behaviour each row requires (server verbs, steps that must run again);
 - that `make diff` reports exactly those server verbs (it tells the truth);
 - the invariants: no data volume replaced or deleted; no quorum group (k8s control plane,
@@ -32,6 +32,7 @@ import pytest
 from planner.diff import EXIT_QUORUM, diff_plans, exit_code
 from planner.plan import deployed_plan, plan_on, plan_stack
 from tests.conftest import NEXT_IMAGE
+from tests.sdk_docs import sdk_verb
 
 INSTANCE = "openstack:compute/instance:Instance"
 VOLUME = "openstack:blockstorage/volume:Volume"
@@ -39,27 +40,7 @@ COMMAND = "command:remote:Command"
 DISTURBING = {"resize", "rebuild", "replace", "delete"}
 QUORUM_ROLES = {"k8s-control-plane", "swarm-manager"}
 
-# --- what the SDKs say, read here --------------------------------------------------------------
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-@cache
-def sdk_verb(args_cls: type, engine_name: str) -> str | None:
-    """The verb an Args property's docstring gives for a change, or None if it is silent."""
-    prop = getattr(args_cls, _snake(engine_name), None)
-    doc = " ".join((inspect.getdoc(prop) or "").split()) if prop is not None else ""
-    for phrase, verb in (
-        ("creates a new", "replace"),
-        ("rebuilds the existing", "rebuild"),
-        ("resizes the existing", "resize"),
-        ("updates the existing", "update"),
-    ):
-        if f"Changing this {phrase}" in doc:
-            return verb
-    return None
+# --- what the SDKs say (tests/sdk_docs.py) -------------------------------------------------------
 
 
 def test_the_sdk_reader_reads_the_sdk() -> None:

@@ -25,10 +25,10 @@ from renderers.hub_config import (
     render_home_quota_script,
 )
 from renderers.scripts import render_data_volume_script
+from tests.builders import hpc_config
 from tests.conftest import make_config, require, require_root, require_tool
 from tests.hub_config_local import hub_config_text
 from tests.spawner_units import load_config, properties, systemd_run_argv
-from tests.test_hpc import hpc_config
 
 HUB_ENV = {"OAUTH_CLIENT_SECRET": "test-secret", "JSHUB_ADMIN_TOKEN": "test-token"}
 

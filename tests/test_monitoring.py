@@ -5,7 +5,6 @@ logging off, and a change of threshold re-runs only that command."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import subprocess
@@ -31,29 +30,12 @@ from renderers.monitoring import (
     render_prometheus_config,
     render_rules,
 )
-from stackconfig import ConfigError
+from tests.builders import workshop
 from tests.conftest import make_config, one, require_tool, run_mocked
+from tests.monitoring_builders import problems, spec
 
 COMMAND = "command:remote:Command"
 WEB = "https://hub.example.org/prometheus/"
-
-
-def spec(**changes: Any) -> MonitoringSpec:
-    base = MonitoringSpec(
-        hub_target="127.0.0.1:8000",
-        data_mount="/data",
-        retention_days=15,
-        volume_full_percent=85,
-        spawn_failures_per_hour=3,
-        backup_max_age_hours=30,
-    )
-    return dataclasses.replace(base, **changes)
-
-
-def problems(**overrides: Any) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        make_config(**overrides)
-    return [str(p) for p in info.value.problems]
 
 
 # --- config -------------------------------------------------------------------------------------
@@ -94,8 +76,6 @@ def test_bad_monitoring_values_name_key_value_and_what_is_allowed(
 
 
 def test_monitoring_is_offered_on_k8s() -> None:
-    from tests.test_k8s_renderers import workshop
-
     cfg = workshop()
     assert cfg.monitoring.on_for("k8s")  # on by default there
     on = cfg.model_copy(update={"monitoring": cfg.monitoring.model_copy(update={"enabled": True})})

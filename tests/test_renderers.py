@@ -20,6 +20,7 @@ from renderers.scripts import (
     render_hub_config_script,
     render_install_secrets_script,
 )
+from tests.builders import problems
 from tests.conftest import BASE_CONFIG, make_config, require_root, require_tool
 from tests.hub_config_local import hub_config_text, settings_of
 from tests.stubs import stub
@@ -409,8 +410,6 @@ def test_the_servers_start_timeout_reaches_the_spawner(
 
 
 def test_the_start_timeout_is_refused_where_the_scenario_sets_its_own() -> None:
-    from tests.test_config import problems
-
     [swarm] = problems(scenario="swarm", swarm={"workerCount": 1}, serverStartTimeoutSeconds=600)
     assert swarm.startswith("serverStartTimeoutSeconds = '600': not a key of scenario swarm, only of single")
     assert "a swarm server has 600 s to start" in swarm

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-# The module as the hub loads it (from its config folder), as tests/test_hpc.py imports it.
-from tests.test_hpc import jshub_slurm, spawner
+# The module as the hub loads it (from its config folder).
+from tests.slurm_spawner import jshub_slurm, spawner
 
 JOB_ID = "4242"
 

@@ -20,9 +20,8 @@ from planner.mocks import SECRET, UNKNOWN, placeholder_id, placeholder_image_id
 from renderers.hub_config import HubConfigSpec, HubPaths, hub_config_files
 from renderers.user_env import KERNEL_NAME, UsersEnvSpec, render_users_env_script
 from stackconfig import ConfigError
-from tests.conftest import BASE_CONFIG, make_config, run_mocked
-from tests.test_components import COMMAND, command_named
-from tests.test_hpc import HPC
+from tests.builders import HPC
+from tests.conftest import BASE_CONFIG, COMMAND, command_named, make_config, run_mocked
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 

@@ -21,6 +21,7 @@ from renderers.cloud_init import HubBootSpec, render_hub_cloud_init
 from renderers.hub_config import HubConfigSpec, hub_vm_files
 from renderers.z2jh import HUB_SECRETS, Z2JHSpec, hub_secret_data, z2jh_values
 from stackconfig import ConfigError
+from tests.builders import HPC
 from tests.conftest import BASE_CONFIG, make_config, run_mocked
 from tests.hub_config_local import hub_config_text, settings_of
 from tests.upstream_schemas import z2jh_errors
@@ -107,8 +108,6 @@ def test_oauth_types_still_need_their_client_id_and_secret() -> None:
 
 
 def test_shared_password_refused_with_per_user_hpc_accounts() -> None:
-    from tests.test_hpc import HPC
-
     found = problems(scenario="hpc", hpc=HPC, **SHARED)
     assert any(p.startswith("auth.type = 'shared-password': with hpc.accountMode per-user") for p in found)
 
@@ -390,8 +389,6 @@ def test_hpc_hub_uses_jupyterhubs_own_shared_password_class(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
-
-    from tests.test_hpc import HPC
 
     cfg = make_config(
         scenario="hpc", hpc={**HPC, "accountMode": "community", "communityAccount": "gw"}, **SHARED

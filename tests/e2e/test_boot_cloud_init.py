@@ -19,8 +19,8 @@ import yaml
 from renderers import BOOT_LOG_DIR, render
 from renderers.boot import BOOT_STEP_COMMAND
 from renderers.cloud_init import to_user_data
+from tests.boot_roles import user_data
 from tests.conftest import require, require_root, require_tool
-from tests.test_boot_scripts import user_data
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_hpc.conftest import Hub, LoginNode, squeue, start_hub
-from tests.e2e_hpc.test_slurm_spawn import assert_server_in_job, refuses
+from tests.e2e_hpc.jobs import assert_server_in_job, refuses
 
 pytestmark = pytest.mark.e2e
 
