@@ -7,9 +7,11 @@ Each chart is taken from its upstream repository at the release tag (`git archiv
 repository's licence, and with what the upstream release process fills in at release time and
 git does not hold (Zero to JupyterHub: chartpress's chart version and image tags, and the
 values.schema.json made from values.schema.yaml; Rook: the chart version and `master` image
-tags, and the `library` chart its symlink points at). The chart's dependencies from chart
+tags, and the `library` chart its symlink points at; NVIDIA's device plugin: the chart version
+and appVersion `helm package` is given). The chart's dependencies from chart
 repositories are vendored the same way under `<chart>/charts/<name>/`, from their own release
-tags, as `helm dependency build` would place them. `SOURCE` in each folder records the
+tags, as `helm dependency build` would place them, unless the chart's own tree already holds the
+dependency (a folder, or a packaged `charts/<name>-*.tgz`, which `helm package` ships as it is). `SOURCE` in each folder records the
 repository, tag, commit, licence, what was filled in, and a digest of the files
 (tests/test_charts.py fails when a file was edited by hand or a pin moved without a refresh).
 
@@ -41,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from renderers import k8s_monitoring, rook, z2jh  # noqa: E402
+from renderers import k8s_monitoring, nvidia, rook, z2jh  # noqa: E402
 
 LICENCES = {
     "jupyterhub/zero-to-jupyterhub-k8s": "BSD-3-Clause",
@@ -49,6 +51,7 @@ LICENCES = {
     "ceph/ceph-csi-operator": "Apache-2.0",
     "prometheus-community/helm-charts": "Apache-2.0",
     "grafana-community/helm-charts": "Apache-2.0",
+    "NVIDIA/k8s-device-plugin": "Apache-2.0",
 }
 # Chart repositories the charts' dependencies come from -> (GitHub repository, tag, chart folder)
 # for a dependency name and version.
@@ -133,6 +136,25 @@ def _ceph_csi_release(chart: Path, tag: str) -> list[str]:
     return [f"Chart.yaml version {version} and appVersion v{version}, as publish-helm-charts.yaml does"]
 
 
+def _nvidia_release(chart: Path, tag: str) -> list[str]:
+    """What NVIDIA's device-plugin release does: hack/prepare-release.sh writes the version into
+    Chart.yaml before tagging, and hack/package-helm-charts.sh runs `helm package --version
+    --app-version` with the version without its `v`; the image tag is `v` + appVersion
+    (`nvidia-device-plugin.fullimage` in templates/_helpers.tpl)."""
+    version = tag.removeprefix("v")
+    before = yaml.safe_load((chart / "Chart.yaml").read_text())
+    if before.get("version") == before.get("appVersion") == version:
+        return [
+            f"Chart.yaml: version and appVersion already {version} at the tag (set by hack/prepare-release.sh), "
+            "as hack/package-helm-charts.sh passes them to helm package: nothing filled in"
+        ]
+    _set_chart_yaml(chart, version=f'"{version}"', appVersion=f'"{version}"')
+    return [
+        f"Chart.yaml version and appVersion set to {version}, as hack/package-helm-charts.sh's "
+        "helm package --version/--app-version does"
+    ]
+
+
 RELEASES = {"ceph/ceph-csi-operator": _ceph_csi_release}
 
 CHARTS = {
@@ -152,6 +174,13 @@ CHARTS = {
         "prometheus-community/helm-charts",
         f"kube-prometheus-stack-{k8s_monitoring.CHART_VERSION}",
         "charts/kube-prometheus-stack",
+    ),
+    "nvidia-device-plugin": Chart(
+        "nvidia-device-plugin",
+        "NVIDIA/k8s-device-plugin",
+        f"v{nvidia.DEVICE_PLUGIN_VERSION}",
+        "deployments/helm/nvidia-device-plugin",
+        _nvidia_release,
     ),
 }
 
@@ -258,6 +287,14 @@ def vendor(repos: Repos, chart: Chart, dest: Path, release: Callable[[Path, str]
     for dep in meta.get("dependencies") or []:
         name, repository = dep["name"], dep.get("repository", "")
         sub = dest / "charts" / name
+        packaged = sorted((dest / "charts").glob(f"{name}-*.tgz"))
+        if packaged:
+            # Committed as a package (NVIDIA's node-feature-discovery): shipped as it is.
+            notes.append(
+                f"{packaged[0].relative_to(dest).as_posix()}: the dependency {name} {dep['version']} "
+                f"packaged in the repository at the tag, kept as it is (helm package ships it so)"
+            )
+            continue
         if sub.is_symlink() or sub.exists():
             if sub.is_symlink():
                 sub.unlink()

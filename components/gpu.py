@@ -1,5 +1,6 @@
 """NvidiaDevicePlugin: NVIDIA's device plugin on a cluster's GPU workers, which advertises each
-node's GPU as `nvidia.com/gpu` for the GPU profiles' servers to request."""
+node's GPU as `nvidia.com/gpu` for the GPU profiles' servers to request. NVIDIA's own chart,
+vendored in charts/nvidia-device-plugin (charts/README.md), installed as a Helm release."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 
 from renderers import nvidia
+
+# The release waits for the plugin's roll-out on every GPU node (Helm's --wait).
+RELEASE_TIMEOUT_S = 1800
 
 
 @dataclass(frozen=True)
@@ -24,24 +28,26 @@ class NvidiaDevicePluginArgs:
 
 
 class NvidiaDevicePlugin(pulumi.ComponentResource):
-    daemon_set: kubernetes.apps.v1.DaemonSet
+    release: kubernetes.helm.v3.Release
 
     def __init__(
         self, name: str, args: NvidiaDevicePluginArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("jshub:index:NvidiaDevicePlugin", name, None, opts)
-        obj = nvidia.device_plugin_daemonset(args.engine, args.gpu_flavor)
-        self.daemon_set = kubernetes.apps.v1.DaemonSet(
-            f"{name}-daemonset",
-            metadata=obj["metadata"],
-            spec=obj["spec"],
+        self.release = kubernetes.helm.v3.Release(
+            f"{name}-release",
+            name=nvidia.DEVICE_PLUGIN_NAME,
+            chart=nvidia.DEVICE_PLUGIN_CHART_PATH,
+            version=nvidia.DEVICE_PLUGIN_VERSION,
+            namespace=nvidia.DEVICE_PLUGIN_NAMESPACE,
+            values=nvidia.device_plugin_values(args.engine, args.gpu_flavor),
+            timeout=RELEASE_TIMEOUT_S,
             opts=pulumi.ResourceOptions(
                 parent=self,
+                # Created once the GPU workers are Ready: its roll-out, which the release awaits,
+                # is then the proof that each GPU node's driver and runtime work.
                 depends_on=list(args.depends_on),
                 deleted_with=args.deleted_with,
-                # Created once the GPU workers are Ready: its roll-out, which Pulumi awaits, is
-                # then the proof that each GPU node's driver and runtime work.
-                custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m"),
             ),
         )
-        self.register_outputs({})
+        self.register_outputs({"status": self.release.status})

@@ -1,6 +1,7 @@
 """GPUs on Kubernetes: what a k3s GPU node installs (NVIDIA's container toolkit) and the NVIDIA
-device plugin that advertises each node's GPU as `nvidia.com/gpu`, as plain Kubernetes objects
-(`kubernetes-validate --strict` in the tests). No chart: the plugin is one DaemonSet, pinned here."""
+device plugin that advertises each node's GPU as `nvidia.com/gpu`: NVIDIA's own chart, vendored
+in charts/nvidia-device-plugin at the version pinned here, and the values that keep it on the GPU
+nodes (rendered by a real `helm template` and validated strictly in tests/test_charts.py)."""
 
 from __future__ import annotations
 
@@ -33,15 +34,16 @@ GPU_NODE_LABEL = ("nvidia.com/gpu.present", "true")
 # magnum: the OpenStack cloud controller labels each node with its flavor.
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 
-DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.3"
+# NVIDIA/k8s-device-plugin's chart (deployments/helm/nvidia-device-plugin at tag v<version>),
+# vendored by charts/refresh.py; its image is the release's own.
+DEVICE_PLUGIN_VERSION = "0.17.3"
+DEVICE_PLUGIN_CHART = "nvidia-device-plugin"
+DEVICE_PLUGIN_CHART_PATH = f"./charts/{DEVICE_PLUGIN_CHART}"
+DEVICE_PLUGIN_REPOSITORY = "nvcr.io/nvidia/k8s-device-plugin"
+DEVICE_PLUGIN_IMAGE = f"{DEVICE_PLUGIN_REPOSITORY}:v{DEVICE_PLUGIN_VERSION}"
+# The release's name, which the chart's objects take (the name contains the chart's).
 DEVICE_PLUGIN_NAME = "nvidia-device-plugin"
 DEVICE_PLUGIN_NAMESPACE = "kube-system"
-# The kubelet's device-plugin socket folder (k3s keeps the kubelet's default root).
-DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
-LABELS = {
-    "app.kubernetes.io/managed-by": "jupyterhub-jetstream",
-    "app.kubernetes.io/name": DEVICE_PLUGIN_NAME,
-}
 
 
 def taint_arg() -> str:
@@ -78,41 +80,34 @@ def render_toolkit_script(keyring: str = TOOLKIT_KEYRING, sources: str = TOOLKIT
     )
 
 
-def device_plugin_daemonset(engine: Literal["k3s", "magnum"], flavor: str) -> dict[str, Any]:
-    """NVIDIA's device plugin on the GPU nodes only, after upstream's static manifest
-    (NVIDIA/k8s-device-plugin deployments/static/nvidia-device-plugin.yml). It fails at start
-    when it finds no GPU (FAIL_ON_INIT_ERROR), so a node without a working driver shows as a
-    crashing pod rather than as a node with no GPUs. On k3s it runs with the nvidia runtime,
-    which gives it the driver's libraries."""
-    selector = {"app.kubernetes.io/name": DEVICE_PLUGIN_NAME}
-    pod: dict[str, Any] = {
-        "nodeSelector": gpu_node_selector(engine, flavor),
+def device_plugin_values(engine: Literal["k3s", "magnum"], flavor: str) -> dict[str, Any]:
+    """Values for NVIDIA's chart: the plugin's DaemonSet on the GPU nodes only. The chart's
+    default affinity (labels of NVIDIA's node feature discovery, which the stack does not run) is
+    replaced by the stack's own GPU node selection: Helm replaces a list, so the one term given
+    here is the only one. Only the GPU taint is tolerated (the chart's default also tolerates
+    CriticalAddonsOnly). The plugin fails at start when it finds no GPU (failOnInitError), so a
+    node without a working driver shows as a crashing pod rather than as a node with no GPUs.
+    On k3s it runs with the nvidia runtime, which gives it the driver's libraries. Neither GPU
+    feature discovery nor node feature discovery is installed (the chart's defaults)."""
+    expressions = [
+        {"key": key, "operator": "In", "values": [value]}
+        for key, value in gpu_node_selector(engine, flavor).items()
+    ]
+    values: dict[str, Any] = {
+        "image": {"repository": DEVICE_PLUGIN_REPOSITORY, "tag": f"v{DEVICE_PLUGIN_VERSION}"},
+        "failOnInitError": True,
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": expressions}]
+                }
+            }
+        },
         "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
         "priorityClassName": "system-node-critical",
-        "containers": [
-            {
-                "name": "nvidia-device-plugin-ctr",
-                "image": DEVICE_PLUGIN_IMAGE,
-                "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "true"}],
-                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                "volumeMounts": [{"name": "device-plugin", "mountPath": DEVICE_PLUGIN_DIR}],
-            }
-        ],
-        "volumes": [{"name": "device-plugin", "hostPath": {"path": DEVICE_PLUGIN_DIR}}],
+        "devicePlugin": {"enabled": True},
+        "gfd": {"enabled": False},
     }
     if engine == "k3s":
-        pod["runtimeClassName"] = RUNTIME_CLASS
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {
-            "name": DEVICE_PLUGIN_NAME,
-            "namespace": DEVICE_PLUGIN_NAMESPACE,
-            "labels": dict(LABELS),
-        },
-        "spec": {
-            "selector": {"matchLabels": selector},
-            "updateStrategy": {"type": "RollingUpdate"},
-            "template": {"metadata": {"labels": {**LABELS, **selector}}, "spec": pod},
-        },
-    }
+        values["runtimeClassName"] = RUNTIME_CLASS
+    return values

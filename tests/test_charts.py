@@ -2,7 +2,9 @@
 real `helm template` with the values the workshop-k8s plan gives each release, every rendered
 object validated strictly: built-in kinds by kubernetes-validate at the cluster's Kubernetes
 version, custom resources against their CRD's schema (closed, as `kubectl apply
---validate=strict` does), with the CRDs taken from the same rendered charts."""
+--validate=strict` does), with the CRDs taken from the same rendered charts. NVIDIA's device
+plugin installs only with GPU workers: it is rendered with the GPU workshop's values
+(tests/gpu_workshop.py)."""
 
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from renderers import k8s_monitoring, rook, z2jh
+from renderers import k8s_monitoring, nvidia, rook, z2jh
 from tests.conftest import ROOT, require_helm
+from tests.gpu_workshop import GPU_WORKSHOP
 from tests.upstream_schemas import _strict, rook_crd_schemas, z2jh_errors
 
 CHARTS = ROOT / "charts"
@@ -46,16 +49,17 @@ class HelmError(Exception):
 
 
 @functools.cache
-def _plan() -> dict[str, Any]:
+def _plan(gpu: bool = False) -> dict[str, Any]:
     from planner.plan import plan_stack
 
-    return plan_stack(STACK)
+    return plan_stack(STACK, overrides=GPU_WORKSHOP if gpu else None)
 
 
-def releases() -> dict[str, dict[str, Any]]:
-    """The plan's Helm releases by chart folder: inputs as the program gives them to Pulumi."""
+def releases(gpu: bool = False) -> dict[str, dict[str, Any]]:
+    """The plan's Helm releases by chart folder: inputs as the program gives them to Pulumi
+    (`gpu`: the GPU workshop's plan)."""
     found = {}
-    for resource in _plan()["resources"]:
+    for resource in _plan(gpu)["resources"]:
         if resource["type"] == RELEASE:
             inputs = resource["inputs"]
             found[Path(inputs["chart"]).name] = inputs
@@ -112,7 +116,9 @@ def helm() -> str:
 
 @pytest.fixture(scope="module")
 def rendered(helm: str) -> dict[str, list[dict[str, Any]]]:
-    return {chart: render(helm, inputs) for chart, inputs in releases().items()}
+    found = {chart: render(helm, inputs) for chart, inputs in releases().items()}
+    found[nvidia.DEVICE_PLUGIN_CHART] = render(helm, releases(gpu=True)[nvidia.DEVICE_PLUGIN_CHART])
+    return found
 
 
 def crd_schemas(objects: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
@@ -192,6 +198,13 @@ def test_every_release_installs_a_vendored_chart_at_its_pin() -> None:
         assert meta["version"] == inputs["version"] == pins[name], name
     grafana = yaml.safe_load((CHARTS / "kube-prometheus-stack/charts/grafana/Chart.yaml").read_text())
     assert grafana["version"] == k8s_monitoring.GRAFANA_CHART_VERSION
+    # With GPU workers, one more: NVIDIA's device plugin.
+    with_gpus = releases(gpu=True)
+    assert sorted(with_gpus) == sorted([*found, nvidia.DEVICE_PLUGIN_CHART])
+    plugin = with_gpus[nvidia.DEVICE_PLUGIN_CHART]
+    assert plugin["chart"] == nvidia.DEVICE_PLUGIN_CHART_PATH and "repositoryOpts" not in plugin
+    meta = yaml.safe_load((CHARTS / nvidia.DEVICE_PLUGIN_CHART / "Chart.yaml").read_text())
+    assert meta["version"] == meta["appVersion"] == plugin["version"] == nvidia.DEVICE_PLUGIN_VERSION
 
 
 @pytest.mark.parametrize(
@@ -232,7 +245,9 @@ def test_refresh_and_the_tests_digest_the_same_way(tmp_path: Path) -> None:
 # --- rendered by Helm, validated strictly --------------------------------------------------
 
 
-@pytest.mark.parametrize("chart", ["jupyterhub", "rook-ceph", "rook-ceph-cluster", "kube-prometheus-stack"])
+@pytest.mark.parametrize(
+    "chart", ["jupyterhub", "rook-ceph", "rook-ceph-cluster", "kube-prometheus-stack", "nvidia-device-plugin"]
+)
 def test_chart_renders_with_the_stack_values_and_every_object_validates(
     chart: str, rendered: dict[str, list[dict[str, Any]]], crds: dict[tuple[str, str], Any]
 ) -> None:
@@ -259,6 +274,56 @@ def test_hub_release_renders_what_the_workshop_needs(rendered: dict[str, list[di
     )
     image = hub["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == f"quay.io/jupyterhub/k8s-hub:{z2jh.CHART_VERSION}"
+
+
+def _plugin_pods(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o["spec"]["template"]["spec"] for o in objects if o["kind"] == "DaemonSet"}
+
+
+def _only_gpu_nodes(pod: dict[str, Any], term: dict[str, Any]) -> None:
+    """The pod runs on the GPU nodes and nowhere else: one required term, the GPU taint."""
+    required = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert required == {"nodeSelectorTerms": [{"matchExpressions": [term]}]}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_device_plugin_release_runs_the_pinned_plugin_on_the_gpu_nodes_only(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    objects = rendered[nvidia.DEVICE_PLUGIN_CHART]
+    # The plugin, and the chart's MPS daemon, which runs only where MPS sharing is configured
+    # (nvidia.com/mps.capable, which the stack never sets); no feature discovery, no ConfigMap.
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == [
+        ("DaemonSet", "nvidia-device-plugin"),
+        ("DaemonSet", "nvidia-device-plugin-mps-control-daemon"),
+    ]
+    assert {o["metadata"]["namespace"] for o in objects} == {"kube-system"}
+    pods = _plugin_pods(objects)
+    assert pods["nvidia-device-plugin-mps-control-daemon"]["nodeSelector"] == {
+        "nvidia.com/mps.capable": "true"
+    }
+    k3s_gpu = {"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]}
+    for pod in pods.values():
+        _only_gpu_nodes(pod, k3s_gpu)
+        assert pod["runtimeClassName"] == "nvidia"
+        assert pod["priorityClassName"] == "system-node-critical"
+        assert {c["image"] for c in pod["containers"]} == {"nvcr.io/nvidia/k8s-device-plugin:v0.17.3"}
+    (plugin,) = pods["nvidia-device-plugin"]["containers"]
+    assert {"name": "FAIL_ON_INIT_ERROR", "value": "true"} in plugin["env"]
+    assert plugin["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    mounts = {m["name"]: m["mountPath"] for m in plugin["volumeMounts"]}
+    assert mounts["device-plugin"] == "/var/lib/kubelet/device-plugins"
+
+
+def test_device_plugin_on_magnum_selects_the_gpu_flavor(helm: str, crds: dict[tuple[str, str], Any]) -> None:
+    """magnum's GPU nodes are found by their flavor, and run the default runtime."""
+    inputs = releases(gpu=True)[nvidia.DEVICE_PLUGIN_CHART]
+    objects = render(helm, inputs, nvidia.device_plugin_values("magnum", "g3.medium"))
+    assert errors(objects, crds) == []
+    flavor = {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["g3.medium"]}
+    for pod in _plugin_pods(objects).values():
+        _only_gpu_nodes(pod, flavor)
+        assert "runtimeClassName" not in pod
 
 
 def test_ceph_resources_match_the_fixture_crds(
@@ -291,6 +356,13 @@ def test_a_value_the_chart_schema_refuses_fails_in_helm_too(helm: str) -> None:
     values["hub"]["db"]["upgrade"] = "yes"
     assert any(e.startswith("hub.db.upgrade:") for e in z2jh_errors(values))
     with pytest.raises(HelmError, match=r"hub\.db\.upgrade"):
+        render(helm, inputs, values)
+
+
+def test_a_device_plugin_value_its_chart_refuses_fails(helm: str) -> None:
+    inputs = releases(gpu=True)[nvidia.DEVICE_PLUGIN_CHART]
+    values = {**inputs["values"], "config": {"name": "plugin-config", "map": {"default": "version: v1"}}}
+    with pytest.raises(HelmError, match=r"Only one of 'config.name' or 'config.map'"):
         render(helm, inputs, values)
 
 
@@ -388,3 +460,37 @@ def test_refresh_fills_in_what_chartpress_does_and_resolves_a_dependency_range(t
     assert (
         (dest / "LICENSE").read_text() == (dest / "charts/exporter/LICENSE").read_text() == "licence text\n"
     )
+
+
+def test_refresh_keeps_a_packaged_dependency_and_checks_the_release_version(tmp_path: Path) -> None:
+    """NVIDIA's chart commits its dependency as a package, from a chart repository the refresh
+    has no source for: shipped as it is. Its release version is already in Chart.yaml."""
+    from charts import refresh
+
+    upstream = tmp_path / "upstream"
+    chart = upstream / "deployments" / "helm" / "plugin"
+    (chart / "charts").mkdir(parents=True)
+    _git(upstream, "init", "-q")
+    (upstream / "LICENSE").write_text("licence text\n")
+    (chart / "Chart.yaml").write_text(
+        'apiVersion: v2\nname: plugin\nversion: "1.2.3"\nappVersion: "1.2.3"\ndependencies:\n'
+        "  - name: discovery\n    version: 0.15.3\n    repository: https://unknown.example.org\n"
+    )
+    (chart / "charts" / "discovery-chart-0.15.3.tgz").write_bytes(b"packaged")
+    _commit_and_tag(upstream, "v1.2.3", "2026-03-01T00:00:00Z")
+
+    repos = refresh.Repos({"NVIDIA/k8s-device-plugin": upstream / ".git"}, tmp_path / "scratch")
+    dest = tmp_path / "out" / "plugin"
+    spec = refresh.Chart(
+        "plugin", "NVIDIA/k8s-device-plugin", "v1.2.3", "deployments/helm/plugin", refresh._nvidia_release
+    )
+    refresh.vendor(repos, spec, dest, spec.release)
+
+    assert (dest / "charts" / "discovery-chart-0.15.3.tgz").read_bytes() == b"packaged"
+    assert not (dest / "charts" / "discovery").exists()
+    source = _source(dest)
+    assert source["digest"] == _digest(dest) and source["licence"].startswith("Apache-2.0")
+    assert any(c.startswith("charts/discovery-chart-0.15.3.tgz: ") for c in source["changes"])
+    assert any("nothing filled in" in c for c in source["changes"])
+    meta = yaml.safe_load((dest / "Chart.yaml").read_text())
+    assert meta["version"] == meta["appVersion"] == "1.2.3"

@@ -1,6 +1,7 @@
 """GPUs: a single hub on a g3 flavor, GPU workers and GPU profiles on k8s, and GPU SUs apart
-from CPU SUs. Rendered objects are checked by their upstream validators (kubernetes-validate,
-the Z2JH chart schema, cloud-init, shellcheck); the node's toolkit script runs for real against
+from CPU SUs. Rendered objects are checked by their upstream validators (the Z2JH chart schema,
+cloud-init, shellcheck; NVIDIA's device-plugin chart is rendered by a real Helm and its objects
+validated strictly in tests/test_charts.py); the node's toolkit script runs for real against
 stand-in commands; the bars run the real program under the planner's mocks."""
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 
@@ -26,30 +26,11 @@ from renderers.hub_settings import GPU_SHARING_ENV
 from renderers.z2jh import Z2JHSpec, z2jh_values
 from stackconfig import ConfigError
 from tests.conftest import make_config, require_tool
+from tests.gpu_workshop import GPU_PROFILE, GPU_WORKSHOP, WORKSHOP_PROFILES
 from tests.stubs import stub
 from tests.upstream_schemas import z2jh_errors
 
-KUBERNETES_VERSION = "1.33.0"
 ROOT = Path(__file__).resolve().parent.parent
-
-GPU_PROFILE = {
-    "displayName": "GPU (PyTorch)",
-    "image": "quay.io/jupyter/pytorch-notebook:cuda12-2025-03-17",
-    "gpus": 1,
-    "cpuGuarantee": 2,
-    "cpuLimit": 4,
-    "memoryGuaranteeGb": 8,
-    "memoryLimitGb": 16,
-}
-WORKSHOP_PROFILES = [
-    {"displayName": "Python (SciPy)", "description": "The workshop environment", "default": True},
-    {"displayName": "R", "image": "quay.io/jupyter/r-notebook:2025-03-17"},
-]
-GPU_WORKSHOP = {
-    "k8s.gpuWorkerCount": 2,
-    "k8s.gpuWorkerFlavor": "g3.medium",
-    "k8s.profiles": [*WORKSHOP_PROFILES, GPU_PROFILE],
-}
 
 
 def k8s_config(**section: Any) -> Any:
@@ -116,8 +97,12 @@ def test_workshop_gpu_profile_requests_gpus_in_the_planned_values(gpu_workshop: 
     for cpu_profile in values["singleuser"]["profileList"][:2]:
         assert "tolerations" not in cpu_profile.get("kubespawner_override", {})
     assert z2jh_errors(values) == []
-    plugin = _resource(gpu_workshop, "DaemonSet", "gpu-daemonset")["inputs"]
-    assert plugin["spec"]["template"]["spec"]["runtimeClassName"] == "nvidia"
+    # NVIDIA's chart, vendored, installed by a release of its own (rendered in test_charts.py).
+    plugin = _resource(gpu_workshop, "Release", "gpu-release")["inputs"]
+    assert plugin["chart"] == "./charts/nvidia-device-plugin" and "repositoryOpts" not in plugin
+    assert plugin["namespace"] == "kube-system"
+    assert plugin["values"] == nvidia.device_plugin_values("k3s", "g3.medium")
+    assert plugin["values"]["runtimeClassName"] == "nvidia"
     # Each GPU node installs the toolkit before k3s and carries the taint.
     for i in range(2):
         user_data = yaml.safe_load(
@@ -267,20 +252,29 @@ def test_gpu_floor_packs_shared_and_whole_gpu_users() -> None:
 # --- rendered objects, checked by their upstream tools ---------------------------------------
 
 
+def test_the_device_plugin_exists_only_with_gpu_workers() -> None:
+    plain = plan_stack("workshop-k8s")
+    assert not [r for r in plain["resources"] if r["type"].startswith("jshub:index:NvidiaDevicePlugin")]
+    charts = [r["inputs"]["chart"] for r in plain["resources"] if r["type"].endswith("Release")]
+    assert nvidia.DEVICE_PLUGIN_CHART_PATH not in charts
+
+
 @pytest.mark.parametrize("engine", ["k3s", "magnum"])
-def test_device_plugin_validates_strictly_and_stays_on_gpu_nodes(engine: str) -> None:
-    obj = nvidia.device_plugin_daemonset(engine, "g3.medium")  # type: ignore[arg-type]
-    kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-    pod = obj["spec"]["template"]["spec"]
-    assert pod["containers"][0]["image"] == nvidia.DEVICE_PLUGIN_IMAGE
-    assert ":latest" not in nvidia.DEVICE_PLUGIN_IMAGE
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+def test_device_plugin_values_select_only_the_gpu_nodes(engine: str) -> None:
+    """What the chart's DaemonSet gets (tests/test_charts.py renders it and checks the objects)."""
+    values = nvidia.device_plugin_values(engine, "g3.medium")  # type: ignore[arg-type]
+    assert values["image"] == {"repository": "nvcr.io/nvidia/k8s-device-plugin", "tag": "v0.17.3"}
+    assert values["failOnInitError"] is True
+    assert values["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    # One term: Helm replaces the chart's default list (node feature discovery's labels).
+    terms = values["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     if engine == "k3s":
-        assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
-        assert pod["runtimeClassName"] == "nvidia"
+        expected = {"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]}
+        assert values["runtimeClassName"] == "nvidia"
     else:
-        assert pod["nodeSelector"] == {"node.kubernetes.io/instance-type": "g3.medium"}
-        assert "runtimeClassName" not in pod
+        expected = {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["g3.medium"]}
+        assert "runtimeClassName" not in values
+    assert terms == {"nodeSelectorTerms": [{"matchExpressions": [expected]}]}
 
 
 @pytest.mark.parametrize("engine", ["k3s", "magnum"])
@@ -438,13 +432,13 @@ def test_magnum_gpu_node_group_follows_the_workers_and_the_plugin_follows_both()
     assert gpu.inputs["name"] == "gpu-g3-large"
     # Jetstream2 refuses node groups created in parallel.
     assert workers.urn in gpu.dependency_urns
-    (plugin,) = [r for r in rec.registrations if r.type == "kubernetes:apps/v1:DaemonSet"]
+    (plugin,) = [
+        r
+        for r in rec.registrations
+        if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == nvidia.DEVICE_PLUGIN_CHART_PATH
+    ]
     assert {gpu.urn, workers.urn} <= set(plugin.dependency_urns)
-    kubernetes_validate.validate(
-        {"apiVersion": "apps/v1", "kind": "DaemonSet", **{k: plugin.inputs[k] for k in ("metadata", "spec")}},
-        KUBERNETES_VERSION,
-        strict=True,
-    )
+    assert plugin.inputs["values"] == nvidia.device_plugin_values("magnum", "g3.large")
     (release,) = [
         r
         for r in rec.registrations
